@@ -1,0 +1,95 @@
+"""Parquet cache of prepared splits, keyed by a hash of the source files' content and the data config.
+
+A changed source file or filter setting gives a new key, so stale data is never reused. Each entry
+records checksums of its files; a damaged entry raises :class:`CacheError` instead of being read or
+silently overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .dataset import Split
+from .vocab import Vocab
+
+FORMAT_VERSION = 1
+
+
+class CacheError(RuntimeError):
+    """A cache entry exists but cannot be trusted."""
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(sources: list[Path], settings: dict) -> str:
+    h = hashlib.sha256()
+    h.update(str(FORMAT_VERSION).encode())
+    for s in sorted(Path(p) for p in sources):
+        h.update(s.name.encode())
+        h.update(file_digest(s).encode())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+_TABLES = ("train", "valid", "test", "items", "users", "item_ids")
+
+
+def save_split(split: Split, directory: Path) -> None:
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
+    try:
+        split.train.to_parquet(tmp / "train.parquet")
+        split.valid.to_parquet(tmp / "valid.parquet")
+        split.test.to_parquet(tmp / "test.parquet")
+        split.items.astype(str).to_parquet(tmp / "items.parquet")
+        pd.DataFrame({"raw_id": split.user_vocab.ids}).to_parquet(tmp / "users.parquet")
+        pd.DataFrame({"raw_id": split.item_vocab.ids}).to_parquet(tmp / "item_ids.parquet")
+        meta = {
+            "format": FORMAT_VERSION, "name": split.name, "protocol": split.protocol,
+            "text_fields": split.text_fields, "stats": split.stats,
+            "checksums": {t: file_digest(tmp / f"{t}.parquet") for t in _TABLES},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        if directory.exists():  # a concurrent writer got there first; entries with one key are identical
+            shutil.rmtree(tmp)
+            return
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_split_cache(directory: Path) -> Split:
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        for t in _TABLES:
+            if file_digest(directory / f"{t}.parquet") != meta["checksums"][t]:
+                raise CacheError(f"checksum mismatch for {t}.parquet")
+        frames = {t: pd.read_parquet(directory / f"{t}.parquet") for t in _TABLES}
+    except (OSError, ValueError, KeyError, CacheError) as exc:
+        raise CacheError(
+            f"prepared-data cache entry {directory} is damaged ({exc}). Delete that folder to rebuild it, "
+            "or run with data.cache=false."
+        ) from None
+    return Split(
+        meta["name"], meta["protocol"], frames["train"], frames["valid"], frames["test"],
+        Vocab(frames["users"]["raw_id"].to_numpy(), 0, "user"),
+        Vocab(frames["item_ids"]["raw_id"].to_numpy(), 1, "item"),
+        frames["items"], meta["text_fields"], meta["stats"],
+    )
+
+

@@ -1,0 +1,168 @@
+"""Prepared datasets: filtered, id-remapped and split without leakage.
+
+Data flows one way: :class:`~semcollab.data.loaders.RawDataset` -> :func:`prepare` -> :class:`Split`
+-> models -> scores -> metrics. A Split holds integer ids (users ``0..U-1``, items ``1..N``; 0 pads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .vocab import Vocab
+
+
+@dataclass
+class EvalSet:
+    """What a model sees at evaluation: per user, the time-ordered history and the held-out targets."""
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    targets: list[np.ndarray]
+    n_skipped_no_history: int = 0
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def subset(self, mask: np.ndarray) -> "EvalSet":
+        idx = np.flatnonzero(mask)
+        return EvalSet(self.users[idx], [self.histories[i] for i in idx], [self.targets[i] for i in idx])
+
+
+@dataclass
+class Split:
+    """A leakage-free split. ``train``/``valid``/``test`` have int columns ``user``, ``item``, ``timestamp``.
+
+    ``protocol``: ``"loo"`` (per user, last event = test, second last = valid) or ``"temporal"``
+    (global time cut-offs; every event after the cut-off is held out)."""
+
+    name: str
+    protocol: str
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    user_vocab: Vocab
+    item_vocab: Vocab
+    items: pd.DataFrame  # row i describes item index i (row 0 = padding)
+    text_fields: list[str]
+    stats: dict
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def n_items(self) -> int:
+        """Number of real items; item indices run 1..n_items and 0 is padding."""
+        return len(self.item_vocab)
+
+    # ------------------------------------------------------------------ views used by models
+    def _sequences(self, frames: list[pd.DataFrame]) -> list[np.ndarray]:
+        df = pd.concat(frames) if len(frames) > 1 else frames[0]
+        df = df.sort_values(["user", "timestamp", "order"], kind="stable")
+        seqs = [np.zeros(0, dtype=np.int64)] * self.n_users
+        users = df["user"].to_numpy()
+        items = df["item"].to_numpy(np.int64)
+        bounds = np.flatnonzero(np.diff(users)) + 1
+        for chunk_u, chunk_i in zip(np.split(users, bounds), np.split(items, bounds)):
+            if len(chunk_u):
+                seqs[int(chunk_u[0])] = chunk_i
+        return seqs
+
+    def train_sequences(self) -> list[np.ndarray]:
+        """Time-ordered training items per user (index = user id); empty for users without training data."""
+        return self._sequences([self.train])
+
+    def eval_set(self, stage: str) -> EvalSet:
+        """Histories and targets for ``stage`` in {"valid", "test"}; histories contain only earlier events."""
+        if stage == "valid":
+            hist_frames, target = [self.train], self.valid
+        elif stage == "test":
+            hist_frames, target = [self.train, self.valid], self.test
+        else:
+            raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+        hist = self._sequences(hist_frames)
+        tg = target.sort_values(["user", "timestamp", "order"], kind="stable")
+        users, histories, targets, skipped = [], [], [], 0
+        for u, grp in tg.groupby("user", sort=True):
+            h = hist[int(u)]
+            if len(h) == 0:
+                skipped += 1  # a cold user: counted and reported, never silently scored as a miss
+                continue
+            users.append(int(u))
+            histories.append(h)
+            targets.append(np.unique(grp["item"].to_numpy(np.int64)))
+        return EvalSet(np.asarray(users, dtype=np.int64), histories, targets, skipped)
+
+    def item_popularity(self) -> np.ndarray:
+        """Training interaction count per item index (length n_items + 1; entry 0 = padding = 0)."""
+        return np.bincount(self.train["item"].to_numpy(), minlength=self.n_items + 1).astype(np.int64)
+
+    def item_texts(self, fields: list[str] | None = None) -> list[str]:
+        """One string per real item (index 1..N), '<field>: <value>' joined by '; '."""
+        fields = fields or self.text_fields
+        out = []
+        for _, row in self.items.iloc[1:].iterrows():
+            parts = [f"{f}: {row[f]}" for f in fields if f in row and str(row[f]).strip()]
+            out.append("; ".join(parts))
+        return out
+
+
+def prepare(raw, duplicates: str = "error", min_rating: float | None = None, user_k: int = 5, item_k: int = 5,
+            split: str = "loo", valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Validate, filter (min rating, iterative k-core), remap ids and split ``raw`` without leakage."""
+    from .filters import k_core, min_rating as _min_rating
+    from .schema import validate_interactions
+
+    source = f"{raw.name} interactions"
+    df, n_dup = validate_interactions(raw.interactions, source, duplicates)
+    n_raw = len(df)
+    df = _min_rating(df, min_rating)
+    df = k_core(df, user_k, item_k)
+    df = df.assign(order=np.arange(len(df)))  # tie-breaker: source order among equal timestamps
+
+    user_vocab = Vocab.build(df["user"], 0, "user")
+    item_vocab = Vocab.build(df["item"], 1, "item")
+    df["user"] = df["user"].map(user_vocab._index).astype(np.int64)
+    df["item"] = df["item"].map(item_vocab._index).astype(np.int64)
+    df = df.sort_values(["user", "timestamp", "order"], kind="stable").reset_index(drop=True)
+
+    if split == "loo":
+        counts = df.groupby("user")["item"].transform("size")
+        if (counts < 3).any():
+            u = int(df.loc[counts < 3, "user"].iloc[0])
+            raise DataError(
+                f"{raw.name}: leave-one-out needs >= 3 events per user (train, valid, test); user "
+                f"{user_vocab.decode(u)!r} has {int(counts[df['user'] == u].iloc[0])}. Raise data.user_k to >= 3."
+            )
+        pos_from_end = df.groupby("user").cumcount(ascending=False)
+        test, valid, train = df[pos_from_end == 0], df[pos_from_end == 1], df[pos_from_end >= 2]
+    elif split == "temporal":
+        if not 0 < valid_frac + test_frac < 1:
+            raise DataError(f"valid_frac + test_frac must be in (0, 1), got {valid_frac + test_frac}")
+        ts = np.sort(df["timestamp"].to_numpy())
+        t_valid = ts[int(len(ts) * (1 - valid_frac - test_frac))]
+        t_test = ts[int(len(ts) * (1 - test_frac))]
+        # events sharing the cut-off time stay on one side: nothing at time t is both history and target
+        train = df[df["timestamp"] < t_valid]
+        valid = df[(df["timestamp"] >= t_valid) & (df["timestamp"] < t_test)]
+        test = df[df["timestamp"] >= t_test]
+    else:
+        raise DataError(f"data.split must be 'loo' or 'temporal', got {split!r}")
+
+    items = raw.items.set_index("item").reindex(item_vocab.ids).reset_index()
+    items = items.rename(columns={items.columns[0]: "item"}).fillna("")
+    pad = pd.DataFrame([{c: "" for c in items.columns}])
+    pad["item"] = "[PAD]"
+    items = pd.concat([pad, items], ignore_index=True)
+    stats = {
+        "raw_interactions": n_raw, "duplicates_dropped": n_dup, "interactions": len(df),
+        "users": len(user_vocab), "items": len(item_vocab),
+        "train": len(train), "valid": len(valid), "test": len(test),
+        "density": len(df) / (len(user_vocab) * len(item_vocab)),
+    }
+    cols = ["user", "item", "timestamp", "order"]
+    return Split(raw.name, split, train[cols].reset_index(drop=True), valid[cols].reset_index(drop=True),
+                 test[cols].reset_index(drop=True), user_vocab, item_vocab, items, list(raw.text_fields), stats)

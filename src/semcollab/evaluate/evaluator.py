@@ -1,0 +1,146 @@
+"""Full-ranking (and sampled) evaluation of any :class:`~semcollab.models.base.Recommender`.
+
+Users are scored in chunks so memory stays bounded at ``chunk_size x n_items`` floats; history
+items are masked (configurable), padding is always masked. Results carry head/tail item and
+short/long user breakdowns."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import EvalConfig
+from ..data.dataset import EvalSet
+from .metrics import full_ranking_metrics, rank_based_metrics
+
+
+def pad_left(seqs: list[np.ndarray], max_len: int | None) -> torch.Tensor:
+    """Left-pad (with item 0) the last ``max_len`` items of each sequence into a LongTensor."""
+    L = max(1, max((len(s) for s in seqs), default=1))
+    if max_len:
+        L = min(L, max_len)
+    out = np.zeros((len(seqs), L), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        s = s[-L:]
+        if len(s):
+            out[i, L - len(s):] = s
+    return torch.from_numpy(out)
+
+
+def _index_mask(rows: list[np.ndarray], n_cols: int, device) -> torch.Tensor:
+    """Boolean (len(rows), n_cols) matrix with True at each row's indices."""
+    mask = torch.zeros(len(rows), n_cols, dtype=torch.bool, device=device)
+    lens = [len(r) for r in rows]
+    if sum(lens):
+        r = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(lens)).to(device)
+        c = torch.from_numpy(np.concatenate(rows)).to(device)
+        mask[r, c] = True
+    return mask
+
+
+def head_items(popularity: np.ndarray, head_frac: float) -> np.ndarray:
+    """Boolean over item indices: the top ``head_frac`` of real items by training popularity."""
+    n_items = len(popularity) - 1
+    n_head = max(1, int(round(n_items * head_frac)))
+    order = np.argsort(-popularity[1:], kind="stable") + 1
+    is_head = np.zeros(len(popularity), dtype=bool)
+    is_head[order[:n_head]] = True
+    return is_head
+
+
+@torch.no_grad()
+def score_users(model, users: np.ndarray, histories: list[np.ndarray], device) -> torch.Tensor:
+    seqs = pad_left(histories, getattr(model, "max_len", None)).to(device)
+    return model.score(torch.as_tensor(users, device=device), seqs).float()
+
+
+@torch.no_grad()
+def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndarray, cfg: EvalConfig,
+                     device: str | torch.device = "cpu", breakdowns: bool = True, seed: int = 0) -> dict:
+    """Evaluate ``model`` on ``eval_set``; returns overall metrics and (optionally) breakdowns."""
+    if len(eval_set) == 0:
+        raise ValueError("evaluation set is empty: no user has both a history and a held-out item")
+    model.eval()
+    ks = sorted(cfg.ks)
+    is_head = torch.from_numpy(head_items(popularity, cfg.head_frac)).to(device)
+    groups = {"all": None, "head": is_head, "tail": ~is_head} if breakdowns else {"all": None}
+    per_user: dict[str, dict[str, list]] = {g: {} for g in groups}
+    present: dict[str, list] = {g: [] for g in groups}
+    rng = np.random.default_rng(seed)
+    if cfg.protocol == "sampled":
+        probs = None
+        if cfg.negatives == "popularity":
+            p = popularity.astype(np.float64).copy()
+            p[0] = 0
+            probs = p / p.sum()
+        elif cfg.negatives != "uniform":
+            raise ValueError(f"eval.negatives must be uniform or popularity, got {cfg.negatives!r}")
+    elif cfg.protocol != "full":
+        raise ValueError(f"eval.protocol must be full or sampled, got {cfg.protocol!r}")
+
+    for start in range(0, len(eval_set), cfg.chunk_size):
+        sl = slice(start, start + cfg.chunk_size)
+        users, hists, tgts = eval_set.users[sl], eval_set.histories[sl], eval_set.targets[sl]
+        scores = score_users(model, users, hists, device)
+        if scores.shape != (len(users), n_items + 1):
+            raise ValueError(f"model.score returned shape {tuple(scores.shape)}, expected {(len(users), n_items + 1)}")
+        if torch.isnan(scores).any():
+            raise FloatingPointError("model produced NaN scores")
+        scores[:, 0] = -torch.inf
+        target_mask = _index_mask(tgts, n_items + 1, device)
+        if cfg.mask_history:
+            hist_mask = _index_mask(hists, n_items + 1, device)
+            scores = scores.masked_fill(hist_mask, -torch.inf)
+        for g, gmask in groups.items():
+            tm = target_mask if gmask is None else target_mask & gmask
+            has = tm.any(1)
+            present[g].append(has.cpu())
+            if cfg.protocol == "full":
+                m = full_ranking_metrics(scores, tm, ks)
+            else:
+                m = _sampled(scores, tm, hists, n_items, cfg, rng, probs, ks)
+            for k, v in m.items():
+                per_user[g].setdefault(k, []).append(v.cpu())
+
+    result = {"protocol": "full" if cfg.protocol == "full" else f"sampled-{cfg.negatives}-{cfg.n_negatives}",
+              "n_users": int(len(eval_set)), "n_users_skipped_no_history": int(eval_set.n_skipped_no_history)}
+    masks = {g: torch.cat(present[g]) for g in groups}
+    vals = {g: {k: torch.cat(v) for k, v in per_user[g].items()} for g in groups}
+    result["overall"] = {k: float(v[masks["all"]].mean()) for k, v in vals["all"].items()}
+    if breakdowns:
+        for g in ("head", "tail"):
+            n = int(masks[g].sum())
+            result[g] = {k: float(v[masks[g]].mean()) for k, v in vals[g].items()} if n else {}
+            result[g]["n_users"] = n
+        lens = np.array([len(h) for h in eval_set.histories])
+        thr = cfg.long_user_min if cfg.long_user_min is not None else int(np.median(lens))
+        long_mask = torch.from_numpy(lens >= thr)
+        for name, um in (("short_users", ~long_mask), ("long_users", long_mask)):
+            n = int(um.sum())
+            result[name] = {k: float(v[um].mean()) for k, v in vals["all"].items()} if n else {}
+            result[name]["n_users"] = n
+        result["long_user_min_history"] = thr
+        result["head_frac"] = cfg.head_frac
+    return result
+
+
+def _sampled(scores, target_mask, hists, n_items, cfg, rng, probs, ks):
+    """Rank each user's first target among ``n_negatives`` sampled non-history, non-target items."""
+    B = scores.shape[0]
+    ranks = torch.full((B,), float(n_items), device=scores.device)
+    has = target_mask.any(1)
+    tgt = target_mask.float().argmax(1)
+    for i in range(B):
+        if not has[i]:
+            continue
+        excluded = set(hists[i].tolist()) | set(torch.nonzero(target_mask[i]).flatten().tolist()) | {0}
+        negs: list[int] = []
+        while len(negs) < cfg.n_negatives:
+            draw = rng.choice(n_items + 1, size=cfg.n_negatives * 2, p=probs) if probs is not None else \
+                rng.integers(1, n_items + 1, size=cfg.n_negatives * 2)
+            negs.extend(int(d) for d in draw if int(d) not in excluded)
+        negs = negs[: cfg.n_negatives]
+        s_t = scores[i, tgt[i]]
+        s_n = scores[i, torch.as_tensor(negs, device=scores.device)]
+        ranks[i] = (s_n > s_t).sum()
+    return rank_based_metrics(ranks, ks)

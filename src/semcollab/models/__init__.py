@@ -1,0 +1,45 @@
+"""Model registry: name -> (class, config dataclass). One model per file."""
+
+from __future__ import annotations
+
+from ..config import from_dict
+from .base import Recommender
+from .bert4rec import BERT4Rec, BERT4RecConfig
+from .gru4rec import GRU4Rec, GRU4RecConfig
+from .mf_bpr import MFBPR, MFConfig
+from .pop import PopConfig, Popularity
+from .sasrec import SASRec, SASRecConfig
+
+REGISTRY: dict[str, tuple[type, type]] = {
+    "pop": (Popularity, PopConfig),
+    "mf-bpr": (MFBPR, MFConfig),
+    "sasrec": (SASRec, SASRecConfig),
+    "gru4rec": (GRU4Rec, GRU4RecConfig),
+    "bert4rec": (BERT4Rec, BERT4RecConfig),
+}
+ALIASES = {"popularity": "pop", "mf": "mf-bpr", "bpr": "mf-bpr", "mfbpr": "mf-bpr"}
+
+
+def register(name: str, model_cls: type, config_cls: type) -> None:
+    """Add a model to the registry (used by method modules such as SAERec)."""
+    REGISTRY[name] = (model_cls, config_cls)
+
+
+def canonical_name(name: str) -> str:
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
+    return key
+
+
+def build_model(name: str, params: dict, split) -> Recommender:
+    """Instantiate a registered model for ``split`` with its typed config from ``params``."""
+    key = canonical_name(name)
+    cls, cfg_cls = REGISTRY[key]
+    cfg = from_dict(cfg_cls, params, prefix="model_params.")
+    if cls is Popularity:
+        return Popularity(split.n_users, split.n_items, cfg, split.item_popularity())
+    return cls(split.n_users, split.n_items, cfg)
+
+
+__all__ = ["REGISTRY", "Recommender", "build_model", "canonical_name", "register"]

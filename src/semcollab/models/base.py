@@ -1,0 +1,80 @@
+"""The contract every semcollab model follows.
+
+A model is a plain :class:`torch.nn.Module` with:
+
+* ``score(users, seqs) -> (B, n_items + 1)`` — a score for every item index (column 0 is padding and
+  is ignored) given user ids ``(B,)`` and their left-padded, time-ordered histories ``(B, L)``. Models
+  use whichever of the two they need; evaluation, diagnostics and serving only call ``score``.
+* ``loss(batch) -> scalar`` — the training loss of one batch built by
+  :func:`semcollab.data.batches.make_batches` for the model's ``batch_kind``.
+* ``batch_kind`` — ``"next_item"``, ``"cloze"``, ``"pairs"`` or ``None`` (nothing to train).
+* ``max_len`` — how many recent items ``score`` looks at (``None``: it ignores histories).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Recommender(nn.Module):
+    batch_kind: str | None = None
+    max_len: int | None = None
+    natural_loss: str = "ce"
+    supported_losses: tuple[str, ...] = ("ce",)
+
+    def __init__(self, n_users: int, n_items: int):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self.loss_type = self.natural_loss
+        self.neg_samples = 1
+
+    def set_loss(self, loss: str, neg_samples: int = 1) -> None:
+        loss = self.natural_loss if loss == "auto" else loss
+        if loss not in self.supported_losses:
+            raise ValueError(f"{type(self).__name__} supports loss in {self.supported_losses}, got {loss!r}")
+        self.loss_type, self.neg_samples = loss, neg_samples
+
+    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, batch: dict) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class SequenceModelConfig:
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    attn_dropout: float = 0.2
+    max_len: int = 50
+
+
+def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_emb: torch.Tensor, loss: str,
+                   neg_samples: int = 1) -> torch.Tensor:
+    """Loss for predicting ``targets`` (0 = ignore) from ``hidden`` states ``(..., D)``.
+
+    Only non-padding positions are scored, which on short-sequence data (Amazon: ~9 items per user)
+    cuts the full-softmax cost several-fold. ``ce``: softmax over all items; ``bce``: one positive
+    versus ``neg_samples`` uniformly drawn negatives per position (the original SASRec loss)."""
+    keep = targets > 0
+    h = hidden[keep]
+    t = targets[keep]
+    if loss == "ce":
+        logits = h @ item_emb.T
+        logits[:, 0] = -torch.inf
+        return F.cross_entropy(logits.float(), t)
+    if loss == "bce":
+        n_items = item_emb.shape[0] - 1
+        neg = torch.randint(1, n_items + 1, (h.shape[0], neg_samples), device=h.device)
+        pos_logit = (h * item_emb[t]).sum(-1, keepdim=True)
+        neg_logit = torch.einsum("pd,pnd->pn", h, item_emb[neg])
+        return (F.binary_cross_entropy_with_logits(pos_logit.float(), torch.ones_like(pos_logit.float()))
+                + F.binary_cross_entropy_with_logits(neg_logit.float(), torch.zeros_like(neg_logit.float())))
+    raise ValueError(f"unknown loss {loss!r}")

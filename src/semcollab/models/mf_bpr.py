@@ -1,0 +1,46 @@
+"""Matrix factorisation trained with BPR (Rendle et al., 2009): score = <user, item>."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Recommender
+
+
+@dataclass
+class MFConfig:
+    hidden: int = 64
+    reg: float = 1e-4  # L2 on the embeddings touched by each batch
+
+
+class MFBPR(Recommender):
+    batch_kind = "pairs"
+    natural_loss = "bpr"
+    supported_losses = ("bpr", "ce")
+
+    def __init__(self, n_users: int, n_items: int, cfg: MFConfig | None = None):
+        super().__init__(n_users, n_items)
+        self.cfg = cfg or MFConfig()
+        self.user_emb = nn.Embedding(n_users, self.cfg.hidden)
+        self.item_emb = nn.Embedding(n_items + 1, self.cfg.hidden, padding_idx=0)
+        nn.init.normal_(self.user_emb.weight, std=0.1)
+        nn.init.normal_(self.item_emb.weight, std=0.1)
+
+    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        return self.user_emb(users) @ self.item_emb.weight.T
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        u = self.user_emb(batch["users"])
+        p = self.item_emb(batch["pos"])
+        if self.loss_type == "ce":
+            logits = u @ self.item_emb.weight.T
+            logits[:, 0] = -torch.inf
+            return F.cross_entropy(logits, batch["pos"]) + self.cfg.reg * (u.pow(2).sum() / len(u))
+        n = self.item_emb(batch["neg"])
+        diff = (u * p).sum(-1) - (u * n).sum(-1)
+        reg = self.cfg.reg * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / len(u)
+        return -F.logsigmoid(diff).mean() + reg

@@ -1,0 +1,27 @@
+"""Most-popular baseline: every user gets items ranked by training interaction count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .base import Recommender
+
+
+@dataclass
+class PopConfig:
+    pass
+
+
+class Popularity(Recommender):
+    batch_kind = None
+
+    def __init__(self, n_users: int, n_items: int, cfg: PopConfig | None = None, popularity: np.ndarray | None = None):
+        super().__init__(n_users, n_items)
+        pop = np.zeros(n_items + 1) if popularity is None else np.asarray(popularity, dtype=np.float32)
+        self.register_buffer("popularity", torch.as_tensor(pop, dtype=torch.float32))
+
+    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        return self.popularity.unsqueeze(0).expand(len(users), -1).clone()

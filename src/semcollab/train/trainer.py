@@ -1,0 +1,108 @@
+"""One trainer for every model: Adam, early stopping on a validation metric, best-state restore."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import EvalConfig, TrainConfig
+from ..data.batches import BatchBuilder
+from ..data.dataset import Split
+from ..evaluate.evaluator import evaluate_ranking
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return np.random.default_rng(seed)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int = 0
+    best_valid: float = -math.inf
+    epochs_run: int = 0
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    seconds_per_epoch: float = 0.0
+    stopped_by: str = "epochs"
+
+
+def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) -> FitResult:
+    """Train ``model`` on ``split.train``; early-stop on ``cfg.metric`` over ``split``'s validation set."""
+    device = resolve_device(cfg.device)
+    rng = seed_everything(cfg.seed)
+    model.to(device)
+    result = FitResult()
+    if model.batch_kind is None:
+        return result
+    model.set_loss(cfg.loss, cfg.neg_samples)
+    builder = BatchBuilder(model.batch_kind, split.train_sequences(), split.n_items, model.max_len,
+                           getattr(getattr(model, "cfg", None), "mask_prob", 0.2), getattr(model, "mask_token", None))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    valid = split.eval_set("valid")
+    pop = split.item_popularity()
+    metric = cfg.metric.lower()
+    best_state, bad_evals = None, 0
+    use_autocast = cfg.bf16
+    t_start = time.perf_counter()
+    train_time = 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        total, n = 0.0, 0
+        bar = tqdm(builder.epoch(cfg.batch_size, rng, device), total=builder.n_batches(cfg.batch_size),
+                   desc=f"epoch {epoch}", disable=not cfg.progress, leave=False)
+        for batch in bar:
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                loss = model.loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            n += 1
+        train_time += time.perf_counter() - t0
+        record = {"epoch": epoch, "loss": total / max(n, 1), "epoch_seconds": time.perf_counter() - t0}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            res = evaluate_ranking(model, valid, split.n_items, pop, eval_cfg, device, breakdowns=False)
+            if metric not in res["overall"]:
+                raise ValueError(f"train.metric {cfg.metric!r} is not computed; choose from {sorted(res['overall'])}")
+            val = res["overall"][metric]
+            record[f"valid_{metric}"] = val
+            if val > result.best_valid:
+                result.best_valid, result.best_epoch, bad_evals = val, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_evals += 1
+        result.history.append(record)
+        result.epochs_run = epoch
+        if log:
+            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if bad_evals >= cfg.patience:
+            result.stopped_by = "early_stopping"
+            break
+        if cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
+            result.stopped_by = "max_minutes"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.train_seconds = train_time
+    result.seconds_per_epoch = train_time / max(result.epochs_run, 1)
+    return result
