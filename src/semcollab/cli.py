@@ -40,7 +40,7 @@ def _handled(fn):
     return wrapper
 
 
-@data_app.command("prepare")
+@data_app.command("prepare", context_settings=EXTRA)
 @_handled
 def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="ml-100k, s3rec:Beauty, table, ..."),
                  config: Optional[Path] = typer.Option(None, help="YAML config")):

@@ -53,7 +53,8 @@ class BatchBuilder:
                  mask_prob: float = 0.2, mask_token: int | None = None):
         self.kind, self.n_items, self.mask_prob, self.mask_token = kind, n_items, mask_prob, mask_token
         if kind in ("next_item", "cloze"):
-            self.windows = sequence_windows(seqs, max_len)
+            # next_item windows hold max_len inputs + 1 shifted target; cloze windows are the input itself
+            self.windows = sequence_windows(seqs, max_len if kind == "next_item" else max_len - 1)
             self.size = len(self.windows)
         elif kind == "pairs":
             self.users, self.items = training_pairs(seqs)
@@ -76,7 +77,9 @@ class BatchBuilder:
     def _batch(self, idx: np.ndarray, rng: np.random.Generator) -> dict:
         if self.kind == "next_item":
             w = self.windows[idx]
-            return {"seqs": w[:, :-1], "targets": w[:, 1:]}
+            inputs = w[:, :-1]
+            # a target needs a real item before it: never predict a first item from padding
+            return {"seqs": inputs, "targets": np.where(inputs > 0, w[:, 1:], 0)}
         if self.kind == "cloze":
             w = self.windows[idx]
             real = w > 0

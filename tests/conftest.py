@@ -1,0 +1,70 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import torch
+
+# one thread: the suite is many tiny ops, and CI's 2 cores may be shared with other work
+torch.set_num_threads(1)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache dir unless it asks for the real one."""
+    monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def write_atomic(directory: Path, n_users=30, n_items=40, per_user=12, seed=0) -> Path:
+    """A small RecBole-atomic dataset with a learnable pattern: users walk items in order."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for u in range(1, n_users + 1):
+        start = rng.integers(1, n_items + 1)
+        for t in range(per_user):
+            item = (start + t - 1) % n_items + 1
+            rows.append((u, item, float(rng.integers(1, 6)), 1000 * u + t))
+    inter = pd.DataFrame(rows, columns=["user_id:token", "item_id:token", "rating:float", "timestamp:float"])
+    inter.to_csv(directory / "toy.inter", sep="\t", index=False)
+    items = pd.DataFrame({"item_id:token": range(1, n_items + 1),
+                          "movie_title:token_seq": [f"Movie {i}" for i in range(1, n_items + 1)],
+                          "class:token_seq": ["Drama" if i % 2 else "Comedy" for i in range(1, n_items + 1)]})
+    items.to_csv(directory / "toy.item", sep="\t", index=False)
+    return directory
+
+
+@pytest.fixture
+def toy_dir(tmp_path):
+    return write_atomic(tmp_path / "toy")
+
+
+@pytest.fixture
+def toy_split(toy_dir):
+    from semcollab.config import DataConfig
+    from semcollab.data import load_split
+
+    return load_split(DataConfig(name="atomic:toy", path=str(toy_dir), cache=False))
+
+
+@pytest.fixture
+def shared_dir():
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"shared assets not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir():
+    """RecBole's ML-100K files (fetched once from PyPI's recbole wheel into the user cache)."""
+    from semcollab.data import DataError
+    from semcollab.data.loaders import locate_ml100k
+
+    try:
+        return locate_ml100k(Path(os.environ.get("SEMCOLLAB_REAL_CACHE", Path.home() / ".cache" / "semcollab")))
+    except DataError as exc:
+        pytest.skip(f"ML-100K unavailable offline: {exc}")
