@@ -55,7 +55,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     if log:
         log(f"dataset {split.name}: {split.stats}")
     net = build_model(cfg.model, cfg.model_params, split)
-    result = fit(net, split, cfg.train, cfg.eval, log=log if cfg.train.progress else None)
+    result = fit(net, split, cfg.train, cfg.eval, log=log)
     device = resolve_device(cfg.train.device)
     pop = split.item_popularity()
     valid = evaluate_ranking(net, split.eval_set("valid"), split.n_items, pop, cfg.eval, device)

@@ -128,5 +128,30 @@ def quickstart(ctx: typer.Context, epochs: int = typer.Option(30, help="training
     console.print(rich_table(results, title="MovieLens-100K, leave-one-out, full ranking (test)"))
 
 
+@app.command(context_settings=EXTRA)
+@_handled
+def embed(ctx: typer.Context, dataset: str = typer.Option("ml-100k"),
+          encoder: str = typer.Option("minilm", help="minilm, smollm2-135m, a local model folder or a hub id"),
+          template: Optional[str] = typer.Option(None, help='e.g. "{title} ({year}). Genres: {genres}"'),
+          pooling: Optional[str] = typer.Option(None, help="mean or last (default per encoder)"),
+          prompt: str = typer.Option("", help="instruction prepended to every item text"),
+          pca_dim: Optional[int] = typer.Option(None, help="PCA dimension, fitted on training items only"),
+          whiten: bool = typer.Option(False), batch_size: int = typer.Option(64),
+          out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats")):
+    """Encode every item's text with a language model (cached by model + text hash)."""
+    from .config import load_config
+    from .data import load_split
+    from .text import EmbedConfig, item_embeddings
+
+    cfg = load_config(None, ctx.args)
+    cfg.data.name = dataset
+    split = load_split(cfg.data)
+    vecs, stats = item_embeddings(split, EmbedConfig(encoder=encoder, template=template, pooling=pooling, prompt=prompt,
+                                                     pca_dim=pca_dim, whiten=whiten, batch_size=batch_size,
+                                                     progress=True), out_dir=out / split.name)
+    console.print_json(json.dumps(stats))
+    console.print(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to {out / split.name}")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -9,6 +9,7 @@ from .gru4rec import GRU4Rec, GRU4RecConfig
 from .mf_bpr import MFBPR, MFConfig
 from .pop import PopConfig, Popularity
 from .sasrec import SASRec, SASRecConfig
+from .semantic import SemanticConfig, SemanticMean
 
 REGISTRY: dict[str, tuple[type, type]] = {
     "pop": (Popularity, PopConfig),
@@ -16,6 +17,7 @@ REGISTRY: dict[str, tuple[type, type]] = {
     "sasrec": (SASRec, SASRecConfig),
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "bert4rec": (BERT4Rec, BERT4RecConfig),
+    "semantic": (SemanticMean, SemanticConfig),
 }
 ALIASES = {"popularity": "pop", "mf": "mf-bpr", "bpr": "mf-bpr", "mfbpr": "mf-bpr"}
 
@@ -37,8 +39,8 @@ def build_model(name: str, params: dict, split) -> Recommender:
     key = canonical_name(name)
     cls, cfg_cls = REGISTRY[key]
     cfg = from_dict(cfg_cls, params, prefix="model_params.")
-    if cls is Popularity:
-        return Popularity(split.n_users, split.n_items, cfg, split.item_popularity())
+    if hasattr(cls, "from_split"):  # models that need more than sizes (popularity, text embeddings)
+        return cls.from_split(split, cfg)
     return cls(split.n_users, split.n_items, cfg)
 
 

@@ -23,5 +23,9 @@ class Popularity(Recommender):
         pop = np.zeros(n_items + 1) if popularity is None else np.asarray(popularity, dtype=np.float32)
         self.register_buffer("popularity", torch.as_tensor(pop, dtype=torch.float32))
 
+    @classmethod
+    def from_split(cls, split, cfg: PopConfig) -> "Popularity":
+        return cls(split.n_users, split.n_items, cfg, split.item_popularity())
+
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.popularity.unsqueeze(0).expand(len(users), -1).clone()

