@@ -153,5 +153,38 @@ def embed(ctx: typer.Context, dataset: str = typer.Option("ml-100k"),
     console.print(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to {out / split.name}")
 
 
+@app.command("diagnose")
+@_handled
+def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first model (e.g. semantic)"),
+                 run_b: Path = typer.Argument(..., help="run folder of the second model (e.g. sasrec)"),
+                 k: int = typer.Option(10), probes: bool = typer.Option(True, help="fit alignment probes A -> B"),
+                 out: Path = typer.Option(Path("diagnostics"), help="folder for report.json and report.png")):
+    """Complementarity of two trained recommenders on the same dataset: overlap, unique hits, oracle, fusion, probes."""
+    from .api import load_run
+    from .config import to_dict
+    from .diagnose import diagnose
+
+    cfg_a, model_a, split = load_run(run_a)
+    cfg_b, model_b, _ = load_run(run_b)
+    if to_dict(cfg_a.data) != to_dict(cfg_b.data):
+        raise typer.BadParameter("the two runs were trained on different data settings; compare runs of one split")
+    report = diagnose(model_a, model_b, split, k, (cfg_a.model, cfg_b.model), probes, out)
+    from rich.table import Table
+
+    t = Table(title=f"{split.name}: {cfg_a.model} (A) vs {cfg_b.model} (B), top-{k}, test users")
+    for col in ("group", "users", "Jaccard", "HR A", "HR B", "only A", "only B", "oracle HR", "fused HR", "RRF HR",
+                "NDCG gap closed"):
+        t.add_column(col)
+    for g, v in report["groups"].items():
+        if not v.get("n_users"):
+            continue
+        gc = v["fusion_weighted"]["gap_closed"]
+        t.add_row(g, str(v["n_users"]), f"{v['jaccard']:.3f}", f"{v['hr_a']:.4f}", f"{v['hr_b']:.4f}", f"{v['only_a']:.4f}",
+                  f"{v['only_b']:.4f}", f"{v['oracle_hr']:.4f}", f"{v['fusion_weighted']['hr']:.4f}",
+                  f"{v['fusion_rrf']['hr']:.4f}", "-" if gc is None else f"{gc:.2f}")
+    console.print(t)
+    console.print(f"report written to {out}/report.json and {out}/report.png")
+
+
 def main() -> None:  # pragma: no cover
     app()

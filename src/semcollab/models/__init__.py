@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import from_dict
 from .base import Recommender
 from .bert4rec import BERT4Rec, BERT4RecConfig
+from .fusion import FusionConfig, SemCollabFusion
 from .gru4rec import GRU4Rec, GRU4RecConfig
 from .mf_bpr import MFBPR, MFConfig
 from .pop import PopConfig, Popularity
@@ -18,6 +19,7 @@ REGISTRY: dict[str, tuple[type, type]] = {
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "bert4rec": (BERT4Rec, BERT4RecConfig),
     "semantic": (SemanticMean, SemanticConfig),
+    "fusion": (SemCollabFusion, FusionConfig),
 }
 ALIASES = {"popularity": "pop", "mf": "mf-bpr", "bpr": "mf-bpr", "mfbpr": "mf-bpr"}
 

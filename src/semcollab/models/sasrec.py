@@ -44,15 +44,17 @@ class SASRec(Recommender):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def embed(self, seqs: torch.Tensor) -> torch.Tensor:
+    def embed(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         L = seqs.shape[1]
         pos = torch.arange(L, device=seqs.device)
-        x = self.item_emb(seqs) * (self.cfg.hidden ** 0.5) + self.pos_emb(pos)[None]
+        items = self.item_emb(seqs) if table is None else table[seqs]
+        x = items * (self.cfg.hidden ** 0.5) + self.pos_emb(pos)[None]
         return self.emb_drop(x * (seqs > 0).unsqueeze(-1))
 
-    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+    def forward(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, L, D)``; ``table`` replaces the ID embeddings (subclasses fuse in text)."""
         seqs = seqs[:, -self.max_len:]
-        x = self.embed(seqs)
+        x = self.embed(seqs, table)
         mask = attention_mask(seqs, causal=self.causal)
         for block in self.blocks:
             x = block(x, mask)
