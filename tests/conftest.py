@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 import torch
 
 # one thread: the suite is many tiny ops, and CI's 2 cores may be shared with other work

@@ -82,8 +82,8 @@ def train(ctx: typer.Context, model: str = typer.Option("sasrec", help="pop, mf-
 def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a folder written by `semcollab train`"),
              stage: str = typer.Option("test", help="valid or test")):
     """Re-evaluate a saved run (eval.* overrides allowed, e.g. --eval.protocol=sampled)."""
-    from .config import apply_overrides, from_dict, EvalConfig, to_dict
     from .api import load_run
+    from .config import EvalConfig, apply_overrides, from_dict, to_dict
     from .evaluate.evaluator import evaluate_ranking
     from .report import rich_table
     from .train.trainer import resolve_device

@@ -5,7 +5,14 @@ import zipfile
 import pandas as pd
 import pytest
 
-from semcollab.data import DataError, load_amazon, load_ml100k_raw, load_recbole_atomic, load_s3rec, load_table
+from semcollab.data import (
+    DataError,
+    load_amazon,
+    load_ml100k_raw,
+    load_recbole_atomic,
+    load_s3rec,
+    load_table,
+)
 from semcollab.data.loaders import load_collm_ctr, load_ml1m_raw
 
 

@@ -7,7 +7,14 @@ import torch
 from semcollab.config import EvalConfig
 from semcollab.data.dataset import EvalSet
 from semcollab.evaluate.evaluator import evaluate_ranking, head_items
-from semcollab.evaluate.metrics import auc, ctr_metrics, full_ranking_metrics, log_loss, rank_based_metrics, uauc
+from semcollab.evaluate.metrics import (
+    auc,
+    ctr_metrics,
+    full_ranking_metrics,
+    log_loss,
+    rank_based_metrics,
+    uauc,
+)
 
 
 def test_full_ranking_hand_computed_two_targets():

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from semcollab.config import EvalConfig, TrainConfig
 from semcollab.data.batches import BatchBuilder, sequence_windows
 from semcollab.models import REGISTRY, build_model
 from semcollab.models.layers import attention_mask

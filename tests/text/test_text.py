@@ -2,7 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semcollab.text import EmbedConfig, embed_texts, fit_pca, item_embeddings, render_item_texts, resolve_encoder
+from semcollab.text import (
+    EmbedConfig,
+    embed_texts,
+    fit_pca,
+    item_embeddings,
+    render_item_texts,
+    resolve_encoder,
+)
 from semcollab.text.cache import EmbeddingCacheError
 from semcollab.text.encoders import TextEncoder
 

@@ -9,8 +9,19 @@ from .cache import CacheError, cache_key, load_split_cache, save_split
 from .dataset import EvalSet, Split, prepare
 from .errors import DataError, UnknownIdError
 from .loaders import (
-    CTRData, RawDataset, ctr_from_ratings, default_cache_dir, find_shared, load_amazon, load_collm_ctr,
-    load_ml1m_raw, load_ml100k_raw, load_recbole_atomic, load_s3rec, load_table, locate_ml100k,
+    CTRData,
+    RawDataset,
+    ctr_from_ratings,
+    default_cache_dir,
+    find_shared,
+    load_amazon,
+    load_collm_ctr,
+    load_ml1m_raw,
+    load_ml100k_raw,
+    load_recbole_atomic,
+    load_s3rec,
+    load_table,
+    locate_ml100k,
 )
 
 S3REC_ALIASES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}

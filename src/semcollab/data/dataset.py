@@ -113,7 +113,8 @@ class Split:
 def prepare(raw, duplicates: str = "error", min_rating: float | None = None, user_k: int = 5, item_k: int = 5,
             split: str = "loo", valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
     """Validate, filter (min rating, iterative k-core), remap ids and split ``raw`` without leakage."""
-    from .filters import k_core, min_rating as _min_rating
+    from .filters import k_core
+    from .filters import min_rating as _min_rating
     from .schema import validate_interactions
 
     source = f"{raw.name} interactions"

