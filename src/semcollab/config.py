@@ -45,7 +45,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "ce"  # ce: full-softmax cross-entropy | bce: sampled-negative binary cross-entropy
+    loss: str = "auto"  # auto: the model's own (bpr for MF-BPR, ce otherwise) | ce: full softmax | bce: sampled negatives | bpr
     neg_samples: int = 1  # negatives per positive for loss=bce
     eval_every: int = 1
     patience: int = 10  # evaluations without validation improvement before stopping

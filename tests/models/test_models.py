@@ -75,3 +75,14 @@ def test_unknown_model_and_param(toy_split):
     with pytest.raises(ConfigError, match="model_params.hiden"):
         build_model("sasrec", {"hiden": 3}, toy_split)
     assert {"pop", "mf-bpr", "sasrec", "gru4rec", "bert4rec"} <= set(REGISTRY)
+
+
+def test_default_loss_is_each_models_own(toy_split):
+    from semcollab.config import TrainConfig
+
+    mf = build_model("mf-bpr", {}, toy_split)
+    mf.set_loss(TrainConfig().loss)
+    assert mf.loss_type == "bpr"
+    sas = build_model("sasrec", {}, toy_split)
+    sas.set_loss(TrainConfig().loss)
+    assert sas.loss_type == "ce"
