@@ -37,3 +37,34 @@ def test_data_prepare(toy_dir):
     r = runner.invoke(app, ["data", "prepare", "atomic:toy", f"--data.path={toy_dir}"])
     assert r.exit_code == 0, r.output
     assert '"users": 30' in r.output
+
+
+def test_saerec_train_intents_and_explained_recommendation(toy_dir, tiny_bert, tmp_path):
+    out = tmp_path / "runs"
+    common = [f"--data.path={toy_dir}"]
+    r = runner.invoke(app, ["train", "--model", "saerec", "--dataset", "atomic:toy", *common, "--train.epochs=2",
+                            "--train.progress=false", f"--output_dir={out}", f"--model_params.encoder={tiny_bert}",
+                            "--model_params.sae.steps=30", "--model_params.sae.expansion=2", "--model_params.sae.k=3",
+                            "--model_params.hidden=16", "--model_params.layers=1"])
+    assert r.exit_code == 0, r.output
+    (run_dir,) = list(out.iterdir())
+    r = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--k", "3", "--explain"])
+    assert r.exit_code == 0, r.output
+    assert "gate: sequence" in r.output and "intent #" in r.output
+    r = runner.invoke(app, ["recommend", str(run_dir), "--user", "nobody"])
+    assert r.exit_code == 2 and "unknown user id 'nobody'" in r.output
+    r = runner.invoke(app, ["intents", "--dataset", "atomic:toy", *common, "--encoder", str(tiny_bert),
+                            "--sae.steps=30", "--sae.expansion=2", "--sae.k=3", "--out", str(tmp_path / "lib")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "lib" / "toy" / "intents.json").exists()
+    assert "explained_variance" in r.output
+
+
+def test_explain_refused_for_models_without_intents(toy_dir, tmp_path):
+    out = tmp_path / "runs"
+    r = runner.invoke(app, ["train", "--model", "pop", "--dataset", "atomic:toy", f"--data.path={toy_dir}",
+                            f"--output_dir={out}"])
+    assert r.exit_code == 0, r.output
+    (run_dir,) = list(out.iterdir())
+    r = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--explain"])
+    assert r.exit_code != 0 and "intent model" in r.output

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -184,6 +185,77 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
                   f"{v['fusion_rrf']['hr']:.4f}", "-" if gc is None else f"{gc:.2f}")
     console.print(t)
     console.print(f"report written to {out}/report.json and {out}/report.png")
+
+
+@app.command(context_settings=EXTRA)
+@_handled
+def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder: str = typer.Option("minilm"),
+            template: Optional[str] = typer.Option(None), top: int = typer.Option(20, help="intents to print"),
+            out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json")):
+    """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
+
+    SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
+    from .config import apply_overrides, from_dict, load_config
+    from .data import load_split
+    from .data.loaders import default_cache_dir
+    from .explain import build_library, item_activations
+    from .models.sae import SAEConfig
+    from .models.saerec import fit_or_load_sae
+    from .text import EmbedConfig, item_embeddings
+
+    sae_args = [a for a in ctx.args if a.lstrip("-").startswith("sae.")]
+    cfg = load_config(None, [a for a in ctx.args if a not in sae_args])
+    cfg.data.name = dataset
+    sae_cfg = from_dict(SAEConfig, apply_overrides({}, sae_args).get("sae", {}), prefix="sae.")
+    split = load_split(cfg.data)
+    vecs, _ = item_embeddings(split, EmbedConfig(encoder=encoder, template=template))
+    sae, quality = fit_or_load_sae(vecs, split, sae_cfg, Path(cfg.data.cache_dir or default_cache_dir()),
+                                   log=console.print)
+    idx, val = item_activations(sae, vecs)
+    from .text import render_item_texts
+
+    texts = render_item_texts(split.items, split.text_fields, template)
+    lib = build_library(idx, val, texts, sae.n_latents)
+    out = out / split.name
+    out.mkdir(parents=True, exist_ok=True)
+    lib.save(out / "intents.json", list(split.item_vocab.ids), texts)
+    (out / "sae_quality.json").write_text(json.dumps(quality, indent=2))
+    from rich.table import Table
+
+    t = Table(title=f"{split.name}: {top} densest live intents of {sae.n_latents} latents")
+    for col in ("latent", "label", "density", "example item"):
+        t.add_column(col)
+    live = [j for j in np.argsort(-lib.density) if lib.density[j] > 0][:top]
+    for j in live:
+        t.add_row(str(j), lib.labels[j], f"{lib.density[j]:.3f}", texts[lib.top_items[j][0] - 1][:60])
+    console.print(t)
+    console.print_json(json.dumps(quality))
+    console.print(f"library written to {out}/intents.json")
+
+
+@app.command(context_settings=EXTRA)
+@_handled
+def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by `semcollab train`"),
+              user: str = typer.Option(..., help="raw user id as in the source data"), k: int = typer.Option(10),
+              explain: bool = typer.Option(False, help="name the intents behind each item (SAERec runs)"),
+              stage: str = typer.Option("all", help="history to use: all, or what preceded valid/test")):
+    """Top-k recommendations for one user from a saved run, optionally explained by named intents."""
+    from .api import load_run
+    from .explain import explain_recommendations
+
+    cfg, model, split = load_run(run_dir)
+    if explain and not hasattr(model, "explain"):
+        raise typer.BadParameter(f"--explain needs an intent model (saerec); this run is {cfg.model}")
+    res = explain_recommendations(model, split, user, k, stage)
+    console.print(f"[bold]user {user}[/bold], recent history: " + " | ".join(h[:40] for h in res["history"]))
+    for rank, r in enumerate(res["recommendations"], 1):
+        console.print(f"{rank:>2}. {r['text'][:70]}  (item {r['item']}, score {r['score']:.3f})")
+        if explain:
+            g = r["gate"]
+            console.print(f"      gate: sequence {g['sequence']:.2f} / personal {g['personal']:.2f} / public {g['public']:.2f}")
+            for it in r["intents"]:
+                console.print(f"      {it['kind']:>8} intent #{it['latent']} \"{it['label']}\": contribution "
+                              f"{it['contribution']:+.3f} (attention {it['attention']:.2f})")
 
 
 def main() -> None:  # pragma: no cover

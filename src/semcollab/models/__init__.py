@@ -9,6 +9,7 @@ from .fusion import FusionConfig, SemCollabFusion
 from .gru4rec import GRU4Rec, GRU4RecConfig
 from .mf_bpr import MFBPR, MFConfig
 from .pop import PopConfig, Popularity
+from .saerec import SAERec, SAERecConfig
 from .sasrec import SASRec, SASRecConfig
 from .semantic import SemanticConfig, SemanticMean
 
@@ -20,6 +21,7 @@ REGISTRY: dict[str, tuple[type, type]] = {
     "bert4rec": (BERT4Rec, BERT4RecConfig),
     "semantic": (SemanticMean, SemanticConfig),
     "fusion": (SemCollabFusion, FusionConfig),
+    "saerec": (SAERec, SAERecConfig),
 }
 ALIASES = {"popularity": "pop", "mf": "mf-bpr", "bpr": "mf-bpr", "mfbpr": "mf-bpr"}
 

@@ -1,0 +1,114 @@
+"""SAE latents as named *intents*, and per-user intent retrieval (training data only).
+
+* Each latent gets a label: the top TF-IDF terms of the texts of its most strongly activating items
+  (weighted by activation), and a density: the share of items on which it fires.
+* Personal intents of a user: latents most active over the user's recent items, each activation
+  weighted by the latent's inverse item frequency (TF-IDF over latents), so a latent that fires on
+  every item does not crowd out distinctive ones.
+* Public intents: latents with the largest activation mass over all training interactions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.sae import SparseAutoencoder
+
+
+@torch.no_grad()
+def item_activations(sae: SparseAutoencoder, vectors: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse activation table: latent ids and values ``(n_rows, k)`` of each row's top-k latents."""
+    k = k or sae.cfg.k
+    z = sae.encode(torch.as_tensor(vectors, dtype=torch.float32))
+    top = z.topk(k, dim=-1)
+    return top.indices.numpy().astype(np.int64), top.values.numpy().astype(np.float32)
+
+
+def latent_idf(act_idx: np.ndarray, act_val: np.ndarray, n_latents: int) -> np.ndarray:
+    """log(N / (1 + df)) with df = number of items on which the latent fires (> 0)."""
+    fired = act_val > 0
+    df = np.bincount(act_idx[fired], minlength=n_latents)
+    return np.log(len(act_idx) / (1.0 + df)).clip(min=0).astype(np.float32)
+
+
+def public_intents(act_idx: np.ndarray, act_val: np.ndarray, train_items: np.ndarray, n_latents: int, n: int) -> np.ndarray:
+    """Latents with the largest total activation over the training interactions (items repeated by count)."""
+    mass = np.zeros(n_latents, dtype=np.float64)
+    np.add.at(mass, act_idx[train_items].ravel(), act_val[train_items].ravel())
+    return np.argsort(-mass, kind="stable")[:n]
+
+
+def personal_intents(history: np.ndarray, act_idx: np.ndarray, act_val: np.ndarray, idf: np.ndarray, n: int,
+                     recent: int = 20) -> list[tuple[int, float]]:
+    """Top-``n`` (latent, weight) of one user from the last ``recent`` items of their history."""
+    h = np.asarray(history)[-recent:]
+    h = h[h > 0]
+    if len(h) == 0:
+        raise ValueError("personal intents need a non-empty history")
+    w = np.zeros(len(idf), dtype=np.float64)
+    np.add.at(w, act_idx[h].ravel(), (act_val[h] * idf[act_idx[h]]).ravel())
+    top = np.argsort(-w, kind="stable")[:n]
+    return [(int(j), float(w[j])) for j in top if w[j] > 0]
+
+
+@dataclass
+class IntentLibrary:
+    labels: list[str]
+    keywords: list[list[str]]
+    density: np.ndarray
+    top_items: list[list[int]]  # item indices, strongest first
+
+    def to_records(self, item_ids=None, item_texts=None, top_n_items: int = 5) -> list[dict]:
+        recs = []
+        for j, (lab, kw) in enumerate(zip(self.labels, self.keywords)):
+            if self.density[j] == 0:
+                continue
+            items = self.top_items[j][:top_n_items]
+            recs.append({"latent": j, "label": lab, "keywords": kw, "density": float(self.density[j]),
+                         "top_items": [item_ids[i - 1] if item_ids is not None else int(i) for i in items],
+                         **({"top_item_texts": [item_texts[i - 1] for i in items]} if item_texts else {})})
+        return recs
+
+    def save(self, path: Path, item_ids=None, item_texts=None) -> None:
+        Path(path).write_text(json.dumps(self.to_records(item_ids, item_texts), indent=2))
+
+
+def build_library(act_idx: np.ndarray, act_val: np.ndarray, texts: list[str], n_latents: int, top_n: int = 10,
+                  n_keywords: int = 3) -> IntentLibrary:
+    """Label every latent from its top-activating items. Rows of ``act_*`` are item indices 0..N (0 = padding),
+    ``texts[i - 1]`` is item i's text."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    n_rows = len(act_idx)
+    fired = act_val > 0
+    rows = np.repeat(np.arange(n_rows), act_idx.shape[1])[fired.ravel()]
+    lat, val = act_idx.ravel()[fired.ravel()], act_val.ravel()[fired.ravel()]
+    density = np.bincount(lat, minlength=n_latents) / max(n_rows - 1, 1)
+    big = len(texts) >= 100  # on tiny corpora "seen twice" and "in < 30% of items" cannot both hold
+    vec = TfidfVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][\w'&-]+\b",
+                          min_df=2 if big else 1, max_df=0.3 if big else 1.0, sublinear_tf=True)
+    try:
+        X = vec.fit_transform(texts)
+        vocab = np.array(vec.get_feature_names_out())
+    except ValueError:  # no usable terms (e.g. id-only texts with too few repeats)
+        X, vocab = None, np.array([])
+    order = np.lexsort((-val, lat))
+    lat_s, rows_s, val_s = lat[order], rows[order], val[order]
+    bounds = np.searchsorted(lat_s, np.arange(n_latents + 1))
+    labels, keywords, tops = [], [], []
+    for j in range(n_latents):
+        sl = slice(bounds[j], bounds[j + 1])
+        items, weights = rows_s[sl][:top_n], val_s[sl][:top_n]
+        tops.append(items.tolist())
+        kw: list[str] = []
+        if len(items) and X is not None and len(vocab):
+            score = np.asarray(X[items - 1].T @ weights).ravel()
+            best = np.argsort(-score)[:n_keywords]
+            kw = [str(vocab[b]) for b in best if score[b] > 0]
+        keywords.append(kw)
+        labels.append(" / ".join(kw) if kw else (f"latent {j}" if len(items) else f"latent {j} (dead)"))
+    return IntentLibrary(labels, keywords, density, tops)
