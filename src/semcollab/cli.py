@@ -116,6 +116,26 @@ def compare(ctx: typer.Context, models: str = typer.Option("pop,mf-bpr,sasrec,gr
         console.print(f"table written to {out}")
 
 
+@app.command()
+@_handled
+def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written by `semcollab train`"),
+          stage: str = typer.Option("test"), out: Optional[Path] = typer.Option(None, help="write Markdown here")):
+    """One results table from saved runs (each may have been trained with its own settings)."""
+    from .report import markdown_table, rich_table
+
+    results = {}
+    for d in run_dirs:
+        m = json.loads((d / "metrics.json").read_text())
+        import yaml
+
+        name = yaml.safe_load((d / "config.yaml").read_text())["model"]
+        results[name if name not in results else f"{name} ({d.name})"] = m[stage]
+    console.print(rich_table(results, title=f"{stage} (full ranking)"))
+    if out:
+        out.write_text(markdown_table(results) + "\n")
+        console.print(f"table written to {out}")
+
+
 @app.command(context_settings=EXTRA)
 @_handled
 def quickstart(ctx: typer.Context, epochs: int = typer.Option(30, help="training epochs (early stopping applies)")):
