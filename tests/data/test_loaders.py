@@ -39,6 +39,12 @@ def test_ml100k_raw_format(tmp_path):
     assert len(raw.interactions) == 2
 
 
+def test_ml100k_raw_rejects_non_numeric_id(tmp_path):
+    (tmp_path / "u.data").write_text("1\t10\t4\t100\nx7\t10\t3\t200\n")
+    with pytest.raises(DataError, match="column 'user' must hold integer ids; row 1 has 'x7'"):
+        load_ml100k_raw(tmp_path)
+
+
 def test_ml1m_raw_rejects_bad_row(tmp_path):
     (tmp_path / "ratings.dat").write_text("1::2::5::978300760\n1::3::5\n", encoding="latin-1")
     with pytest.raises(DataError, match="row 1"):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..assets import default_cache_dir
 from .errors import DataError
-from .schema import require_columns
+from .schema import parse_int_ids, require_columns
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -155,6 +155,8 @@ def load_ml100k_raw(directory: Path) -> RawDataset:
     directory = Path(directory)
     data_path = _check_file(directory / "u.data")
     inter = pd.read_csv(data_path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"], dtype=str)
+    for col in ("user", "item"):
+        inter[col] = parse_int_ids(inter[col], str(data_path), col).astype(str)
     items = None
     item_path = directory / "u.item"
     if item_path.exists():
@@ -180,6 +182,8 @@ def load_ml1m_raw(directory: Path) -> RawDataset:
     if bad:
         raise DataError(f"{rpath}: row {bad[0]} does not have 4 '::' separated fields: {lines[bad[0]]!r}")
     inter = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    for col in ("user", "item"):
+        inter[col] = parse_int_ids(inter[col], str(rpath), col).astype(str)
     mpath = directory / "movies.dat"
     if mpath.exists():
         mrows = [ln.split("::") for ln in mpath.read_text(encoding="latin-1").splitlines() if ln]

@@ -1,0 +1,34 @@
+"""Mean ± std over seeds of each model's test metrics, from run folders (Markdown to stdout).
+
+Usage: python scripts/seed_table.py RUNS_GROUP_DIR [RUNS_GROUP_DIR ...]; each group folder holds runs of
+one setting; a group with one run is printed without std (ablations)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+COLS = ("hr@10", "ndcg@10")
+print("| setting | runs | HR@10 | NDCG@10 | tail NDCG@10 | epochs (best) |")
+print("|---|---|---|---|---|---|")
+for group in sys.argv[1:]:
+    runs = sorted(p for p in Path(group).iterdir() if (p / "metrics.json").exists())
+    by_setting: dict[str, list] = {}
+    for r in runs:
+        cfg = yaml.safe_load((r / "config.yaml").read_text())
+        mp = cfg.get("model_params", {})
+        tags = [f"{k}={v}" for k, v in sorted(mp.items()) if k in ("use_personal", "use_public", "intent_source")]
+        by_setting.setdefault(cfg["model"] + (" " + " ".join(tags) if tags else ""), []).append(r)
+    for name, rs in by_setting.items():
+        m = [json.loads((r / "metrics.json").read_text())["test"] for r in rs]
+        fits = [json.loads((r / "run.json").read_text())["fit"] for r in rs]
+
+        def cell(vals):
+            vals = np.array(vals)
+            return f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}" if len(vals) > 1 else f"{vals[0]:.4f}"
+
+        ep = ", ".join(f"{f['epochs_run']} ({f['best_epoch']})" for f in fits)
+        print(f"| {name} | {len(rs)} | {cell([x['overall']['hr@10'] for x in m])} | "
+              f"{cell([x['overall']['ndcg@10'] for x in m])} | {cell([x['tail']['ndcg@10'] for x in m])} | {ep} |")
