@@ -68,3 +68,20 @@ def test_explain_refused_for_models_without_intents(toy_dir, tmp_path):
     (run_dir,) = list(out.iterdir())
     r = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--explain"])
     assert r.exit_code != 0 and "intent model" in r.output
+
+
+def test_table_labels_variants_and_refuses_unfinished_runs(toy_dir, tmp_path):
+    out = tmp_path / "runs"
+    for hidden in (8, 16):
+        r = runner.invoke(app, ["train", "--model", "gru4rec", "--dataset", "atomic:toy", f"--data.path={toy_dir}",
+                                "--train.epochs=1", "--train.progress=false", f"--output_dir={out}",
+                                f"--model_params.hidden={hidden}", "--save_model=false"])
+        assert r.exit_code == 0, r.output
+    md = tmp_path / "t.md"
+    r = runner.invoke(app, ["table", *map(str, sorted(out.iterdir())), "--out", str(md)])
+    assert r.exit_code == 0, r.output
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| gru4rec")]
+    assert len(rows) == 2 and rows[0] != rows[1]
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["table", str(tmp_path / "empty")])
+    assert r.exit_code != 0 and "metrics.json is missing" in r.output

@@ -21,3 +21,13 @@ def test_unknown_keys_and_bad_types_are_errors(tmp_path):
         load_config(None, ["train.progress=3"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_model_params_are_typed_before_the_run_is_saved():
+    from semcollab.api import _as_config
+
+    cfg = _as_config(None, "semantic", "ml-100k", ["model_params.recency_decay=0.9",
+                                                   "model_params.template={title} ({year})"])
+    assert cfg.model_params == {"recency_decay": 0.9, "template": "{title} ({year})"}
+    with pytest.raises(ConfigError, match="model_params.hiden"):
+        _as_config(None, "sasrec", "ml-100k", ["model_params.hiden=3"])

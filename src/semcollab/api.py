@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from .config import RunConfig, from_dict, load_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
-from .models import build_model, canonical_name
+from .models import build_model, canonical_name, typed_params
 from .runinfo import new_run_dir, save_run_record
 from .train.trainer import FitResult, fit, resolve_device
 
@@ -41,6 +41,7 @@ def _as_config(config, model, dataset, overrides) -> RunConfig:
     if dataset is not None:
         cfg.data.name = dataset
     cfg.model = canonical_name(cfg.model)
+    cfg.model_params = typed_params(cfg.model, cfg.model_params)
     return cfg
 
 

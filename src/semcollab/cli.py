@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -44,7 +43,7 @@ def _handled(fn):
 @data_app.command("prepare", context_settings=EXTRA)
 @_handled
 def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="ml-100k, s3rec:Beauty, table, ..."),
-                 config: Optional[Path] = typer.Option(None, help="YAML config")):
+                 config: Path | None = typer.Option(None, help="YAML config")):
     """Load, filter, remap and split a dataset (cached as Parquet); print its statistics."""
     from .config import load_config
     from .data import load_split
@@ -69,7 +68,7 @@ def _train(model, dataset, config, overrides, epochs=None, quiet=False):
 @app.command(context_settings=EXTRA)
 @_handled
 def train(ctx: typer.Context, model: str = typer.Option("sasrec", help="pop, mf-bpr, sasrec, gru4rec, bert4rec"),
-          dataset: str = typer.Option("ml-100k"), config: Optional[Path] = typer.Option(None, help="YAML config")):
+          dataset: str = typer.Option("ml-100k"), config: Path | None = typer.Option(None, help="YAML config")):
     """Train and evaluate one model; saves config, metrics and weights under output_dir."""
     from .report import rich_table
 
@@ -101,8 +100,8 @@ def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a fol
 @app.command(context_settings=EXTRA)
 @_handled
 def compare(ctx: typer.Context, models: str = typer.Option("pop,mf-bpr,sasrec,gru4rec,bert4rec"),
-            dataset: str = typer.Option("ml-100k"), config: Optional[Path] = typer.Option(None),
-            out: Optional[Path] = typer.Option(None, help="write the Markdown table here")):
+            dataset: str = typer.Option("ml-100k"), config: Path | None = typer.Option(None),
+            out: Path | None = typer.Option(None, help="write the Markdown table here")):
     """Train several models on one protocol and print one table."""
     from .report import markdown_table, rich_table
 
@@ -119,21 +118,36 @@ def compare(ctx: typer.Context, models: str = typer.Option("pop,mf-bpr,sasrec,gr
 @app.command()
 @_handled
 def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written by `semcollab train`"),
-          stage: str = typer.Option("test"), out: Optional[Path] = typer.Option(None, help="write Markdown here")):
+          stage: str = typer.Option("test"), out: Path | None = typer.Option(None, help="write Markdown here")):
     """One results table from saved runs (each may have been trained with its own settings)."""
+    import yaml
+
     from .report import markdown_table, rich_table
 
     results = {}
     for d in run_dirs:
+        for f in ("metrics.json", "config.yaml"):
+            if not (d / f).exists():
+                raise typer.BadParameter(f"{d} is not a finished run folder: {f} is missing")
         m = json.loads((d / "metrics.json").read_text())
-        import yaml
-
-        name = yaml.safe_load((d / "config.yaml").read_text())["model"]
+        if stage not in m:
+            raise typer.BadParameter(f"{d / 'metrics.json'} has no '{stage}' metrics (has {sorted(m)})")
+        name = _run_label(yaml.safe_load((d / "config.yaml").read_text()))
         results[name if name not in results else f"{name} ({d.name})"] = m[stage]
     console.print(rich_table(results, title=f"{stage} (full ranking)"))
     if out:
         out.write_text(markdown_table(results) + "\n")
         console.print(f"table written to {out}")
+
+
+# model_params that change what a model *is*; shown in table rows so two variants stay apart
+_LABEL_PARAMS = ("mode", "use_personal", "use_public", "intent_source", "encoder")
+
+
+def _run_label(cfg: dict) -> str:
+    params = cfg.get("model_params") or {}
+    tags = [f"{k}={params[k]}" for k in _LABEL_PARAMS if k in params]
+    return cfg["model"] + (f" [{', '.join(tags)}]" if tags else "")
 
 
 @app.command(context_settings=EXTRA)
@@ -153,10 +167,10 @@ def quickstart(ctx: typer.Context, epochs: int = typer.Option(30, help="training
 @_handled
 def embed(ctx: typer.Context, dataset: str = typer.Option("ml-100k"),
           encoder: str = typer.Option("minilm", help="minilm, smollm2-135m, a local model folder or a hub id"),
-          template: Optional[str] = typer.Option(None, help='e.g. "{title} ({year}). Genres: {genres}"'),
-          pooling: Optional[str] = typer.Option(None, help="mean or last (default per encoder)"),
+          template: str | None = typer.Option(None, help='e.g. "{title} ({year}). Genres: {genres}"'),
+          pooling: str | None = typer.Option(None, help="mean or last (default per encoder)"),
           prompt: str = typer.Option("", help="instruction prepended to every item text"),
-          pca_dim: Optional[int] = typer.Option(None, help="PCA dimension, fitted on training items only"),
+          pca_dim: int | None = typer.Option(None, help="PCA dimension, fitted on training items only"),
           whiten: bool = typer.Option(False), batch_size: int = typer.Option(64),
           out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats")):
     """Encode every item's text with a language model (cached by model + text hash)."""
@@ -210,7 +224,7 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
 @app.command(context_settings=EXTRA)
 @_handled
 def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder: str = typer.Option("minilm"),
-            template: Optional[str] = typer.Option(None), top: int = typer.Option(20, help="intents to print"),
+            template: str | None = typer.Option(None), top: int = typer.Option(20, help="intents to print"),
             out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json")):
     """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
 

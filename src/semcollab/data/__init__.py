@@ -27,9 +27,25 @@ from .loaders import (
 S3REC_ALIASES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
 
 __all__ = [
-    "CTRData", "CacheError", "DataError", "EvalSet", "RawDataset", "Split", "UnknownIdError", "ctr_from_ratings",
-    "load_raw", "load_split", "load_ctr", "prepare", "load_amazon", "load_collm_ctr", "load_ml1m_raw",
-    "load_ml100k_raw", "load_recbole_atomic", "load_s3rec", "load_table",
+    "CTRData",
+    "CacheError",
+    "DataError",
+    "EvalSet",
+    "RawDataset",
+    "Split",
+    "UnknownIdError",
+    "ctr_from_ratings",
+    "load_amazon",
+    "load_collm_ctr",
+    "load_ctr",
+    "load_ml1m_raw",
+    "load_ml100k_raw",
+    "load_raw",
+    "load_recbole_atomic",
+    "load_s3rec",
+    "load_split",
+    "load_table",
+    "prepare",
 ]
 
 

@@ -26,7 +26,7 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.users)
 
-    def subset(self, mask: np.ndarray) -> "EvalSet":
+    def subset(self, mask: np.ndarray) -> EvalSet:
         idx = np.flatnonzero(mask)
         return EvalSet(self.users[idx], [self.histories[i] for i in idx], [self.targets[i] for i in idx])
 

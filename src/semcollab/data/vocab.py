@@ -48,7 +48,7 @@ class Vocab:
         return str(self.ids[j])
 
     @classmethod
-    def build(cls, raw_ids, offset: int, kind: str) -> "Vocab":
+    def build(cls, raw_ids, offset: int, kind: str) -> Vocab:
         uniq = pd_unique_sorted(raw_ids)
         return cls(uniq, offset, kind)
 

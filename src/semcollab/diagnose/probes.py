@@ -100,11 +100,11 @@ def run_probes(semantic: np.ndarray, collaborative: np.ndarray, split, probes=("
     x_all = semantic / np.linalg.norm(semantic, axis=1, keepdims=True).clip(min=1e-12)
     y_all = collaborative
     rng = np.random.default_rng(seed)
-    out = {"n_items": int(len(items)), "k": k, "rank": rank, "splits": {}}
+    out = {"n_items": len(items), "k": k, "rank": rank, "splits": {}}
     for sname, (fit_idx, test_idx) in item_splits(items, pop, first_seen, seed=seed).items():
         if len(test_idx) > max_test:
             test_idx = rng.choice(test_idx, max_test, replace=False)
-        res = {"n_fit": int(len(fit_idx)), "n_test": int(len(test_idx)),
+        res = {"n_fit": len(fit_idx), "n_test": len(test_idx),
                "cka_raw": linear_cka(x_all[test_idx], y_all[test_idx]),
                "knn_overlap_raw": knn_overlap(x_all[test_idx], y_all[test_idx], k)}
         for p in probes:

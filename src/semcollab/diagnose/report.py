@@ -49,7 +49,7 @@ def plot_report(report: dict, path: Path) -> Path:
         splits = list(report["probes"]["splits"])
         probes = [p for p in ("linear", "lowrank", "mlp") if p in report["probes"]["splits"][splits[0]]]
         xs = np.arange(len(splits))
-        for i, p in enumerate(probes):
+        for p in probes:
             ax.plot(xs, [report["probes"]["splits"][s][p]["r2"] for s in splits], marker="o", label=f"{p} R²")
             ax.plot(xs, [report["probes"]["splits"][s][p]["knn_overlap"] for s in splits], marker="x", ls="--",
                     label=f"{p} kNN overlap")

@@ -103,7 +103,7 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
                 per_user[g].setdefault(k, []).append(v.cpu())
 
     result = {"protocol": "full" if cfg.protocol == "full" else f"sampled-{cfg.negatives}-{cfg.n_negatives}",
-              "n_users": int(len(eval_set)), "n_users_skipped_no_history": int(eval_set.n_skipped_no_history)}
+              "n_users": len(eval_set), "n_users_skipped_no_history": int(eval_set.n_skipped_no_history)}
     masks = {g: torch.cat(present[g]) for g in groups}
     vals = {g: {k: torch.cat(v) for k, v in per_user[g].items()} for g in groups}
     result["overall"] = {k: float(v[masks["all"]].mean()) for k, v in vals["all"].items()}

@@ -103,4 +103,4 @@ def log_loss(labels, probs, eps: float = 1e-7) -> float:
 def ctr_metrics(users, labels, probs) -> dict:
     u, n_used, n_skip = uauc(users, labels, probs)
     return {"auc": auc(labels, probs), "uauc": u, "logloss": log_loss(labels, probs),
-            "uauc_users": n_used, "uauc_users_skipped": n_skip, "n": int(len(labels))}
+            "uauc_users": n_used, "uauc_users_skipped": n_skip, "n": len(labels)}

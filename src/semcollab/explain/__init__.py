@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..text.templates import render_item_texts
 from .intents import (
     IntentLibrary,
     build_library,
@@ -43,7 +44,8 @@ def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str
     scores[0] = -torch.inf
     scores[torch.as_tensor(np.unique(hist))] = -torch.inf
     top = scores.topk(k)
-    texts = split.item_texts()
+    # the texts the model's intents were built from (its own template, if it has one)
+    texts = render_item_texts(split.items, split.text_fields, getattr(getattr(model, "cfg", None), "template", None))
     if hasattr(model, "explain") and library is None:
         library = build_library(model.act_idx.numpy(), model.act_val.numpy(), texts, model.n_latents)
     recs = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import from_dict
+from ..config import from_dict, to_dict
 from .base import Recommender
 from .bert4rec import BERT4Rec, BERT4RecConfig
 from .fusion import FusionConfig, SemCollabFusion
@@ -38,6 +38,14 @@ def canonical_name(name: str) -> str:
     return key
 
 
+def typed_params(name: str, params: dict) -> dict:
+    """``params`` converted to their declared types (``"0.9"`` -> 0.9), so a saved config records values,
+    not the strings they arrived as; unknown keys raise. Only the keys given are returned."""
+    _, cfg_cls = REGISTRY[canonical_name(name)]
+    typed = to_dict(from_dict(cfg_cls, params or {}, prefix="model_params."))
+    return {k: typed[k] for k in (params or {})}
+
+
 def build_model(name: str, params: dict, split) -> Recommender:
     """Instantiate a registered model for ``split`` with its typed config from ``params``."""
     key = canonical_name(name)
@@ -48,4 +56,4 @@ def build_model(name: str, params: dict, split) -> Recommender:
     return cls(split.n_users, split.n_items, cfg)
 
 
-__all__ = ["REGISTRY", "Recommender", "build_model", "canonical_name", "register"]
+__all__ = ["REGISTRY", "Recommender", "build_model", "canonical_name", "register", "typed_params"]

@@ -60,12 +60,10 @@ class SemCollabFusion(SASRec):
         self.last_gate: torch.Tensor | None = None
 
     @classmethod
-    def from_split(cls, split, cfg: FusionConfig) -> "SemCollabFusion":
+    def from_split(cls, split, cfg: FusionConfig) -> SemCollabFusion:
         from ..text import EmbedConfig, item_embeddings
 
-        vecs, _ = item_embeddings(split, EmbedConfig(encoder=cfg.encoder, template=cfg.template, pooling=cfg.pooling,
-                                                     prompt=cfg.prompt, pca_dim=cfg.pca_dim, whiten=cfg.whiten,
-                                                     cache_dir=cfg.cache_dir))
+        vecs, _ = item_embeddings(split, EmbedConfig.from_model_config(cfg))
         return cls(split.n_users, split.n_items, cfg, vecs)
 
     def _views(self):

@@ -24,7 +24,7 @@ class Popularity(Recommender):
         self.register_buffer("popularity", torch.as_tensor(pop, dtype=torch.float32))
 
     @classmethod
-    def from_split(cls, split, cfg: PopConfig) -> "Popularity":
+    def from_split(cls, split, cfg: PopConfig) -> Popularity:
         return cls(split.n_users, split.n_items, cfg, split.item_popularity())
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:

@@ -115,7 +115,7 @@ class SparseAutoencoder(nn.Module):
         (directory / "sae_config.json").write_text(json.dumps({"d_in": self.d_in, **asdict(self.cfg)}, indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> "SparseAutoencoder":
+    def load(cls, directory: Path) -> SparseAutoencoder:
         from safetensors.torch import load_file
 
         directory = Path(directory)

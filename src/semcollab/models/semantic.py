@@ -40,12 +40,10 @@ class SemanticMean(Recommender):
         self.register_buffer("item_vectors", vec)
 
     @classmethod
-    def from_split(cls, split, cfg: SemanticConfig) -> "SemanticMean":
+    def from_split(cls, split, cfg: SemanticConfig) -> SemanticMean:
         from ..text import EmbedConfig, item_embeddings
 
-        vecs, _ = item_embeddings(split, EmbedConfig(encoder=cfg.encoder, template=cfg.template, pooling=cfg.pooling,
-                                                     prompt=cfg.prompt, pca_dim=cfg.pca_dim, whiten=cfg.whiten,
-                                                     cache_dir=cfg.cache_dir))
+        vecs, _ = item_embeddings(split, EmbedConfig.from_model_config(cfg))
         return cls(split.n_users, split.n_items, cfg, vecs)
 
     def user_vectors(self, seqs: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,17 @@ from .encoders import EncoderSpec, TextEncoder, embed_texts, resolve_encoder
 from .reduce import PCAReducer, fit_pca
 from .templates import render_item_texts
 
-__all__ = ["EmbedConfig", "EncoderSpec", "TextEncoder", "PCAReducer", "embed_texts", "fit_pca", "item_embeddings",
-           "render_item_texts", "resolve_encoder"]
+__all__ = [
+    "EmbedConfig",
+    "EncoderSpec",
+    "PCAReducer",
+    "TextEncoder",
+    "embed_texts",
+    "fit_pca",
+    "item_embeddings",
+    "render_item_texts",
+    "resolve_encoder",
+]
 
 
 @dataclass
@@ -32,6 +41,14 @@ class EmbedConfig:
     progress: bool = False
     extra: dict = field(default_factory=dict)
 
+    # the embedding settings a text-using model exposes in its own config (model_params)
+    MODEL_KEYS = ("encoder", "template", "pooling", "prompt", "pca_dim", "whiten", "cache_dir")
+
+    @classmethod
+    def from_model_config(cls, model_cfg) -> EmbedConfig:
+        """The embedding settings of a model config; the keys it lacks keep their defaults."""
+        return cls(**{k: getattr(model_cfg, k) for k in cls.MODEL_KEYS if hasattr(model_cfg, k)})
+
 
 def item_embeddings(split, cfg: EmbedConfig | None = None, out_dir: Path | None = None) -> tuple[np.ndarray, dict]:
     """``(n_items + 1, d)`` item vectors aligned with item indices (row 0 = padding = zeros) and stats.
@@ -49,7 +66,7 @@ def item_embeddings(split, cfg: EmbedConfig | None = None, out_dir: Path | None 
         train_items = np.unique(split.train["item"].to_numpy()) - 1
         red = fit_pca(vecs, train_items, cfg.pca_dim, cfg.whiten)
         vecs = red.transform(vecs).astype(np.float32)
-        stats.update(pca_dim=cfg.pca_dim, whiten=cfg.whiten, pca_fit_items=int(len(train_items)),
+        stats.update(pca_dim=cfg.pca_dim, whiten=cfg.whiten, pca_fit_items=len(train_items),
                      pca_explained_variance=float(red.explained_variance_ratio.sum()))
     full = np.zeros((len(texts) + 1, vecs.shape[1]), dtype=np.float32)
     full[1:] = vecs
