@@ -44,3 +44,20 @@ def test_semantic_only_beats_random_on_ml100k(ml100k_dir):
     res = evaluate_ranking(sem, split.eval_set("test"), split.n_items, split.item_popularity(), EvalConfig(ks=[10]),
                            breakdowns=False)
     assert res["overall"]["hr@10"] > 3 * 10 / split.n_items  # random ranking gets ~10/n_items
+
+
+def test_saerec_intents_stay_in_use_on_ml100k(ml100k_dir, tmp_path):
+    """Regression: a softmax gate once collapsed onto the sequence branch, leaving intents unused."""
+    import torch
+
+    from semcollab.explain import explain_recommendations
+
+    split = load_split(DataConfig(name="ml-100k", path=str(ml100k_dir), cache=False))
+    m = build_model("saerec", {"template": "{title} ({year}). Genres: {genres}", "sae": {"steps": 300}}, split)
+    r = fit(m, split, TrainConfig(epochs=5, progress=False, eval_every=5), EvalConfig(ks=[10]), log=None)
+    assert r.history[-1]["loss"] < r.history[0]["loss"]
+    with torch.no_grad():
+        res = explain_recommendations(m, split, split.user_vocab.decode(1), k=3, stage="test")
+    for rec in res["recommendations"]:
+        assert rec["gate"]["personal"] > 0.05 and rec["gate"]["public"] > 0.05
+        assert any(abs(i["contribution"]) > 1e-3 for i in rec["intents"])
