@@ -21,24 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import next_item_loss
+from .base import TextSettings, next_item_loss
 from .sasrec import SASRec, SASRecConfig
 
 
 @dataclass
-class FusionConfig(SASRecConfig):
+class FusionConfig(SASRecConfig, TextSettings):
     mode: str = "complementary"  # aligned | complementary
     align_weight: float = 0.1
     temperature: float = 0.2
     orth_weight: float = 0.01
     align_items: int = 1024  # items per batch in the contrastive loss
-    encoder: str = "minilm"
-    template: str | None = None
-    pooling: str | None = None
-    prompt: str = ""
-    pca_dim: int | None = None
-    whiten: bool = False
-    cache_dir: str | None = None
 
 
 class SemCollabFusion(SASRec):

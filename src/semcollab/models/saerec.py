@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import next_item_loss
+from .base import TextSettings, next_item_loss
 from .sasrec import SASRec, SASRecConfig
 
 
 @dataclass
-class SAERecConfig(SASRecConfig):
+class SAERecConfig(SASRecConfig, TextSettings):
     n_personal: int = 5
     n_public: int = 5
     recent: int = 20  # items of the history that define personal intents
@@ -44,11 +44,6 @@ class SAERecConfig(SASRecConfig):
     use_public: bool = True
     intent_source: str = "sae"  # sae | random
     sae: dict = field(default_factory=dict)  # SAEConfig fields (kind, expansion, k, tied, steps, ...)
-    encoder: str = "minilm"
-    template: str | None = None
-    pooling: str | None = None
-    prompt: str = ""
-    cache_dir: str | None = None
 
 
 class IntentBranch(nn.Module):

@@ -11,20 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Recommender
+from .base import Recommender, TextSettings
 
 
 @dataclass
-class SemanticConfig:
-    encoder: str = "minilm"
-    template: str | None = None
-    pooling: str | None = None
-    prompt: str = ""
-    pca_dim: int | None = None
-    whiten: bool = False
+class SemanticConfig(TextSettings):
     max_len: int = 50  # recent items averaged into the user vector
     recency_decay: float = 1.0  # weight of the item k steps back = decay**k (1.0 = plain mean)
-    cache_dir: str | None = None
 
 
 class SemanticMean(Recommender):
