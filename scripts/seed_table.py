@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from semcollab.report import run_label
+
 COLS = ("hr@10", "ndcg@10")
 print("| setting | runs | HR@10 | NDCG@10 | tail NDCG@10 | epochs (best) |")
 print("|---|---|---|---|---|---|")
@@ -17,10 +19,7 @@ for group in sys.argv[1:]:
     runs = sorted(p for p in Path(group).iterdir() if (p / "metrics.json").exists())
     by_setting: dict[str, list] = {}
     for r in runs:
-        cfg = yaml.safe_load((r / "config.yaml").read_text())
-        mp = cfg.get("model_params", {})
-        tags = [f"{k}={v}" for k, v in sorted(mp.items()) if k in ("use_personal", "use_public", "intent_source")]
-        by_setting.setdefault(cfg["model"] + (" " + " ".join(tags) if tags else ""), []).append(r)
+        by_setting.setdefault(run_label(yaml.safe_load((r / "config.yaml").read_text())), []).append(r)
     for name, rs in by_setting.items():
         m = [json.loads((r / "metrics.json").read_text())["test"] for r in rs]
         fits = [json.loads((r / "run.json").read_text())["fit"] for r in rs]

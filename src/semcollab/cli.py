@@ -122,7 +122,7 @@ def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written b
     """One results table from saved runs (each may have been trained with its own settings)."""
     import yaml
 
-    from .report import markdown_table, rich_table
+    from .report import markdown_table, rich_table, run_label
 
     results = {}
     for d in run_dirs:
@@ -132,22 +132,12 @@ def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written b
         m = json.loads((d / "metrics.json").read_text())
         if stage not in m:
             raise typer.BadParameter(f"{d / 'metrics.json'} has no '{stage}' metrics (has {sorted(m)})")
-        name = _run_label(yaml.safe_load((d / "config.yaml").read_text()))
+        name = run_label(yaml.safe_load((d / "config.yaml").read_text()))
         results[name if name not in results else f"{name} ({d.name})"] = m[stage]
     console.print(rich_table(results, title=f"{stage} (full ranking)"))
     if out:
         out.write_text(markdown_table(results) + "\n")
         console.print(f"table written to {out}")
-
-
-# model_params that change what a model *is*; shown in table rows so two variants stay apart
-_LABEL_PARAMS = ("mode", "use_personal", "use_public", "intent_source", "encoder")
-
-
-def _run_label(cfg: dict) -> str:
-    params = cfg.get("model_params") or {}
-    tags = [f"{k}={params[k]}" for k in _LABEL_PARAMS if k in params]
-    return cfg["model"] + (f" [{', '.join(tags)}]" if tags else "")
 
 
 @app.command(context_settings=EXTRA)

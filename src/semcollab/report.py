@@ -5,6 +5,17 @@ from __future__ import annotations
 DEFAULT_COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20")
 
 
+# model_params that change what a model *is*; shown in table rows so two variants stay apart
+LABEL_PARAMS = ("mode", "use_personal", "use_public", "intent_source", "encoder")
+
+
+def run_label(cfg: dict) -> str:
+    """Row name for a saved run's config: the model plus the params in ``LABEL_PARAMS`` it sets."""
+    params = cfg.get("model_params") or {}
+    tags = [f"{k}={params[k]}" for k in LABEL_PARAMS if k in params]
+    return cfg["model"] + (f" [{', '.join(tags)}]" if tags else "")
+
+
 def rows_for(name: str, res: dict, columns=DEFAULT_COLUMNS) -> list[str]:
     row = [name] + [f"{res['overall'].get(c, float('nan')):.4f}" for c in columns]
     for g in ("head", "tail"):

@@ -102,12 +102,9 @@ class Split:
 
     def item_texts(self, fields: list[str] | None = None) -> list[str]:
         """One string per real item (index 1..N), '<field>: <value>' joined by '; '."""
-        fields = fields or self.text_fields
-        out = []
-        for _, row in self.items.iloc[1:].iterrows():
-            parts = [f"{f}: {row[f]}" for f in fields if f in row and str(row[f]).strip()]
-            out.append("; ".join(parts))
-        return out
+        from ..text.templates import render_item_texts
+
+        return render_item_texts(self.items, fields or self.text_fields)
 
 
 def prepare(raw, duplicates: str = "error", min_rating: float | None = None, user_k: int = 5, item_k: int = 5,

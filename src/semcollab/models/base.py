@@ -47,19 +47,6 @@ class Recommender(nn.Module):
 
 
 @dataclass
-class TextSettings:
-    """How a text-using model gets its item vectors (see ``semcollab.text.EmbedConfig``)."""
-
-    encoder: str = "minilm"
-    template: str | None = None
-    pooling: str | None = None
-    prompt: str = ""
-    pca_dim: int | None = None
-    whiten: bool = False
-    cache_dir: str | None = None
-
-
-@dataclass
 class SequenceModelConfig:
     hidden: int = 64
     layers: int = 2

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import TextSettings, next_item_loss
+from ..text import TextSettings
+from .base import next_item_loss
 from .sasrec import SASRec, SASRecConfig
 
 

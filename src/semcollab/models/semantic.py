@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Recommender, TextSettings
+from ..text import TextSettings
+from .base import Recommender
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,26 @@ __all__ = [
     "EncoderSpec",
     "PCAReducer",
     "TextEncoder",
+    "TextSettings",
     "embed_texts",
     "fit_pca",
     "item_embeddings",
     "render_item_texts",
     "resolve_encoder",
 ]
+
+
+@dataclass
+class TextSettings:
+    """The embedding settings a text-using model exposes in its own config (``model_params``)."""
+
+    encoder: str = "minilm"
+    template: str | None = None
+    pooling: str | None = None
+    prompt: str = ""
+    pca_dim: int | None = None
+    whiten: bool = False
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -41,13 +55,10 @@ class EmbedConfig:
     progress: bool = False
     extra: dict = field(default_factory=dict)
 
-    # the embedding settings a text-using model exposes in its own config (model_params)
-    MODEL_KEYS = ("encoder", "template", "pooling", "prompt", "pca_dim", "whiten", "cache_dir")
-
     @classmethod
-    def from_model_config(cls, model_cfg) -> EmbedConfig:
-        """The embedding settings of a model config; the keys it lacks keep their defaults."""
-        return cls(**{k: getattr(model_cfg, k) for k in cls.MODEL_KEYS if hasattr(model_cfg, k)})
+    def from_model_config(cls, model_cfg: TextSettings) -> EmbedConfig:
+        """The embedding settings of a text model's config (its :class:`TextSettings` fields)."""
+        return cls(**{f.name: getattr(model_cfg, f.name) for f in fields(TextSettings)})
 
 
 def item_embeddings(split, cfg: EmbedConfig | None = None, out_dir: Path | None = None) -> tuple[np.ndarray, dict]:
