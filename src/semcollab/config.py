@@ -45,8 +45,11 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "auto"  # auto: the model's own (bpr for MF-BPR, ce otherwise) | ce: full softmax | bce: sampled negatives | bpr
-    neg_samples: int = 1  # negatives per positive for loss=bce
+    # auto: the model's own (bpr for MF-BPR, ce otherwise) | ce: full softmax | bce: sampled negatives | bpr
+    # | sampled_ce: softmax over the target + neg_samples negatives shared by the batch
+    loss: str = "auto"
+    neg_samples: int = 1  # negatives per positive (bce) or per batch (sampled_ce)
+    length_buckets: bool = False  # batch sequence windows of similar length (much faster on short histories)
     eval_every: int = 1
     patience: int = 10  # evaluations without validation improvement before stopping
     metric: str = "ndcg@10"

@@ -53,6 +53,18 @@ def test_cache_reuses_and_separates_models(tiny_bert, tmp_path):
     assert s3["cache_hits"] == 0  # another prompt is another encoder key
 
 
+def test_duplicate_texts_encoded_once_and_fresh_equals_cached(tiny_bert, tmp_path):
+    """A first (encoding) run must hand out exactly the vectors a later run reads from the cache."""
+    spec = resolve_encoder(str(tiny_bert))
+    texts = ["a red lipstick", "shampoo", "a red lipstick", "a much longer text about a red lipstick", "shampoo"]
+    fresh, st = embed_texts(texts, spec, tmp_path, batch_size=2)
+    assert st["encoded"] == 3
+    np.testing.assert_array_equal(fresh[0], fresh[2])
+    cached, st2 = embed_texts(texts, spec, tmp_path, batch_size=2)
+    assert st2["encoded"] == 0
+    np.testing.assert_array_equal(fresh, cached)
+
+
 def test_damaged_cache_shard_raises(tiny_bert, tmp_path):
     spec = resolve_encoder(str(tiny_bert))
     _, st = embed_texts(TEXTS, spec, tmp_path)

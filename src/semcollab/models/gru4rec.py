@@ -20,7 +20,7 @@ class GRU4RecConfig:
 
 class GRU4Rec(Recommender):
     batch_kind = "next_item"
-    supported_losses = ("ce", "bce")
+    supported_losses = ("ce", "bce", "sampled_ce")
 
     def __init__(self, n_users: int, n_items: int, cfg: GRU4RecConfig | None = None):
         super().__init__(n_users, n_items)

@@ -21,7 +21,7 @@ class SASRecConfig(SequenceModelConfig):
 
 class SASRec(Recommender):
     batch_kind = "next_item"
-    supported_losses = ("ce", "bce")
+    supported_losses = ("ce", "bce", "sampled_ce")
     causal = True
 
     def __init__(self, n_users: int, n_items: int, cfg: SASRecConfig | None = None, n_extra_tokens: int = 0):
@@ -46,7 +46,10 @@ class SASRec(Recommender):
 
     def embed(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         L = seqs.shape[1]
-        pos = torch.arange(L, device=seqs.device)
+        # right-aligned positions: the last item is always position max_len - 1, so a batch cut to its
+        # longest history (evaluation, one-user requests, trimmed training batches) sees the positions
+        # that training used
+        pos = torch.arange(self.max_len - L, self.max_len, device=seqs.device)
         items = self.item_emb(seqs) if table is None else table[seqs]
         x = items * (self.cfg.hidden ** 0.5) + self.pos_emb(pos)[None]
         return self.emb_drop(x * (seqs > 0).unsqueeze(-1))

@@ -176,15 +176,23 @@ def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = No
              "encode_seconds": 0.0, "items_per_second": None, "cache_dir": str(cache.dir)}
     vecs = None
     if missing:
+        # each distinct text is encoded once: duplicates (common in attribute-only item text) then get
+        # one vector, exactly what a later run reads back from the cache, so fresh and cached runs agree
+        unique = list(dict.fromkeys(hashes[i] for i in missing))
+        first = {}
+        for i in missing:
+            first.setdefault(hashes[i], i)
         enc = TextEncoder(spec, device=device, batch_size=batch_size, progress=progress)
         t0 = time.perf_counter()
-        new = enc.encode([texts[i] for i in missing])
+        new = enc.encode([texts[first[h]] for h in unique])
         stats["encode_seconds"] = time.perf_counter() - t0
-        stats["items_per_second"] = len(missing) / max(stats["encode_seconds"], 1e-9)
+        stats["encoded"] = len(unique)
+        stats["items_per_second"] = len(unique) / max(stats["encode_seconds"], 1e-9)
         stats["device"] = str(enc.device)
-        cache.put([hashes[i] for i in missing], new)
+        cache.put(unique, new)
+        row = {h: r for r, h in enumerate(unique)}
         vecs = np.zeros((len(texts), new.shape[1]), dtype=np.float32)
-        vecs[missing] = new
+        vecs[missing] = new[[row[hashes[i]] for i in missing]]
     for i, v in found.items():
         if vecs is None:
             vecs = np.zeros((len(texts), len(v)), dtype=np.float32)

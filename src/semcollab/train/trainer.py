@@ -53,7 +53,8 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
         return result
     model.set_loss(cfg.loss, cfg.neg_samples)
     builder = BatchBuilder(model.batch_kind, split.train_sequences(), split.n_items, model.max_len,
-                           getattr(getattr(model, "cfg", None), "mask_prob", 0.2), getattr(model, "mask_token", None))
+                           getattr(getattr(model, "cfg", None), "mask_prob", 0.2), getattr(model, "mask_token", None),
+                           length_buckets=cfg.length_buckets)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     valid = split.eval_set("valid")
     pop = split.item_popularity()
@@ -70,7 +71,7 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
                    desc=f"epoch {epoch}", disable=not cfg.progress, leave=False)
         for batch in bar:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                loss = model.loss(batch)
+                loss = model.loss(batch) * builder.loss_weight(batch, cfg.batch_size)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr")
             opt.zero_grad(set_to_none=True)

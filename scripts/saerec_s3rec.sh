@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# SAERec vs SASRec on the four S3-Rec benchmark files: same settings (configs/s3rec_fast.yaml), same seeds.
+# 1. every (dataset, seed, model) training run through a 2-worker queue, one thread per run; the first
+#    SAERec run of a dataset embeds its item text (MiniLM) and trains the SAE, later ones reuse both from
+#    the content-hash caches (seed-major order keeps two runs from training one SAE at once);
+# 2. per dataset, the intent library printed from that same cached SAE;
+# 3. a mean ± std table per dataset and five verbatim explanations on Beauty.
+# Env: DATASETS, SEEDS, CAP (minutes per run, applied to both models), OUT, JOBS.
+set -euo pipefail
+DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
+SEEDS=${SEEDS:-"1 2 3"}
+CAP=${CAP:-5}
+JOBS=${JOBS:-2}
+out=${OUT:-runs/saerec-s3rec/$(date +%Y%m%d-%H%M%S)}
+T="{attributes}"  # the files carry attribute ids only (no titles): "attributes a12 a345 ..."
+mkdir -p "$out" docs/saerec docs/tables
+jobs_file="$out/jobs.txt"
+: > "$jobs_file"
+for seed in $SEEDS; do for ds in $DATASETS; do  # seed-major: a cut-short queue still covers every dataset
+  common="--dataset s3rec:$ds --config configs/s3rec_fast.yaml --train.seed=$seed --train.max_minutes=$CAP"
+  echo "semcollab train --model saerec $common --output_dir=$out/$ds/saerec --model_params.template=$T" >> "$jobs_file"
+  echo "semcollab train --model sasrec $common --output_dir=$out/$ds/sasrec" >> "$jobs_file"
+done; done
+export OMP_NUM_THREADS=1
+# each job's log goes next to the runs; a failed job fails the script after the queue drains
+xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$out"'/log.XXXXXX)" 2>&1' < "$jobs_file"
+for ds in $DATASETS; do
+  mkdir -p "docs/saerec/$ds"
+  semcollab intents --dataset "s3rec:$ds" "--template=$T" --out "docs/saerec/$ds" --top 15 > "docs/saerec/$ds/intents.txt"
+done
+for ds in $DATASETS; do
+  echo "### $ds"
+  python scripts/seed_table.py "$out/$ds/sasrec" "$out/$ds/saerec"
+  echo
+done > docs/tables/saerec_s3rec.md
+run=$(ls -d "$out"/Beauty/saerec/* 2>/dev/null | head -n 1 || true)
+if [ -n "$run" ]; then
+  : > docs/saerec/beauty_explanations.txt
+  for u in 1 100 1000 5000 20000; do
+    semcollab recommend "$run" --user "$u" --k 3 --explain --stage test >> docs/saerec/beauty_explanations.txt
+  done
+fi
+echo "runs in $out; table in docs/tables/saerec_s3rec.md"
