@@ -24,6 +24,14 @@ def test_train_then_evaluate_saved_run(toy_dir, tmp_path):
     assert json.loads(tail)["overall"]["ndcg@10"] == saved["test"]["overall"]["ndcg@10"]
     r = runner.invoke(app, ["evaluate", str(run_dir), "--eval.protocol=sampled", "--eval.n_negatives=5"])
     assert r.exit_code == 0 and "sampled-uniform-5" in r.output
+    # weights that no longer fit the model (an older version's run) get a message naming the tensors
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(run_dir / "model.safetensors"))
+    state["item_emb.weight"] = state["item_emb.weight"][:, :3].contiguous()
+    save_file(state, str(run_dir / "model.safetensors"))
+    r = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert r.exit_code != 0 and "does not fit" in r.output and "item_emb.weight" in r.output
 
 
 def test_cli_errors_are_clear(toy_dir):

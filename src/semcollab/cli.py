@@ -27,6 +27,7 @@ def _handled(fn):
     """Turn expected user errors into a one-line message and exit code 2 instead of a traceback."""
     import functools
 
+    from .api import IncompatibleRunError
     from .config import ConfigError
     from .data import CacheError, DataError, UnknownIdError
 
@@ -34,7 +35,8 @@ def _handled(fn):
     def wrapper(*a, **kw):
         try:
             return fn(*a, **kw)
-        except (ConfigError, DataError, CacheError, UnknownIdError, FileNotFoundError, KeyError) as exc:
+        except (ConfigError, DataError, CacheError, UnknownIdError, FileNotFoundError, KeyError,
+                IncompatibleRunError) as exc:
             _fail(exc)
 
     return wrapper
