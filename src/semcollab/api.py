@@ -90,16 +90,10 @@ def load_run(run_dir: str | Path, log=None) -> tuple[RunConfig, torch.nn.Module,
     weights = run_dir / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{weights} is missing (the run was saved with save_model=false)")
-    state = load_file(str(weights))
-    mine = net.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (this version builds {tuple(mine[k].shape)})" for k, v in state.items()
-             if k in mine and mine[k].shape != v.shape]
-    missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
-    if wrong or missing or unexpected:
+    try:
+        net.load_state_dict(load_file(str(weights)))
+    except RuntimeError as exc:  # torch names every missing, unexpected and wrongly shaped tensor
         raise IncompatibleRunError(
             f"{weights} does not fit the {cfg.model!r} model this semcollab version builds from its config "
-            f"(saved by an older version? git hash in run.json): "
-            + "; ".join(filter(None, [", ".join(wrong[:3]), missing and f"missing {missing[:3]}",
-                                      unexpected and f"unexpected {unexpected[:3]}"])))
-    net.load_state_dict(state)
+            f"(saved by an older version? git hash in run.json): {exc}") from exc
     return cfg, net, split

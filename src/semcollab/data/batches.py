@@ -6,8 +6,9 @@
 * ``cloze``: the same windows; a random ``mask_prob`` of positions is replaced by [MASK] each epoch.
 * ``pairs``: every (user, item) training event with one uniformly drawn negative per epoch.
 
-Sequence batches drop their leading all-padding columns (models use right-aligned positions, so
-this changes nothing but the cost). With ``length_buckets`` windows of similar length share a batch
+Sequence batches drop their leading all-padding columns: the attention models use right-aligned
+positions and mask padding keys, so for them this changes nothing but the cost; GRU4Rec no longer
+runs over those padding steps, as at evaluation, where histories are padded only to the chunk's longest. With ``length_buckets`` windows of similar length share a batch
 (batch order still shuffled): on short-history data (Amazon: ~9 items per user, max_len 50) most of
 a random batch is padding, and bucketing cuts the transformer's work several-fold. A bucketed batch
 of short windows holds far fewer targets than one of long windows, so ``loss_weight`` scales each

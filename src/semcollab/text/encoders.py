@@ -178,10 +178,10 @@ def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = No
     if missing:
         # each distinct text is encoded once: duplicates (common in attribute-only item text) then get
         # one vector, exactly what a later run reads back from the cache, so fresh and cached runs agree
-        unique = list(dict.fromkeys(hashes[i] for i in missing))
-        first = {}
+        first: dict[str, int] = {}  # text hash -> its first index, in order of appearance
         for i in missing:
             first.setdefault(hashes[i], i)
+        unique = list(first)
         enc = TextEncoder(spec, device=device, batch_size=batch_size, progress=progress)
         t0 = time.perf_counter()
         new = enc.encode([texts[first[h]] for h in unique])
