@@ -8,7 +8,7 @@ CAP=${CAP:-6}   # minutes per training run (the CPU budget of one session); rais
 export OMP_NUM_THREADS=1
 common=(--dataset ml-100k --config configs/ml100k.yaml --train.max_minutes=$CAP)
 mkdir -p docs/saerec docs/tables
-semcollab intents --dataset ml-100k "--template=$T" --out docs/saerec --top 15 | tee docs/saerec/ml100k_intents.txt
+semcollab intents --dataset ml-100k "--template=$T" --out docs/saerec --top 15 --lm-labels smollm2-135m --lm-top 50 | tee docs/saerec/ml100k_intents.txt
 for seed in 1 2 3; do
   semcollab train --model sasrec "${common[@]}" --output_dir=$out/sasrec --train.seed=$seed &
   semcollab train --model saerec "${common[@]}" --output_dir=$out/saerec --train.seed=$seed "--model_params.template=$T" &

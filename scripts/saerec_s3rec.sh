@@ -8,7 +8,7 @@
 # Both models train for the same fixed number of epochs (EPOCHS, default 30), validated every 5 epochs;
 # the best validation checkpoint is tested. A wall-clock cap would favour the model with cheaper epochs
 # (SASRec ~5 s vs SAERec ~9 s per Beauty epoch on one thread), so the budget is epochs, not minutes.
-# Env: DATASETS, SEEDS, EPOCHS, OUT, JOBS.
+# Env: DATASETS, SEEDS, EPOCHS, OUT (rerunning into an existing OUT only adds missing runs), JOBS.
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
 SEEDS=${SEEDS:-"1 2 3"}
@@ -19,17 +19,22 @@ T="{attributes}"  # the files carry attribute ids only (no titles): "attributes 
 mkdir -p "$out" docs/saerec docs/tables
 jobs_file="$out/jobs.txt"
 : > "$jobs_file"
+# a rerun into the same OUT skips (dataset, model, seed) runs that already finished (metrics.json written)
+finished() { grep -lxs "  seed: $3" "$out/$1/$2"/*/config.yaml 2>/dev/null | while read -r c; do
+  [ -f "$(dirname "$c")/metrics.json" ] && echo yes; done | grep -q yes; }
 for seed in $SEEDS; do for ds in $DATASETS; do  # seed-major: a cut-short queue still covers every dataset
   common="--dataset s3rec:$ds --config configs/s3rec_fast.yaml --train.seed=$seed --train.epochs=$EPOCHS --train.eval_every=5 --train.patience=1000"
-  echo "semcollab train --model saerec $common --output_dir=$out/$ds/saerec --model_params.template=$T" >> "$jobs_file"
-  echo "semcollab train --model sasrec $common --output_dir=$out/$ds/sasrec" >> "$jobs_file"
+  finished "$ds" saerec "$seed" || \
+    echo "semcollab train --model saerec $common --output_dir=$out/$ds/saerec --model_params.template=$T" >> "$jobs_file"
+  finished "$ds" sasrec "$seed" || \
+    echo "semcollab train --model sasrec $common --output_dir=$out/$ds/sasrec" >> "$jobs_file"
 done; done
 export OMP_NUM_THREADS=1
 # each job's log goes next to the runs; a failed job fails the script after the queue drains
 xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$out"'/log.XXXXXX)" 2>&1' < "$jobs_file"
 for ds in $DATASETS; do
-  mkdir -p "docs/saerec/$ds"
-  semcollab intents --dataset "s3rec:$ds" "--template=$T" --out "docs/saerec/$ds" --top 15 > "docs/saerec/$ds/intents.txt"
+  # writes docs/saerec/<split name>/{intents.json,sae_quality.json}; reuses the runs' cached SAE (same inputs+settings)
+  semcollab intents --dataset "s3rec:$ds" "--template=$T" --out docs/saerec --top 15 > "docs/saerec/${ds}_intents.txt"
 done
 for ds in $DATASETS; do
   echo "### $ds"

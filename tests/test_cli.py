@@ -66,6 +66,20 @@ def test_saerec_train_intents_and_explained_recommendation(toy_dir, tiny_bert, t
     assert r.exit_code == 0, r.output
     assert (tmp_path / "lib" / "toy" / "intents.json").exists()
     assert "explained_variance" in r.output
+    # LM names from a saved library of the same SAE show beside the TF-IDF labels (the LM itself: test_lm_labels)
+    lib_file = tmp_path / "lib" / "toy" / "intents.json"
+    recs = json.loads(lib_file.read_text())
+    lib_file.write_text(json.dumps([{**r, "lm_label": f"theme {r['latent']}"} for r in recs]))
+    r = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--k", "3", "--explain", "--intents", str(lib_file)])
+    assert r.exit_code == 0, r.output
+    assert "(LM: theme " in r.output
+    recs[0]["label"] = "not this SAE"
+    lib_file.write_text(json.dumps(recs))
+    r = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--explain", "--intents", str(lib_file)])
+    assert r.exit_code == 2 and "different SAE" in r.output
+    lib_file.write_text("{not json")
+    r = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--explain", "--intents", str(lib_file)])
+    assert r.exit_code == 2 and "is not an intents.json" in r.output
 
 
 def test_explain_refused_for_models_without_intents(toy_dir, tmp_path):

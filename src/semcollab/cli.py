@@ -30,13 +30,14 @@ def _handled(fn):
     from .api import IncompatibleRunError
     from .config import ConfigError
     from .data import CacheError, DataError, UnknownIdError
+    from .explain.intents import IntentFileError
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
             return fn(*a, **kw)
         except (ConfigError, DataError, CacheError, UnknownIdError, FileNotFoundError, KeyError,
-                IncompatibleRunError) as exc:
+                IncompatibleRunError, IntentFileError) as exc:
             _fail(exc)
 
     return wrapper
@@ -217,7 +218,10 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
 @_handled
 def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder: str = typer.Option("minilm"),
             template: str | None = typer.Option(None), top: int = typer.Option(20, help="intents to print"),
-            out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json")):
+            out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json"),
+            lm_labels: str | None = typer.Option(None, help="also name intents with this causal LM "
+                                                   "(smollm2-135m, a folder or a hub id)"),
+            lm_top: int = typer.Option(50, help="how many of the densest intents the LM names")):
     """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
 
     SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
@@ -242,6 +246,11 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
 
     texts = render_item_texts(split.items, split.text_fields, template)
     lib = build_library(idx, val, texts, sae.n_latents)
+    if lm_labels:
+        from .explain.lm_labels import LMLabeler, label_library
+
+        with console.status(f"naming the {lm_top} densest intents with {lm_labels}"):
+            label_library(lib, texts, LMLabeler(lm_labels), top=lm_top)
     out = out / split.name
     out.mkdir(parents=True, exist_ok=True)
     lib.save(out / "intents.json", list(split.item_vocab.ids), texts)
@@ -249,11 +258,13 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
     from rich.table import Table
 
     t = Table(title=f"{split.name}: {top} densest live intents of {sae.n_latents} latents")
-    for col in ("latent", "label", "density", "example item"):
+    cols = ("latent", "label", *(("LM label",) if lm_labels else ()), "density", "example item")
+    for col in cols:
         t.add_column(col)
     live = [j for j in np.argsort(-lib.density) if lib.density[j] > 0][:top]
     for j in live:
-        t.add_row(str(j), lib.labels[j], f"{lib.density[j]:.3f}", texts[lib.top_items[j][0] - 1][:60])
+        lm = (lib.lm_labels.get(j, ""),) if lm_labels else ()
+        t.add_row(str(j), lib.labels[j], *lm, f"{lib.density[j]:.3f}", texts[lib.top_items[j][0] - 1][:60])
     console.print(t)
     console.print_json(json.dumps(quality))
     console.print(f"library written to {out}/intents.json")
@@ -264,7 +275,9 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
 def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by `semcollab train`"),
               user: str = typer.Option(..., help="raw user id as in the source data"), k: int = typer.Option(10),
               explain: bool = typer.Option(False, help="name the intents behind each item (SAERec runs)"),
-              stage: str = typer.Option("all", help="history to use: all, or what preceded valid/test")):
+              stage: str = typer.Option("all", help="history to use: all, or what preceded valid/test"),
+              intents: Path | None = typer.Option(None, help="intents.json of the same SAE (from `semcollab "
+                                                   "intents --lm-labels`): show its LM labels too")):
     """Top-k recommendations for one user from a saved run, optionally explained by named intents."""
     from .api import load_run
     from .explain import explain_recommendations
@@ -272,7 +285,9 @@ def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by 
     cfg, model, split = load_run(run_dir)
     if explain and not hasattr(model, "explain"):
         raise typer.BadParameter(f"--explain needs an intent model (saerec); this run is {cfg.model}")
-    res = explain_recommendations(model, split, user, k, stage)
+    if intents is not None and not explain:
+        raise typer.BadParameter("--intents only adds labels to --explain output; pass --explain too")
+    res = explain_recommendations(model, split, user, k, stage, intents_file=intents)
     console.print(f"[bold]user {user}[/bold], recent history: " + " | ".join(h[:40] for h in res["history"]))
     for rank, r in enumerate(res["recommendations"], 1):
         console.print(f"{rank:>2}. {r['text'][:70]}  (item {r['item']}, score {r['score']:.3f})")
@@ -280,7 +295,8 @@ def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by 
             g = r["gate"]
             console.print(f"      gate: sequence {g['sequence']:.2f} / personal {g['personal']:.2f} / public {g['public']:.2f}")
             for it in r["intents"]:
-                console.print(f"      {it['kind']:>8} intent #{it['latent']} \"{it['label']}\": contribution "
+                lm = f" (LM: {it['lm_label']})" if it.get("lm_label") else ""
+                console.print(f"      {it['kind']:>8} intent #{it['latent']} \"{it['label']}\"{lm}: contribution "
                               f"{it['contribution']:+.3f} (attention {it['attention']:.2f})")
 
 

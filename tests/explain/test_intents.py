@@ -33,6 +33,11 @@ def test_library_labels_from_top_items():
     assert lib.density.tolist() == [1.0, 0.5, 0.5]
     recs = lib.to_records(item_ids=["a", "b", "c", "d"])
     assert recs[1]["top_items"][0] == "a"
+    # the padding row never counts, even when the SAE fires on the zero vector (an SAE's bias can do that)
+    val_pad = val.copy()
+    val_pad[0] = [5.0, 5.0]
+    padded = build_library(idx, val_pad, texts, 3, n_keywords=2)
+    assert padded.density.tolist() == lib.density.tolist() and padded.top_items == lib.top_items
 
 
 def make_saerec(n_items=4, **kw):

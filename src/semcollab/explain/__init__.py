@@ -34,8 +34,10 @@ def user_history(split, raw_user: str, stage: str = "all") -> np.ndarray:
 
 @torch.no_grad()
 def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str = "all", n_intents: int = 3,
-                            library: IntentLibrary | None = None) -> dict:
-    """Top-``k`` items for a user (history masked) and, for intent models, the intents behind each."""
+                            library: IntentLibrary | None = None, intents_file=None) -> dict:
+    """Top-``k`` items for a user (history masked) and, for intent models, the intents behind each.
+
+    ``intents_file``: a saved ``intents.json`` of the same SAE whose LM labels are shown beside TF-IDF ones."""
     hist = user_history(split, raw_user, stage)
     seq = torch.as_tensor(np.array(hist[-(model.max_len or len(hist)):]))[None]
     u = torch.as_tensor([split.user_vocab.encode(raw_user)])
@@ -48,6 +50,10 @@ def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str
     texts = render_item_texts(split.items, split.text_fields, getattr(getattr(model, "cfg", None), "template", None))
     if hasattr(model, "explain") and library is None:
         library = build_library(model.act_idx.numpy(), model.act_val.numpy(), texts, model.n_latents)
+    if intents_file is not None:
+        if library is None:
+            raise ValueError("an intents file only applies to intent models (saerec)")
+        library.adopt_lm_labels(intents_file)
     recs = []
     for s, i in zip(top.values.tolist(), top.indices.tolist()):
         rec = {"item": split.item_vocab.decode(i), "text": texts[i - 1], "score": s}
@@ -55,6 +61,8 @@ def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str
             ex = model.explain(seq, i)
             rec["gate"] = ex["gate"]
             rec["sequence_term"] = ex["sequence_term"]
-            rec["intents"] = [{**d, "label": library.labels[d["latent"]]} for d in ex["intents"][:n_intents]]
+            rec["intents"] = [{**d, "label": library.labels[d["latent"]],
+                               **({"lm_label": library.lm_labels[d["latent"]]} if d["latent"] in library.lm_labels
+                                  else {})} for d in ex["intents"][:n_intents]]
         recs.append(rec)
     return {"user": raw_user, "history": [texts[i - 1] for i in hist[-5:]], "recommendations": recs}

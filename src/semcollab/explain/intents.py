@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +55,17 @@ def personal_intents(history: np.ndarray, act_idx: np.ndarray, act_val: np.ndarr
     return [(int(j), float(w[j])) for j in top if w[j] > 0]
 
 
+class IntentFileError(ValueError):
+    """A saved intents.json that is unreadable or belongs to another SAE."""
+
+
 @dataclass
 class IntentLibrary:
     labels: list[str]
     keywords: list[list[str]]
     density: np.ndarray
     top_items: list[list[int]]  # item indices, strongest first
+    lm_labels: dict[int, str] = field(default_factory=dict)  # optional names from a language model (lm_labels.py)
 
     def to_records(self, item_ids=None, item_texts=None, top_n_items: int = 5) -> list[dict]:
         recs = []
@@ -68,13 +73,32 @@ class IntentLibrary:
             if self.density[j] == 0:
                 continue
             items = self.top_items[j][:top_n_items]
-            recs.append({"latent": j, "label": lab, "keywords": kw, "density": float(self.density[j]),
+            recs.append({"latent": j, "label": lab, **({"lm_label": self.lm_labels[j]} if j in self.lm_labels else {}),
+                         "keywords": kw, "density": float(self.density[j]),
                          "top_items": [item_ids[i - 1] if item_ids is not None else int(i) for i in items],
                          **({"top_item_texts": [item_texts[i - 1] for i in items]} if item_texts else {})})
         return recs
 
     def save(self, path: Path, item_ids=None, item_texts=None) -> None:
         Path(path).write_text(json.dumps(self.to_records(item_ids, item_texts), indent=2))
+
+    def adopt_lm_labels(self, path: Path) -> int:
+        """Take the LM labels of a saved ``intents.json`` (``semcollab intents --lm-labels``) into this library.
+
+        The file must describe the same SAE: every latent it lists must carry this library's TF-IDF label,
+        otherwise its names would be attached to different latents. Returns how many labels were taken."""
+        try:
+            recs = json.loads(Path(path).read_text())
+            saved = {int(r["latent"]): r for r in recs}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise IntentFileError(f"{path} is not an intents.json written by `semcollab intents`: {exc}") from None
+        bad = [j for j, r in saved.items() if j >= len(self.labels) or r.get("label") != self.labels[j]]
+        if bad:
+            raise IntentFileError(f"{path} was built from a different SAE than this model's (latent {bad[0]} differs); "
+                             "rebuild it with the run's dataset, template and SAE settings")
+        lm = {j: r["lm_label"] for j, r in saved.items() if r.get("lm_label")}
+        self.lm_labels.update(lm)
+        return len(lm)
 
 
 def build_library(act_idx: np.ndarray, act_val: np.ndarray, texts: list[str], n_latents: int, top_n: int = 10,
@@ -85,6 +109,7 @@ def build_library(act_idx: np.ndarray, act_val: np.ndarray, texts: list[str], n_
 
     n_rows = len(act_idx)
     fired = act_val > 0
+    fired[0] = False  # row 0 is padding: whatever the SAE makes of a zero vector is no item's intent
     rows = np.repeat(np.arange(n_rows), act_idx.shape[1])[fired.ravel()]
     lat, val = act_idx.ravel()[fired.ravel()], act_val.ravel()[fired.ravel()]
     density = np.bincount(lat, minlength=n_latents) / max(n_rows - 1, 1)

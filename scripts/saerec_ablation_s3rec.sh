@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# SAERec ablations on an S3-Rec file, 3 seeds, the settings and epoch budget of scripts/saerec_s3rec.sh:
+# without personal intents, without public intents, random (untrained) latents in place of the SAE's.
+# The full SAERec and SASRec rows come from that script's runs in the same OUT, so run it first (or after:
+# the table step reads whatever finished). Finished (variant, seed) runs are skipped on a rerun.
+# Env: DATASET (default Beauty), SEEDS, EPOCHS, OUT, JOBS (default 1: meant to run beside the main queue).
+set -euo pipefail
+DATASET=${DATASET:-Beauty}
+SEEDS=${SEEDS:-"1 2 3"}
+EPOCHS=${EPOCHS:-30}
+JOBS=${JOBS:-1}
+out=${OUT:-runs/saerec-s3rec/main}
+T="{attributes}"
+base="$out/$DATASET/ablation"
+mkdir -p "$base" docs/tables
+finished() { grep -lxs "  seed: $2" "$base/$1"/*/config.yaml 2>/dev/null | while read -r c; do
+  [ -f "$(dirname "$c")/metrics.json" ] && echo yes; done | grep -q yes; }
+jobs_file="$base/jobs.txt"
+: > "$jobs_file"
+declare -A VARIANT=([no_personal]="--model_params.use_personal=false" [no_public]="--model_params.use_public=false"
+                    [random_latents]="--model_params.intent_source=random")
+for seed in $SEEDS; do for v in no_personal no_public random_latents; do
+  finished "$v" "$seed" && continue
+  echo "semcollab train --model saerec --dataset s3rec:$DATASET --config configs/s3rec_fast.yaml --train.seed=$seed" \
+       "--train.epochs=$EPOCHS --train.eval_every=5 --train.patience=1000 --output_dir=$base/$v" \
+       "--model_params.template=$T ${VARIANT[$v]}" >> "$jobs_file"
+done; done
+export OMP_NUM_THREADS=1
+xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$base"'/log.XXXXXX)" 2>&1' < "$jobs_file"
+python scripts/seed_table.py "$out/$DATASET/sasrec" "$out/$DATASET/saerec" "$base"/no_personal "$base"/no_public \
+  "$base"/random_latents > "docs/tables/saerec_ablation_${DATASET}.md"
+echo "table in docs/tables/saerec_ablation_${DATASET}.md"
