@@ -6,6 +6,7 @@ T="{title} ({year}). Genres: {genres}"
 out=runs/saerec/$(date +%Y%m%d-%H%M%S)
 CAP=${CAP:-6}   # minutes per training run (the CPU budget of one session); raise for converged numbers
 export OMP_NUM_THREADS=1
+export COLUMNS=120  # rich wraps captured output at this width
 common=(--dataset ml-100k --config configs/ml100k.yaml --train.max_minutes=$CAP)
 mkdir -p docs/saerec docs/tables
 semcollab intents --dataset ml-100k "--template=$T" --out docs/saerec --top 15 --lm-labels smollm2-135m --lm-top 50 | tee docs/saerec/ml100k_intents.txt
@@ -25,5 +26,6 @@ python scripts/seed_table.py $out/sasrec $out/saerec $out/ablation > docs/tables
 run=$(ls -d $out/saerec/* | head -n 1)
 : > docs/saerec/ml100k_explanations.txt
 for u in 1 50 200 500 900; do
-  semcollab recommend "$run" --user $u --k 3 --explain --stage test >> docs/saerec/ml100k_explanations.txt
+  semcollab recommend "$run" --user $u --k 3 --explain --stage test --intents docs/saerec/ml-100k/intents.json \
+    >> docs/saerec/ml100k_explanations.txt
 done

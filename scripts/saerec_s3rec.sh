@@ -30,6 +30,7 @@ for seed in $SEEDS; do for ds in $DATASETS; do  # seed-major: a cut-short queue 
     echo "semcollab train --model sasrec $common --output_dir=$out/$ds/sasrec" >> "$jobs_file"
 done; done
 export OMP_NUM_THREADS=1
+export COLUMNS=120  # rich wraps captured output at this width
 # each job's log goes next to the runs; a failed job fails the script after the queue drains
 xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$out"'/log.XXXXXX)" 2>&1' < "$jobs_file"
 for ds in $DATASETS; do

@@ -221,7 +221,7 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
             out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json"),
             lm_labels: str | None = typer.Option(None, help="also name intents with this causal LM "
                                                    "(smollm2-135m, a folder or a hub id)"),
-            lm_top: int = typer.Option(50, help="how many of the densest intents the LM names")):
+            lm_top: int = typer.Option(50, help="how many intents the LM names (most used in training first)")):
     """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
 
     SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
@@ -247,10 +247,13 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
     texts = render_item_texts(split.items, split.text_fields, template)
     lib = build_library(idx, val, texts, sae.n_latents)
     if lm_labels:
+        from .explain import public_intents
         from .explain.lm_labels import LMLabeler, label_library
 
-        with console.status(f"naming the {lm_top} densest intents with {lm_labels}"):
-            label_library(lib, texts, LMLabeler(lm_labels), top=lm_top)
+        # the intents with most activation mass over training interactions: the ones explanations show most
+        by_mass = public_intents(idx, val, split.train["item"].to_numpy(), sae.n_latents, sae.n_latents)
+        with console.status(f"naming {lm_top} intents with {lm_labels}"):
+            label_library(lib, texts, LMLabeler(lm_labels), top=lm_top, priority=by_mass)
     out = out / split.name
     out.mkdir(parents=True, exist_ok=True)
     lib.save(out / "intents.json", list(split.item_vocab.ids), texts)

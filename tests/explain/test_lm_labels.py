@@ -51,6 +51,8 @@ def test_labeler_names_the_densest_live_intents(tiny_causal_lm):
     assert got[2] and len(got[2].split()) <= 3
     again = LMLabeler(str(tiny_causal_lm), device="cpu", batch_size=4, max_new_tokens=3)
     assert label_library(build_library(idx, val, texts, 3), texts, again, top=1) == got  # greedy, batch-invariant
+    first = label_library(build_library(idx, val, texts, 3), texts, again, top=1, priority=np.array([0, 1, 2]))
+    assert list(first) == [1]  # a given order is followed, dead latents (0) skipped
     rec = {r["latent"]: r for r in lib.to_records()}
     assert rec[2]["lm_label"] == got[2] and "lm_label" not in rec[1]
     json.dumps(lib.to_records())

@@ -3,7 +3,8 @@
 TF-IDF labels (:func:`~semcollab.explain.intents.build_library`) list words; an LM can name the theme
 ("crime fiction") instead. The prompt is few-shot and decoding greedy, so a label is a deterministic
 function of the model and the items. Only the densest ``top`` live intents are labelled by default:
-generation costs ~1 s per intent for a 135M model on one CPU thread, and a library has thousands.
+generation costs ~1 s per intent for a 135M model on one CPU thread, and a library has thousands (the CLI
+labels those with the most activation mass over training interactions: the ones explanations show).
 Texts made of ids only (the S3-Rec attribute files) give an LM nothing to name; keep TF-IDF there."""
 
 from __future__ import annotations
@@ -77,9 +78,13 @@ class LMLabeler:
 
 
 def label_library(lib: IntentLibrary, texts: list[str], labeler: LMLabeler, top: int = 50,
-                  n_items: int = 5) -> dict[int, str]:
-    """LM labels for the ``top`` densest live intents, stored in ``lib.lm_labels`` and returned."""
-    live = [int(j) for j in np.argsort(-lib.density, kind="stable") if lib.density[j] > 0][:top]
+                  n_items: int = 5, priority: np.ndarray | None = None) -> dict[int, str]:
+    """LM labels for ``top`` live intents, stored in ``lib.lm_labels`` and returned.
+
+    ``priority``: latent ids in the order to label them (e.g. by activation mass over training interactions,
+    the intents users' explanations show most); by default the densest intents come first."""
+    order = np.argsort(-lib.density, kind="stable") if priority is None else np.asarray(priority)
+    live = [int(j) for j in order if lib.density[j] > 0][:top]
     if not live:
         raise ValueError("the intent library has no live latents to label")
     names = labeler.label([[texts[i - 1] for i in lib.top_items[j][:n_items]] for j in live])
