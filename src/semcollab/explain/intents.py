@@ -94,8 +94,8 @@ class IntentLibrary:
             raise IntentFileError(f"{path} is not an intents.json written by `semcollab intents`: {exc}") from None
         bad = [j for j, r in saved.items() if j >= len(self.labels) or r.get("label") != self.labels[j]]
         if bad:
-            raise IntentFileError(f"{path} was built from a different SAE than this model's (latent {bad[0]} differs); "
-                             "rebuild it with the run's dataset, template and SAE settings")
+            raise IntentFileError(f"{path} was built from a different SAE than this model's (latent {bad[0]} "
+                                  "differs); rebuild it with the run's dataset, template and SAE settings")
         lm = {j: r["lm_label"] for j, r in saved.items() if r.get("lm_label")}
         self.lm_labels.update(lm)
         return len(lm)

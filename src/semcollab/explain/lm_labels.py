@@ -2,9 +2,10 @@
 
 TF-IDF labels (:func:`~semcollab.explain.intents.build_library`) list words; an LM can name the theme
 ("crime fiction") instead. The prompt is few-shot and decoding greedy, so a label is a deterministic
-function of the model and the items. Only the densest ``top`` live intents are labelled by default:
-generation costs ~1 s per intent for a 135M model on one CPU thread, and a library has thousands (the CLI
-labels those with the most activation mass over training interactions: the ones explanations show).
+function of the model and the items. Only ``top`` live intents are labelled (the densest, or a given
+priority order; the CLI passes the intents with the most activation mass over training interactions, the
+ones explanations show): generation costs ~1 s per intent for a 135M model on one CPU thread, and a
+library has thousands.
 Texts made of ids only (the S3-Rec attribute files) give an LM nothing to name; keep TF-IDF there."""
 
 from __future__ import annotations
