@@ -102,17 +102,29 @@ def tiny_bert(tmp_path_factory):
     return path
 
 
+def _save_tiny_llama(path, causal_lm: bool, max_positions: int):
+    """A randomly initialised 1-layer Llama (bare, or with an LM head) with the test tokenizer, saved at ``path``."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
+
+    _tokenizer(path)
+    torch.manual_seed(0)
+    cls = LlamaForCausalLM if causal_lm else LlamaModel
+    cls(LlamaConfig(vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    num_key_value_heads=2, intermediate_size=64, max_position_embeddings=max_positions,
+                    pad_token_id=0)).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
     """A randomly initialised 1-layer causal LM (Llama architecture) for last-token pooling."""
-    pytest.importorskip("transformers")
-    import torch
-    from transformers import LlamaConfig, LlamaModel
+    return _save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), causal_lm=False, max_positions=64)
 
-    path = tmp_path_factory.mktemp("tiny-llama")
-    _tokenizer(path)
-    torch.manual_seed(0)
-    LlamaModel(LlamaConfig(vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
-                           pad_token_id=0)).save_pretrained(path)
-    return path
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory):
+    """The same with an LM head, for generation (tests the plumbing, not label quality); few-shot prompts
+    run to a few hundred tokens, hence the longer position range."""
+    return _save_tiny_llama(tmp_path_factory.mktemp("tiny-causal"), causal_lm=True, max_positions=512)

@@ -7,24 +7,6 @@ from semcollab.explain.intents import build_library
 from semcollab.explain.lm_labels import LMLabeler, clean_label, intent_prompt, label_library
 
 
-@pytest.fixture(scope="module")
-def tiny_causal_lm(tmp_path_factory):
-    """A randomly initialised 1-layer Llama with an LM head (tests the plumbing, not label quality)."""
-    pytest.importorskip("transformers")
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tests.conftest import WORDS, _tokenizer
-
-    path = tmp_path_factory.mktemp("tiny-causal")
-    _tokenizer(path)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                 num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
-                                 pad_token_id=0)).save_pretrained(path)
-    return path
-
-
 def test_prompt_lists_the_items_and_ends_with_the_question():
     p = intent_prompt(["Toy Story (1995)", "Golden\nEye"], shots="")
     assert p == "Items:\n- Toy Story (1995)\n- Golden Eye\nTheme:"
