@@ -13,14 +13,13 @@ out=${OUT:-runs/saerec-s3rec/main}
 T="{attributes}"
 base="$out/$DATASET/ablation"
 mkdir -p "$base" docs/tables
-finished() { grep -lxs "  seed: $2" "$base/$1"/*/config.yaml 2>/dev/null | while read -r c; do
-  [ -f "$(dirname "$c")/metrics.json" ] && echo yes; done | grep -q yes; }
+source "$(dirname "$0")/run_finished.sh"
 jobs_file="$base/jobs.txt"
 : > "$jobs_file"
 declare -A VARIANT=([no_personal]="--model_params.use_personal=false" [no_public]="--model_params.use_public=false"
                     [random_latents]="--model_params.intent_source=random")
 for seed in $SEEDS; do for v in no_personal no_public random_latents; do
-  finished "$v" "$seed" && continue
+  run_finished "$base/$v" "$seed" && continue
   echo "semcollab train --model saerec --dataset s3rec:$DATASET --config configs/s3rec_fast.yaml --train.seed=$seed" \
        "--train.epochs=$EPOCHS --train.eval_every=5 --train.patience=1000 --output_dir=$base/$v" \
        "--model_params.template=$T ${VARIANT[$v]}" >> "$jobs_file"

@@ -20,13 +20,12 @@ mkdir -p "$out" docs/saerec docs/tables
 jobs_file="$out/jobs.txt"
 : > "$jobs_file"
 # a rerun into the same OUT skips (dataset, model, seed) runs that already finished (metrics.json written)
-finished() { grep -lxs "  seed: $3" "$out/$1/$2"/*/config.yaml 2>/dev/null | while read -r c; do
-  [ -f "$(dirname "$c")/metrics.json" ] && echo yes; done | grep -q yes; }
+source "$(dirname "$0")/run_finished.sh"
 for seed in $SEEDS; do for ds in $DATASETS; do  # seed-major: a cut-short queue still covers every dataset
   common="--dataset s3rec:$ds --config configs/s3rec_fast.yaml --train.seed=$seed --train.epochs=$EPOCHS --train.eval_every=5 --train.patience=1000"
-  finished "$ds" saerec "$seed" || \
+  run_finished "$out/$ds/saerec" "$seed" || \
     echo "semcollab train --model saerec $common --output_dir=$out/$ds/saerec --model_params.template=$T" >> "$jobs_file"
-  finished "$ds" sasrec "$seed" || \
+  run_finished "$out/$ds/sasrec" "$seed" || \
     echo "semcollab train --model sasrec $common --output_dir=$out/$ds/sasrec" >> "$jobs_file"
 done; done
 export OMP_NUM_THREADS=1
