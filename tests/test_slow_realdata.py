@@ -61,3 +61,23 @@ def test_saerec_intents_stay_in_use_on_ml100k(ml100k_dir, tmp_path):
     for rec in res["recommendations"]:
         assert rec["gate"]["personal"] > 0.05 and rec["gate"]["public"] > 0.05
         assert any(abs(i["contribution"]) > 1e-3 for i in rec["intents"])
+
+
+def test_quickstart_under_90_seconds_and_sasrec_clearly_beats_popularity(ml100k_dir, tmp_path, monkeypatch):
+    """The first-run experience: the whole quickstart (data, popularity, SASRec, table) on 2 cores."""
+    import re
+    import time
+
+    from typer.testing import CliRunner
+
+    from semcollab.cli import app
+
+    monkeypatch.setenv("SEMCOLLAB_ML100K", str(ml100k_dir))
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    r = CliRunner().invoke(app, ["quickstart"])
+    seconds = time.perf_counter() - t0
+    assert r.exit_code == 0, r.output
+    rows = {m: float(re.search(rf"│ {m}\s+│ ([0-9.]+)", r.output).group(1)) for m in ("pop", "sasrec")}
+    assert rows["sasrec"] > 1.5 * rows["pop"], rows  # HR@10
+    assert seconds < 90, seconds

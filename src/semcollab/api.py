@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import RunConfig, from_dict, load_config, to_dict
+from .config import ConfigError, RunConfig, from_dict, load_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
+from .fsutil import check_writable
 from .models import build_model, canonical_name, typed_params
-from .runinfo import new_run_dir, save_run_record
-from .train.trainer import FitResult, fit, resolve_device
+from .runinfo import save_run_record, write_run_dir
+from .train.trainer import FitResult, fit, resolve_device, seed_everything
 
 
 @dataclass
@@ -42,7 +45,16 @@ def _as_config(config, model, dataset, overrides) -> RunConfig:
         cfg.data.name = dataset
     cfg.model = canonical_name(cfg.model)
     cfg.model_params = typed_params(cfg.model, cfg.model_params)
+    # absolute paths: a saved run must find its data again when evaluated from another directory
+    for key in ("path", "meta_path", "cache_dir"):
+        value = getattr(cfg.data, key)
+        if value:
+            setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
     return cfg
+
+
+def _state_bytes(net: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
 def run(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
@@ -50,12 +62,22 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     """Prepare data, train ``model``, evaluate on valid and test, and save the run.
 
     ``config`` is a YAML path, a nested dict or a :class:`RunConfig`; ``overrides`` are ``key=value``
-    strings applied on top (``["train.epochs=5", "model_params.hidden=128"]``)."""
+    strings applied on top (``["train.epochs=5", "model_params.hidden=128"]``). Every setting is checked
+    before data is read; the output folder is checked before training; the same seed, data and config
+    give the same numbers (on CPU)."""
     cfg = _as_config(config, model, dataset, overrides)
+    if save:
+        check_writable(cfg.output_dir)
     split = load_split(cfg.data, log=log)
     if log:
         log(f"dataset {split.name}: {split.stats}")
+    if max(cfg.eval.ks) > split.n_items:
+        raise ConfigError(f"config key 'eval.ks' asks for @{max(cfg.eval.ks)}, but {split.name} has only "
+                          f"{split.n_items} items")
+    seed_everything(cfg.train.seed)  # before the weights are created: same seed, same initial model
     net = build_model(cfg.model, cfg.model_params, split)
+    if save:  # a full disk is found now, not after the last epoch
+        check_writable(cfg.output_dir, _state_bytes(net) if cfg.save_model else 0)
     result = fit(net, split, cfg.train, cfg.eval, log=log)
     device = resolve_device(cfg.train.device)
     pop = split.item_popularity()
@@ -63,12 +85,15 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     test = evaluate_ranking(net, split.eval_set("test"), split.n_items, pop, cfg.eval, device)
     run_dir = None
     if save:
-        run_dir = new_run_dir(cfg.output_dir, cfg.model, cfg.data.name)
-        (run_dir / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
-        if cfg.save_model:
-            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
-                      str(run_dir / "model.safetensors"))
-        save_run_record(run_dir, cfg, {"dataset_stats": split.stats, "fit": result.__dict__})
+        def write(tmp: Path) -> None:
+            (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
+            if cfg.save_model:
+                save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                          str(tmp / "model.safetensors"))
+            save_run_record(tmp, cfg, {"dataset_stats": split.stats, "data_fingerprint": split.fingerprint(),
+                                       "fit": result.__dict__})
+
+        run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 
 
@@ -76,22 +101,79 @@ class IncompatibleRunError(RuntimeError):
     """A saved run's weights do not fit the model this version builds from the run's config."""
 
 
-def load_run(run_dir: str | Path, log=None) -> tuple[RunConfig, torch.nn.Module, Split]:
-    """Rebuild a saved run's model (weights from ``model.safetensors``) and its data split."""
+class RunFileError(RuntimeError):
+    """A file of a saved run folder is missing, truncated or not what it claims to be."""
+
+
+class DataChangedError(RuntimeError):
+    """The data a saved run was trained on is no longer what its source files give."""
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The validated config of a saved run, with a message naming the file when it is damaged."""
     import yaml
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFileError(f"{run_dir} is not a folder; give a run folder written by `semcollab train`")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a semcollab run folder (no config.yaml)")
-    cfg = from_dict(RunConfig, yaml.safe_load(cfg_path.read_text()))
+        raise RunFileError(f"{run_dir} is not a semcollab run folder (no config.yaml)")
+    try:
+        data = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{cfg_path} is not valid YAML ({type(exc).__name__}); the run folder is damaged") from None
+    if not isinstance(data, dict):
+        raise RunFileError(f"{cfg_path} does not hold a run config (a mapping); the run folder is damaged")
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as exc:
+        raise RunFileError(f"{cfg_path}: {exc}") from None
+
+
+def read_run_record(run_dir: str | Path) -> dict:
+    """``run.json`` of a saved run ({} when absent, e.g. runs saved before it existed)."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(meta, dict):
+        raise RunFileError(f"{path} does not hold a run record (a JSON object)")
+    return meta
+
+
+def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False) -> tuple[RunConfig, torch.nn.Module, Split]:
+    """Rebuild a saved run's model (weights from ``model.safetensors``) and its data split.
+
+    The split is prepared again from the run's source files; if its fingerprint differs from the one
+    recorded at training time (the file was edited or replaced), this raises :class:`DataChangedError`
+    unless ``allow_data_change`` (then it only warns): numbers from other data must not pass silently."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    meta = read_run_record(run_dir)
     split = load_split(cfg.data, log=log)
+    recorded = meta.get("data_fingerprint")
+    if recorded is not None and recorded != split.fingerprint():
+        msg = (f"the data of run {run_dir} has changed since it was trained: {cfg.data.name} "
+               f"({cfg.data.path or 'default location'}) now prepares to different contents "
+               f"(fingerprint {split.fingerprint()[:12]} != recorded {recorded[:12]})")
+        if not allow_data_change:
+            raise DataChangedError(msg + ". Restore the original file, or pass --allow-data-change to use "
+                                         "the current data anyway.")
+        warnings.warn(msg + "; continuing because allow_data_change was given", stacklevel=2)
     net = build_model(cfg.model, cfg.model_params, split)
     weights = run_dir / "model.safetensors"
     if not weights.exists():
-        raise FileNotFoundError(f"{weights} is missing (the run was saved with save_model=false)")
+        raise RunFileError(f"{weights} is missing (the run was saved with save_model=false)")
     try:
-        net.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunFileError(f"{weights} is not a readable safetensors file ({exc}); the run folder is damaged") from None
+    try:
+        net.load_state_dict(state)
     except RuntimeError as exc:  # torch names every missing, unexpected and wrongly shaped tensor
         raise IncompatibleRunError(
             f"{weights} does not fit the {cfg.model!r} model this semcollab version builds from its config "

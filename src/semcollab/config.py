@@ -6,8 +6,10 @@ annotated type, and the resolved config is saved with every run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,61 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or a value has the wrong type."""
+    """A config key is unknown, a value has the wrong type, or it lies outside its allowed range."""
+
+
+# ------------------------------------------------------------------------------------------- ranges
+# A setting's allowed range lives beside its default (``field(metadata=...)``), so every dataclass built
+# by :func:`from_dict` is checked before any data is read or any epoch runs: ``max_len=0`` once looped
+# forever, ``batch_size=-5`` trained on nothing and saved "loss 0.0".
+def allowed(default=dataclasses.MISSING, ok: Callable[[typing.Any], bool] | None = None, text: str = "",
+            default_factory=dataclasses.MISSING):
+    """A dataclass field whose value must satisfy ``ok`` (described to the user as ``text``)."""
+    kw = {"default": default} if default_factory is dataclasses.MISSING else {"default_factory": default_factory}
+    return field(metadata={"ok": ok, "allowed": text}, **kw)
+
+
+def at_least(default, lo, integer: bool = True):
+    return allowed(default, lambda v: v >= lo, f"{'an integer' if integer else 'a number'} >= {lo}")
+
+
+def positive(default):
+    return allowed(default, lambda v: v > 0, "a number > 0")
+
+
+def fraction(default, lo_open: bool = False, hi_open: bool = True):
+    lo, hi = ("(" if lo_open else "["), (")" if hi_open else "]")
+    return allowed(default, lambda v: (v > 0 if lo_open else v >= 0) and (v < 1 if hi_open else v <= 1),
+                   f"a number in {lo}0, 1{hi}")
+
+
+def one_of(default, *choices):
+    return allowed(default, lambda v: v in choices, "one of " + ", ".join(map(str, choices)))
+
+
+def validate(cfg, prefix: str = "", recursive: bool = True) -> None:
+    """Check every ranged field of dataclass ``cfg`` (and its cross-field ``_check`` rules).
+
+    Raises :class:`ConfigError` naming the first offending key, its value and the allowed range."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            if recursive:
+                validate(value, f"{prefix}{f.name}.")
+            continue
+        ok = f.metadata.get("ok")
+        if ok is None or value is None:
+            continue
+        try:
+            good = bool(ok(value))
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"config key '{prefix}{f.name}' must be {f.metadata['allowed']}, got {value!r}")
+    extra = getattr(cfg, "_check", None)
+    if extra is not None:
+        for key, message in extra():
+            raise ConfigError(f"config key '{prefix}{key}' {message}")
 
 
 @dataclass
@@ -28,48 +84,60 @@ class DataConfig:
     time_col: str = "timestamp"
     rating_col: str | None = None
     item_text_cols: list[str] | None = None
-    duplicates: str = "error"  # error | drop | keep
+    duplicates: str = one_of("error", "error", "drop", "keep")
     min_rating: float | None = None
-    user_k: int = 5
-    item_k: int = 5
-    split: str = "loo"  # loo | temporal
-    valid_frac: float = 0.1
-    test_frac: float = 0.1
+    user_k: int = at_least(5, 0)  # iterative k-core; 0 or 1 = no filtering
+    item_k: int = at_least(5, 0)
+    split: str = one_of("loo", "loo", "temporal")
+    valid_frac: float = fraction(0.1, lo_open=True)  # temporal split only
+    test_frac: float = fraction(0.1, lo_open=True)
     cache: bool = True
     cache_dir: str | None = None
+
+    def _check(self):
+        if self.valid_frac + self.test_frac >= 1:
+            yield "valid_frac", (f"+ data.test_frac must be < 1 (train keeps the rest), got {self.valid_frac} + "
+                                 f"{self.test_frac}")
+
+
+LOSSES = ("auto", "ce", "bce", "bpr", "sampled_ce")
+METRIC = re.compile(r"^(hr|recall|ndcg|mrr)@(\d+)$")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = at_least(200, 1)
+    batch_size: int = at_least(256, 1)
+    lr: float = positive(1e-3)
+    weight_decay: float = at_least(0.0, 0, integer=False)
     # auto: the model's own (bpr for MF-BPR, ce otherwise) | ce: full softmax | bce: sampled negatives | bpr
     # | sampled_ce: softmax over the target + neg_samples negatives shared by the batch
-    loss: str = "auto"
-    neg_samples: int = 1  # negatives per positive (bce) or per batch (sampled_ce)
+    loss: str = one_of("auto", *LOSSES)
+    neg_samples: int = at_least(1, 1)  # negatives per positive (bce) or per batch (sampled_ce)
     length_buckets: bool = False  # batch sequence windows of similar length (much faster on short histories)
-    eval_every: int = 1
-    patience: int = 10  # evaluations without validation improvement before stopping
-    metric: str = "ndcg@10"
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda
+    eval_every: int = at_least(1, 1)
+    patience: int = at_least(10, 1)  # evaluations without validation improvement before stopping
+    metric: str = allowed("ndcg@10", lambda v: METRIC.match(v.lower()) is not None,
+                          "<hr|recall|ndcg|mrr>@<k> with k one of eval.ks")
+    seed: int = at_least(42, 0)
+    device: str = allowed("auto", lambda v: re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) is not None,
+                          "auto, cpu, cuda, cuda:<n> or mps")
     bf16: bool = False  # autocast matmuls to bfloat16 (GPU)
     progress: bool = True
-    max_minutes: float | None = None  # wall-clock cap on training
+    max_minutes: float | None = positive(None)  # wall-clock cap on training
 
 
 @dataclass
 class EvalConfig:
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    protocol: str = "full"  # full | sampled
-    n_negatives: int = 100  # sampled protocol only
-    negatives: str = "uniform"  # uniform | popularity (sampled protocol only)
+    ks: list[int] = allowed(ok=lambda v: len(v) > 0 and all(k >= 1 for k in v) and len(set(v)) == len(v),
+                            text="a non-empty list of distinct integers >= 1", default_factory=lambda: [5, 10, 20])
+    protocol: str = one_of("full", "full", "sampled")
+    n_negatives: int = at_least(100, 1)  # sampled protocol only
+    negatives: str = one_of("uniform", "uniform", "popularity")  # sampled protocol only
     mask_history: bool = True
-    head_frac: float = 0.2  # top fraction of items by training popularity counted as head
-    long_user_min: int | None = None  # history length from which a user is "long"; default: median
-    chunk_size: int = 1024  # users scored at once; bounds memory
+    head_frac: float = fraction(0.2, lo_open=True)  # top fraction of items by training popularity counted as head
+    long_user_min: int | None = at_least(None, 1)  # history length from which a user is "long"; default: median
+    chunk_size: int = at_least(1024, 1)  # users scored at once; bounds memory
 
 
 @dataclass
@@ -79,8 +147,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = "runs"
+    output_dir: str = allowed("runs", lambda v: v.strip() != "", "a folder path")
     save_model: bool = True
+
+    def _check(self):
+        m = METRIC.match(self.train.metric.lower())
+        if m and int(m.group(2)) not in self.eval.ks:
+            yield "train.metric", (f"is {self.train.metric!r}, but eval.ks={self.eval.ks} does not compute "
+                                   f"@{m.group(2)}; add {m.group(2)} to eval.ks or pick another metric")
 
 
 def _is_optional(tp) -> tuple[bool, typing.Any]:
@@ -149,7 +223,9 @@ def from_dict(cls, data: dict | None, prefix: str = ""):
             kwargs[name] = from_dict(tp, value, prefix=f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, tp, prefix + name)
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    validate(cfg, prefix, recursive=False)  # sections given in ``data`` were checked when built above
+    return cfg
 
 
 def to_dict(cfg) -> dict:

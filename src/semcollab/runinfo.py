@@ -45,15 +45,29 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def new_run_dir(base: str | Path, model: str, dataset: str) -> Path:
+def write_run_dir(base: str | Path, model: str, dataset: str, write) -> Path:
+    """Write a run folder atomically: ``write(tmp)`` fills a hidden temporary folder, renamed when complete.
+
+    A full disk or a crash leaves no half-written run (the temporary folder is removed); an earlier run
+    is never overwritten (a numeric suffix is added)."""
+    from .fsutil import write_dir_atomic
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = dataset.replace(":", "-").replace("/", "-")
-    d = Path(base) / f"{stamp}-{model}-{safe}"
+    base = Path(base)
+    d = base / f"{stamp}-{model}-{safe}"
     i = 1
     while d.exists():  # never overwrite an earlier run
-        d = Path(base) / f"{stamp}-{model}-{safe}-{i}"
+        d = base / f"{stamp}-{model}-{safe}-{i}"
         i += 1
-    d.mkdir(parents=True)
+    try:
+        if not write_dir_atomic(d, write, what="run folder", required=True):
+            raise FileExistsError(d)
+    except FileExistsError:  # another process took the name between the check and the rename
+        return write_run_dir(base, model, dataset, write)
+    except OSError as exc:
+        raise OSError(f"could not save the run under {base} ({exc.strerror or exc}); nothing was left behind. "
+                      "The metrics above were not saved.") from None
     return d
 
 

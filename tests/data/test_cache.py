@@ -21,9 +21,13 @@ def test_cache_hit_and_key_changes(toy_dir, tmp_path):
 
 
 def test_corrupt_cache_is_reported_not_reused(toy_dir, tmp_path):
+    from semcollab.data.cache import load_split_cache
+
     cfg = DataConfig(name="atomic:toy", path=str(toy_dir), cache_dir=str(tmp_path / "c"))
     load_split(cfg)
     (entry,) = list((tmp_path / "c" / "prepared").iterdir())
     (entry / "train.parquet").write_bytes(b"garbage")
     with pytest.raises(CacheError, match="damaged"):
+        load_split_cache(entry)
+    with pytest.warns(UserWarning, match="damaged.*rebuilt"):  # load_split repairs it
         load_split(cfg)

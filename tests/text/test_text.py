@@ -10,7 +10,6 @@ from semcollab.text import (
     render_item_texts,
     resolve_encoder,
 )
-from semcollab.text.cache import EmbeddingCacheError
 from semcollab.text.encoders import TextEncoder
 
 TEXTS = ["toy story animation comedy", "golden eye action thriller", "space war drama", "love"]
@@ -65,15 +64,34 @@ def test_duplicate_texts_encoded_once_and_fresh_equals_cached(tiny_bert, tmp_pat
     np.testing.assert_array_equal(fresh, cached)
 
 
-def test_damaged_cache_shard_raises(tiny_bert, tmp_path):
+def test_damaged_cache_shard_is_reported_removed_and_reencoded(tiny_bert, tmp_path):
     spec = resolve_encoder(str(tiny_bert))
-    _, st = embed_texts(TEXTS, spec, tmp_path)
+    first, st = embed_texts(TEXTS, spec, tmp_path)
     from pathlib import Path
 
     (shard,) = list(Path(st["cache_dir"]).glob("shard-*.npz"))
     shard.write_bytes(b"oops")
-    with pytest.raises(EmbeddingCacheError, match="damaged"):
-        embed_texts(TEXTS, spec, tmp_path)
+    with pytest.warns(UserWarning, match="damaged"):
+        again, st2 = embed_texts(TEXTS, spec, tmp_path)
+    assert st2["encoded"] == len(set(TEXTS))  # nothing was read from the damaged shard
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    assert not shard.exists() or shard.read_bytes() != b"oops"
+
+
+def test_unwritable_embedding_cache_is_a_warning_and_leaves_no_temp_files(tiny_bert, tmp_path, monkeypatch):
+    import errno
+
+    spec = resolve_encoder(str(tiny_bert))
+
+    def disk_full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.warns(UserWarning, match="could not write the embedding cache"):
+        vecs, st = embed_texts(TEXTS, spec, tmp_path)
+    assert vecs.shape[0] == len(TEXTS)
+    leftovers = [p.name for p in (tmp_path / "embeddings").rglob("*") if p.is_file()]
+    assert leftovers == [], leftovers
 
 
 def test_pca_fits_on_training_rows_only():

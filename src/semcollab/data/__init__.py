@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from pathlib import Path
 
 from ..config import DataConfig
@@ -97,7 +99,11 @@ _SPLIT_KEYS = ("duplicates", "min_rating", "user_k", "item_k", "split", "valid_f
 
 
 def load_split(cfg: DataConfig, log=None) -> Split:
-    """Load, prepare and split a dataset, reusing the Parquet cache when source and settings match."""
+    """Load, prepare and split a dataset, reusing the Parquet cache when source and settings match.
+
+    A damaged cache entry (bad checksum, missing file, junk meta.json, no meta.json) is deleted and
+    rebuilt, with a warning naming the folder. A cache that cannot be written (read-only folder, full
+    disk) is a warning too: the split is still returned and no partial entry is left behind."""
     raw = load_raw(cfg)
     settings = {k: getattr(cfg, k) for k in _SPLIT_KEYS}
     settings.update(name=raw.name, text_fields=raw.text_fields,
@@ -106,12 +112,31 @@ def load_split(cfg: DataConfig, log=None) -> Split:
         return prepare(raw, **{k: settings[k] for k in _SPLIT_KEYS})
     key = cache_key(raw.sources, settings)
     directory = Path(cfg.cache_dir or default_cache_dir()) / "prepared" / f"{raw.name}-{key}"
-    if (directory / "meta.json").exists():
-        if log:
-            log(f"using cached prepared data {directory}")
-        return load_split_cache(directory)
+    if directory.exists():
+        try:
+            split = load_split_cache(directory)
+        except CacheError as exc:
+            msg = f"prepared-data cache entry {directory} was damaged ({exc.reason}); it is deleted and rebuilt"
+            warnings.warn(msg, stacklevel=2)
+            if log:
+                log(msg)
+            try:
+                if directory.is_dir() and not directory.is_symlink():
+                    shutil.rmtree(directory)
+                else:
+                    directory.unlink()
+            except OSError as rm_exc:
+                warnings.warn(f"could not delete the damaged cache entry {directory}: {rm_exc}", stacklevel=2)
+        else:
+            if log:
+                log(f"using cached prepared data {directory}")
+            return split
     split = prepare(raw, **{k: settings[k] for k in _SPLIT_KEYS})
-    save_split(split, directory)
+    try:
+        save_split(split, directory)
+    except OSError as exc:
+        warnings.warn(f"could not write the prepared-data cache {directory}: {exc}; continuing without it",
+                      stacklevel=2)
     return split
 
 

@@ -25,6 +25,8 @@ import torch
 
 def sequence_windows(seqs: list[np.ndarray], max_len: int) -> np.ndarray:
     """``(S, max_len + 1)`` left-padded windows covering every training transition."""
+    if max_len < 1:  # a window of one item advances by nothing: the loop below would never end
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
     W = max_len + 1
     rows = []
     for s in seqs:

@@ -1,8 +1,10 @@
 """Parquet cache of prepared splits, keyed by a hash of the source files' content and the data config.
 
 A changed source file or filter setting gives a new key, so stale data is never reused. Each entry
-records checksums of its files; a damaged entry raises :class:`CacheError` instead of being read or
-silently overwritten."""
+records checksums of its files; reading a damaged entry raises :class:`CacheError` (never returns bad
+data), and :func:`semcollab.data.load_split` then deletes and rebuilds it with a warning. Writing is
+atomic: an entry is assembled in a temporary folder and renamed into place, and a failed write (read-only
+folder, full disk) leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ import pandas as pd
 from .dataset import Split
 from .vocab import Vocab
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ids read as written, timestamps not truncated (float64 when fractional)
 
 
 class CacheError(RuntimeError):
-    """A cache entry exists but cannot be trusted."""
+    """A cache entry exists but cannot be trusted; ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
@@ -46,6 +52,8 @@ _TABLES = ("train", "valid", "test", "items", "users", "item_ids")
 
 
 def save_split(split: Split, directory: Path) -> None:
+    """Write ``split`` to ``directory`` atomically. Raises OSError (after removing its temporary folder)
+    when the cache cannot be written; an entry another process wrote first is kept as is."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
@@ -65,31 +73,41 @@ def save_split(split: Split, directory: Path) -> None:
         if directory.exists():  # a concurrent writer got there first; entries with one key are identical
             shutil.rmtree(tmp)
             return
-        tmp.rename(directory)
+        try:
+            tmp.rename(directory)
+        except OSError:
+            if not (directory / "meta.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # lost a race against an identical entry
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def load_split_cache(directory: Path) -> Split:
+    """Read a cache entry, verifying its format version and checksums; CacheError if anything is off."""
     directory = Path(directory)
     meta_path = directory / "meta.json"
     try:
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise CacheError(f"meta.json holds a {type(meta).__name__}, not an object")
+        if meta.get("format") != FORMAT_VERSION:
+            raise CacheError(f"format {meta.get('format')!r}, expected {FORMAT_VERSION}")
         for t in _TABLES:
             if file_digest(directory / f"{t}.parquet") != meta["checksums"][t]:
                 raise CacheError(f"checksum mismatch for {t}.parquet")
         frames = {t: pd.read_parquet(directory / f"{t}.parquet") for t in _TABLES}
-    except (OSError, ValueError, KeyError, CacheError) as exc:
+        split = Split(
+            meta["name"], meta["protocol"], frames["train"], frames["valid"], frames["test"],
+            Vocab(frames["users"]["raw_id"].to_numpy(), 0, "user"),
+            Vocab(frames["item_ids"]["raw_id"].to_numpy(), 1, "item"),
+            frames["items"], list(meta["text_fields"]), dict(meta["stats"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, CacheError) as exc:
+        reason = exc.reason if isinstance(exc, CacheError) else f"{type(exc).__name__}: {exc}"
         raise CacheError(
-            f"prepared-data cache entry {directory} is damaged ({exc}). Delete that folder to rebuild it, "
-            "or run with data.cache=false."
+            f"prepared-data cache entry {directory} is damaged ({reason}). Delete that folder to rebuild it, "
+            "or run with data.cache=false.", reason
         ) from None
-    return Split(
-        meta["name"], meta["protocol"], frames["train"], frames["valid"], frames["test"],
-        Vocab(frames["users"]["raw_id"].to_numpy(), 0, "user"),
-        Vocab(frames["item_ids"]["raw_id"].to_numpy(), 1, "item"),
-        frames["items"], meta["text_fields"], meta["stats"],
-    )
-
-
+    return split

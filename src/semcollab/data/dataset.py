@@ -5,6 +5,7 @@ Data flows one way: :class:`~semcollab.data.loaders.RawDataset` -> :func:`prepar
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,9 @@ class EvalSet:
 
 @dataclass
 class Split:
-    """A leakage-free split. ``train``/``valid``/``test`` have int columns ``user``, ``item``, ``timestamp``.
+    """A leakage-free split. ``train``/``valid``/``test`` have int64 columns ``user``, ``item``, ``order``
+    (source order, the tie-breaker) and ``timestamp`` (int64, or float64 when the source has fractional
+    times: they are never truncated, so sub-second order survives).
 
     ``protocol``: ``"loo"`` (per user, last event = test, second last = valid) or ``"temporal"``
     (global time cut-offs; every event after the cut-off is held out)."""
@@ -100,11 +103,69 @@ class Split:
         """Training interaction count per item index (length n_items + 1; entry 0 = padding = 0)."""
         return np.bincount(self.train["item"].to_numpy(), minlength=self.n_items + 1).astype(np.int64)
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the prepared content: the protocol, the train/valid/test ``user``, ``item``,
+        ``timestamp``, ``order`` arrays (with their dtypes), both vocabularies' raw ids, the text fields
+        and the item table (as text). A split read back from the cache gives the same value as the
+        freshly prepared one; changing any interaction, id or item text changes it."""
+        h = hashlib.sha256()
+
+        def put(label: str, data: bytes) -> None:
+            h.update(label.encode())
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+
+        def put_strings(label: str, values) -> None:
+            enc = [str(v).encode("utf-8", "surrogatepass") for v in values]
+            put(label, b"".join(len(e).to_bytes(8, "little") + e for e in enc))
+
+        put("format", b"semcollab-split-fingerprint-v1")
+        put("protocol", self.protocol.encode())
+        for frame in ("train", "valid", "test"):
+            df = getattr(self, frame)
+            for col in ("user", "item", "order"):
+                put(f"{frame}.{col}", np.ascontiguousarray(df[col].to_numpy(np.int64)).tobytes())
+            ts = np.asarray(df["timestamp"].to_numpy())
+            ts = ts.astype(np.int64) if ts.dtype.kind in "iub" else ts.astype(np.float64)
+            put(f"{frame}.timestamp.{ts.dtype.str}", np.ascontiguousarray(ts).tobytes())
+        put_strings("users", self.user_vocab.ids)
+        put_strings("items", self.item_vocab.ids)
+        put_strings("text_fields", self.text_fields)
+        put_strings("item_columns", list(self.items.columns))
+        for col in self.items.columns:
+            put_strings(f"item_table.{col}", self.items[col].astype(str).tolist())
+        return h.hexdigest()
+
     def item_texts(self, fields: list[str] | None = None) -> list[str]:
         """One string per real item (index 1..N), '<field>: <value>' joined by '; '."""
         from ..text.templates import render_item_texts
 
         return render_item_texts(self.items, fields or self.text_fields)
+
+
+def _check_temporal(name, train, valid, test, valid_frac, test_frac) -> None:
+    """Fail at prepare time, not in evaluation, when a temporal split leaves nothing to evaluate."""
+    counts = (f"train={len(train)}, valid={len(valid)}, test={len(test)} events "
+              f"(data.valid_frac={valid_frac}, data.test_frac={test_frac})")
+    if len(train) == 0 or len(valid) == 0 or len(test) == 0:
+        raise DataError(
+            f"{name}: the temporal split leaves a part empty: {counts}. Events at a cut-off time stay together, "
+            "so many equal timestamps can empty a part; change data.valid_frac / data.test_frac or use data.split=loo."
+        )
+    v_users = np.unique(valid["user"].to_numpy())
+    v_warm = np.isin(v_users, train["user"].to_numpy())
+    if not v_warm.any():
+        raise DataError(
+            f"{name}: no validation user has training history ({len(v_users)} validation users, 0 with earlier "
+            f"events; {counts}); adjust data.valid_frac / data.test_frac or use data.split=loo."
+        )
+    t_users = np.unique(test["user"].to_numpy())
+    t_warm = np.isin(t_users, np.concatenate([train["user"].to_numpy(), valid["user"].to_numpy()]))
+    if not t_warm.any():
+        raise DataError(
+            f"{name}: no test user has training or validation history ({len(t_users)} test users, 0 with earlier "
+            f"events; {counts}); adjust data.valid_frac / data.test_frac or use data.split=loo."
+        )
 
 
 def prepare(raw, duplicates: str = "error", min_rating: float | None = None, user_k: int = 5, item_k: int = 5,
@@ -114,7 +175,8 @@ def prepare(raw, duplicates: str = "error", min_rating: float | None = None, use
     from .filters import min_rating as _min_rating
     from .schema import validate_interactions
 
-    source = f"{raw.name} interactions"
+    sources = list(getattr(raw, "sources", []) or [])
+    source = f"{raw.name} interactions ({sources[0]})" if sources else f"{raw.name} interactions"
     df, n_dup = validate_interactions(raw.interactions, source, duplicates)
     n_raw = len(df)
     df = _min_rating(df, min_rating)
@@ -138,15 +200,19 @@ def prepare(raw, duplicates: str = "error", min_rating: float | None = None, use
         pos_from_end = df.groupby("user").cumcount(ascending=False)
         test, valid, train = df[pos_from_end == 0], df[pos_from_end == 1], df[pos_from_end >= 2]
     elif split == "temporal":
+        for key, frac in (("data.valid_frac", valid_frac), ("data.test_frac", test_frac)):
+            if not 0 < frac < 1:
+                raise DataError(f"{key} must be in (0, 1) for a temporal split, got {frac}")
         if not 0 < valid_frac + test_frac < 1:
-            raise DataError(f"valid_frac + test_frac must be in (0, 1), got {valid_frac + test_frac}")
+            raise DataError(f"data.valid_frac + data.test_frac must be in (0, 1), got {valid_frac + test_frac}")
         ts = np.sort(df["timestamp"].to_numpy())
-        t_valid = ts[int(len(ts) * (1 - valid_frac - test_frac))]
-        t_test = ts[int(len(ts) * (1 - test_frac))]
+        t_valid = ts[min(int(len(ts) * (1 - valid_frac - test_frac)), len(ts) - 1)]
+        t_test = ts[min(int(len(ts) * (1 - test_frac)), len(ts) - 1)]
         # events sharing the cut-off time stay on one side: nothing at time t is both history and target
         train = df[df["timestamp"] < t_valid]
         valid = df[(df["timestamp"] >= t_valid) & (df["timestamp"] < t_test)]
         test = df[df["timestamp"] >= t_test]
+        _check_temporal(raw.name, train, valid, test, valid_frac, test_frac)
     else:
         raise DataError(f"data.split must be 'loo' or 'temporal', got {split!r}")
 

@@ -8,11 +8,15 @@ fields) so the semantic side always has something to read. Nothing here download
 from __future__ import annotations
 
 import ast
+import codecs
+import csv
 import gzip
 import io
 import json
 import os
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +24,7 @@ import pandas as pd
 
 from ..assets import default_cache_dir
 from .errors import DataError
-from .schema import parse_int_ids, require_columns
+from .schema import id_strings, parse_int_ids, parse_timestamps, require_columns
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -40,11 +44,13 @@ class RawDataset:
 
     def __post_init__(self) -> None:
         require_columns(self.items, ["item"], f"{self.name} item table")
-        self.items = self.items.copy()
-        self.items["item"] = self.items["item"].astype(str)
-        if self.items["item"].duplicated().any():
-            dup = self.items.loc[self.items["item"].duplicated(), "item"].iloc[0]
-            raise DataError(f"{self.name} item table: item id {dup!r} appears more than once")
+        self.items = self.items.reset_index(drop=True)
+        self.items["item"] = id_strings(self.items["item"], f"{self.name} item table", "item")
+        dup = self.items["item"].duplicated()
+        if dup.any():
+            row = int(dup.to_numpy().nonzero()[0][0])
+            raise DataError(f"{self.name} item table: item id {self.items['item'].iloc[row]!r} appears more "
+                            f"than once; first repeat at row {row}")
 
 
 @dataclass
@@ -59,24 +65,131 @@ class CTRData:
     sources: list[Path] = field(default_factory=list)
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 def _check_file(path: Path) -> Path:
+    """``path`` must be an existing regular file (a folder in its place is a DataError naming it)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, but a file is expected here")
+    if not path.is_file():
+        raise DataError(f"{path} is not a regular file")
     return path
 
 
-def _open_text(path: Path):
-    if str(path).endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _check_dir(directory: Path, expected: str) -> Path:
+    """``directory`` must be an existing folder (a file in its place is a DataError naming it)."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise DataError(f"folder not found: {directory} (expected a folder holding {expected})")
+    if not directory.is_dir():
+        raise DataError(f"{directory} is a file, not a folder; point data.path at the folder holding {expected}")
+    return directory
+
+
+def _magic(path: Path) -> bytes:
+    """The first bytes of ``path``; an empty file is a DataError."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
+    if not head:
+        raise DataError(f"{path}: the file is empty")
+    return head
+
+
+def _compression(path: Path) -> str | None:
+    """``"gzip"`` when the content is gzip data, whatever the file is called (sniffed, not guessed from .gz)."""
+    return "gzip" if _magic(path).startswith(_GZIP_MAGIC) else None
+
+
+def _scan_text(path: Path, encoding: str = "utf-8") -> None:
+    """Stream the (possibly gzip) file once and reject what a text reader would choke on: bytes that are not
+    ``encoding``, NUL bytes (binary data), corrupt gzip data, and content that is empty or only blank.
+    Every error names the file and the 1-based line."""
+    comp = _compression(path)
+    opener = gzip.open if comp == "gzip" else open
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    line, blank = 1, True
+    try:
+        with opener(path, "rb") as fh:
+            while True:
+                block = fh.read(1 << 20)
+                try:
+                    text = decoder.decode(block, final=not block)
+                except UnicodeDecodeError as exc:
+                    at = line + exc.object[: exc.start].count(b"\n")
+                    raise DataError(
+                        f"{path}: not {encoding.upper()} text: byte {exc.object[exc.start]:#04x} at line {at}; "
+                        f"re-save the file as {encoding.upper()}"
+                    ) from None
+                nul = text.find("\x00")
+                if nul >= 0:
+                    at = line + text[:nul].count("\n")
+                    raise DataError(f"{path}: binary data (a NUL byte) at line {at}; expected a text file")
+                line += text.count("\n")
+                blank = blank and not text.strip()
+                if not block:
+                    break
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: gzip data is corrupt or truncated ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
+    if blank:
+        raise DataError(f"{path}: the file is empty (no data, only blank lines)" if line > 1 else f"{path}: the file is empty")
+
+
+def _open_text(path: Path, encoding: str = "utf-8"):
+    """Open a text file, transparently decompressing gzip content (sniffed by its magic bytes)."""
+    if _compression(path) == "gzip":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding)
+    return open(path, encoding=encoding)
+
+
+def _read_text(path: Path, encoding: str = "utf-8") -> str:
+    _scan_text(path, encoding)
+    with _open_text(path, encoding) as fh:
+        return fh.read()
+
+
+def _read_csv(path: Path, encoding: str = "utf-8", **kw) -> pd.DataFrame:
+    """``pd.read_csv`` that turns every way a file can be unreadable into a DataError naming it.
+
+    Rows with more fields than the header are an error (pandas would otherwise silently shift the
+    columns, using the first as the index); gzip content is read whatever the file is called."""
+    _scan_text(path, encoding)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, compression=_compression(path), encoding=encoding, index_col=False, **kw)
+    except pd.errors.ParserWarning as exc:
+        raise DataError(f"{path}: rows have more fields than the header ({exc}); check the delimiter and quoting") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header)") from None
+    except (pd.errors.ParserError, csv.Error, UnicodeError, ValueError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot parse the file: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError/... for damaged files
+        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------- RecBole atomic files
 def read_atomic(path: Path) -> pd.DataFrame:
     """Read one RecBole atomic file (``name:type`` headers, tab separated); drops the type suffix."""
     path = _check_file(path)
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    df = _read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     df.columns = [c.split(":")[0] for c in df.columns]
     return df
 
@@ -85,6 +198,7 @@ def load_recbole_atomic(directory: Path, name: str | None = None) -> RawDataset:
     """Load ``<dir>/<name>.inter`` and, if present, ``<dir>/<name>.item`` (RecBole atomic format)."""
     directory = Path(directory)
     name = name or directory.name
+    _check_dir(directory, f"{name}.inter")
     inter_path = directory / f"{name}.inter"
     inter = read_atomic(inter_path)
     cols = {"user_id": "user", "item_id": "item", "timestamp": "timestamp", "rating": "rating"}
@@ -92,6 +206,7 @@ def load_recbole_atomic(directory: Path, name: str | None = None) -> RawDataset:
     inter = inter[[c for c in cols if c in inter.columns]].rename(columns=cols)
     item_path = directory / f"{name}.item"
     if item_path.exists():
+        _check_file(item_path)
         items = read_atomic(item_path).rename(columns={"item_id": "item"})
         require_columns(items, ["item"], str(item_path))
         text_fields = [c for c in items.columns if c != "item"]
@@ -152,18 +267,25 @@ def find_shared() -> Path | None:
 # --------------------------------------------------------------------------- MovieLens raw
 def load_ml100k_raw(directory: Path) -> RawDataset:
     """GroupLens ``u.data`` (tab: user item rating timestamp) and ``u.item`` (pipe, latin-1)."""
-    directory = Path(directory)
+    directory = _check_dir(directory, "u.data")
     data_path = _check_file(directory / "u.data")
-    inter = pd.read_csv(data_path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"], dtype=str)
+    inter = _read_csv(data_path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"], dtype=str)
     for col in ("user", "item"):
         inter[col] = parse_int_ids(inter[col], str(data_path), col).astype(str)
     items = None
     item_path = directory / "u.item"
     if item_path.exists():
-        raw = pd.read_csv(item_path, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False)
+        _check_file(item_path)
+        raw = _read_csv(item_path, encoding="latin-1", sep="|", header=None, dtype=str, keep_default_na=False)
         if raw.shape[1] != 24:
             raise DataError(f"{item_path}: expected 24 '|' separated columns, found {raw.shape[1]}")
-        flags = raw.iloc[:, 5:].astype(int).to_numpy()
+        flags = raw.iloc[:, 5:]
+        bad = ~flags.isin(["0", "1"])
+        if bad.to_numpy().any():
+            row, col = (int(x[0]) for x in bad.to_numpy().nonzero())
+            raise DataError(f"{item_path}: genre flag column {col + 5} must be 0 or 1; row {row} has "
+                            f"{flags.iat[row, col]!r}")
+        flags = flags.astype(int).to_numpy()
         genres = [" ".join(g for g, f in zip(ML100K_GENRES, row) if f) for row in flags]
         items = pd.DataFrame({"item": raw[0], "title": raw[1], "release_date": raw[2], "genres": genres})
     if items is None:
@@ -172,22 +294,31 @@ def load_ml100k_raw(directory: Path) -> RawDataset:
     return RawDataset("ml-100k", inter, items, fields, [data_path] + ([item_path] if item_path.exists() else []))
 
 
+def _split_lines(path: Path, sep: str, n_fields: int, encoding: str = "latin-1") -> list[list[str]]:
+    """Non-blank lines split on ``sep``; a line without exactly ``n_fields`` fields names its row."""
+    lines = _read_text(path, encoding).splitlines()
+    rows = []
+    for lineno, ln in enumerate(lines):
+        if not ln:
+            continue
+        parts = ln.split(sep)
+        if len(parts) != n_fields:
+            raise DataError(f"{path}: row {lineno} does not have {n_fields} {sep!r} separated fields: {ln[:200]!r}")
+        rows.append(parts)
+    return rows
+
+
 def load_ml1m_raw(directory: Path) -> RawDataset:
     """GroupLens ML-1M ``ratings.dat`` and ``movies.dat`` (``::`` separated, latin-1)."""
-    directory = Path(directory)
+    directory = _check_dir(directory, "ratings.dat")
     rpath = _check_file(directory / "ratings.dat")
-    lines = rpath.read_text(encoding="latin-1").splitlines()
-    rows = [ln.split("::") for ln in lines if ln]
-    bad = [i for i, r in enumerate(rows) if len(r) != 4]
-    if bad:
-        raise DataError(f"{rpath}: row {bad[0]} does not have 4 '::' separated fields: {lines[bad[0]]!r}")
-    inter = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    inter = pd.DataFrame(_split_lines(rpath, "::", 4), columns=["user", "item", "rating", "timestamp"])
     for col in ("user", "item"):
         inter[col] = parse_int_ids(inter[col], str(rpath), col).astype(str)
     mpath = directory / "movies.dat"
     if mpath.exists():
-        mrows = [ln.split("::") for ln in mpath.read_text(encoding="latin-1").splitlines() if ln]
-        items = pd.DataFrame(mrows, columns=["item", "title", "genres"])
+        _check_file(mpath)
+        items = pd.DataFrame(_split_lines(mpath, "::", 3), columns=["item", "title", "genres"])
         items["genres"] = items["genres"].str.replace("|", " ", regex=False)
     else:
         items = pd.DataFrame({"item": inter["item"].unique()})
@@ -203,8 +334,9 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
     (category/brand ids, no names are published) become the item text."""
     path = _check_file(Path(path))
     name = name or path.stem
+    _scan_text(path)
     users, items, ts = [], [], []
-    with open(path, encoding="utf-8") as fh:
+    with _open_text(path) as fh:
         for lineno, line in enumerate(fh):
             parts = line.split()
             if not parts:
@@ -213,7 +345,7 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
                 raise DataError(f"{path}: line {lineno} has a user but no items (empty history): {line.strip()!r}")
             for tok in parts:
                 if not tok.lstrip("-").isdigit():
-                    raise DataError(f"{path}: line {lineno} has a non-integer id {tok!r}")
+                    raise DataError(f"{path}: line {lineno} has a non-integer id {tok[:50]!r}")
             users.extend([parts[0]] * (len(parts) - 1))
             items.extend(parts[1:])
             ts.extend(range(len(parts) - 1))
@@ -221,7 +353,17 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
     attr_path = path.with_name(f"{name}_item2attributes.json")
     item_ids = pd.unique(inter["item"])
     if attr_path.exists():
-        attrs = json.loads(attr_path.read_text())
+        _check_file(attr_path)
+        try:
+            attrs = json.loads(_read_text(attr_path))
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"{attr_path}: not valid JSON ({exc})") from None
+        if not isinstance(attrs, dict):
+            raise DataError(f"{attr_path}: expected a JSON object mapping item id -> attribute id list, "
+                            f"got a {type(attrs).__name__}")
+        bad = [i for i in item_ids if not isinstance(attrs.get(i, []), list)]
+        if bad:
+            raise DataError(f"{attr_path}: the attributes of item {bad[0]!r} are not a list: {attrs[bad[0]]!r}")
         text = [("attributes " + " ".join(f"a{a}" for a in attrs.get(i, []))).strip() for i in item_ids]
         items_df = pd.DataFrame({"item": item_ids, "attributes": text})
         fields = ["attributes"]
@@ -233,6 +375,8 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
 # --------------------------------------------------------------------------- Amazon reviews
 def _read_jsonl(path: Path) -> list[dict]:
     """JSON lines; the 2014 metadata files are Python literals, so fall back to ``ast.literal_eval``."""
+    path = _check_file(path)
+    _scan_text(path)
     out = []
     with _open_text(path) as fh:
         for lineno, line in enumerate(fh):
@@ -240,12 +384,17 @@ def _read_jsonl(path: Path) -> list[dict]:
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                rec = json.loads(line)
+            except (ValueError, RecursionError):
                 try:
-                    out.append(ast.literal_eval(line))
-                except (ValueError, SyntaxError) as exc:
-                    raise DataError(f"{path}: line {lineno} is neither JSON nor a Python literal: {exc}") from None
+                    rec = ast.literal_eval(line)
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+                    raise DataError(f"{path}: line {lineno} is neither JSON nor a Python literal: "
+                                    f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}: line {lineno} is not an object/record but a {type(rec).__name__}: "
+                                f"{line[:120]!r}")
+            out.append(rec)
     return out
 
 
@@ -260,7 +409,10 @@ def _flatten_categories(cat) -> str:
 
 
 def load_amazon(reviews: Path, meta: Path | None = None, name: str | None = None) -> RawDataset:
-    """Amazon review dumps (2014 or 2018; ``.json``/``.json.gz``): reviews + optional metadata."""
+    """Amazon review dumps (2014 or 2018; ``.json``/``.json.gz``, gzip sniffed by content): reviews + optional
+    metadata. Deliberate, documented reductions of the metadata (the interactions are kept whole): a
+    description is cut to its first 1000 characters, and of repeated metadata records for one ``asin``
+    (the 2018 dumps have some) the first is used."""
     reviews = _check_file(Path(reviews))
     recs = _read_jsonl(reviews)
     df = pd.DataFrame(recs)
@@ -295,16 +447,52 @@ def load_amazon(reviews: Path, meta: Path | None = None, name: str | None = None
 
 
 # --------------------------------------------------------------------------- generic tables
+_TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+
+
 def read_table(path: Path) -> pd.DataFrame:
+    """A CSV/TSV/Parquet file as a DataFrame. CSV/TSV cells are read as text exactly as written (no type
+    inference, no NA guessing: an empty cell is ``''``), so ids like ``007`` survive; gzip content is
+    read whatever the file is called, and Parquet content is recognised by its magic bytes."""
     path = _check_file(Path(path))
+    head = _magic(path)
     suf = "".join(path.suffixes).lower()
+    if head.startswith(_PARQUET_MAGIC):
+        return _read_parquet(path)
     if suf.endswith(".parquet"):
-        return pd.read_parquet(path)
-    if suf.endswith((".tsv", ".tsv.gz", ".tab")):
-        return pd.read_csv(path, sep="\t")
-    if suf.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path)
-    raise DataError(f"{path}: unknown table format {suf!r}; use .csv, .tsv or .parquet")
+        raise DataError(f"{path}: not a Parquet file (it does not start with the PAR1 magic bytes)")
+    if head.startswith(_ZIP_MAGIC):
+        raise DataError(f"{path}: this is a zip archive; extract the table (or gzip it) first")
+    base = suf[:-3] if suf.endswith(".gz") else suf
+    sep = next((v for k, v in _TABLE_SEPARATORS.items() if base.endswith(k)), None)
+    if sep is None:
+        raise DataError(f"{path}: unknown table format {suf!r}; use .csv, .tsv or .parquet")
+    return _read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+
+
+def _require_table_columns(df: pd.DataFrame, columns, path: Path) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if not missing:
+        return
+    hint = ""
+    if len(df.columns) == 1:
+        seps = [c for c in (";", "\t", ",", "|") if c in str(df.columns[0])]
+        if seps:
+            hint = (f"; the header is a single column containing {seps[0]!r}: is the file separated by "
+                    f"{seps[0]!r}? .csv files must use ',' and .tsv files tabs")
+    raise DataError(f"{path}: missing column(s) {missing}; found columns {list(df.columns)}{hint}")
+
+
+def _text_column(series: pd.Series) -> pd.Series:
+    """Item-table values as text: missing -> '', everything else ``str(value)`` (bytes decoded)."""
+    def conv(v):
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT:
+            return ""
+        if isinstance(v, bytes):
+            return v.decode("utf-8", "backslashreplace")
+        return str(v)
+
+    return series.reset_index(drop=True).astype(object).map(conv).astype(str)
 
 
 def load_table(
@@ -312,54 +500,128 @@ def load_table(
     rating_col: str | None = None, items_path: Path | None = None, item_text_cols: list[str] | None = None,
     name: str | None = None,
 ) -> RawDataset:
-    """Any CSV/TSV/Parquet table with named user/item/time columns (+ optional item table)."""
+    """Any CSV/TSV/Parquet table with named user/item/time columns (+ optional item table).
+
+    * ids are strings exactly as written (``007`` and ``7`` are two users); Parquet integer ids print
+      plainly (``7``);
+    * the time column may hold numbers (int64 kept when integral, float64 otherwise, so sub-second order
+      survives), ISO 8601 dates or a datetime column (seconds since the epoch, UTC); see
+      :func:`~semcollab.data.schema.parse_timestamps`;
+    * ``items_path``: an item table keyed by ``item_col`` (read as strings too, so its ids join the
+      interactions exactly). Its text fields are ``item_text_cols`` if given, else **every other column
+      in file order**, numeric ones included (rendered as text, e.g. ``year: 1995``); missing cells give
+      ``''``. Items without a row in the item table get empty text; a repeated item id is an error.
+
+    Every error names the file, the column and the first offending row."""
     path = Path(path)
+    roles = {"user_col": user_col, "item_col": item_col, "time_col": time_col}
+    if rating_col:
+        roles["rating_col"] = rating_col
+    if len(set(roles.values())) != len(roles):
+        raise DataError(f"{path}: the same column is configured for two roles ({roles}); give each its own column")
     df = read_table(path)
-    cols = [user_col, item_col, time_col] + ([rating_col] if rating_col else [])
-    require_columns(df, cols, str(path))
-    inter = df[cols].rename(columns={user_col: "user", item_col: "item", time_col: "timestamp", **({rating_col: "rating"} if rating_col else {})})
-    if inter["timestamp"].dtype == object:
-        parsed = pd.to_datetime(inter["timestamp"], errors="coerce")
-        if parsed.notna().all():
-            inter["timestamp"] = parsed.astype("int64") // 10**9
+    _require_table_columns(df, list(roles.values()), path)
+    src = str(path)
+    inter = pd.DataFrame({
+        "user": id_strings(df[user_col], src, user_col),
+        "item": id_strings(df[item_col], src, item_col),
+        "timestamp": parse_timestamps(df[time_col], src, time_col),
+    })
+    if rating_col:
+        raw_r = df[rating_col].reset_index(drop=True)
+        r = pd.to_numeric(raw_r.astype(object).where(raw_r.astype(object) != "", None), errors="coerce")
+        if r.isna().any():
+            row = int(r.isna().to_numpy().nonzero()[0][0])
+            raise DataError(f"{path}: column '{rating_col}' must be numeric; row {row} has {raw_r.iloc[row]!r}")
+        inter["rating"] = r
     if items_path is not None:
-        items = read_table(Path(items_path))
-        require_columns(items, [item_col], str(items_path))
-        items = items.rename(columns={item_col: "item"})
-        fields = item_text_cols or [c for c in items.columns if c != "item" and items[c].dtype == object]
-        require_columns(items, fields, str(items_path))
-        items = items[["item"] + fields].fillna("")
+        ipath = Path(items_path)
+        table = read_table(ipath)
+        _require_table_columns(table, [item_col], ipath)
+        ids = id_strings(table[item_col], str(ipath), item_col)
+        dup = ids.duplicated()
+        if dup.any():
+            row = int(dup.to_numpy().nonzero()[0][0])
+            raise DataError(f"{ipath}: column '{item_col}' repeats item id {ids.iloc[row]!r}; first repeat at row {row}")
+        fields = list(item_text_cols) if item_text_cols else [c for c in table.columns if c != item_col]
+        _require_table_columns(table, fields, ipath)
+        if item_col in fields or "item" in fields:
+            raise DataError(f"{ipath}: item text column(s) {fields} include the id column or a column named "
+                            "'item'; rename it or leave it out of data.item_text_cols")
+        items = pd.DataFrame({"item": ids})
+        for c in fields:
+            items[c] = _text_column(table[c])
     else:
-        items, fields = pd.DataFrame({"item": pd.unique(inter["item"].astype(str))}), []
+        items, fields = pd.DataFrame({"item": pd.unique(inter["item"])}), []
     return RawDataset(name or path.stem, inter, items, fields, [path] + ([Path(items_path)] if items_path else []))
 
 
 # --------------------------------------------------------------------------- CoLLM CTR pickles
+def _unpickle_frame(data: bytes, where: str) -> pd.DataFrame:
+    if data.startswith(_GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, zlib.error, OSError) as exc:
+            raise DataError(f"{where}: gzip data is corrupt or truncated ({exc})") from None
+    if not data:
+        raise DataError(f"{where}: the file is empty")
+    try:
+        df = pd.read_pickle(io.BytesIO(data))
+    except Exception as exc:  # unpickling junk raises anything from UnpicklingError to AttributeError
+        raise DataError(f"{where}: cannot unpickle ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{where}: expected a pickled pandas DataFrame, found a {type(df).__name__}")
+    return df
+
+
 def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
     """The CoLLM / SeLLa-Rec ML-1M CTR split (zip or folder of ``{train,valid,test}_<variant>.pkl``).
 
     Columns used: ``uid``, ``iid``, ``label`` (rating > 3), ``timestamp``, ``title``; ``not_cold``
-    marks test rows whose item was seen in training (warm) versus not (cold)."""
-    path = _check_file(Path(path))
+    marks test rows whose item was seen in training (warm) versus not (cold). The pickles are trusted
+    input (unpickling runs code); gzip-compressed pickles are read too."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    if not path.is_dir():
+        _check_file(path)
+        if not _magic(path).startswith(_ZIP_MAGIC):
+            raise DataError(f"{path}: neither a folder nor a zip archive of {{train,valid,test}}_{variant}.pkl")
     frames = {}
     for split in ("train", "valid", "test"):
         fname = f"{split}_{variant}.pkl"
+        where = f"{path}:{fname}"
         if path.is_dir():
-            hits = list(path.rglob(fname))
+            hits = sorted(h for h in path.rglob(fname) if h.is_file())
             if not hits:
                 raise DataError(f"{path}: no file {fname}")
-            df = pd.read_pickle(hits[0])
+            where = str(hits[0])
+            try:
+                data = hits[0].read_bytes()
+            except OSError as exc:
+                raise DataError(f"{where}: cannot read the file: {exc}") from None
         else:
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if n.endswith("/" + fname) or n == fname]
-                if not names:
-                    raise DataError(f"{path}: archive has no {fname}; it holds {zf.namelist()}")
-                df = pd.read_pickle(io.BytesIO(zf.read(names[0])))
-        require_columns(df, ["uid", "iid", "label", "timestamp", "title"], f"{path}:{fname}")
-        out = pd.DataFrame({
-            "user": df["uid"].astype(str).to_numpy(), "item": df["iid"].astype(str).to_numpy(),
-            "label": df["label"].astype("int8").to_numpy(), "timestamp": df["timestamp"].astype("int64").to_numpy(),
-        })
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    names = [n for n in zf.namelist() if n.endswith("/" + fname) or n == fname]
+                    if not names:
+                        raise DataError(f"{path}: archive has no {fname}; it holds {zf.namelist()[:20]}")
+                    data = zf.read(names[0])
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+                raise DataError(f"{path}: damaged zip archive ({type(exc).__name__}: {exc})") from None
+        df = _unpickle_frame(data, where)
+        require_columns(df, ["uid", "iid", "label", "timestamp", "title"], where)
+        try:
+            out = pd.DataFrame({
+                "user": id_strings(df["uid"], where, "uid").to_numpy(),
+                "item": id_strings(df["iid"], where, "iid").to_numpy(),
+                "label": df["label"].astype("int8").to_numpy(),
+                "timestamp": parse_timestamps(df["timestamp"], where, "timestamp").to_numpy(),
+            })
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{where}: column 'label' must hold 0/1 labels without gaps ({exc})") from None
         if "not_cold" in df.columns:
             out["warm"] = df["not_cold"].astype(bool).to_numpy()
         frames[split] = out

@@ -45,7 +45,10 @@ def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str
     scores = model.score(u, seq)[0]
     scores[0] = -torch.inf
     scores[torch.as_tensor(np.unique(hist))] = -torch.inf
-    top = scores.topk(k)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    available = int(torch.isfinite(scores).sum())  # items the user has not interacted with
+    top = scores.topk(min(k, available))
     # the texts the model's intents were built from (its own template, if it has one)
     texts = render_item_texts(split.items, split.text_fields, getattr(getattr(model, "cfg", None), "template", None))
     if hasattr(model, "explain") and library is None:
@@ -65,4 +68,8 @@ def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str
                                **({"lm_label": library.lm_labels[d["latent"]]} if d["latent"] in library.lm_labels
                                   else {})} for d in ex["intents"][:n_intents]]
         recs.append(rec)
-    return {"user": raw_user, "history": [texts[i - 1] for i in hist[-5:]], "recommendations": recs}
+    out = {"user": raw_user, "history": [texts[i - 1] for i in hist[-5:]], "recommendations": recs}
+    if available < k:
+        out["note"] = (f"only {available} items are left that user {raw_user!r} has not interacted with; "
+                       f"showing {available} of the {k} asked for")
+    return out

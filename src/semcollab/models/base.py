@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import at_least, fraction
+
 
 class Recommender(nn.Module):
     batch_kind: str | None = None
@@ -48,12 +50,16 @@ class Recommender(nn.Module):
 
 @dataclass
 class SequenceModelConfig:
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    dropout: float = 0.2
-    attn_dropout: float = 0.2
-    max_len: int = 50
+    hidden: int = at_least(64, 1)
+    layers: int = at_least(2, 1)
+    heads: int = at_least(2, 1)
+    dropout: float = fraction(0.2)
+    attn_dropout: float = fraction(0.2)
+    max_len: int = at_least(50, 1)
+
+    def _check(self):
+        if self.hidden % self.heads:
+            yield "heads", f"must divide model_params.hidden={self.hidden}, got {self.heads}"
 
 
 def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_emb: torch.Tensor, loss: str,

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import fraction
 from .base import next_item_loss
 from .sasrec import SASRec, SASRecConfig
 
 
 @dataclass
 class BERT4RecConfig(SASRecConfig):
-    mask_prob: float = 0.2
+    mask_prob: float = fraction(0.2, lo_open=True)
 
 
 class BERT4Rec(SASRec):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import at_least, one_of, positive
 from ..text import TextSettings
 from .base import next_item_loss
 from .sasrec import SASRec, SASRecConfig
@@ -28,11 +29,11 @@ from .sasrec import SASRec, SASRecConfig
 
 @dataclass
 class FusionConfig(SASRecConfig, TextSettings):
-    mode: str = "complementary"  # aligned | complementary
-    align_weight: float = 0.1
-    temperature: float = 0.2
-    orth_weight: float = 0.01
-    align_items: int = 1024  # items per batch in the contrastive loss
+    mode: str = one_of("complementary", "aligned", "complementary")
+    align_weight: float = at_least(0.1, 0, integer=False)
+    temperature: float = positive(0.2)
+    orth_weight: float = at_least(0.01, 0, integer=False)
+    align_items: int = at_least(1024, 1)  # items per batch in the contrastive loss
 
 
 class SemCollabFusion(SASRec):

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import at_least, fraction
 from .base import Recommender, next_item_loss
 
 
 @dataclass
 class GRU4RecConfig:
-    hidden: int = 64
-    layers: int = 1
-    dropout: float = 0.2
-    max_len: int = 50
+    hidden: int = at_least(64, 1)
+    layers: int = at_least(1, 1)
+    dropout: float = fraction(0.2)
+    max_len: int = at_least(50, 1)
 
 
 class GRU4Rec(Recommender):

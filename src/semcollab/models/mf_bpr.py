@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import at_least
 from .base import Recommender
 
 
 @dataclass
 class MFConfig:
-    hidden: int = 64
-    reg: float = 1e-4  # L2 on the embeddings touched by each batch
+    hidden: int = at_least(64, 1)
+    reg: float = at_least(1e-4, 0, integer=False)  # L2 on the embeddings touched by each batch
 
 
 class MFBPR(Recommender):

@@ -19,21 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import at_least, one_of, positive
+
 
 @dataclass
 class SAEConfig:
-    kind: str = "topk"  # topk | relu
-    expansion: int = 16  # latents = expansion x input dim
-    k: int = 15
+    kind: str = one_of("topk", "topk", "relu")
+    expansion: int = at_least(16, 1)  # latents = expansion x input dim
+    k: int = at_least(15, 1)
     tied: bool = False
-    l1: float = 1e-3  # relu only
-    aux_k: int = 64  # dead latents used by the AuxK loss (topk only)
-    aux_coef: float = 1 / 32
-    dead_after: int = 200  # steps without firing after which a latent counts as dead (for AuxK)
-    steps: int = 2000  # optimiser steps (not epochs: item tables range from 1k to 20k rows)
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
+    l1: float = at_least(1e-3, 0, integer=False)  # relu only
+    aux_k: int = at_least(64, 0)  # dead latents used by the AuxK loss (topk only)
+    aux_coef: float = at_least(1 / 32, 0, integer=False)
+    dead_after: int = at_least(200, 1)  # steps without firing after which a latent counts as dead (for AuxK)
+    steps: int = at_least(2000, 1)  # optimiser steps (not epochs: item tables range from 1k to 20k rows)
+    batch_size: int = at_least(256, 1)
+    lr: float = positive(1e-3)
+    seed: int = at_least(0, 0)
 
 
 class SparseAutoencoder(nn.Module):
@@ -138,12 +140,19 @@ def sae_quality(sae: SparseAutoencoder, x: torch.Tensor) -> dict:
 
 
 def train_sae(vectors: np.ndarray, cfg: SAEConfig | None = None, log=None) -> tuple[SparseAutoencoder, dict]:
-    """Fit an SAE on item vectors (rows); returns the model and its quality figures on those rows."""
-    cfg = cfg or SAEConfig()
+    """Fit an SAE on item vectors (rows); returns the model and its quality figures on those rows.
+
+    Runs on a forked RNG: reseeding the global one here made a model built after a freshly trained SAE
+    start from other weights than one built after a cached SAE, so one seed gave two results."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed if cfg else SAEConfig().seed)
+        return _train_sae(vectors, cfg or SAEConfig(), log)
+
+
+def _train_sae(vectors: np.ndarray, cfg: SAEConfig, log=None) -> tuple[SparseAutoencoder, dict]:
     x = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
     if len(x) < 2 or not torch.isfinite(x).all():
         raise ValueError("SAE training needs at least two finite item vectors")
-    torch.manual_seed(cfg.seed)
     sae = SparseAutoencoder(x.shape[1], cfg)
     with torch.no_grad():
         sae.b_dec.copy_(x.mean(0))  # geometric-median-like start: reconstruct the mean for free

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import at_least, one_of
+from ..fsutil import write_dir_atomic
 from ..text import TextSettings
 from .base import next_item_loss
 from .sasrec import SASRec, SASRecConfig
@@ -38,13 +41,20 @@ from .sasrec import SASRec, SASRecConfig
 
 @dataclass
 class SAERecConfig(SASRecConfig, TextSettings):
-    n_personal: int = 5
-    n_public: int = 5
-    recent: int = 20  # items of the history that define personal intents
+    n_personal: int = at_least(5, 1)
+    n_public: int = at_least(5, 1)
+    recent: int = at_least(20, 1)  # items of the history that define personal intents
     use_personal: bool = True
     use_public: bool = True
-    intent_source: str = "sae"  # sae | random
+    intent_source: str = one_of("sae", "sae", "random")
     sae: dict = field(default_factory=dict)  # SAEConfig fields (kind, expansion, k, tied, steps, ...)
+
+    def _check(self):
+        yield from super()._check()
+        from ..config import from_dict
+        from .sae import SAEConfig
+
+        from_dict(SAEConfig, self.sae, prefix="model_params.sae.")  # raises on a bad SAE setting, now
 
 
 class IntentBranch(nn.Module):
@@ -216,9 +226,16 @@ def fit_or_load_sae(vectors: np.ndarray, split, cfg, cache_root: Path, random: b
     h = hashlib.sha256(x.tobytes())
     h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
     d = cache_root / "sae" / h.hexdigest()[:16]
-    if (d / "sae.safetensors").exists():
-        return SparseAutoencoder.load(d), json.loads((d / "quality.json").read_text())
+    if (d / "sae.safetensors").exists() and (d / "quality.json").exists():
+        try:
+            return SparseAutoencoder.load(d), json.loads((d / "quality.json").read_text())
+        except Exception as exc:  # noqa: BLE001 - any damage means: train again
+            warnings.warn(f"SAE cache {d} is damaged ({type(exc).__name__}: {exc}); retraining it", stacklevel=2)
     sae, stats = train_sae(x, cfg, log=log)
-    sae.save(d)
-    (d / "quality.json").write_text(json.dumps(stats, indent=2))
+
+    def write(tmp: Path) -> None:
+        sae.save(tmp)
+        (tmp / "quality.json").write_text(json.dumps(stats, indent=2))
+
+    write_dir_atomic(d, write, what="SAE cache")
     return sae, stats

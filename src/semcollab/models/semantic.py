@@ -11,14 +11,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import at_least, fraction
 from ..text import TextSettings
 from .base import Recommender
 
 
 @dataclass
 class SemanticConfig(TextSettings):
-    max_len: int = 50  # recent items averaged into the user vector
-    recency_decay: float = 1.0  # weight of the item k steps back = decay**k (1.0 = plain mean)
+    max_len: int = at_least(50, 1)  # recent items averaged into the user vector
+    recency_decay: float = fraction(1.0, lo_open=True, hi_open=False)  # weight of the item k steps back = decay**k (1.0 = plain mean)
 
 
 class SemanticMean(Recommender):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import at_least, one_of
 from .encoders import EncoderSpec, TextEncoder, embed_texts, resolve_encoder
 from .reduce import PCAReducer, fit_pca
 from .templates import render_item_texts
@@ -32,9 +33,9 @@ class TextSettings:
 
     encoder: str = "minilm"
     template: str | None = None
-    pooling: str | None = None
+    pooling: str | None = one_of(None, "mean", "last")
     prompt: str = ""
-    pca_dim: int | None = None
+    pca_dim: int | None = at_least(None, 1)
     whiten: bool = False
     cache_dir: str | None = None
 

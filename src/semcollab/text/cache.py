@@ -3,7 +3,9 @@
 Each encoder configuration (model id + weights fingerprint + pooling + prompt + max length) gets its
 own folder; inside, every vector is stored under the SHA-256 of its text. A changed template changes
 the texts and so the keys; a changed model changes the folder: stale vectors are never reused.
-Shards are written atomically and carry a checksum, so a damaged shard raises instead of being read."""
+Shards are written atomically and carry a checksum. A damaged shard is never read: it is reported,
+removed and its texts are encoded again. A cache that cannot be written (read-only, full disk) is a
+warning; the vectors are still returned."""
 
 from __future__ import annotations
 
@@ -11,13 +13,10 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
-
-
-class EmbeddingCacheError(RuntimeError):
-    pass
 
 
 def text_hash(text: str) -> str:
@@ -27,7 +26,6 @@ def text_hash(text: str) -> str:
 class EmbeddingCache:
     def __init__(self, root: Path, encoder_key: str):
         self.dir = Path(root) / "embeddings" / encoder_key
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._store: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -43,10 +41,15 @@ class EmbeddingCache:
                     raise ValueError("checksum mismatch")
                 with np.load(shard, allow_pickle=False) as z:
                     keys, vecs = z["keys"], z["vectors"]
-            except (OSError, ValueError, KeyError) as exc:
-                raise EmbeddingCacheError(
-                    f"embedding cache shard {shard} is damaged ({exc}); delete it (or {self.dir}) to re-encode"
-                ) from None
+            except (OSError, ValueError, KeyError, EOFError) as exc:
+                warnings.warn(f"embedding cache shard {shard} is damaged ({exc}); removed, its texts will be "
+                              "encoded again", stacklevel=2)
+                for f in (shard, meta):
+                    try:
+                        f.unlink(missing_ok=True)
+                    except OSError:
+                        pass
+                continue
             store.update(zip(keys.tolist(), vecs))
         self._store = store
         return store
@@ -64,16 +67,30 @@ class EmbeddingCache:
         return found, missing
 
     def put(self, hashes: list[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self._load().update(zip(hashes, vectors))
         if not hashes:
             return
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npz.tmp")
-        os.close(fd)
-        with open(tmp, "wb") as fh:
-            np.savez(fh, keys=np.array(hashes), vectors=np.asarray(vectors, dtype=np.float32))
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        name = f"shard-{digest[:16]}"
-        # checksum first, data second: a shard is only visible once its checksum exists
-        (self.dir / f"{name}.json").write_text(json.dumps({"sha256": digest, "n": len(hashes)}))
-        Path(tmp).replace(self.dir / f"{name}.npz")
-        store = self._load()
-        store.update(zip(hashes, np.asarray(vectors, dtype=np.float32)))
+        tmp = None
+        written: list[Path] = []
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npz")
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, keys=np.array(hashes), vectors=vectors)
+            digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+            name = f"shard-{digest[:16]}"
+            # checksum first, data second: a shard is only visible once its checksum exists
+            meta = self.dir / f"{name}.json"
+            meta.write_text(json.dumps({"sha256": digest, "n": len(hashes)}))
+            written.append(meta)
+            Path(tmp).replace(self.dir / f"{name}.npz")
+            tmp = None
+        except OSError as exc:
+            for f in written + ([Path(tmp)] if tmp else []):
+                try:
+                    f.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            warnings.warn(f"could not write the embedding cache in {self.dir} ({exc.strerror or exc}); "
+                          "continuing without it", stacklevel=2)

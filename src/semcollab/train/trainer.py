@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import EvalConfig, TrainConfig
+from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
 from ..evaluate.evaluator import evaluate_ranking
@@ -32,6 +32,11 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _metric_in_ks(cfg: TrainConfig, eval_cfg: EvalConfig) -> None:
+    for key, message in RunConfig(train=cfg, eval=eval_cfg)._check():
+        raise ConfigError(f"config key '{key}' {message}")
+
+
 @dataclass
 class FitResult:
     best_epoch: int = 0
@@ -45,6 +50,9 @@ class FitResult:
 
 def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) -> FitResult:
     """Train ``model`` on ``split.train``; early-stop on ``cfg.metric`` over ``split``'s validation set."""
+    validate(cfg, "train.")  # configs built in Python skip from_dict's checks
+    validate(eval_cfg, "eval.")
+    _metric_in_ks(cfg, eval_cfg)
     device = resolve_device(cfg.device)
     rng = seed_everything(cfg.seed)
     model.to(device)
@@ -83,8 +91,6 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
         record = {"epoch": epoch, "loss": total / max(n, 1), "epoch_seconds": time.perf_counter() - t0}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             res = evaluate_ranking(model, valid, split.n_items, pop, eval_cfg, device, breakdowns=False)
-            if metric not in res["overall"]:
-                raise ValueError(f"train.metric {cfg.metric!r} is not computed; choose from {sorted(res['overall'])}")
             val = res["overall"][metric]
             record[f"valid_{metric}"] = val
             if val > result.best_valid:
