@@ -16,7 +16,7 @@ import torch
 
 from semcollab.config import DataConfig
 from semcollab.data import load_split
-from semcollab.text import render_item_texts, resolve_encoder
+from semcollab.text import resolve_encoder
 from semcollab.text.encoders import TextEncoder
 
 
@@ -36,17 +36,14 @@ def matmul_tflops(device: str, dtype=torch.bfloat16, n: int = 8192, reps: int = 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--template", default="{title} ({year}). Genres: {genres}")
+    ap.add_argument("--template", default=None, help="default: the dataset's own template")
     ap.add_argument("--encoders", default="minilm,smollm2-135m")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="encode only the first N items")
     a = ap.parse_args()
     split = load_split(DataConfig(name=a.dataset))
-    try:
-        texts = render_item_texts(split.items, split.text_fields, a.template)
-    except KeyError:  # the dataset lacks the template's columns (e.g. S3-Rec files): use its own fields
-        texts = render_item_texts(split.items, split.text_fields)
+    texts = split.render_texts(a.template)
     texts = texts[: a.limit]
     out = {"dataset": a.dataset, "n_items": len(texts), "device": a.device, "threads": torch.get_num_threads(),
            "machine": torch.cuda.get_device_name(0) if a.device == "cuda" else (platform.processor() or platform.machine()),

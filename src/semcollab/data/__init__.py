@@ -106,7 +106,7 @@ def load_split(cfg: DataConfig, log=None) -> Split:
     disk) is a warning too: the split is still returned and no partial entry is left behind."""
     raw = load_raw(cfg)
     settings = {k: getattr(cfg, k) for k in _SPLIT_KEYS}
-    settings.update(name=raw.name, text_fields=raw.text_fields,
+    settings.update(name=raw.name, text_fields=raw.text_fields, default_template=raw.default_template,
                     columns=[cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col, cfg.item_text_cols])
     if not cfg.cache:
         return prepare(raw, **{k: settings[k] for k in _SPLIT_KEYS})

@@ -19,7 +19,8 @@ import pandas as pd
 from .dataset import Split
 from .vocab import Vocab
 
-FORMAT_VERSION = 2  # 2: ids read as written, timestamps not truncated (float64 when fractional)
+FORMAT_VERSION = 3  # 2: ids read as written, timestamps not truncated (float64 when fractional);
+#                      3: meta.json carries default_template, stats carry items_without_text
 
 
 class CacheError(RuntimeError):
@@ -66,7 +67,7 @@ def save_split(split: Split, directory: Path) -> None:
         pd.DataFrame({"raw_id": split.item_vocab.ids}).to_parquet(tmp / "item_ids.parquet")
         meta = {
             "format": FORMAT_VERSION, "name": split.name, "protocol": split.protocol,
-            "text_fields": split.text_fields, "stats": split.stats,
+            "text_fields": split.text_fields, "default_template": split.default_template, "stats": split.stats,
             "checksums": {t: file_digest(tmp / f"{t}.parquet") for t in _TABLES},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -102,8 +103,10 @@ def load_split_cache(directory: Path) -> Split:
             meta["name"], meta["protocol"], frames["train"], frames["valid"], frames["test"],
             Vocab(frames["users"]["raw_id"].to_numpy(), 0, "user"),
             Vocab(frames["item_ids"]["raw_id"].to_numpy(), 1, "item"),
-            frames["items"], list(meta["text_fields"]), dict(meta["stats"]),
+            frames["items"], list(meta["text_fields"]), dict(meta["stats"]), meta["default_template"],
         )
+        if split.default_template is not None and not isinstance(split.default_template, str):
+            raise CacheError(f"meta.json default_template is a {type(split.default_template).__name__}, not a string")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, CacheError) as exc:
         reason = exc.reason if isinstance(exc, CacheError) else f"{type(exc).__name__}: {exc}"
         raise CacheError(

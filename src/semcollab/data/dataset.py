@@ -51,6 +51,8 @@ class Split:
     items: pd.DataFrame  # row i describes item index i (row 0 = padding)
     text_fields: list[str]
     stats: dict
+    # the dataset's own text template (semcollab.text.templates syntax); None: the "field: value; ..." join
+    default_template: str | None = None
 
     @property
     def n_users(self) -> int:
@@ -134,13 +136,28 @@ class Split:
         put_strings("item_columns", list(self.items.columns))
         for col in self.items.columns:
             put_strings(f"item_table.{col}", self.items[col].astype(str).tolist())
+        if self.default_template is not None:  # absent when None, so older fingerprints stay valid
+            put("default_template", self.default_template.encode("utf-8", "surrogatepass"))
         return h.hexdigest()
 
     def item_texts(self, fields: list[str] | None = None) -> list[str]:
-        """One string per real item (index 1..N), '<field>: <value>' joined by '; '."""
+        """One string per real item (index 1..N), '<field>: <value>' joined by '; ' (never the default
+        template; see :meth:`render_texts` for the text a language model reads)."""
         from ..text.templates import render_item_texts
 
         return render_item_texts(self.items, fields or self.text_fields)
+
+    def render_texts(self, template: str | None = None, fields: list[str] | None = None) -> list[str]:
+        """One text per real item (index 1..N): what the semantic side reads.
+
+        ``template`` given: that template. Else ``fields`` given: the ``"field: value; ..."`` join over
+        them. Else the dataset's :attr:`default_template`, or, without one, the join over
+        :attr:`text_fields`. Template syntax (``[...]`` optional segments): :mod:`semcollab.text.templates`."""
+        from ..text.templates import render_item_texts
+
+        if template is None and not fields:
+            template = self.default_template
+        return render_item_texts(self.items, fields or self.text_fields, template)
 
 
 def _check_temporal(name, train, valid, test, valid_frac, test_frac) -> None:
@@ -228,5 +245,11 @@ def prepare(raw, duplicates: str = "error", min_rating: float | None = None, use
         "density": len(df) / (len(user_vocab) * len(item_vocab)),
     }
     cols = ["user", "item", "timestamp", "order"]
-    return Split(raw.name, split, train[cols].reset_index(drop=True), valid[cols].reset_index(drop=True),
-                 test[cols].reset_index(drop=True), user_vocab, item_vocab, items, list(raw.text_fields), stats)
+    out = Split(raw.name, split, train[cols].reset_index(drop=True), valid[cols].reset_index(drop=True),
+                test[cols].reset_index(drop=True), user_vocab, item_vocab, items, list(raw.text_fields), stats,
+                getattr(raw, "default_template", None))
+    # loader facts (e.g. items_not_in_item_file, counted over the raw file); items_without_text is recounted
+    # here over the kept items: those whose default text (render_texts()) is empty
+    stats.update({k: v for k, v in (getattr(raw, "stats", None) or {}).items() if k not in stats})
+    stats["items_without_text"] = sum(1 for t in out.render_texts() if not t.strip())
+    return out

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import warnings
 import zipfile
@@ -20,6 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..assets import default_cache_dir
@@ -41,6 +43,9 @@ class RawDataset:
     items: pd.DataFrame
     text_fields: list[str]
     sources: list[Path] = field(default_factory=list)
+    # the text template this dataset reads best with (see semcollab.text.templates); None: "field: value; ..."
+    default_template: str | None = None
+    stats: dict = field(default_factory=dict)  # loader facts carried into Split.stats (e.g. items_without_text)
 
     def __post_init__(self) -> None:
         require_columns(self.items, ["item"], f"{self.name} item table")
@@ -63,6 +68,7 @@ class CTRData:
     test: pd.DataFrame
     items: pd.DataFrame
     sources: list[Path] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -327,11 +333,68 @@ def load_ml1m_raw(directory: Path) -> RawDataset:
 
 
 # --------------------------------------------------------------------------- S3-Rec sequence files
-def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
-    """``user item item ...`` per line in time order (S3-Rec/ICLRec format) + ``<name>_item2attributes.json``.
+S3REC_TEXT_FIELDS = ["title", "brand", "categories", "attributes", "keywords"]
+S3REC_DEFAULT_TEMPLATES = {
+    "Beauty": "{title}[. Brand: {brand}][. Category: {categories}]",
+    "Toys_and_Games": "{title}[. Brand: {brand}][. Category: {categories}]",
+    "Sports_and_Outdoors": "{attributes}[. Keywords: {keywords}]",  # no titles were found for Sports
+    "Yelp": "{title}[. Categories: {categories}]",
+}
+# what the S3-Rec loader fed the default "field: value" join before the item CSVs existed, byte for byte
+S3REC_ATTRIBUTE_ID_TEMPLATE = "attributes: attributes {attribute_ids}"
 
-    The files carry no timestamps, so the position in the line is used as the time; the attribute ids
-    (category/brand ids, no names are published) become the item text."""
+
+def _s3rec_item_csv(csv_path: Path, item_ids) -> tuple[pd.DataFrame, list[str], int]:
+    """The ``<name>_items.csv`` rows of ``item_ids`` (sequence order; missing items get empty text),
+    its text fields and how many sequence items it lacks. Ids are read as strings, empty cells as ''."""
+    table = _read_csv(_check_file(csv_path), dtype=str, keep_default_na=False)
+    with _open_text(csv_path) as fh:  # pandas renames a repeated header name to 'x.1'; read the header as written
+        header = next(csv.reader(fh), [])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{csv_path}: the header names column(s) {repeated} more than once")
+    _require_table_columns(table, ["item_id"], csv_path)
+    clash = [c for c in table.columns if c in ("item", "attribute_ids")]
+    if clash:
+        raise DataError(f"{csv_path}: column(s) {clash} clash with the loader's own columns; rename them")
+    ids = id_strings(table["item_id"], str(csv_path), "item_id")
+    dup = ids.duplicated()
+    if dup.any():
+        row = int(dup.to_numpy().nonzero()[0][0])
+        first = int((ids == ids.iloc[row]).to_numpy().nonzero()[0][0])
+        raise DataError(f"{csv_path}: column 'item_id' repeats item id {ids.iloc[row]!r}: data rows {first} and "
+                        f"{row} (file lines {first + 2} and {row + 2})")
+    fields = [c for c in table.columns if c not in ("item_id", "source_id")]
+    table = table.assign(item_id=ids.to_numpy()).set_index("item_id")
+    known = pd.Index(item_ids).isin(table.index)
+    if len(table) and not known.any():
+        raise DataError(f"{csv_path}: none of its {len(table)} item ids (e.g. {table.index[0]!r}) occurs in the "
+                        f"sequence file (e.g. {item_ids[0]!r}); is it the item file of another dataset?")
+    cols = [c for c in ("source_id", *fields) if c in table.columns]
+    out = table[cols].reindex(pd.Index(item_ids, dtype=object)).reset_index(drop=True)
+    for c in cols:
+        out[c] = _text_column(out[c]).to_numpy()
+    out.insert(0, "item", list(item_ids))
+    return out, fields, int((~known).sum())
+
+
+def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
+    """``user item item ...`` per line in time order (S3-Rec/ICLRec format), with its item text.
+
+    The files carry no timestamps, so the position in the line is used as the time. Item text:
+
+    * ``<name>_items.csv`` beside the sequence file, when it exists (columns ``item_id`` + ``source_id``,
+      ``title``, ``brand``, ``categories``, ``attributes``, ``keywords``; ``item_id`` = the ids of the
+      sequence file): every column but ``item_id``/``source_id`` is a text field (``source_id``, the
+      ASIN or Yelp business id, stays in the item table). Empty cells are ``''``. Items of the sequences
+      the CSV lacks get empty text (``stats["items_not_in_item_file"]``); CSV rows for other items are
+      ignored. Known datasets get a default template (:data:`S3REC_DEFAULT_TEMPLATES`).
+    * ``<name>_item2attributes.json``: the attribute ids as the column ``attribute_ids`` (``"a173 a1
+      a162"``, ``''`` for none). It is a text field only without a CSV; then the default template is
+      :data:`S3REC_ATTRIBUTE_ID_TEMPLATE`, which reproduces the text this loader gave before the CSVs
+      existed (use it as ``--template`` to get that input back with a CSV present).
+
+    ``stats["items_without_text"]``: sequence items whose text fields are all empty."""
     path = _check_file(Path(path))
     name = name or path.stem
     _scan_text(path)
@@ -350,8 +413,18 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
             items.extend(parts[1:])
             ts.extend(range(len(parts) - 1))
     inter = pd.DataFrame({"user": users, "item": items, "timestamp": ts})
-    attr_path = path.with_name(f"{name}_item2attributes.json")
     item_ids = pd.unique(inter["item"])
+    sources = [path]
+    csv_path = path.with_name(f"{name}_items.csv")
+    stats: dict = {}
+    if csv_path.exists():
+        items_df, fields, n_missing = _s3rec_item_csv(csv_path, item_ids)
+        sources.append(csv_path)
+        stats["items_not_in_item_file"] = n_missing
+        default_template = S3REC_DEFAULT_TEMPLATES.get(name)
+    else:
+        items_df, fields, default_template = pd.DataFrame({"item": item_ids}), [], None
+    attr_path = path.with_name(f"{name}_item2attributes.json")
     if attr_path.exists():
         _check_file(attr_path)
         try:
@@ -364,12 +437,17 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
         bad = [i for i in item_ids if not isinstance(attrs.get(i, []), list)]
         if bad:
             raise DataError(f"{attr_path}: the attributes of item {bad[0]!r} are not a list: {attrs[bad[0]]!r}")
-        text = [("attributes " + " ".join(f"a{a}" for a in attrs.get(i, []))).strip() for i in item_ids]
-        items_df = pd.DataFrame({"item": item_ids, "attributes": text})
-        fields = ["attributes"]
-    else:
-        items_df, fields = pd.DataFrame({"item": item_ids}), []
-    return RawDataset(name, inter, items_df, fields, [path] + ([attr_path] if attr_path.exists() else []))
+        items_df["attribute_ids"] = [" ".join(f"a{a}" for a in attrs.get(i, [])) for i in item_ids]
+        sources.append(attr_path)
+        if not fields:
+            fields, default_template = ["attribute_ids"], S3REC_ATTRIBUTE_ID_TEMPLATE
+    from ..text.templates import clean_value
+
+    has_text = pd.Series(False, index=items_df.index)
+    for f in fields:
+        has_text |= items_df[f].map(lambda v: bool(clean_value(v).strip()))
+    stats["items_without_text"] = int((~has_text).sum())
+    return RawDataset(name, inter, items_df, fields, sources, default_template, stats)
 
 
 # --------------------------------------------------------------------------- Amazon reviews
@@ -574,12 +652,65 @@ def _unpickle_frame(data: bytes, where: str) -> pd.DataFrame:
     return df
 
 
+def _id_text(v, where: str, column: str, row: int) -> str:
+    """One id of a history list as text (integers print plainly: ``np.int64(7)`` -> ``'7'``)."""
+    if isinstance(v, (bool, np.bool_)):
+        raise DataError(f"{where}: column '{column}' row {row} holds a boolean id {v!r}")
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, (str, np.str_)) and str(v).strip():
+        return str(v)
+    raise DataError(f"{where}: column '{column}' row {row} holds a non-id value {v!r} in its history list")
+
+
+def _collm_histories(df: pd.DataFrame, where: str) -> tuple[list[list[str]], dict[str, str]]:
+    """``his`` (earlier positive item ids, oldest first, front-padded with 0) as lists of id strings without
+    the padding, and the titles ``his_title`` gives those ids (aligned with ``his``; '' at the padding)."""
+    histories, titles = [], {}
+    has_titles = "his_title" in df.columns
+    his_titles = df["his_title"].tolist() if has_titles else [None] * len(df)
+    for row, (his, his_t) in enumerate(zip(df["his"].tolist(), his_titles)):
+        if isinstance(his, np.ndarray):
+            his = his.tolist()
+        if not isinstance(his, (list, tuple)):
+            raise DataError(f"{where}: column 'his' row {row} is a {type(his).__name__}, not a list of item ids")
+        ids = [_id_text(v, where, "his", row) for v in his]
+        start = 0
+        while start < len(ids) and ids[start] == "0":
+            start += 1
+        if "0" in ids[start:]:
+            raise DataError(f"{where}: column 'his' row {row} has the padding id 0 after a real item ({his[:20]!r}); "
+                            "expected 0-padding at the front only")
+        histories.append(ids[start:])
+        if has_titles:
+            if isinstance(his_t, np.ndarray):
+                his_t = his_t.tolist()
+            if not isinstance(his_t, (list, tuple)) or len(his_t) not in (len(ids), len(ids) - start):
+                n_t = len(his_t) if isinstance(his_t, (list, tuple)) else type(his_t).__name__
+                raise DataError(f"{where}: row {row}: 'his_title' ({n_t}) does not align with 'his' ({len(ids)} ids, "
+                                f"{start} of them padding)")
+            if len(his_t) == len(ids):  # titled padding ('' for each 0), as in the shared files
+                his_t = his_t[start:]
+            for i, t in zip(ids[start:], his_t):
+                t = "" if t is None or (isinstance(t, float) and t != t) else str(t)
+                if t and i not in titles:
+                    titles[i] = t
+    return histories, titles
+
+
 def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
     """The CoLLM / SeLLa-Rec ML-1M CTR split (zip or folder of ``{train,valid,test}_<variant>.pkl``).
 
     Columns used: ``uid``, ``iid``, ``label`` (rating > 3), ``timestamp``, ``title``; ``not_cold``
-    marks test rows whose item was seen in training (warm) versus not (cold). The pickles are trusted
-    input (unpickling runs code); gzip-compressed pickles are read too."""
+    marks test rows whose item was seen in training (warm) versus not (cold). ``his`` (when present)
+    becomes ``history``: per row, the user's earlier positive (label 1) items, oldest first, as id
+    strings with CoLLM's front 0-padding removed (in the shared ml-1m files ``his`` is exactly that:
+    one leading 0, then the label-1 items of the same user that precede the row in time, over
+    train+valid+test). The item table has a ``title`` for every item appearing anywhere, target or
+    history (``his_title``). ``stats``: ``<split>_history_max`` / ``<split>_history_mean``. The pickles
+    are trusted input (unpickling runs code); gzip-compressed pickles are read too."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
@@ -587,7 +718,10 @@ def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
         _check_file(path)
         if not _magic(path).startswith(_ZIP_MAGIC):
             raise DataError(f"{path}: neither a folder nor a zip archive of {{train,valid,test}}_{variant}.pkl")
-    frames = {}
+    frames: dict = {}
+    stats: dict = {}
+    titles: dict[str, str] = {}  # from histories
+    target_titles: dict[str, str] = {}  # from the rows' own ``title``; the first non-empty one per item
     for split in ("train", "valid", "test"):
         fname = f"{split}_{variant}.pkl"
         where = f"{path}:{fname}"
@@ -624,11 +758,22 @@ def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
             raise DataError(f"{where}: column 'label' must hold 0/1 labels without gaps ({exc})") from None
         if "not_cold" in df.columns:
             out["warm"] = df["not_cold"].astype(bool).to_numpy()
+        if "his" in df.columns:
+            hist, hist_titles = _collm_histories(df, where)
+            out["history"] = pd.Series(hist, dtype=object).to_numpy()
+            lengths = np.array([len(h) for h in hist])
+            stats[f"{split}_history_max"] = int(lengths.max()) if len(lengths) else 0
+            stats[f"{split}_history_mean"] = round(float(lengths.mean()), 2) if len(lengths) else 0.0
+            for i, t in hist_titles.items():
+                titles.setdefault(i, t)  # a target row's own title wins over these
         frames[split] = out
-        frames[split + "_titles"] = df[["iid", "title"]]
-    titles = pd.concat([frames.pop(f"{s}_titles") for s in ("train", "valid", "test")]).drop_duplicates("iid")
-    items = pd.DataFrame({"item": titles["iid"].astype(str).to_numpy(), "title": titles["title"].to_numpy()})
-    return CTRData("collm-ml-1m", frames["train"], frames["valid"], frames["test"], items, [path])
+        for i, t in zip(out["item"].tolist(), df["title"].tolist()):
+            t = "" if t is None or (isinstance(t, float) and t != t) else str(t)
+            if not target_titles.get(i):
+                target_titles[i] = t
+    seen = list(dict.fromkeys([*target_titles, *titles]))  # target items first, then history-only ones
+    items = pd.DataFrame({"item": seen, "title": [target_titles.get(i) or titles.get(i, "") for i in seen]})
+    return CTRData("collm-ml-1m", frames["train"], frames["valid"], frames["test"], items, [path], stats)
 
 
 def ctr_from_ratings(raw: RawDataset, threshold: float = 3.0, valid_frac: float = 0.1, test_frac: float = 0.1) -> CTRData:

