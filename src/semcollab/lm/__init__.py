@@ -1,0 +1,37 @@
+"""LM core: load causal LMs, LoRA through PEFT, prompts with soft tokens, two-row yes/no scoring,
+a resumable training loop and hidden-state text embeddings. Heavy imports (transformers, peft) are lazy."""
+
+from .body import body_hidden, last_token_index, lm_body, position_ids_from_mask, unwrap_peft
+from .hidden import encode_texts
+from .load import load_causal_lm, set_padding
+from .lora import LoRAConfig, add_lora, load_adapter, save_adapter
+from .prompts import (
+                      ITEM_TOKEN,
+                      SELLA_MOVIE,
+                      SOFT_TOKENS,
+                      TALLREC_MOVIE,
+                      USER_TOKEN,
+                      WARM_TOKEN,
+                      PromptTemplate,
+                      add_special_tokens,
+                      token_positions,
+)
+from .scoring import (
+                      answer_token_ids,
+                      score_prompts,
+                      yes_no_logits,
+                      yes_no_logits_full_head,
+                      yes_no_loss,
+                      yes_probability,
+)
+from .soft_tokens import embed_with_soft_tokens
+from .train import LMTrainConfig, LMTrainResult, length_bucketed_batches, train_lm
+
+__all__ = [
+    "ITEM_TOKEN", "SELLA_MOVIE", "SOFT_TOKENS", "TALLREC_MOVIE", "USER_TOKEN", "WARM_TOKEN",
+    "LMTrainConfig", "LMTrainResult", "LoRAConfig", "PromptTemplate",
+    "add_lora", "add_special_tokens", "answer_token_ids", "body_hidden", "embed_with_soft_tokens", "encode_texts",
+    "last_token_index", "length_bucketed_batches", "lm_body", "load_adapter", "load_causal_lm",
+    "position_ids_from_mask", "save_adapter", "score_prompts", "set_padding", "token_positions", "train_lm",
+    "unwrap_peft", "yes_no_logits", "yes_no_logits_full_head", "yes_no_loss", "yes_probability",
+]

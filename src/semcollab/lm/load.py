@@ -1,0 +1,84 @@
+"""Load a causal LM and its tokenizer, ready for batched scoring (left padding, eval mode)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def _resolve(name_or_path: str, log=None) -> str:
+    try:
+        from ..modelhub import ModelError, ModelIntegrityError, resolve_model
+    except ImportError:  # the registry is optional: local folders and hub ids still work
+        return name_or_path
+    try:
+        return resolve_model(name_or_path, log=log)
+    except ModelIntegrityError:
+        raise
+    except ModelError as exc:  # could not fetch or convert: for callers, the model is not there
+        raise FileNotFoundError(f"causal LM {name_or_path!r} is unavailable: {exc}") from exc
+
+
+def _dtype(dtype, device: torch.device) -> torch.dtype:
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"dtype {dtype!r} is not a torch dtype (e.g. float32, bfloat16)")
+        return getattr(torch, dtype)
+    return dtype
+
+
+def set_padding(tokenizer, model=None) -> None:
+    """Left padding (the answer position is then the last column) and a pad token that exists."""
+    if tokenizer.pad_token is None:
+        # eos as pad is the usual choice for decoder-only LMs; pads are masked out, so its embedding is unused
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is not None:
+            tokenizer.pad_token = fallback
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<pad>"})
+            if model is not None:
+                model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    tokenizer.padding_side = "left"
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        gen = getattr(model, "generation_config", None)
+        if gen is not None:
+            gen.pad_token_id = tokenizer.pad_token_id
+
+
+def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "cpu",
+                   attn_implementation: str | None = None, log=None):
+    """``(model, tokenizer)`` for a registry name (see ``semcollab.modelhub``), a local folder or a hub id.
+
+    ``dtype`` None: bfloat16 on CUDA, float32 elsewhere. A folder holding only a GGUF file is dequantised
+    on load (slow; the model registry caches a dense copy instead)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device(device)
+    path = _resolve(os.path.expanduser(str(name_or_path)), log=log)
+    kw: dict = {}
+    p = Path(path)
+    if p.is_dir() and not (p / "config.json").exists():
+        ggufs = sorted(p.glob("*.gguf"))
+        if not ggufs:
+            raise FileNotFoundError(f"causal LM {name_or_path!r}: folder {p} has neither config.json nor a .gguf file")
+        kw["gguf_file"] = ggufs[0].name
+    elif not p.exists() and (p.is_absolute() or str(path).startswith(".") or str(path).count("/") > 1):
+        raise FileNotFoundError(f"causal LM {name_or_path!r}: no folder at {path}")
+    if attn_implementation:
+        kw["attn_implementation"] = attn_implementation
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **({"gguf_file": kw["gguf_file"]} if "gguf_file" in kw else {}))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype, device), **kw)
+    except OSError as exc:  # transformers' "not a local folder and not on the hub" (or offline) error
+        raise FileNotFoundError(f"causal LM {name_or_path!r} (resolved to {path!r}) could not be loaded: {exc}") from exc
+    if "gguf_file" in kw:  # a dequantised GGUF is dense; drop the quantizer so PEFT and save_pretrained accept it
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    set_padding(tokenizer, model)
+    return model.to(device).eval(), tokenizer
