@@ -128,3 +128,23 @@ def tiny_causal_lm(tmp_path_factory):
     """The same with an LM head, for generation (tests the plumbing, not label quality); few-shot prompts
     run to a few hundred tokens, hence the longer position range."""
     return _save_tiny_llama(tmp_path_factory.mktemp("tiny-causal"), causal_lm=True, max_positions=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_yes_no_lm(tiny_causal_lm, tmp_path_factory):
+    """The tiny random Llama of tests/conftest.py with 'yes'/'no' in its vocabulary (answer tokens)."""
+    import torch
+
+    from semcollab.lm import load_causal_lm
+
+    model, tok = load_causal_lm(str(tiny_causal_lm))
+    tok.add_tokens(["yes", "no"])
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+            layer.weight[-2:] = torch.randn(2, layer.weight.shape[1], generator=g) * 0.2
+    path = tmp_path_factory.mktemp("tiny-yes-no")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -82,6 +82,17 @@ def test_saerec_train_intents_and_explained_recommendation(toy_dir, tiny_bert, t
     assert r.exit_code == 2 and "is not an intents.json" in r.output
 
 
+def test_intents_judge_writes_keep_flags(toy_dir, tiny_bert, tiny_yes_no_lm, tmp_path):
+    r = runner.invoke(app, ["intents", "--dataset", "atomic:toy", f"--data.path={toy_dir}", "--encoder", str(tiny_bert),
+                            "--sae.steps=30", "--sae.expansion=2", "--sae.k=3", "--out", str(tmp_path / "lib"),
+                            "--judge", str(tiny_yes_no_lm), "--judge-top", "4"])
+    assert r.exit_code == 0, r.output
+    assert "judged intents kept" in r.output
+    recs = json.loads((tmp_path / "lib" / "toy" / "intents.json").read_text())
+    judged = [x for x in recs if "keep" in x]
+    assert len(judged) == 4 and all(isinstance(x["keep"], bool) for x in judged)
+
+
 def test_explain_refused_for_models_without_intents(toy_dir, tmp_path):
     out = tmp_path / "runs"
     r = runner.invoke(app, ["train", "--model", "pop", "--dataset", "atomic:toy", f"--data.path={toy_dir}",

@@ -297,7 +297,10 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
             out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json"),
             lm_labels: str | None = typer.Option(None, help="also name intents with this causal LM "
                                                    "(smollm2-135m, a folder or a hub id)"),
-            lm_top: int = typer.Option(50, help="how many intents the LM names (most used in training first)")):
+            lm_top: int = typer.Option(50, help="how many intents the LM names (most used in training first)"),
+            judge: str | None = typer.Option(None, help="ask this causal LM whether each intent is a shopping intent "
+                                               "(keep flags for --model_params.intents_file; gemma3-270m or larger)"),
+            judge_top: int | None = typer.Option(None, help="judge only the N most used intents (default: all live)")):
     """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
 
     SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
@@ -320,14 +323,19 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
     idx, val = item_activations(sae, vecs)
     texts = split.render_texts(template)
     lib = build_library(idx, val, texts, sae.n_latents)
-    if lm_labels:
+    if lm_labels or judge:
         from .explain import public_intents
-        from .explain.lm_labels import LMLabeler, label_library
+        from .explain.lm_labels import LMLabeler, judge_library, label_library
 
         # the intents with most activation mass over training interactions: the ones explanations show most
         by_mass = public_intents(idx, val, split.train["item"].to_numpy(), sae.n_latents, sae.n_latents)
-        with console.status(f"naming {lm_top} intents with {lm_labels}"):
-            label_library(lib, texts, LMLabeler(lm_labels), top=lm_top, priority=by_mass)
+        if lm_labels:
+            with console.status(f"naming {lm_top} intents with {lm_labels}"):
+                label_library(lib, texts, LMLabeler(lm_labels), top=lm_top, priority=by_mass)
+        if judge:
+            with console.status(f"judging intents with {judge}"):
+                kept = judge_library(lib, texts, LMLabeler(judge), top=judge_top, priority=by_mass)
+            console.print(f"{sum(kept.values())} of {len(kept)} judged intents kept as shopping intents")
     out = out / split.name
     out.mkdir(parents=True, exist_ok=True)
     lib.save(out / "intents.json", list(split.item_vocab.ids), texts)
@@ -430,9 +438,13 @@ def _ctr_table(results: dict[str, dict], title: str):
 def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasrec-ctr, tallrec, collm, sellarec"),
               dataset: str = typer.Option("collm-ml-1m"), config: Path | None = typer.Option(None, help="YAML config")):
     """Train one CTR model; select on validation AUC; report test AUC / UAUC on all, warm and cold rows."""
-    from .ctr import run_ctr
+    from .ctr import TrainingIncomplete, run_ctr
 
-    res = run_ctr(model=model, dataset=dataset, config=config, overrides=list(ctx.args), log=console.print)
+    try:
+        res = run_ctr(model=model, dataset=dataset, config=config, overrides=list(ctx.args), log=console.print)
+    except TrainingIncomplete as exc:  # a time cap, not a failure: the same command continues
+        console.print(f"[bold yellow]not finished:[/bold yellow] {escape(str(exc))}")
+        raise typer.Exit(code=3) from None
     console.print(_ctr_table({res.config.model: res.test}, f"{res.split.name} test"))
     console.print(f"run saved to {res.run_dir}")
 

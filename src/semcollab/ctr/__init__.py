@@ -20,16 +20,23 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, from_dict, to_dict
+from .collm import CoLLM, CoLLMConfig
 from .config import CTRRunConfig, load_ctr_config
 from .data import CTRSplit, prepare_ctr
 from .evaluate import ctr_report, predict
+from .lm_base import TrainingIncomplete
 from .mf import MFCTR, MFCTRConfig
 from .sasrec_ctr import SASRecCTR, SASRecCTRConfig
+from .sellarec import SeLLaRec, SeLLaRecConfig
+from .tallrec import TALLRec, TALLRecConfig
 from .train import CTRFitResult, fit_ctr
 
 CTR_MODELS: dict[str, tuple[type, type]] = {
     "mf": (MFCTR, MFCTRConfig),
     "sasrec-ctr": (SASRecCTR, SASRecCTRConfig),
+    "tallrec": (TALLRec, TALLRecConfig),
+    "collm": (CoLLM, CoLLMConfig),
+    "sellarec": (SeLLaRec, SeLLaRecConfig),
 }
 
 
@@ -193,5 +200,5 @@ def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = Fal
     return ctr_report(split.parts[stage], predict(net, split.parts[stage], device=device))
 
 
-__all__ = ["CTR_MODELS", "CTRRunConfig", "CTRSplit", "build_ctr_model", "ctr_report", "evaluate_ctr_run",
+__all__ = ["CTR_MODELS", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_report", "evaluate_ctr_run",
            "fit_ctr", "load_ctr_run", "predict", "prepare_ctr", "register_ctr", "run_ctr"]

@@ -13,7 +13,9 @@ from .data import CTRPart
 
 @torch.no_grad()
 def predict(model, part: CTRPart, batch_size: int = 1024, device="cpu") -> np.ndarray:
-    """P(label = 1) for every row of ``part``, in row order."""
+    """P(label = 1) for every row of ``part``, in row order (LM models score length-sorted batches)."""
+    if hasattr(model, "predict"):
+        return model.predict(part, device)
     model.eval()
     out = []
     for s in range(0, len(part), batch_size):

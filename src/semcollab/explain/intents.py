@@ -5,7 +5,11 @@
 * Personal intents of a user: latents most active over the user's recent items, each activation
   weighted by the latent's inverse item frequency (TF-IDF over latents), so a latent that fires on
   every item does not crowd out distinctive ones.
-* Public intents: latents with the largest activation mass over all training interactions."""
+* Public intents: latents with the largest activation mass over all training interactions, or (the
+  SAERec authors' rule) the latents with the lowest IDF.
+* Keep-list: an ``intents.json`` whose records carry ``"keep"`` (an LM's verdict that the latent is a
+  recommendation intent, :func:`~semcollab.explain.lm_labels.judge_library`) restricts which latents
+  can be intents (:func:`load_keep`)."""
 
 from __future__ import annotations
 
@@ -35,11 +39,23 @@ def latent_idf(act_idx: np.ndarray, act_val: np.ndarray, n_latents: int) -> np.n
     return np.log(len(act_idx) / (1.0 + df)).clip(min=0).astype(np.float32)
 
 
-def public_intents(act_idx: np.ndarray, act_val: np.ndarray, train_items: np.ndarray, n_latents: int, n: int) -> np.ndarray:
-    """Latents with the largest total activation over the training interactions (items repeated by count)."""
+def public_intents(act_idx: np.ndarray, act_val: np.ndarray, train_items: np.ndarray, n_latents: int, n: int,
+                   allowed: np.ndarray | None = None) -> np.ndarray:
+    """Latents with the largest total activation over the training interactions (items repeated by count);
+    only ids in ``allowed`` (e.g. a keep-list) when given."""
     mass = np.zeros(n_latents, dtype=np.float64)
     np.add.at(mass, act_idx[train_items].ravel(), act_val[train_items].ravel())
-    return np.argsort(-mass, kind="stable")[:n]
+    order = np.argsort(-mass, kind="stable")
+    if allowed is not None:
+        order = order[np.isin(order, allowed)]
+    return order[:n]
+
+
+def low_idf_intents(idf: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """The ``n`` latents with the lowest IDF (the most common; ties: lower id first), only ids in ``allowed``
+    when given."""
+    ids = np.arange(len(idf)) if allowed is None else np.sort(np.asarray(allowed, dtype=np.int64))
+    return ids[np.argsort(np.asarray(idf)[ids], kind="stable")[:n]]
 
 
 def personal_intents(history: np.ndarray, act_idx: np.ndarray, act_val: np.ndarray, idf: np.ndarray, n: int,
@@ -66,6 +82,8 @@ class IntentLibrary:
     density: np.ndarray
     top_items: list[list[int]]  # item indices, strongest first
     lm_labels: dict[int, str] = field(default_factory=dict)  # optional names from a language model (lm_labels.py)
+    keep: dict[int, bool] = field(default_factory=dict)  # optional LM verdict "is a recommendation intent"
+    keep_scores: dict[int, float] = field(default_factory=dict)  # the verdict's logit margin, yes minus no
 
     def to_records(self, item_ids=None, item_texts=None, top_n_items: int = 5) -> list[dict]:
         recs = []
@@ -74,6 +92,8 @@ class IntentLibrary:
                 continue
             items = self.top_items[j][:top_n_items]
             recs.append({"latent": j, "label": lab, **({"lm_label": self.lm_labels[j]} if j in self.lm_labels else {}),
+                         **({"keep": bool(self.keep[j])} if j in self.keep else {}),
+                         **({"keep_score": float(self.keep_scores[j])} if j in self.keep_scores else {}),
                          "keywords": kw, "density": float(self.density[j]),
                          "top_items": [item_ids[i - 1] if item_ids is not None else int(i) for i in items],
                          **({"top_item_texts": [item_texts[i - 1] for i in items]} if item_texts else {})})
@@ -87,18 +107,42 @@ class IntentLibrary:
 
         The file must describe the same SAE: every latent it lists must carry this library's TF-IDF label,
         otherwise its names would be attached to different latents. Returns how many labels were taken."""
-        try:
-            recs = json.loads(Path(path).read_text())
-            saved = {int(r["latent"]): r for r in recs}
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise IntentFileError(f"{path} is not an intents.json written by `semcollab intents`: {exc}") from None
-        bad = [j for j, r in saved.items() if j >= len(self.labels) or r.get("label") != self.labels[j]]
-        if bad:
-            raise IntentFileError(f"{path} was built from a different SAE than this model's (latent {bad[0]} "
-                                  "differs); rebuild it with the run's dataset, template and SAE settings")
+        saved = read_intent_records(path, self.labels)
         lm = {j: r["lm_label"] for j, r in saved.items() if r.get("lm_label")}
         self.lm_labels.update(lm)
         return len(lm)
+
+
+def read_intent_records(path: Path, labels: list[str]) -> dict[int, dict]:
+    """The records of a saved ``intents.json`` by latent, checked to describe the SAE whose TF-IDF labels
+    are ``labels`` (every listed latent must carry its label), else :class:`IntentFileError`."""
+    try:
+        recs = json.loads(Path(path).read_text())
+        saved = {int(r["latent"]): r for r in recs}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise IntentFileError(f"{path} is not an intents.json written by `semcollab intents`: {exc}") from None
+    bad = [j for j, r in saved.items() if not 0 <= j < len(labels) or r.get("label") != labels[j]]
+    if bad:
+        raise IntentFileError(f"{path} was built from a different SAE than this model's (latent {bad[0]} "
+                              "differs); rebuild it with the run's dataset, template and SAE settings")
+    return saved
+
+
+def load_keep(path: Path, labels: list[str]) -> np.ndarray:
+    """Boolean mask over latents: those whose record in ``path`` says ``"keep": true``.
+
+    Latents the file does not list (dead ones) or does not judge are not kept. The file must belong to the
+    SAE whose TF-IDF labels are ``labels``, carry keep flags, and keep at least one latent."""
+    saved = read_intent_records(path, labels)
+    if not any("keep" in r for r in saved.values()):
+        raise IntentFileError(f"{path} carries no \"keep\" flags; judge its intents first "
+                              "(semcollab.explain.lm_labels.judge_library)")
+    mask = np.zeros(len(labels), dtype=bool)
+    for j, r in saved.items():
+        mask[j] = r.get("keep") is True
+    if not mask.any():
+        raise IntentFileError(f"{path} keeps no latent (every \"keep\" is false): no intent could be retrieved")
+    return mask
 
 
 def build_library(act_idx: np.ndarray, act_val: np.ndarray, texts: list[str], n_latents: int, top_n: int = 10,

@@ -6,7 +6,12 @@ function of the model and the items. Only ``top`` live intents are labelled (the
 priority order; the CLI passes the intents with the most activation mass over training interactions, the
 ones explanations show): generation costs ~1 s per intent for a 135M model on one CPU thread, and a
 library has thousands.
-Texts made of ids only (the S3-Rec attribute files) give an LM nothing to name; keep TF-IDF there."""
+Texts made of ids only (the S3-Rec attribute files) give an LM nothing to name; keep TF-IDF there.
+
+:func:`judge_library` asks the same kind of model whether an intent (its label and top items) is a
+shopping/recommendation intent, as the SAERec authors filter their library; the verdict is the sign of
+the next-token logit margin between two answer words (few-shot, one forward pass, no sampling) and is
+stored as ``keep`` in the library's records, which SAERec's ``model_params.intents_file`` reads."""
 
 from __future__ import annotations
 
@@ -91,3 +96,69 @@ def label_library(lib: IntentLibrary, texts: list[str], labeler: LMLabeler, top:
     names = labeler.label([[texts[i - 1] for i in lib.top_items[j][:n_items]] for j in live])
     lib.lm_labels.update({j: n for j, n in zip(live, names) if n})
     return {j: lib.lm_labels[j] for j in live if j in lib.lm_labels}
+
+
+# --------------------------------------------------------------------------------------- intent judge
+# one kept and one refused example, so the model sees both answers in the expected format
+JUDGE_SHOTS = (
+    "Does the group of products describe a shopping intent, a need or taste a shopper could act on?\n\n"
+    "Items:\n- Waterproof hiking boots, men's\n- Trekking poles, aluminium, pair\n- Hydration backpack 2L\n"
+    "Theme: hiking gear\nShopping intent: Yes\n\n"
+    "Items:\n- Item 10432\n- Product, new, 2009\n- Misc. item (see description)\n"
+    "Theme: numbers and codes\nShopping intent: No\n\n"
+)
+
+
+def judge_prompt(label: str, item_texts: list[str], shots: str = JUDGE_SHOTS, max_chars: int = 120) -> str:
+    """The few-shot yes/no prompt for one intent: its top items and label, then ``Shopping intent:``."""
+    if not item_texts:
+        raise ValueError("an intent needs at least one item text to be judged")
+    items = "\n".join("- " + t.strip().replace("\n", " ")[:max_chars] for t in item_texts)
+    label = " ".join(label.split()) or "(no label)"
+    return f"{shots}Items:\n{items}\nTheme: {label}\nShopping intent:"
+
+
+@torch.no_grad()
+def answer_margins(labeler: LMLabeler, prompts: list[str], answers: tuple[str, str] = ("Yes", "No")) -> np.ndarray:
+    """Next-token logit of ``" " + answers[0]`` minus that of ``" " + answers[1]`` after each prompt.
+
+    Left-padded batches with explicit position ids, so a prompt's margin does not depend on its batch."""
+    tok = labeler.tokenizer
+    ids = [tok(" " + a, add_special_tokens=False)["input_ids"] for a in answers]
+    if any(not i for i in ids) or ids[0][0] == ids[1][0]:
+        raise ValueError(f"the answers {answers!r} must start with different tokens of this model's vocabulary")
+    yes, no = ids[0][0], ids[1][0]
+    order = np.argsort([len(p) for p in prompts], kind="stable")
+    out = np.zeros(len(prompts), dtype=np.float32)
+    for s in range(0, len(order), labeler.batch_size):
+        idx = order[s:s + labeler.batch_size]
+        enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(labeler.device)
+        pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        logits = labeler.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=pos,
+                               logits_to_keep=1).logits[:, -1].float()
+        out[idx] = (logits[:, yes] - logits[:, no]).cpu().numpy()
+    return out
+
+
+def judge_library(lib: IntentLibrary, texts: list[str], labeler: LMLabeler, top: int | None = None,
+                  n_items: int = 5, priority: np.ndarray | None = None, answers: tuple[str, str] = ("Yes", "No"),
+                  margin: float = 0.0) -> dict[int, bool]:
+    """Ask ``labeler``'s causal LM whether each live intent is a shopping intent; store ``lib.keep`` (and the
+    logit margins in ``lib.keep_scores``) and return ``{latent: keep}`` for the judged intents.
+
+    The label shown is the LM label when there is one, else the TF-IDF label; ``texts[i - 1]`` is item i's
+    text. ``top``: judge only the first ``top`` live intents of ``priority`` (default: densest first);
+    ``None`` judges every live intent (one forward pass each; unjudged intents count as not kept when a
+    model reads the file). An intent is kept when logit(answers[0]) - logit(answers[1]) > ``margin``."""
+    order = np.argsort(-lib.density, kind="stable") if priority is None else np.asarray(priority)
+    live = [int(j) for j in order if lib.density[j] > 0]
+    live = live if top is None else live[:top]
+    if not live:
+        raise ValueError("the intent library has no live latents to judge")
+    prompts = [judge_prompt(lib.lm_labels.get(j) or lib.labels[j], [texts[i - 1] for i in lib.top_items[j][:n_items]])
+               for j in live]
+    scores = answer_margins(labeler, prompts, answers)
+    verdict = {j: bool(m > margin) for j, m in zip(live, scores)}
+    lib.keep.update(verdict)
+    lib.keep_scores.update({j: float(m) for j, m in zip(live, scores)})
+    return verdict

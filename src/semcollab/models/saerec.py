@@ -3,18 +3,47 @@
 Three branches read the SASRec hidden state h_t at every position t:
 
 * sequence branch: h_t itself;
-* personal-intent branch: attention from h_t to the user's top ``n_personal`` intents, retrieved at
-  position t from the ``recent`` items up to and including t (never from later items, so training
-  cannot peek at targets) and weighted by TF-IDF over latents;
-* public-intent branch: attention from h_t to the ``n_public`` globally most frequent intents.
+* personal-intent branch: attention from h_t to the user's top ``n_personal`` intents at position t;
+* public-intent branch: attention from h_t to ``n_public`` intents shared by all users.
 
-An intent token is a learned projection of its SAE decoder direction. Adaptive gates add the intent
-branches to the sequence state: h = h_seq + g_per h_per + g_pub h_pub, with g = sigmoid(W[h_seq;
-h_per; h_pub]) per position. (A softmax over the three branches collapsed onto the sequence branch
-during training on ML-100K -- gate 1.00/0.00/0.00, so intents received no gradient and explained
-nothing; residual sigmoid gates cannot starve the sequence branch, so they have no reason to close.)
-Each branch's output is linear in its intent tokens, so the score of item j splits exactly into a
-sequence term plus one term per intent, which is what :meth:`SAERec.explain` reports.
+An intent token is a learned projection of its SAE decoder direction. Each choice below has this
+project's original variant (the default) and the authors' variant (/work/shared/methods/saerec.md),
+selectable in ``model_params`` so the two can be compared:
+
+``retrieval`` (personal intents at position t)
+    ``tfidf``: the latents most active over the ``recent`` items up to and including t, each activation
+    weighted by the latent's item-level IDF. ``cosine`` (authors): user vector u_t = the input embedding
+    at t before the transformer (item embedding x sqrt(hidden) + position, SASRec's ``embed`` without
+    dropout); score(j) = ReLU(cos(u_t, token_j)) x IDF_j, so the cosine lives in the model's hidden
+    space; IDF_j = log((1 + N) / (1 + df_j)) where df_j and N are exponential moving averages (decay
+    ``idf_decay``) of how many non-padding positions of a batch score intent j > 0 and of how many
+    positions there are. The EMA is a buffer saved with the model, updated by training forwards only
+    (frozen in eval mode); a forward reads the IDF *before* adding its own batch, so the intents at t
+    never depend on later items, not even through the IDF. It starts uniform (df 0, N 1: plain cosine).
+    Cosines are taken against every candidate intent, in chunks of latents bounded by
+    ``COSINE_CHUNK_ELEMS`` positions x latents, keeping a running top-``n_personal``: exact, and memory
+    stays O(positions x n_personal + chunk) for 16x dictionaries. (Restricting candidates to latents
+    active on the sequence would be cheaper but is not the authors' rule, and the EMA document
+    frequency needs every candidate's score anyway.) Both rules never read items after t.
+``public``
+    ``frequent``: the latents with most activation mass over training interactions (fixed at build).
+    ``low_idf`` (authors): the ``n_public`` intents with the lowest IDF. With ``tfidf`` retrieval that is
+    the item-level IDF (fixed at build); with ``cosine`` retrieval it is the EMA IDF, so the public set is
+    re-chosen after every training step (the EMA with decay .9 averages ~10 batches, so it settles as
+    training does) and frozen in eval mode; it is a saved buffer, so the best checkpoint keeps its own.
+``fusion``
+    ``gate``: h = h_seq + g_per h_per + g_pub h_pub with residual sigmoid gates g = sigmoid(W[h_seq; h_per;
+    h_pub]). (A softmax over all three branches collapsed onto the sequence branch on ML-100K -- gate
+    1.00/0.00/0.00 -- so intents received no gradient; residual gates cannot starve the sequence branch.)
+    ``attention`` (authors): softmax attention over the intent branches, query from h_seq, keys from the
+    branch states: h = h_seq + a_per h_per + a_pub h_pub, a = softmax_i(q(h_seq) . k(h_i) / sqrt(d)).
+``intents_file``
+    an ``intents.json`` of this model's SAE whose records carry ``"keep": true/false`` (written by
+    :func:`semcollab.explain.lm_labels.judge_library`); only kept latents can be personal or public intents.
+
+With either fusion each branch's output is linear in its intent tokens, so the score of item j splits
+exactly into a sequence term plus one term per intent, which is what :meth:`SAERec.explain` reports
+(``gate`` there holds the gates or the attention weights).
 
 Ablations: ``use_personal=false``, ``use_public=false``, ``intent_source=random`` (an untrained SAE:
 random latent directions, same sparsity)."""
@@ -32,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import at_least, one_of
+from ..config import allowed, at_least, fraction, one_of
 from ..fsutil import write_dir_atomic
 from ..text import TextSettings
 from .base import next_item_loss
@@ -48,9 +77,21 @@ class SAERecConfig(SASRecConfig, TextSettings):
     use_public: bool = True
     intent_source: str = one_of("sae", "sae", "random")
     sae: dict = field(default_factory=dict)  # SAEConfig fields (kind, expansion, k, tied, steps, ...)
+    # personal intents: tfidf = activations of the recent items x item-level IDF | cosine = ReLU(cos(input
+    # embedding at t, intent token)) x EMA IDF (the authors')
+    retrieval: str = one_of("tfidf", "tfidf", "cosine")
+    # public intents: frequent = most activation mass over training interactions | low_idf = lowest IDF (authors')
+    public: str = one_of("frequent", "frequent", "low_idf")
+    # branch fusion: gate = residual sigmoid gates | attention = softmax over the intent branches (authors')
+    fusion: str = one_of("gate", "gate", "attention")
+    idf_decay: float = fraction(0.9)  # EMA decay of the cosine retrieval's intent document frequencies
+    # intents.json of this SAE with "keep" flags (explain.lm_labels.judge_library): only kept latents are intents
+    intents_file: str | None = allowed(None, lambda v: v.strip() != "", "a path to an intents.json with keep flags")
 
     def _check(self):
         yield from super()._check()
+        if self.intents_file is not None and not Path(self.intents_file).is_file():
+            yield "intents_file", f"must name an existing intents.json, got {self.intents_file!r} (not a file)"
         from ..config import from_dict
         from .sae import SAEConfig
 
@@ -79,9 +120,13 @@ class IntentBranch(nn.Module):
         return torch.einsum("blp,blph->blh", attn, values), attn, values
 
 
+# positions x latents scored at once by the cosine retrieval (float32: 32 MiB per intermediate)
+COSINE_CHUNK_ELEMS = 1 << 23
+
+
 class SAERec(SASRec):
     def __init__(self, n_users: int, n_items: int, cfg: SAERecConfig, act_idx: np.ndarray, act_val: np.ndarray,
-                 directions: np.ndarray, idf: np.ndarray, public: np.ndarray):
+                 directions: np.ndarray, idf: np.ndarray, public: np.ndarray, keep: np.ndarray | None = None):
         super().__init__(n_users, n_items, cfg)
         if act_idx.shape[0] != n_items + 1:
             raise ValueError(f"activation table has {act_idx.shape[0]} rows, expected {n_items + 1}")
@@ -92,19 +137,42 @@ class SAERec(SASRec):
         self.register_buffer("directions", torch.as_tensor(directions, dtype=torch.float32))  # (n_latents, d_text)
         self.register_buffer("idf", torch.as_tensor(idf, dtype=torch.float32))
         self.register_buffer("public_ids", torch.as_tensor(public, dtype=torch.long))
+        self.n_latents = self.directions.shape[0]
+        # buffers of the authors' variants exist only when chosen, so runs saved with the defaults still load
+        if keep is not None:  # ids of the latents that may be intents (the keep-list)
+            keep = np.asarray(keep, dtype=bool)
+            if keep.shape != (self.n_latents,) or not keep.any():
+                raise ValueError(f"keep must be a boolean mask over {self.n_latents} latents with at least one kept")
+            self.register_buffer("candidates", torch.as_tensor(np.flatnonzero(keep), dtype=torch.long))
+        if cfg.retrieval == "cosine":  # EMA document frequency of each intent, and EMA number of documents
+            self.register_buffer("ema_df", torch.zeros(self.n_latents))
+            self.register_buffer("ema_total", torch.ones(()))
         h = cfg.hidden
         self.intent_proj = nn.Linear(self.directions.shape[1], h)
         self.personal = IntentBranch(h)
         self.public = IntentBranch(h)
-        self.gate = nn.Linear(3 * h, 2)  # sigmoid gates of the personal and public branches
-        self.n_latents = self.directions.shape[0]
+        if cfg.fusion == "gate":
+            self.gate = nn.Linear(3 * h, 2)  # sigmoid gates of the personal and public branches
+        elif cfg.fusion == "attention":  # query from the sequence state, keys from the intent-branch states
+            self.fuse_q, self.fuse_k = nn.Linear(h, h), nn.Linear(h, h)
+        else:
+            raise ValueError(f"fusion must be gate or attention, got {cfg.fusion!r}")
+        if cfg.retrieval not in ("tfidf", "cosine"):
+            raise ValueError(f"retrieval must be tfidf or cosine, got {cfg.retrieval!r}")
 
     # ------------------------------------------------------------------ construction from data
     @classmethod
     def from_split(cls, split, cfg: SAERecConfig, log=None) -> SAERec:
         from ..config import from_dict
         from ..data.loaders import default_cache_dir
-        from ..explain.intents import item_activations, latent_idf, public_intents
+        from ..explain.intents import (
+            build_library,
+            item_activations,
+            latent_idf,
+            load_keep,
+            low_idf_intents,
+            public_intents,
+        )
         from ..text import EmbedConfig, item_embeddings
         from .sae import SAEConfig
 
@@ -116,13 +184,41 @@ class SAERec(SASRec):
             raise ValueError(f"intent_source must be sae or random, got {cfg.intent_source!r}")
         idx, val = item_activations(sae, vecs)
         idf = latent_idf(idx[1:], val[1:], sae.n_latents)
-        public = public_intents(idx, val, split.train["item"].to_numpy(), sae.n_latents, cfg.n_public)
-        model = cls(split.n_users, split.n_items, cfg, idx, val, sae.decoder().T.detach().numpy(), idf, public)
+        keep = None
+        if cfg.intents_file is not None:  # its TF-IDF labels must be this SAE's, or the flags mean other latents
+            lib = build_library(idx, val, split.render_texts(cfg.template), sae.n_latents)
+            keep = load_keep(cfg.intents_file, lib.labels)
+        allowed_ids = None if keep is None else np.flatnonzero(keep)
+        if cfg.public == "low_idf":  # with cosine retrieval only the start: training re-chooses them from the EMA
+            public = low_idf_intents(idf, cfg.n_public, allowed_ids)
+        else:
+            public = public_intents(idx, val, split.train["item"].to_numpy(), sae.n_latents, cfg.n_public, allowed_ids)
+        model = cls(split.n_users, split.n_items, cfg, idx, val, sae.decoder().T.detach().numpy(), idf, public, keep)
         model.sae = sae
         return model
 
     # ------------------------------------------------------------------ intent retrieval
+    def _candidate_ids(self) -> torch.Tensor:
+        c = getattr(self, "candidates", None)
+        return torch.arange(self.n_latents, device=self.directions.device) if c is None else c
+
+    def cosine_idf(self) -> torch.Tensor:
+        """IDF of every latent from the EMA document frequencies (cosine retrieval): log((1 + N) / (1 + df))."""
+        return torch.log((1 + self.ema_total) / (1 + self.ema_df))
+
+    def lowest_idf(self, idf: torch.Tensor) -> torch.Tensor:
+        """The ``n_public`` candidate latents with the lowest ``idf`` (ties: lower id first)."""
+        ids = self._candidate_ids()
+        return ids[torch.argsort(idf[ids], stable=True)[: len(self.public_ids)]]
+
     def personal_intents(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per position, the top ``n_personal`` intents (``latents``, ``weights``), each ``(B, L, P)``;
+        weight 0 marks an empty slot (padding, or fewer intents than slots)."""
+        if self.cfg.retrieval == "cosine":
+            return self.cosine_intents(seqs)
+        return self.tfidf_intents(seqs)
+
+    def tfidf_intents(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per position, the top ``n_personal`` latents over the last ``recent`` items up to that position.
 
         Works in a per-sequence compact latent space (at most L*k distinct latents) instead of
@@ -131,6 +227,10 @@ class SAERec(SASRec):
         k, m = self.act_idx.shape[1], self.n_latents
         ids = self.act_idx[seqs]  # (B, L, k)
         w = self.act_val[seqs] * self.idf[ids]
+        if getattr(self, "candidates", None) is not None:  # latents off the keep-list weigh nothing
+            kept = torch.zeros(m, device=seqs.device)
+            kept[self.candidates] = 1.0
+            w = w * kept[ids]
         key = (ids + torch.arange(B, device=seqs.device)[:, None, None] * m).reshape(-1)
         uniq, inv = torch.unique(key, return_inverse=True)
         row_start = torch.searchsorted(uniq, torch.arange(B, device=seqs.device) * m)
@@ -149,11 +249,78 @@ class SAERec(SASRec):
         latents = torch.gather(lat_of_local, 1, top.indices.view(B, -1)).view(B, L, -1)
         return latents, top.values
 
+    def user_vectors(self, seqs: torch.Tensor) -> torch.Tensor:
+        """The cosine retrieval's user vector at each position: SASRec's input embedding (item x sqrt(d) +
+        position) before the transformer, without dropout, so retrieval is deterministic."""
+        L = seqs.shape[1]
+        pos = torch.arange(self.max_len - L, self.max_len, device=seqs.device)
+        return self.item_emb(seqs) * (self.cfg.hidden ** 0.5) + self.pos_emb(pos)[None]
+
+    @torch.no_grad()
+    def cosine_intents(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per position t, the top ``n_personal`` intents by ReLU(cos(u_t, token_j)) x IDF_j (the authors' rule).
+
+        u_t depends on item t only. Scores come from the IDF as it stood before this batch; in training mode
+        the batch is then added to the EMA (and ``low_idf`` public intents re-chosen). Only non-padding
+        positions are scored, against the candidates in chunks of latents with a running top-P, so the
+        largest intermediate is ~``COSINE_CHUNK_ELEMS`` floats whatever the dictionary size."""
+        B, L = seqs.shape
+        valid = seqs > 0
+        u = F.normalize(self.user_vectors(seqs)[valid].float(), dim=-1)  # (N, H)
+        n, cand = u.shape[0], self._candidate_ids()
+        P = min(self.cfg.n_personal, len(cand))
+        idf = self.cosine_idf()
+        fired = torch.zeros(self.n_latents, device=seqs.device)
+        best_v = torch.zeros(n, 0, device=seqs.device)
+        best_i = torch.zeros(n, 0, dtype=torch.long, device=seqs.device)
+        chunk = max(1, COSINE_CHUNK_ELEMS // max(n, 1))
+        for s in range(0, len(cand) if n else 0, chunk):
+            ids = cand[s:s + chunk]
+            tok = F.normalize(self.intent_proj(self.directions[ids]).float(), dim=-1)  # (C, H)
+            score = (u @ tok.T).clamp_(min=0)  # (N, C) ReLU(cos), then x IDF in place
+            fired[ids] = torch.count_nonzero(score, dim=0).to(fired.dtype)  # positions scoring > 0
+            v, j = score.mul_(idf[ids]).topk(min(P, len(ids)), dim=1)
+            best_v, best_i = torch.cat([best_v, v], 1), torch.cat([best_i, ids[j]], 1)
+            top = best_v.topk(min(P, best_v.shape[1]), dim=1)
+            best_v, best_i = top.values, best_i.gather(1, top.indices)
+        latents = torch.zeros(B, L, P, dtype=torch.long, device=seqs.device)
+        weights = torch.zeros(B, L, P, device=seqs.device)
+        if n:
+            latents[valid], weights[valid] = best_i, best_v
+        if self.training and n:
+            self.update_idf(fired, n)
+        return latents, weights
+
+    @torch.no_grad()
+    def update_idf(self, fired: torch.Tensor, n_docs: int) -> None:
+        """Add one batch (``fired[j]`` of its ``n_docs`` positions scored intent j > 0) to the EMA; with
+        ``public=low_idf``, re-choose the public intents from the new IDF."""
+        d = self.cfg.idf_decay
+        self.ema_df.mul_(d).add_(fired.to(self.ema_df.dtype), alpha=1 - d)
+        self.ema_total.mul_(d).add_((1 - d) * n_docs)
+        if self.cfg.public == "low_idf":
+            self.public_ids.copy_(self.lowest_idf(self.cosine_idf()))
+
+    def _fuse(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Weights (B, L, 3) of the sequence, personal and public branch states; the sequence weight is 1."""
+        h_seq = parts[0]
+        off = torch.tensor([not self.cfg.use_personal, not self.cfg.use_public], device=h_seq.device)
+        if self.cfg.fusion == "gate":
+            g_int = torch.sigmoid(self.gate(torch.cat(parts, -1))).masked_fill(off, 0.0)
+        else:
+            logits = torch.einsum("blh,blkh->blk", self.fuse_q(h_seq), self.fuse_k(torch.stack(parts[1:], -2)))
+            logits = (logits * h_seq.shape[-1] ** -0.5).masked_fill(off, -torch.inf)
+            g_int = torch.softmax(logits, -1).nan_to_num(0.0)  # both branches off: all -inf -> weights 0
+        return torch.cat([torch.ones_like(g_int[..., :1]), g_int], -1)
+
     def _branches(self, seqs: torch.Tensor, table: torch.Tensor | None = None):
         h_seq = self.forward(seqs, table)
         seqs = seqs[:, -self.max_len:]
         B, L, H = h_seq.shape
         parts, extras = [h_seq], {}
+        # the public intents as they stood before this batch: a training forward of the cosine retrieval
+        # re-chooses them (low_idf) from an EMA that then includes this batch's later items
+        public = self.public_ids.clone()
         if self.cfg.use_personal:
             lat, wts = self.personal_intents(seqs)
             tokens = self.intent_proj(self.directions[lat])
@@ -161,18 +328,18 @@ class SAERec(SASRec):
             parts.append(out)
             extras["personal"] = (lat, attn, values)
         else:
+            if self.training and self.cfg.retrieval == "cosine" and self.cfg.public == "low_idf" and self.cfg.use_public:
+                self.cosine_intents(seqs)  # no personal branch, but the public intents follow the EMA IDF
             parts.append(torch.zeros_like(h_seq))
         if self.cfg.use_public:
-            tokens = self.intent_proj(self.directions[self.public_ids])
-            valid = torch.ones(B, L, len(self.public_ids), dtype=torch.bool, device=seqs.device)
+            tokens = self.intent_proj(self.directions[public])
+            valid = torch.ones(B, L, len(public), dtype=torch.bool, device=seqs.device)
             out, attn, values = self.public(h_seq, tokens, valid)
             parts.append(out)
-            extras["public"] = (self.public_ids, attn, values)
+            extras["public"] = (public, attn, values)
         else:
             parts.append(torch.zeros_like(h_seq))
-        off = torch.tensor([not self.cfg.use_personal, not self.cfg.use_public], device=seqs.device)
-        g_int = torch.sigmoid(self.gate(torch.cat(parts, -1))).masked_fill(off, 0.0)
-        g = torch.cat([torch.ones_like(g_int[..., :1]), g_int], -1)  # (B, L, 3): sequence weight is 1
+        g = self._fuse(parts)
         fused = sum(g[..., i:i + 1] * parts[i] for i in range(3))
         return fused, g, parts, extras
 
@@ -186,12 +353,15 @@ class SAERec(SASRec):
 
     @torch.no_grad()
     def explain(self, seq: torch.Tensor, item: int) -> dict:
-        """Split the score of ``item`` after history ``seq`` (1, L) into sequence and per-intent terms."""
+        """Split the score of ``item`` after history ``seq`` (1, L) into sequence and per-intent terms.
+
+        ``gate`` holds the branch weights: sigmoid gates (``fusion=gate``) or attention weights
+        (``fusion=attention``); the sequence weight is always 1."""
         self.eval()
         fused, g, parts, extras = self._branches(seq)
         e = self.item_table()[item]
-        out = {"score": float(fused[0, -1] @ e), "gate": {"sequence": float(g[0, -1, 0]),
-               "personal": float(g[0, -1, 1]), "public": float(g[0, -1, 2])},
+        out = {"score": float(fused[0, -1] @ e), "fusion": self.cfg.fusion,
+               "gate": {"sequence": float(g[0, -1, 0]), "personal": float(g[0, -1, 1]), "public": float(g[0, -1, 2])},
                "sequence_term": float(g[0, -1, 0] * (parts[0][0, -1] @ e)), "intents": []}
         for name, gi in (("personal", 1), ("public", 2)):
             if name not in extras:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# LM rows of the CoLLM ML-1M CTR table on a CPU budget: TALLRec, CoLLM, SeLLa-Rec and three SeLLa-Rec
+# ablations, all on the same LM, the same training/valid/test subsets and the same prompt history length.
+#   OUT=runs/ctr/lm LM=gemma3-270m scripts/ctr_lm.sh
+# Rerunning into the same OUT skips finished runs; an unfinished one (time cap) continues from its checkpoint
+# (step 1, LoRA on the text prompt, is trained once and shared by every model through the cache).
+set -euo pipefail
+OUT=${OUT:-runs/ctr/lm}
+LM=${LM:-gemma3-270m}
+BUDGET=(--data.history_len="${HIST:-5}" --data.max_train_rows="${TRAIN_ROWS:-1536}"
+        --data.max_valid_rows="${VALID_ROWS:-512}" --data.max_test_rows="${TEST_ROWS:-1536}"
+        --model_params.lm="$LM" --train.progress=false)
+run() {  # run NAME MODEL [overrides...]
+  local name=$1 model=$2; shift 2
+  if ls "$OUT/$name"/*/metrics.json >/dev/null 2>&1; then echo "skip $name (finished)"; return; fi
+  echo "== $name"
+  semcollab ctr train --model "$model" "${BUDGET[@]}" --output_dir="$OUT/$name" "$@"
+}
+run tallrec tallrec
+run collm collm
+run sellarec sellarec
+run sellarec-no-warm sellarec --model_params.use_warm=false
+run sellarec-no-align sellarec --model_params.align_weight=0
+run sellarec-random-proj sellarec --model_params.proj_init=random
+semcollab ctr table "$OUT"/*/* --out "${TABLE:-docs/tables/ctr_lm.md}"

@@ -1,0 +1,118 @@
+"""TALLRec, CoLLM and SeLLa-Rec end to end on a tiny random LM (plumbing, not quality)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from semcollab.ctr import TrainingIncomplete, build_ctr_model, predict, prepare_ctr
+from semcollab.ctr.config import CTRTrainConfig
+
+from .test_ctr import toy_ctr
+
+FAST = {"batch_size": 16, "score_batch_size": 32, "max_length": 64, "lm_lr": 1e-3, "lora_rank": 2,
+        "checkpoint_every": 0}
+
+
+@pytest.fixture
+def split():
+    return prepare_ctr(toy_ctr(rows=160), history_len=3)
+
+
+def _fit(name, split, lm, **params):
+    torch.manual_seed(0)
+    model = build_ctr_model(name, {"lm": str(lm), **FAST, **params}, split)
+    model.fit_ctr(split, CTRTrainConfig(progress=False, device="cpu"), torch.device("cpu"), log=None)
+    return model
+
+
+def test_tallrec_prompt_and_training(split, tiny_yes_no_lm):
+    model = _fit("tallrec", split, tiny_yes_no_lm)
+    row = split.parts["test"]
+    p = model.prompt(row.history[0], int(row.items[0]))
+    assert p.startswith("MovieList: ") and "TargetMovie: Movie" in p and p.endswith(" Answer:")
+    probs = predict(model, row)
+    assert probs.shape == (len(row),) and ((probs > 0) & (probs < 1)).all()
+    # only LoRA tensors are saved for the LM; reloading them reproduces the scores
+    state = model.trainable_state_dict()
+    assert state and all("lora_" in k for k in state)
+    fresh = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST}, split)
+    fresh.load_trainable_state_dict(state)
+    np.testing.assert_allclose(predict(fresh, row), probs, atol=1e-6)
+
+
+def test_collm_soft_tokens_reach_the_lm_and_mapping_trains(split, tiny_yes_no_lm):
+    model = _fit("collm", split, tiny_yes_no_lm, mf_dim=8, proj_hidden=16, mf_epochs=3)
+    part = split.parts["test"]
+    assert "<User_ID>" in model.prompt(part.history[0], int(part.items[0]))
+    before = predict(model, part)
+    with torch.no_grad():
+        model.mf.user_emb.weight.mul_(-1.0)  # only the collaborative vectors change
+    assert not np.allclose(predict(model, part), before)
+    assert not any(p.requires_grad for n, p in model.lm.named_parameters())  # LoRA frozen after step 1
+
+
+def test_sellarec_and_its_ablations(split, tiny_yes_no_lm):
+    base = dict(mf_dim=8, proj_hidden=16, mf_epochs=2)
+    full = _fit("sellarec", split, tiny_yes_no_lm, **base)
+    part = split.parts["test"]
+    assert "<Warm_ID>" in full.prompt(part.history[0], int(part.items[0]))
+    assert full.semantic[1:].abs().sum() > 0 and full.semantic[0].abs().sum() == 0  # padding row stays zero
+    no_warm = _fit("sellarec", split, tiny_yes_no_lm, use_warm=False, **base)
+    assert "<Warm_ID>" not in no_warm.prompt(part.history[0], int(part.items[0]))
+    no_align = _fit("sellarec", split, tiny_yes_no_lm, align_weight=0.0, **base)
+    rand = _fit("sellarec", split, tiny_yes_no_lm, proj_init="random", **base)
+    preds = [predict(m, part) for m in (full, no_warm, no_align, rand)]
+    for other in preds[1:]:
+        assert not np.allclose(preds[0], other)
+    # the saved state holds LoRA, MF, projection, <Warm_ID> map and the semantic table; it reloads exactly
+    state = full.trainable_state_dict()
+    assert {"semantic", "warm.weight", "mf.user_emb.weight"} <= set(state)
+    fresh = build_ctr_model("sellarec", {"lm": str(tiny_yes_no_lm), **FAST, **base}, split)
+    fresh.load_trainable_state_dict(state)
+    np.testing.assert_allclose(predict(fresh, part), preds[0], atol=1e-6)
+
+
+def test_time_cap_stops_cleanly_and_the_same_call_resumes(split, tiny_yes_no_lm, tmp_path, monkeypatch):
+    params = {"lm": str(tiny_yes_no_lm), **FAST, "max_minutes": 1e-9}
+    cfg = CTRTrainConfig(progress=False, device="cpu")
+    stops = 0
+    for _ in range(20):
+        torch.manual_seed(0)  # as run_ctr does: the same initial adapter on every call
+        model = build_ctr_model("tallrec", params, split)
+        try:
+            model.fit_ctr(split, cfg, torch.device("cpu"), log=None)
+            break
+        except TrainingIncomplete as exc:
+            assert "run the same command again" in str(exc)
+            stops += 1
+    assert stops >= 2  # it really stopped and continued
+    resumed = predict(model, split.parts["test"])
+    monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path / "fresh-cache"))  # no checkpoint: one uninterrupted run
+    uninterrupted = _fit("tallrec", split, tiny_yes_no_lm)
+    np.testing.assert_allclose(predict(uninterrupted, split.parts["test"]), resumed, atol=1e-6)
+
+
+def test_ctr_cli_with_an_lm_model(tmp_path, tiny_yes_no_lm):
+    from typer.testing import CliRunner
+
+    from semcollab.cli import app
+
+    from .test_ctr_cli import write_collm_folder
+
+    data = write_collm_folder(tmp_path / "collm", rows=(64, 24, 24))
+    out = tmp_path / "runs"
+    args = ["ctr", "train", "--model", "collm", f"--data.path={data}", "--train.progress=false", f"--output_dir={out}",
+            f"--model_params.lm={tiny_yes_no_lm}", "--model_params.mf_dim=8", "--model_params.proj_hidden=16",
+            "--model_params.mf_epochs=2", "--model_params.batch_size=16", "--model_params.lora_rank=2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    (run,) = out.iterdir()
+    saved = json.loads((run / "metrics.json").read_text())
+    r = CliRunner().invoke(app, ["ctr", "evaluate", str(run)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{"):])
+    assert res["all"]["logloss"] == pytest.approx(saved["test"]["all"]["logloss"], abs=1e-6)
+    fit = json.loads((run / "run.json").read_text())["fit"]
+    assert set(fit["stages"]) == {"step1-lora", "mf", "collm-mapping"}
