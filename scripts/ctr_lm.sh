@@ -8,7 +8,8 @@ set -euo pipefail
 OUT=${OUT:-runs/ctr/lm}
 LM=${LM:-gemma3-270m}
 BUDGET=(--data.history_len="${HIST:-5}" --data.max_train_rows="${TRAIN_ROWS:-1536}"
-        --data.max_valid_rows="${VALID_ROWS:-512}" --data.max_test_rows="${TEST_ROWS:-1536}"
+        --data.max_valid_rows="${VALID_ROWS:-256}" --data.max_test_rows="${TEST_ROWS:-1024}"
+        --model_params.soft_max_rows="${SOFT_ROWS:-768}"
         --model_params.lm="$LM" --train.progress=false)
 run() {  # run NAME MODEL [overrides...]
   local name=$1 model=$2; shift 2

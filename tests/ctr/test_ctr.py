@@ -107,3 +107,21 @@ def test_mf_learns_on_a_real_collm_slice(shared_dir):
     assert res.best_valid_auc > 0.55
     probs = predict(model, split.parts["valid"])
     assert probs.shape == (3000,) and ((probs > 0) & (probs < 1)).all()
+
+
+def test_row_indices_do_not_depend_on_the_budget_of_other_parts():
+    data = toy_ctr()
+    a = prepare_ctr(data, 5, {"train": 50, "test": 10})
+    b = prepare_ctr(data, 5, {"train": 50, "test": 90, "valid": 20})
+    for key in ("users", "items", "history"):
+        assert np.array_equal(getattr(a.parts["train"], key), getattr(b.parts["train"], key))
+
+
+def test_unsubsampled_view_gives_every_row_with_the_same_indices():
+    data = toy_ctr()
+    split = prepare_ctr(data, 5, {"train": 50})
+    whole = split.unsubsampled()
+    assert len(split.parts["train"]) == 50 and len(whole.parts["train"]) == 400
+    full = prepare_ctr(data, 5)
+    assert np.array_equal(whole.parts["train"].users, full.parts["train"].users)
+    assert full.unsubsampled() is full

@@ -43,7 +43,11 @@ def test_tallrec_prompt_and_training(split, tiny_yes_no_lm):
 
 
 def test_collm_soft_tokens_reach_the_lm_and_mapping_trains(split, tiny_yes_no_lm):
-    model = _fit("collm", split, tiny_yes_no_lm, mf_dim=8, proj_hidden=16, mf_epochs=3)
+    torch.manual_seed(0)
+    model = build_ctr_model("collm", {"lm": str(tiny_yes_no_lm), **FAST, "mf_dim": 8, "proj_hidden": 16,
+                                      "mf_epochs": 3, "soft_max_rows": 40}, split)
+    fit = model.fit_ctr(split, CTRTrainConfig(progress=False, device="cpu"), torch.device("cpu"), log=None)
+    assert fit.stages["step1-lora"]["steps"] == 10 and fit.stages["collm-mapping"]["steps"] == 3  # 160 / 40 rows
     part = split.parts["test"]
     assert "<User_ID>" in model.prompt(part.history[0], int(part.items[0]))
     before = predict(model, part)

@@ -59,15 +59,22 @@ class CoLLM(LMCTRModel):
                               seed=c.seed, device=train_cfg.device, progress=False)
 
     def fit_mf(self, split, train_cfg, device, log, module=None):
-        """Train the MF tables (``module``: a wrapper whose loss adds terms, for SeLLa-Rec step 2)."""
+        """Train the MF tables (``module``: a wrapper whose loss adds terms, for SeLLa-Rec step 2) on every
+        training row and early-stop on every validation row: MF costs seconds, so the CPU budget that cuts
+        the LM stages' rows does not apply to it."""
+        whole = split.unsubsampled()
+        if log and whole is not split:
+            log(f"MF stage: all {len(whole.parts['train'])} training rows (the LM stages use "
+                f"{len(split.parts['train'])})")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            return fit_ctr(module or self.mf, split, self.mf_train_config(train_cfg), device,
+            return fit_ctr(module or self.mf, whole, self.mf_train_config(train_cfg), device,
                            log=(lambda m: None))
 
     def mf_key(self) -> dict:
         c = self.cfg
-        return {k: getattr(c, k) for k in ("mf_dim", "mf_bias", "mf_lr", "mf_weight_decay", "mf_epochs", "mf_patience")}
+        return {"mf_rows": "all", **{k: getattr(c, k) for k in ("mf_dim", "mf_bias", "mf_lr", "mf_weight_decay",
+                                                             "mf_epochs", "mf_patience")}}
 
     def step3_key(self, split, extra: dict) -> dict:
         c = self.cfg
@@ -82,6 +89,6 @@ class CoLLM(LMCTRModel):
         for p in self.mf.parameters():
             p.requires_grad_(False)
         res, _ = self.run_stage("collm-mapping", self.step3_key(split, {"model": "collm"}), {"proj": self.proj},
-                                split, self.cfg.soft_lr, self.cfg.soft_epochs, train_cfg, log)
+                                split, self.cfg.soft_lr, self.cfg.soft_epochs, train_cfg, log, max_rows=self.cfg.soft_max_rows)
         out.add("collm-mapping", res)
         return out

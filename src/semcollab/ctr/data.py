@@ -52,6 +52,15 @@ class CTRSplit:
     titles: list[str]  # index = item index; 0 = padding ("")
     history_len: int
     subsample: dict  # what was cut for the CPU budget, per stage ({} = nothing)
+    full: dict[str, CTRPart] | None = None  # the parts before any subsample (for cheap stages such as MF)
+
+    def unsubsampled(self) -> CTRSplit:
+        """The same split with every part whole: embedding models (the MF inside CoLLM / SeLLa-Rec) can
+        use all rows when only the LM stages need a CPU budget."""
+        if not self.subsample or self.full is None:
+            return self
+        return CTRSplit(self.name, dict(self.full), self.user_vocab, self.item_vocab, self.titles, self.history_len,
+                        {}, None)
 
     @property
     def n_users(self) -> int:
@@ -94,6 +103,15 @@ def prepare_ctr(data: CTRData, history_len: int = 10, max_rows: dict | None = No
         for col in ("user", "item", "label"):
             if col not in f.columns:
                 raise DataError(f"{data.name} {s}: missing column {col!r}; found {list(f.columns)}")
+    # ids are indexed over the whole data, before any subsample: a row keeps its indices whatever budget
+    # is chosen for the other parts (cached LM stages are keyed by the rows they train on)
+    hist_ids = [h for f in frames.values() if "history" in f.columns for hs in f["history"] for h in hs]
+    all_users = pd.concat([f["user"] for f in frames.values()]).astype(str)
+    all_items = pd.concat([f["item"] for f in frames.values()] + [pd.Series(hist_ids, dtype=object),
+                                                                     data.items["item"]]).astype(str)
+    user_vocab = Vocab.build(all_users, 0, "user")
+    item_vocab = Vocab.build(all_items, 1, "item")
+    whole = dict(frames)
     subsample = {}
     for s, n in (max_rows or {}).items():
         if s not in frames:
@@ -101,18 +119,11 @@ def prepare_ctr(data: CTRData, history_len: int = 10, max_rows: dict | None = No
         if n is not None and n < len(frames[s]):
             subsample[s] = {"rows": int(n), "of": len(frames[s]), "seed": seed}
             frames[s] = _subsample(frames[s], n, seed)
-    hist_ids = [h for f in frames.values() if "history" in f.columns for hs in f["history"] for h in hs]
-    all_users = pd.concat([f["user"] for f in frames.values()]).astype(str)
-    all_items = pd.concat([f["item"] for f in frames.values()] + [pd.Series(hist_ids, dtype=object),
-                                                                     data.items["item"]]).astype(str)
-    user_vocab = Vocab.build(all_users, 0, "user")
-    item_vocab = Vocab.build(all_items, 1, "item")
     titles = [""] * (len(item_vocab) + 1)
     if "title" in data.items.columns:
         for raw, title in zip(data.items["item"].astype(str), data.items["title"].astype(str)):
             titles[item_vocab.encode(raw)] = "" if title in ("nan", "None") else title
-    parts = {}
-    for s, f in frames.items():
+    def to_part(f: pd.DataFrame) -> CTRPart:
         hist = np.zeros((len(f), history_len), dtype=np.int64)
         if "history" in f.columns:
             for r, hs in enumerate(f["history"]):
@@ -120,6 +131,9 @@ def prepare_ctr(data: CTRData, history_len: int = 10, max_rows: dict | None = No
                 if hs:
                     hist[r, history_len - len(hs):] = [item_vocab.encode(h) for h in hs]
         warm = f["warm"].to_numpy(bool) if "warm" in f.columns else np.ones(len(f), dtype=bool)
-        parts[s] = CTRPart(user_vocab.encode_many(f["user"]), item_vocab.encode_many(f["item"]),
-                           f["label"].to_numpy(np.int64), warm, hist)
-    return CTRSplit(data.name, parts, user_vocab, item_vocab, titles, history_len, subsample)
+        return CTRPart(user_vocab.encode_many(f["user"]), item_vocab.encode_many(f["item"]),
+                       f["label"].to_numpy(np.int64), warm, hist)
+
+    parts = {s: to_part(f) for s, f in frames.items()}
+    full = {s: (to_part(whole[s]) if s in subsample else parts[s]) for s in STAGES} if subsample else None
+    return CTRSplit(data.name, parts, user_vocab, item_vocab, titles, history_len, subsample, full)

@@ -39,6 +39,9 @@ class LMCTRConfig:
     lm_lr: float = positive(3e-4)  # step 1 (LoRA on the text prompt)
     lm_epochs: int = at_least(1, 1)
     score_batch_size: int = at_least(16, 1)
+    # steps after step 1 (CoLLM mapping, SeLLa-Rec step 3) on a fixed random subset of the training rows;
+    # each of their steps runs the LM forward and backward, so on a CPU they cost as much as step 1
+    soft_max_rows: int | None = at_least(None, 1)
     max_minutes: float | None = positive(None)  # per training step; the same command resumes
     checkpoint_every: int = at_least(20, 0)  # optimizer steps between checkpoints (0: only at the end)
     seed: int = at_least(0, 0)
@@ -149,13 +152,19 @@ class LMCTRModel(nn.Module):
                              checkpoint_every=self.cfg.checkpoint_every, device=train_cfg.device,
                              progress=train_cfg.progress)
 
-    def run_stage(self, stage: str, key: dict, trainable, split: CTRSplit, lr: float, epochs: int, train_cfg, log):
-        """Train ``trainable`` on the training rows with the model's loss; resumable under a cache folder
-        named by ``key`` (settings + data). Raises :class:`TrainingIncomplete` at the time cap."""
+    def run_stage(self, stage: str, key: dict, trainable, split: CTRSplit, lr: float, epochs: int, train_cfg, log,
+                  max_rows: int | None = None):
+        """Train ``trainable`` on the training rows (a fixed random ``max_rows`` of them, if given) with the
+        model's loss; resumable under a cache folder named by ``key`` (settings + data). Raises
+        :class:`TrainingIncomplete` at the time cap."""
         from ..assets import default_cache_dir
         from ..lm import train_lm
 
         part = split.parts["train"]
+        if max_rows is not None and max_rows < len(part):
+            keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(part))[:max_rows])
+            part = part.take(keep)
+            key = {**key, "rows": max_rows}
         ckpt = Path(default_cache_dir()) / "lm-ctr" / f"{stage}-{_hash(key)}"
         lcfg = self.lm_train_config(lr, epochs, train_cfg, stage)
         if log:

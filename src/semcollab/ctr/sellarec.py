@@ -106,6 +106,6 @@ class SeLLaRec(CoLLM):
         for m in trainable.values():
             for p in m.parameters():
                 p.requires_grad_(True)
-        res, _ = self.run_stage("sellarec-step3", key, trainable, split, c.soft_lr, c.soft_epochs, train_cfg, log)
+        res, _ = self.run_stage("sellarec-step3", key, trainable, split, c.soft_lr, c.soft_epochs, train_cfg, log, max_rows=self.cfg.soft_max_rows)
         out.add("sellarec-step3", res)
         return out
