@@ -10,6 +10,7 @@ import semcollab
 from semcollab.api import DataChangedError, load_run
 from semcollab.fsutil import OutputError
 
+
 def _losses(res):
     return [(h["loss"], h.get("valid_ndcg@10")) for h in res.fit.history]
 
@@ -102,3 +103,14 @@ def test_eval_cutoff_larger_than_catalogue_is_refused_before_training(toy_dir, t
 
     with pytest.raises(ConfigError, match=r"asks for @100, but toy has only \d+ items"):
         _run(toy_dir, tmp_path / "runs", "eval.ks=[10,100]")
+
+
+def test_run_folder_gets_ordinary_permissions(toy_dir, tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        res = _run(toy_dir, tmp_path / "runs")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(res.run_dir).st_mode) == 0o755  # not mkdtemp's owner-only 0700

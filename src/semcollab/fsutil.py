@@ -20,6 +20,12 @@ class OutputError(OSError):
     """The output folder cannot take the run (read-only, not a folder, or too little free space)."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(directory: str | Path, need_bytes: int = 0, what: str = "output_dir") -> Path:
     """Create ``directory`` if needed and prove it takes a file of ``need_bytes`` (plus 1 MiB of slack).
 
@@ -60,6 +66,7 @@ def write_dir_atomic(final: Path, write: Callable[[Path], None], what: str = "ca
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; a run folder should not be
         write(tmp)
         if final.exists():
             if not replace:
@@ -87,6 +94,7 @@ def write_file_atomic(final: Path, data: bytes) -> None:
     final = Path(final)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".tmp-{final.name}-")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, final)

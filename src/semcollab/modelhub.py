@@ -587,6 +587,8 @@ def resolve_model(name_or_path: str, log: Callable[[str], None] | None = None) -
     if name_or_path in MODELS:
         try:
             return str(fetch_model(name_or_path, log=log))
+        except ModelIntegrityError:  # a corrupt download must reach the user as such, not as "unavailable"
+            raise
         except ModelError as exc:
             raise ModelError(f"model {name_or_path!r} is unavailable: {exc}") from exc
     return str(name_or_path)

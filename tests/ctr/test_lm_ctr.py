@@ -120,3 +120,27 @@ def test_ctr_cli_with_an_lm_model(tmp_path, tiny_yes_no_lm):
     assert res["all"]["logloss"] == pytest.approx(saved["test"]["all"]["logloss"], abs=1e-6)
     fit = json.loads((run / "run.json").read_text())["fit"]
     assert set(fit["stages"]) == {"step1-lora", "mf", "collm-mapping"}
+
+
+def test_train_keys_an_lm_model_would_ignore_are_refused(tmp_path, tiny_yes_no_lm):
+    from semcollab.config import ConfigError
+    from semcollab.ctr import run_ctr
+
+    with pytest.raises(ConfigError, match=r"'train.epochs' does not apply .* model_params.lm_epochs"):
+        run_ctr("tallrec", "collm-ml-1m", overrides=["train.epochs=3", f"model_params.lm={tiny_yes_no_lm}",
+                                                      f"data.path={tmp_path}"], log=None, save=False)
+
+
+def test_step1_key_changes_with_titles_and_seed(split, tiny_yes_no_lm):
+    model = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST}, split)
+    key = model.step1_key(split)
+    model.titles = [t + "!" for t in model.titles]
+    assert model.step1_key(split) != key
+    other = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST, "seed": 1}, split)
+    assert other.step1_key(split) != key
+    # the initial adapter is drawn from model_params.seed alone, not from the global RNG
+    torch.manual_seed(123)
+    a = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST}, split).trainable_state_dict()
+    torch.manual_seed(456)
+    b = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST}, split).trainable_state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -14,7 +14,6 @@ from semcollab.models import build_model
 from .test_metrics import Fixed
 
 
-
 @pytest.mark.timeout(20)
 def test_user_who_saw_every_item_does_not_hang_and_is_reported():
     # 5 items; user 0 has seen 1..4 and the target is 5: no negative exists at all
@@ -76,3 +75,19 @@ def test_sampled_never_below_full_on_real_ml100k(ml100k_dir, negatives):
     # and with as many negatives as there are items, the sampled protocol is the full ranking
     full_all, samp_all, _ = _full_and_sampled(model, split, split.n_items, "uniform", ks=(10,))
     assert samp_all["hr@10"] == pytest.approx(full_all["hr@10"], abs=0.01)  # ties are broken differently
+
+
+def test_same_negatives_with_and_without_breakdowns_and_across_chunks(tmp_path):
+    from tests.conftest import write_atomic
+
+    d = write_atomic(tmp_path / "small", n_users=40, n_items=60, per_user=8)
+    split = load_split(DataConfig(name="atomic:toy", path=str(d), cache=False))
+    torch.manual_seed(0)
+    model = build_model("sasrec", {"hidden": 8, "layers": 1}, split)
+    ev, pop = split.eval_set("test"), split.item_popularity()
+    cfg = EvalConfig(ks=[5], protocol="sampled", n_negatives=20, chunk_size=7)
+    with_b = evaluate_ranking(model, ev, split.n_items, pop, cfg, breakdowns=True)
+    without = evaluate_ranking(model, ev, split.n_items, pop, cfg, breakdowns=False)
+    one_chunk = evaluate_ranking(model, ev, split.n_items, pop, EvalConfig(ks=[5], protocol="sampled", n_negatives=20),
+                                 breakdowns=False)
+    assert with_b["overall"] == without["overall"] == one_chunk["overall"]

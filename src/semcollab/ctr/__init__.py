@@ -6,7 +6,7 @@ log-loss on all / warm / cold rows of valid and test; model selection on validat
 A CTR model is a ``torch.nn.Module`` with ``logits(batch) -> (B,)`` and ``loss(batch) -> scalar`` over
 batches from :meth:`CTRPart.batch` (``users``, ``items``, ``history``, ``labels``, ``row``). Models that
 need the data to be built define ``from_split(split, cfg)``; models with their own schedule (the LM
-ones) define ``fit_ctr(split, train_cfg, device, log, run_dir)``; models with large frozen parts define
+ones) define ``fit_ctr(split, train_cfg, device, log)``; models with large frozen parts define
 ``trainable_state_dict()`` / ``load_trainable_state_dict(state)`` so a run saves only what was trained."""
 
 from __future__ import annotations
@@ -84,6 +84,26 @@ def _state(model) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
+# LM models run their own schedule from model_params; these train.* keys have equivalents there
+LM_TRAIN_KEYS = {"epochs": "lm_epochs", "lr": "lm_lr / soft_lr", "batch_size": "batch_size", "seed": "seed",
+                 "max_minutes": "max_minutes", "weight_decay": None, "patience": None}
+
+
+def _refuse_ignored_train_keys(cls, cfg: CTRRunConfig) -> None:
+    """An LM model would silently ignore ``train.epochs`` etc.: refuse them, naming the key to use."""
+    from .config import CTRTrainConfig
+    from .lm_base import LMCTRModel
+
+    if not issubclass(cls, LMCTRModel):
+        return
+    default = CTRTrainConfig()
+    for key, instead in LM_TRAIN_KEYS.items():
+        if getattr(cfg.train, key) != getattr(default, key):
+            hint = f"use model_params.{instead}" if instead else "it has no equivalent"
+            raise ConfigError(f"config key 'train.{key}' does not apply to the LM model {cfg.model!r} "
+                              f"(its schedule is set in model_params); {hint}")
+
+
 @dataclass
 class CTRRunResult:
     config: CTRRunConfig
@@ -115,6 +135,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     if dataset is not None:
         cfg.data.name = dataset
     cls, cfg_cls = _model_entry(cfg.model)
+    _refuse_ignored_train_keys(cls, cfg)
     cfg.model_params = {k: v for k, v in to_dict(from_dict(cfg_cls, cfg.model_params, "model_params.")).items()
                         if k in cfg.model_params}
     if cfg.data.path:

@@ -14,7 +14,7 @@ from torch import nn
 from ..config import at_least, positive
 from ..lm import ITEM_TOKEN, USER_TOKEN, PromptTemplate
 from .config import CTRTrainConfig
-from .lm_base import LMCTRConfig, LMCTRModel
+from .lm_base import LMCTRConfig, LMCTRModel, part_fingerprint
 from .mf import MFCTR, MFCTRConfig
 from .tallrec import LMFitResult
 from .train import fit_ctr
@@ -42,8 +42,11 @@ class CoLLM(LMCTRModel):
     def __init__(self, split, cfg: CoLLMConfig):
         super().__init__(split, cfg)
         d_lm = self.lm.get_input_embeddings().weight.shape[1]
-        self.mf = MFCTR(split.n_users, split.n_items, MFCTRConfig(dim=cfg.mf_dim, bias=cfg.mf_bias))
-        self.proj = nn.Sequential(nn.Linear(cfg.mf_dim, cfg.proj_hidden), nn.GELU(), nn.Linear(cfg.proj_hidden, d_lm))
+        with torch.random.fork_rng(devices=[]):  # initial tables and mapping depend on model_params.seed only
+            torch.manual_seed(cfg.seed + 1)
+            self.mf = MFCTR(split.n_users, split.n_items, MFCTRConfig(dim=cfg.mf_dim, bias=cfg.mf_bias))
+            self.proj = nn.Sequential(nn.Linear(cfg.mf_dim, cfg.proj_hidden), nn.GELU(),
+                                      nn.Linear(cfg.proj_hidden, d_lm))
 
     @classmethod
     def from_split(cls, split, cfg):
@@ -71,14 +74,17 @@ class CoLLM(LMCTRModel):
             return fit_ctr(module or self.mf, whole, self.mf_train_config(train_cfg), device,
                            log=(lambda m: None))
 
-    def mf_key(self) -> dict:
+    def mf_key(self, split) -> dict:
+        """What the frozen MF of later steps depends on: its settings and every train / valid row."""
         c = self.cfg
-        return {"mf_rows": "all", **{k: getattr(c, k) for k in ("mf_dim", "mf_bias", "mf_lr", "mf_weight_decay",
-                                                             "mf_epochs", "mf_patience")}}
+        whole = split.unsubsampled()
+        return {"train": part_fingerprint(whole.parts["train"]), "valid": part_fingerprint(whole.parts["valid"]),
+                **{k: getattr(c, k) for k in ("mf_dim", "mf_bias", "mf_lr", "mf_weight_decay", "mf_epochs",
+                                              "mf_patience")}}
 
     def step3_key(self, split, extra: dict) -> dict:
         c = self.cfg
-        return {"step1": self.step1_key(split), "mf": self.mf_key(), "proj_hidden": c.proj_hidden, "lr": c.soft_lr,
+        return {"step1": self.step1_key(split), "mf": self.mf_key(split), "proj_hidden": c.proj_hidden, "lr": c.soft_lr,
                 "epochs": c.soft_epochs, "template": self.template.template, **extra}
 
     def fit_ctr(self, split, train_cfg, device, log=print) -> LMFitResult:

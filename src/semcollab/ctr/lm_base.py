@@ -2,8 +2,8 @@
 from the row's history titles and target title, scored by P(" Yes") from two head rows, and step 1 of
 every schedule -- LoRA tuned on the text prompt alone (TALLRec).
 
-Step 1 is a pure function of its settings and the training rows, so its checkpoint lives in the cache
-under a hash of both: TALLRec, CoLLM and SeLLa-Rec runs with equal step-1 settings train it once, and a
+Step 1 is a pure function of its settings (including ``seed``, which also draws the initial adapter), the
+training rows and their titles, so its checkpoint lives in the cache under a hash of all of them: TALLRec, CoLLM and SeLLa-Rec runs with equal step-1 settings train it once, and a
 run stopped by ``max_minutes`` continues from its checkpoint when the same command is run again.
 """
 
@@ -77,7 +77,9 @@ class LMCTRModel(nn.Module):
         self.token_ids = add_special_tokens(self.tokenizer, lm, SOFT_TOKENS)
         self.yes_id, self.no_id = answer_token_ids(self.tokenizer)
         self.lora_cfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-        self.lm = add_lora(lm, self.lora_cfg)
+        with torch.random.fork_rng(devices=[]):  # the initial adapter depends on model_params.seed only
+            torch.manual_seed(cfg.seed)
+            self.lm = add_lora(lm, self.lora_cfg)
         with torch.no_grad():  # the scale of real token embeddings, for soft vectors
             emb = self.lm.get_input_embeddings()(torch.arange(min(4096, len(self.tokenizer))))
             self.register_buffer("emb_norm", emb.float().norm(dim=-1).median().reshape(1), persistent=False)
@@ -90,22 +92,30 @@ class LMCTRModel(nn.Module):
         template = TALLREC_MOVIE if self.text_only else self.template
         return template.render(history=", ".join(titles) if titles else "(none)", title=self.titles[item])
 
+    def fitted_prompts(self, history: np.ndarray, items) -> list[str]:
+        """Prompts that fit ``max_length`` tokens: the oldest history titles go first (cutting tokens off
+        the front would drop the BOS token and half a title; the end holds the target and the answer)."""
+        out = []
+        for h, i in zip(history, items):
+            h = [x for x in h if x > 0]
+            while True:
+                p = self.prompt(np.asarray(h, dtype=np.int64), int(i))
+                if not h or len(self.tokenizer(p)["input_ids"]) <= self.cfg.max_length:
+                    break
+                h = h[1:]
+            out.append(p)
+        return out
+
     def encode(self, batch: dict) -> dict:
-        hist = batch["history"].cpu().numpy()
-        items = batch["items"].cpu().tolist()
-        prompts = [self.prompt(h, i) for h, i in zip(hist, items)]
-        tok = self.tokenizer
-        side, tok.truncation_side = tok.truncation_side, "left"  # keep the question's end and the answer lead
-        try:
-            enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.cfg.max_length)
-        finally:
-            tok.truncation_side = side
+        prompts = self.fitted_prompts(batch["history"].cpu().numpy(), batch["items"].cpu().tolist())
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                             max_length=self.cfg.max_length)
         device = next(self.lm.parameters()).device
         return {k: v.to(device) for k, v in enc.items()}
 
     def prompt_lengths(self, part: CTRPart) -> list[int]:
-        prompts = [self.prompt(h, i) for h, i in zip(part.history, part.items)]
-        return [min(len(x), self.cfg.max_length) for x in self.tokenizer(prompts)["input_ids"]]
+        prompts = self.fitted_prompts(part.history, part.items)
+        return [len(x) for x in self.tokenizer(prompts)["input_ids"]]
 
     # ------------------------------------------------------------------ scoring
     def soft_vectors(self, batch: dict) -> dict[int, torch.Tensor]:
@@ -132,19 +142,21 @@ class LMCTRModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, part: CTRPart, device=None) -> np.ndarray:
-        """P(yes) per row, scored in length-sorted batches (little padding), returned in row order."""
+        """P(yes) per row, scored in length-sorted batches (little padding), returned in row order, on the
+        device the model lives on (``device`` is accepted for the common ``predict`` signature)."""
         self.eval()
+        device = next(self.parameters()).device
         lengths = np.asarray(self.prompt_lengths(part))
         order = np.argsort(-lengths, kind="stable")
         out = np.zeros(len(part), dtype=np.float64)
         bs = self.cfg.score_batch_size
         for s in range(0, len(order), bs):
             idx = order[s:s + bs]
-            out[idx] = torch.sigmoid(self.logits(part.batch(idx))).float().cpu().numpy()
+            out[idx] = torch.sigmoid(self.logits(part.batch(idx, device))).float().cpu().numpy()
         return out
 
     # ------------------------------------------------------------------ training
-    def lm_train_config(self, lr: float, epochs: int, train_cfg, stage: str):
+    def lm_train_config(self, lr: float, epochs: int, train_cfg):
         from ..lm import LMTrainConfig
 
         return LMTrainConfig(epochs=epochs, batch_size=self.cfg.batch_size, grad_accum=self.cfg.grad_accum, lr=lr,
@@ -166,7 +178,7 @@ class LMCTRModel(nn.Module):
             part = part.take(keep)
             key = {**key, "rows": max_rows}
         ckpt = Path(default_cache_dir()) / "lm-ctr" / f"{stage}-{_hash(key)}"
-        lcfg = self.lm_train_config(lr, epochs, train_cfg, stage)
+        lcfg = self.lm_train_config(lr, epochs, train_cfg)
         if log:
             log(f"{stage}: {len(part)} rows, {epochs} epoch(s), lr {lr}, checkpoints in {ckpt}")
         res = train_lm(lambda b: self.loss(b), trainable, list(range(len(part))), self.prompt_lengths(part),
@@ -180,8 +192,9 @@ class LMCTRModel(nn.Module):
         c = self.cfg
         return {"lm": c.lm, "lora": asdict(self.lora_cfg), "lr": c.lm_lr, "epochs": c.lm_epochs,
                 "batch": c.batch_size, "accum": c.grad_accum, "max_length": c.max_length, "title_chars": c.title_chars,
-                "seed": c.seed, "history_len": split.history_len, "train": part_fingerprint(split.parts["train"]),
-                "prompt": "tallrec-v1"}
+                "seed": c.seed, "history_len": split.history_len, "data": split.name,
+                "train": part_fingerprint(split.parts["train"]),
+                "titles": hashlib.sha256("\x00".join(self.titles).encode()).hexdigest()[:16], "prompt": "tallrec-v2"}
 
     def fit_step1(self, split: CTRSplit, train_cfg, log):
         """TALLRec: LoRA on "MovieList: ... TargetMovie: ..." -> Yes/No (no soft tokens in the prompt)."""
@@ -194,8 +207,11 @@ class LMCTRModel(nn.Module):
         return res
 
     def freeze_lm(self) -> None:
+        """Freeze the LM and its adapter; eval mode keeps LoRA dropout off in later steps (train_lm puts the
+        modules it trains, not the LM, into train mode)."""
         for p in self.lm.parameters():
             p.requires_grad_(False)
+        self.lm.eval()
 
     # ------------------------------------------------------------------ saving only what was trained
     def trainable_state_dict(self) -> dict:

@@ -69,7 +69,9 @@ class SeLLaRec(CoLLM):
         super().__init__(split, cfg)
         d_lm = self.lm.get_input_embeddings().weight.shape[1]
         self.template = SELLA_MOVIE if cfg.use_warm else COLLM_MOVIE
-        self.warm = nn.Linear(d_lm, d_lm)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 2)
+            self.warm = nn.Linear(d_lm, d_lm)
         self.register_buffer("semantic", torch.zeros(split.n_items + 1, d_lm))
 
     def soft_vectors(self, batch: dict) -> dict[int, torch.Tensor]:
@@ -96,7 +98,7 @@ class SeLLaRec(CoLLM):
         out.add("step2-mf-align", self.fit_mf(split, train_cfg, device, log, module=step2))
         if c.proj_init == "random":
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(c.seed + 1)
+                torch.manual_seed(c.seed + 3)
                 for m in self.proj:
                     if isinstance(m, nn.Linear):
                         m.reset_parameters()

@@ -19,7 +19,6 @@ class LMFitResult:
     """Per training stage: optimizer steps, seconds, tokens/s and the mean loss of the last 10 steps."""
 
     stages: dict = field(default_factory=dict)
-    stopped_by: str = "finished"
 
     def add(self, stage: str, res) -> None:
         if hasattr(res, "losses"):  # an LMTrainResult

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.errors import DataError
 from ..evaluate.metrics import auc
 from .config import CTRTrainConfig
 from .data import CTRSplit
@@ -50,6 +51,9 @@ def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, l
             opt.step()
             total += loss.item() * min(cfg.batch_size, len(order) - s)
         result.train_seconds += time.perf_counter() - t0
+        if len(np.unique(valid.labels)) < 2:
+            raise DataError("the validation rows hold a single label, so validation AUC (the model selection "
+                            "criterion) is undefined; use more rows (data.max_valid_rows)")
         val_auc = auc(valid.labels, predict(model, valid, device=device))
         record = {"epoch": epoch, "loss": total / len(order), "valid_auc": val_auc}
         result.history.append(record)

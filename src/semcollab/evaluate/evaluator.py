@@ -67,7 +67,6 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     groups = {"all": None, "head": is_head, "tail": ~is_head} if breakdowns else {"all": None}
     per_user: dict[str, dict[str, list]] = {g: {} for g in groups}
     present: dict[str, list] = {g: [] for g in groups}
-    rng = np.random.default_rng(seed)
     capped: list[int] = []  # users with fewer eligible negatives than asked for: their negative counts
     if cfg.protocol == "sampled":
         probs = None
@@ -100,7 +99,8 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
             if cfg.protocol == "full":
                 m = full_ranking_metrics(scores, tm, ks)
             else:
-                m = _sampled(scores, tm, hists, n_items, cfg, rng, probs, ks, capped if g == "all" else [])
+                m = _sampled(scores, tm, target_mask, users, hists, n_items, cfg, seed, probs, ks,
+                             capped if g == "all" else [])
             for k, v in m.items():
                 per_user[g].setdefault(k, []).append(v.cpu())
 
@@ -133,9 +133,13 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     return result
 
 
-def _sampled(scores, target_mask, hists, n_items, cfg, rng, probs, ks, capped: list):
-    """Rank each user's first target among ``n_negatives`` negatives drawn WITHOUT replacement from the
-    items the user has not interacted with (history and targets excluded).
+def _sampled(scores, target_mask, all_targets, users, hists, n_items, cfg, seed, probs, ks, capped: list):
+    """Rank each user's target (the lowest item index among the group's targets; leave-one-out has one) among
+    ``n_negatives`` negatives drawn WITHOUT replacement from the items the user has not interacted with
+    (history and every held-out target excluded, whatever the group).
+
+    Each user's negatives come from a generator seeded by (seed, user), so they are the same in every
+    group (all / head / tail) and whether or not breakdowns are computed.
 
     Drawing with replacement once counted one strong negative several times, so a 30-item catalogue gave
     a sampled HR below the full-ranking one; with distinct negatives the candidate set is a subset of the
@@ -146,10 +150,11 @@ def _sampled(scores, target_mask, hists, n_items, cfg, rng, probs, ks, capped: l
     ranks = torch.full((B,), float(n_items), device=scores.device)
     has = target_mask.any(1)
     tgt = target_mask.float().argmax(1)
-    targets_cpu = target_mask.cpu().numpy()
+    targets_cpu = all_targets.cpu().numpy()
     for i in range(B):
         if not has[i]:
             continue
+        rng = np.random.default_rng([seed, int(users[i])])
         eligible = ~targets_cpu[i]
         eligible[0] = False
         eligible[hists[i]] = False

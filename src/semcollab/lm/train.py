@@ -27,6 +27,10 @@ from tqdm.auto import tqdm
 CHECKPOINT = "checkpoint.pt"
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint folder holds a run made with other settings or data; it is never silently reused."""
+
+
 @dataclass
 class LMTrainConfig:
     """Optimisation settings; ``max_steps`` caps the optimizer steps (the schedule spans the capped run)."""
@@ -201,7 +205,7 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["key"] != key:
             diff = sorted(k for k in key if state["key"].get(k) != key[k])
-            raise ValueError(f"checkpoint {ckpt} was made with different {diff}; use a new checkpoint dir "
+            raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {diff}; use a new checkpoint dir "
                              f"or delete it to start over")
         with torch.no_grad():
             for n, p in named.items():

@@ -21,7 +21,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda was asked for but no CUDA device is available")
+        raise ConfigError(f"train.device={name} was asked for but no CUDA device is available")
     return torch.device(name)
 
 
