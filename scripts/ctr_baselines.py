@@ -16,7 +16,7 @@ from semcollab.ctr import run_ctr
 
 GRID = {
     "mf": {"train.lr": [1e-3, 1e-2], "train.weight_decay": [0.0, 1e-6, 1e-5, 1e-4, 1e-3], "model_params.bias": [False, True]},
-    "sasrec-ctr": {"train.lr": [1e-3], "train.weight_decay": [0.0, 1e-5, 1e-4],
+    "sasrec-ctr": {"train.lr": [1e-3], "train.weight_decay": [0.0, 1e-4],
                    "model_params.dropout": [0.2, 0.5], "model_params.hidden": [64]},
 }
 COMMON = ["train.progress=false", "train.epochs=200", "train.patience=10", "model_params.dim=256"]

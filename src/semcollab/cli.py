@@ -454,15 +454,33 @@ def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasr
 @_handled
 def ctr_evaluate(run_dir: Path = typer.Argument(..., help="a folder written by `semcollab ctr train`"),
                  stage: str = typer.Option("test", help="valid or test"),
-                 allow_data_change: bool = typer.Option(False, help="evaluate even if the data changed")):
-    """Re-evaluate a saved CTR run."""
+                 allow_data_change: bool = typer.Option(False, help="evaluate even if the data changed"),
+                 max_rows: int | None = typer.Option(None, help="score the fixed random subset that "
+                                                     "data.max_<stage>_rows=N selects (compare with LM runs)"),
+                 subsample_seed: int = typer.Option(0, help="data.subsample_seed of that subset")):
+    """Re-evaluate a saved CTR run (optionally on the same row subset as a CPU-budget LM run)."""
     from .ctr import evaluate_ctr_run
 
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
-    res = evaluate_ctr_run(run_dir, stage, allow_data_change)
+    if max_rows is not None and max_rows < 1:
+        raise typer.BadParameter(f"--max-rows must be at least 1, got {max_rows}")
+    res = evaluate_ctr_run(run_dir, stage, allow_data_change, max_rows, subsample_seed)
     console.print(_ctr_table({run_dir.name: res}, f"{stage}"))
     console.print_json(json.dumps(res))
+
+
+def _ctr_label(run_dir: Path) -> str:
+    """Row name of a CTR run: its model and the model_params that set it apart (not the LM or CPU budget)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        params = {k: v for k, v in (cfg.get("model_params") or {}).items()
+                  if k not in ("lm", "soft_max_rows", "max_minutes", "checkpoint_every", "score_batch_size")}
+        return cfg["model"] + (f" [{', '.join(f'{k}={v}' for k, v in params.items())}]" if params else "")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return run_dir.name
 
 
 @ctr_app.command("table")
@@ -480,7 +498,8 @@ def ctr_table(run_dirs: list[Path] = typer.Argument(..., help="CTR run folders")
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise RunFileError(f"{d / 'metrics.json'} is missing or has no {stage!r} metrics ({exc})") from None
         meta = read_run_record(d)
-        name = d.name
+        name = _ctr_label(d)
+        name = name if name not in results else f"{name} ({d.name})"
         results[name] = m
 
         def f(v):

@@ -53,3 +53,29 @@ def test_ctr_train_evaluate_table(tmp_path):
     assert r.exit_code == 2 and "unknown CTR model" in r.output
     r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--data.history_len=0"])
     assert r.exit_code == 2 and "data.history_len" in r.output
+
+
+def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
+    from semcollab.ctr import evaluate_ctr_run, prepare_ctr
+    from semcollab.ctr.config import CTRDataConfig
+    from semcollab.ctr.data import subsample_index
+
+    data = write_collm_folder(tmp_path / "collm")
+    out = tmp_path / "runs"
+    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--train.epochs=2",
+                            "--train.progress=false", f"--output_dir={out}", "--model_params.dim=8"])
+    assert r.exit_code == 0, r.output
+    (run,) = out.iterdir()
+    res = evaluate_ctr_run(run, max_rows=20, subsample_seed=3)
+    assert res["rows"]["scored"] == 20 and res["all"]["n"] == 20
+    # exactly the rows that data.max_test_rows=20, data.subsample_seed=3 give an LM run
+    from semcollab.config import DataConfig
+    from semcollab.data import load_ctr
+
+    raw = load_ctr(DataConfig(name="collm-ml-1m", path=str(data)))
+    lm_split = prepare_ctr(raw, CTRDataConfig().history_len, {"test": 20}, seed=3)
+    full = prepare_ctr(raw, CTRDataConfig().history_len)
+    idx = subsample_index(len(full.parts["test"]), 20, 3)
+    assert (full.parts["test"].items[idx] == lm_split.parts["test"].items).all()
+    r = runner.invoke(app, ["ctr", "evaluate", str(run), "--max-rows", "0"])
+    assert r.exit_code == 2 and "--max-rows" in r.output

@@ -210,15 +210,26 @@ def load_ctr_run(run_dir, allow_data_change: bool = False):
     return cfg, net, split
 
 
-def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = False) -> dict:
+def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = False, max_rows: int | None = None,
+                     subsample_seed: int = 0) -> dict:
+    """Metrics of a saved run on its ``stage`` rows; ``max_rows`` scores the same fixed random subset that
+    ``data.max_<stage>_rows`` / ``data.subsample_seed`` select, so a full-data baseline can be compared with
+    LM runs scored on a CPU-budget subset (the run's own data fingerprint is still checked first)."""
     from ..train.trainer import resolve_device
+    from .data import subsample_index
 
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be valid or test, got {stage!r}")
     cfg, net, split = load_ctr_run(run_dir, allow_data_change)
+    part = split.unsubsampled().parts[stage]
+    if max_rows is not None:
+        part = part.take(subsample_index(len(part), max_rows, subsample_seed))
     device = resolve_device(cfg.train.device)
     net.to(device)
-    return ctr_report(split.parts[stage], predict(net, split.parts[stage], device=device))
+    out = ctr_report(part, predict(net, part, device=device))
+    out["rows"] = {"scored": len(part), "subsample": None if max_rows is None else {"rows": max_rows,
+                                                                                    "seed": subsample_seed}}
+    return out
 
 
 __all__ = ["CTR_MODELS", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_report", "evaluate_ctr_run",

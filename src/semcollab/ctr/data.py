@@ -80,13 +80,18 @@ class CTRSplit:
         return out
 
 
+def subsample_index(n_rows: int, n: int | None, seed: int) -> np.ndarray:
+    """The first-drawn ``n`` of ``n_rows`` rows in a fixed random order, sorted (the same ``n`` and seed give
+    the same rows, and a smaller ``n`` is a subset of a larger one)."""
+    if n is None or n >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).permutation(n_rows)[:n])
+
+
 def _subsample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """The first-drawn ``n`` rows of a fixed random order (the same ``n`` and seed give the same rows,
-    and a smaller ``n`` is a subset of a larger one), kept in their original order."""
     if n is None or n >= len(frame):
         return frame
-    order = np.random.default_rng(seed).permutation(len(frame))[:n]
-    return frame.iloc[np.sort(order)].reset_index(drop=True)
+    return frame.iloc[subsample_index(len(frame), n, seed)].reset_index(drop=True)
 
 
 def prepare_ctr(data: CTRData, history_len: int = 10, max_rows: dict | None = None, seed: int = 0) -> CTRSplit:
