@@ -19,8 +19,14 @@ run() {  # run NAME MODEL [overrides...]
 }
 run tallrec tallrec
 run collm collm
-run sellarec sellarec
-run sellarec-no-warm sellarec --model_params.use_warm=false
-run sellarec-no-align sellarec --model_params.align_weight=0
-run sellarec-random-proj sellarec --model_params.proj_init=random
+# SeLLa-Rec as in the paper (step 3 also trains the MF tables; random start of the <Warm_ID> map) ...
+run sellarec-train-mf sellarec
+run sellarec-train-mf-no-warm sellarec --model_params.use_warm=false
+# ... and with the budget settings (MF tables frozen in step 3, <Warm_ID> map starting as the identity;
+# see the SeLLaRec docstring), with the three ablations of the method
+SELLA=(--model_params.train_mf=false --model_params.warm_init=identity)
+run sellarec sellarec "${SELLA[@]}"
+run sellarec-no-warm sellarec "${SELLA[@]}" --model_params.use_warm=false
+run sellarec-no-align sellarec "${SELLA[@]}" --model_params.align_weight=0
+run sellarec-random-proj sellarec "${SELLA[@]}" --model_params.proj_init=random
 semcollab ctr table "$OUT"/*/* --out "${TABLE:-docs/tables/ctr_lm.md}"

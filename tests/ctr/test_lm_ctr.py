@@ -144,3 +144,20 @@ def test_step1_key_changes_with_titles_and_seed(split, tiny_yes_no_lm):
     torch.manual_seed(456)
     b = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST}, split).trainable_state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sellarec_budget_settings_freeze_mf_and_start_warm_at_identity(split, tiny_yes_no_lm):
+    base = dict(mf_dim=8, proj_hidden=16, mf_epochs=2, train_mf=False, warm_init="identity")
+    model = build_ctr_model("sellarec", {"lm": str(tiny_yes_no_lm), **FAST, **base}, split)
+    assert torch.equal(model.warm.weight, torch.eye(model.warm.weight.shape[0]))
+    snapshot = {}
+
+    def grab(*a, **k):  # the MF tables as step 2 left them
+        res = orig(*a, **k)
+        snapshot.update({k: v.clone() for k, v in model.mf.state_dict().items()})
+        return res
+
+    orig, model.fit_mf = model.fit_mf, grab
+    model.fit_ctr(split, CTRTrainConfig(progress=False, device="cpu"), torch.device("cpu"), log=None)
+    assert all(torch.equal(snapshot[k], v) for k, v in model.mf.state_dict().items())  # step 3 left MF alone
+    assert not torch.equal(model.warm.weight, torch.eye(model.warm.weight.shape[0]))  # the map did learn

@@ -12,7 +12,14 @@ enters the prompt as three soft tokens <User_ID>, <Item_ID>, <Warm_ID>.
    ablation).
 
 Ablations: ``use_warm=false`` (no <Warm_ID>), ``align_weight=0`` (no contrastive alignment),
-``proj_init=random``."""
+``proj_init=random``.
+
+Budget settings (defaults follow the paper): ``train_mf=false`` keeps the step-2 MF tables frozen in step 3
+(only the projection and the <Warm_ID> map learn). On a CPU budget of a few hundred step-3 rows, training the
+tables let the loss fall on those rows and their users/items drift away from the aligned tables the other rows
+keep (docs/results.md section 10). ``warm_init=identity`` starts the <Warm_ID> map as the identity: the
+semantic vectors are last-layer states and Gemma ties its input and output embeddings, so the identity already
+points them into the input space; a random start made step 3 diverge there."""
 
 from __future__ import annotations
 
@@ -34,6 +41,8 @@ class SeLLaRecConfig(CoLLMConfig):
     temperature: float = positive(0.2)
     use_warm: bool = True
     proj_init: str = one_of("step2", "step2", "random")
+    train_mf: bool = True  # step 3 trains the MF tables too (paper); false: projection and <Warm_ID> map only
+    warm_init: str = one_of("random", "random", "identity")
     semantic_batch_size: int = at_least(32, 1)
 
 
@@ -72,6 +81,10 @@ class SeLLaRec(CoLLM):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 2)
             self.warm = nn.Linear(d_lm, d_lm)
+        if cfg.warm_init == "identity":
+            with torch.no_grad():
+                self.warm.weight.copy_(torch.eye(d_lm))
+                self.warm.bias.zero_()
         self.register_buffer("semantic", torch.zeros(split.n_items + 1, d_lm))
 
     def soft_vectors(self, batch: dict) -> dict[int, torch.Tensor]:
@@ -102,9 +115,13 @@ class SeLLaRec(CoLLM):
                 for m in self.proj:
                     if isinstance(m, nn.Linear):
                         m.reset_parameters()
+        extra = {} if c.train_mf and c.warm_init == "random" else {"train_mf": c.train_mf, "warm_init": c.warm_init}
         key = self.step3_key(split, {"model": "sellarec", "align_weight": c.align_weight, "temperature": c.temperature,
-                                     "use_warm": c.use_warm, "proj_init": c.proj_init})
-        trainable = {"mf": self.mf, "proj": self.proj, **({"warm": self.warm} if c.use_warm else {})}
+                                     "use_warm": c.use_warm, "proj_init": c.proj_init, **extra})
+        trainable = {**({"mf": self.mf} if c.train_mf else {}), "proj": self.proj,
+                     **({"warm": self.warm} if c.use_warm else {})}
+        for p in self.mf.parameters():
+            p.requires_grad_(c.train_mf)
         for m in trainable.values():
             for p in m.parameters():
                 p.requires_grad_(True)
