@@ -15,7 +15,7 @@ from pathlib import Path
 from semcollab.ctr import run_ctr
 
 GRID = {
-    "mf": {"train.lr": [1e-3, 1e-2], "train.weight_decay": [0.0, 1e-6, 1e-5, 1e-4, 1e-3], "model_params.bias": [False, True]},
+    "mf": {"train.lr": [1e-2], "train.weight_decay": [0.0, 1e-6, 1e-5, 1e-4, 1e-3], "model_params.bias": [False, True]},
     "sasrec-ctr": {"train.lr": [1e-3], "train.weight_decay": [0.0, 1e-4],
                    "model_params.dropout": [0.2, 0.5], "model_params.hidden": [64]},
 }

@@ -15,6 +15,18 @@ import yaml
 
 from semcollab.ctr import evaluate_ctr_run
 
+# the run folders of scripts/ctr_lm.sh, in table order, with what each row is
+LM_ROWS = {
+    "tallrec": "TALLRec (LoRA, text prompt only)",
+    "collm": "CoLLM (MF -> MLP -> <User_ID>, <Item_ID>)",
+    "sellarec-train-mf": "SeLLa-Rec, paper setting (MF tables trained in step 3)",
+    "sellarec-train-mf-no-warm": "  same, no <Warm_ID>",
+    "sellarec": "SeLLa-Rec, budget setting (MF frozen in step 3, identity-start <Warm_ID> map)",
+    "sellarec-no-warm": "  ablation: no <Warm_ID>",
+    "sellarec-no-align": "  ablation: no contrastive alignment (align_weight=0)",
+    "sellarec-random-proj": "  ablation: projection not initialised from step 2",
+}
+
 
 def finished(folder: Path) -> list[Path]:
     return sorted(d for d in folder.glob("*/*") if (d / "metrics.json").exists())
@@ -57,12 +69,10 @@ def main() -> None:
         full.append(row(tag, json.loads((run / "metrics.json").read_text())["test"], "all 7,331"))
         sub.append(row(tag, evaluate_ctr_run(run, "test", max_rows=a.test_rows), f"{a.test_rows} (LM subset)"))
     lm = []
-    for run in finished(Path(a.lm)):
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
-        extra = {k: v for k, v in cfg["model_params"].items() if k in ("use_warm", "align_weight", "proj_init")}
-        name = cfg["model"] + (f" [{', '.join(f'{k}={v}' for k, v in extra.items())}]" if extra else "")
+    order = {name: i for i, name in enumerate(LM_ROWS)}
+    for run in sorted(finished(Path(a.lm)), key=lambda r: order.get(r.parent.name, len(order))):
         res = json.loads((run / "metrics.json").read_text())["test"]
-        lm.append(row(name, res, f"{res['all']['n']} (LM subset)"))
+        lm.append(row(LM_ROWS.get(run.parent.name, run.parent.name), res, f"{res['all']['n']} (LM subset)"))
     text = "\n".join(head + full + sub + lm) + "\n"
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(text)
