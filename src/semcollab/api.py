@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, RunConfig, from_dict, load_config, to_dict
+from .config import ConfigError, RunConfig, from_dict, resolve_config
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
 from .fsutil import check_writable
@@ -32,13 +32,7 @@ class RunResult:
 
 
 def _as_config(config, model, dataset, overrides) -> RunConfig:
-    if isinstance(config, RunConfig):
-        base = to_dict(config)
-        cfg = load_config(None, overrides, **base)
-    elif isinstance(config, dict):
-        cfg = load_config(None, overrides, **config)
-    else:
-        cfg = load_config(config, overrides)
+    cfg = resolve_config(config, overrides)
     if model is not None:
         cfg.model = model
     if dataset is not None:

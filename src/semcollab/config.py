@@ -250,8 +250,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **top) -> RunConfig:
-    """Read YAML (optional), apply keyword sections and overrides, and validate into a RunConfig."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, schema: type = RunConfig,
+                **top):
+    """Read YAML (optional), apply keyword sections and overrides, and validate into ``schema`` (a RunConfig by
+    default; the CTR task passes its CTRRunConfig)."""
     data: dict = {}
     if path is not None:
         p = Path(path)
@@ -269,4 +271,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         else:
             data[k] = v
     data = apply_overrides(data, overrides or [])
-    return from_dict(RunConfig, data)
+    return from_dict(schema, data)
+
+
+def resolve_config(config, overrides: list[str] | None = None, schema: type = RunConfig):
+    """The API's ``config`` argument -- a YAML path, a nested dict, a ``schema`` object or None -- with
+    ``key=value`` overrides on top, validated into a new ``schema`` object."""
+    if isinstance(config, schema):
+        return load_config(None, overrides, schema=schema, **to_dict(config))
+    if isinstance(config, dict):
+        return load_config(None, overrides, schema=schema, **config)
+    return load_config(config, overrides, schema=schema)

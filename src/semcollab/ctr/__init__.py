@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, from_dict, to_dict
+from ..config import ConfigError, from_dict, resolve_config, to_dict
 from .collm import CoLLM, CoLLMConfig
-from .config import CTRRunConfig, load_ctr_config
+from .config import CTRRunConfig
 from .data import CTRSplit, prepare_ctr
 from .evaluate import ctr_report, predict
 from .lm_base import TrainingIncomplete
@@ -124,12 +124,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     from ..runinfo import save_run_record, write_run_dir
     from ..train.trainer import resolve_device, seed_everything
 
-    if isinstance(config, CTRRunConfig):
-        cfg = load_ctr_config(None, overrides, **to_dict(config))
-    elif isinstance(config, dict):
-        cfg = load_ctr_config(None, overrides, **config)
-    else:
-        cfg = load_ctr_config(config, overrides)
+    cfg = resolve_config(config, overrides, CTRRunConfig)
     if model is not None:
         cfg.model = model
     if dataset is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, allowed, apply_overrides, at_least, from_dict, positive, to_dict
+from ..config import allowed, at_least, positive
 
 
 @dataclass
@@ -43,24 +43,4 @@ class CTRRunConfig:
     save_model: bool = True
 
 
-def load_ctr_config(path=None, overrides: list[str] | None = None, **top) -> CTRRunConfig:
-    """YAML (optional) + keyword sections + ``key=value`` overrides -> a validated :class:`CTRRunConfig`."""
-    from pathlib import Path
-
-    import yaml
-
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
-    for k, v in top.items():
-        if v is not None:
-            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
-    return from_dict(CTRRunConfig, apply_overrides(data, overrides or []))
-
-
-__all__ = ["CTRDataConfig", "CTRRunConfig", "CTRTrainConfig", "load_ctr_config", "to_dict"]
+__all__ = ["CTRDataConfig", "CTRRunConfig", "CTRTrainConfig"]

@@ -92,30 +92,30 @@ class LMCTRModel(nn.Module):
         template = TALLREC_MOVIE if self.text_only else self.template
         return template.render(history=", ".join(titles) if titles else "(none)", title=self.titles[item])
 
-    def fitted_prompts(self, history: np.ndarray, items) -> list[str]:
-        """Prompts that fit ``max_length`` tokens: the oldest history titles go first (cutting tokens off
-        the front would drop the BOS token and half a title; the end holds the target and the answer)."""
-        out = []
-        for h, i in zip(history, items):
-            h = [x for x in h if x > 0]
-            while True:
-                p = self.prompt(np.asarray(h, dtype=np.int64), int(i))
-                if not h or len(self.tokenizer(p)["input_ids"]) <= self.cfg.max_length:
-                    break
+    def fitted_prompts(self, history: np.ndarray, items) -> tuple[list[str], list[int]]:
+        """Prompts that fit ``max_length`` tokens, and their token lengths: the oldest history titles go first
+        (cutting tokens off the front would drop the BOS token and half a title; the end holds the target and
+        the answer). One batched tokenizer call; only the rows that are too long are tokenized again."""
+        hists = [[x for x in h if x > 0] for h in history]
+        items = [int(i) for i in items]
+        prompts = [self.prompt(np.asarray(h, dtype=np.int64), i) for h, i in zip(hists, items)]
+        lengths = [len(x) for x in self.tokenizer(prompts)["input_ids"]] if prompts else []
+        for r, (h, i) in enumerate(zip(hists, items)):
+            while lengths[r] > self.cfg.max_length and h:
                 h = h[1:]
-            out.append(p)
-        return out
+                prompts[r] = self.prompt(np.asarray(h, dtype=np.int64), i)
+                lengths[r] = len(self.tokenizer(prompts[r])["input_ids"])
+        return prompts, lengths
 
     def encode(self, batch: dict) -> dict:
-        prompts = self.fitted_prompts(batch["history"].cpu().numpy(), batch["items"].cpu().tolist())
+        prompts, _ = self.fitted_prompts(batch["history"].cpu().numpy(), batch["items"].cpu().tolist())
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
                              max_length=self.cfg.max_length)
         device = next(self.lm.parameters()).device
         return {k: v.to(device) for k, v in enc.items()}
 
     def prompt_lengths(self, part: CTRPart) -> list[int]:
-        prompts = self.fitted_prompts(part.history, part.items)
-        return [len(x) for x in self.tokenizer(prompts)["input_ids"]]
+        return self.fitted_prompts(part.history, part.items)[1]
 
     # ------------------------------------------------------------------ scoring
     def soft_vectors(self, batch: dict) -> dict[int, torch.Tensor]:

@@ -3,7 +3,6 @@ best-state restore, a wall-clock cap. LM models bring their own step-wise ``fit_
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..data.errors import DataError
 from ..evaluate.metrics import auc
+from ..train.trainer import EarlyStopping
 from .config import CTRTrainConfig
 from .data import CTRSplit
 from .evaluate import predict
@@ -34,8 +34,7 @@ def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, l
     model.to(device)
     train, valid = split.parts["train"], split.parts["valid"]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result, best_state, bad = CTRFitResult(), None, 0
-    t_start = time.perf_counter()
+    result, stopper = CTRFitResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -58,19 +57,13 @@ def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, l
         record = {"epoch": epoch, "loss": total / len(order), "valid_auc": val_auc}
         result.history.append(record)
         result.epochs_run = epoch
-        if val_auc > result.best_valid_auc:
-            result.best_valid_auc, result.best_epoch, bad = val_auc, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
+        stopper.update(model, val_auc, epoch)
         if log:
             log(f"epoch={epoch} loss={record['loss']:.4f} valid_auc={val_auc:.4f}")
-        if bad >= cfg.patience:
-            result.stopped_by = "early_stopping"
+        reason = stopper.stop_reason()
+        if reason:
+            result.stopped_by = reason
             break
-        if cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-            result.stopped_by = "max_minutes"
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopper.restore_best(model)
+    result.best_valid_auc, result.best_epoch = stopper.best, stopper.best_epoch
     return result

@@ -37,6 +37,35 @@ def _metric_in_ks(cfg: TrainConfig, eval_cfg: EvalConfig) -> None:
         raise ConfigError(f"config key '{key}' {message}")
 
 
+class EarlyStopping:
+    """Best-so-far bookkeeping shared by the ranking and CTR trainers: the best validation value, its epoch and
+    a copy of the weights then; evaluations without improvement; the wall-clock cap since construction."""
+
+    def __init__(self, patience: int, max_minutes: float | None):
+        self.patience, self.max_minutes = patience, max_minutes
+        self.best, self.best_epoch, self.bad, self.state = -math.inf, 0, 0, None
+        self.t_start = time.perf_counter()
+
+    def update(self, model, value: float, epoch: int) -> None:
+        if value > self.best:
+            self.best, self.best_epoch, self.bad = value, epoch, 0
+            self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.bad += 1
+
+    def stop_reason(self) -> str | None:
+        """``"early_stopping"``, ``"max_minutes"`` or None (go on)."""
+        if self.bad >= self.patience:
+            return "early_stopping"
+        if self.max_minutes is not None and (time.perf_counter() - self.t_start) / 60 > self.max_minutes:
+            return "max_minutes"
+        return None
+
+    def restore_best(self, model) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
 @dataclass
 class FitResult:
     best_epoch: int = 0
@@ -67,9 +96,8 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
     valid = split.eval_set("valid")
     pop = split.item_popularity()
     metric = cfg.metric.lower()
-    best_state, bad_evals = None, 0
+    stopper = EarlyStopping(cfg.patience, cfg.max_minutes)
     use_autocast = cfg.bf16
-    t_start = time.perf_counter()
     train_time = 0.0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -93,23 +121,17 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
             res = evaluate_ranking(model, valid, split.n_items, pop, eval_cfg, device, breakdowns=False)
             val = res["overall"][metric]
             record[f"valid_{metric}"] = val
-            if val > result.best_valid:
-                result.best_valid, result.best_epoch, bad_evals = val, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad_evals += 1
+            stopper.update(model, val, epoch)
         result.history.append(record)
         result.epochs_run = epoch
         if log:
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if bad_evals >= cfg.patience:
-            result.stopped_by = "early_stopping"
+        reason = stopper.stop_reason()
+        if reason:
+            result.stopped_by = reason
             break
-        if cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-            result.stopped_by = "max_minutes"
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    stopper.restore_best(model)
+    result.best_valid, result.best_epoch = stopper.best, stopper.best_epoch
     result.train_seconds = train_time
     result.seconds_per_epoch = train_time / max(result.epochs_run, 1)
     return result
