@@ -61,6 +61,10 @@ def test_saerec_train_intents_and_explained_recommendation(toy_dir, tiny_bert, t
     assert "gate: sequence" in r.output and "intent #" in r.output
     r = runner.invoke(app, ["recommend", str(run_dir), "--user", "nobody"])
     assert r.exit_code == 2 and "unknown user id 'nobody'" in r.output
+    r = runner.invoke(app, ["branch-stats", str(run_dir), "--max-users", "0", "--out", str(tmp_path / "bs.json")])
+    assert r.exit_code == 0, r.output
+    (stats,) = json.loads((tmp_path / "bs.json").read_text())
+    assert stats["users"] == 30 and 0 <= stats["weight_personal_mean"] <= 1 and stats["fusion"] == "gate"
     r = runner.invoke(app, ["intents", "--dataset", "atomic:toy", *common, "--encoder", str(tiny_bert),
                             "--sae.steps=30", "--sae.expansion=2", "--sae.k=3", "--out", str(tmp_path / "lib")])
     assert r.exit_code == 0, r.output

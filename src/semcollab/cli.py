@@ -356,6 +356,41 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
     console.print(f"library written to {out}/intents.json")
 
 
+@app.command("branch-stats")
+@_handled
+def branch_stats(run_dirs: list[Path] = typer.Argument(..., help="SAERec run folders"),
+                 stage: str = typer.Option("test", help="valid or test"),
+                 max_users: int = typer.Option(2000, help="random evaluation users (0: all)"),
+                 seed: int = typer.Option(0), out: Path | None = typer.Option(None, help="write all results as JSON"),
+                 allow_data_change: bool = typer.Option(False, help="run even if the data changed")):
+    """How SAERec's intent branches are used at the scoring position: fusion weights, norms, score share,
+    top-10 changes and HR/NDCG with vs without the intent branches, attention entropy, intent coverage."""
+    from .explain.branch_stats import branch_stats_for_run
+
+    if stage not in ("valid", "test"):
+        raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
+    if max_users < 0:
+        raise typer.BadParameter(f"--max-users must be >= 0, got {max_users}")
+    results = [branch_stats_for_run(d, stage, max_users or None, seed=seed, allow_data_change=allow_data_change)
+               for d in run_dirs]
+    from rich.table import Table
+
+    cols = ("weight_personal_mean", "weight_public_mean", "ratio_intent_mean", "share_intent_top10",
+            "top10_changed_frac", "hr@10_fused", "hr@10_seq_only", "entropy_personal_norm_mean",
+            "coverage_personal", "alive_latents")
+    t = Table(title=f"SAERec branch use ({stage})")
+    t.add_column("run")
+    for c in cols:
+        t.add_column(c)
+    for d, r in zip(run_dirs, results):
+        t.add_row(d.name, *("-" if r.get(c) is None else (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]))
+                            for c in cols))
+    console.print(t)
+    if out:
+        out.write_text(json.dumps(results, indent=1))
+        console.print(f"written to {out}")
+
+
 @app.command(context_settings=EXTRA)
 @_handled
 def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by `semcollab train`"),
@@ -436,7 +471,8 @@ def _ctr_table(results: dict[str, dict], title: str):
 
 @ctr_app.command("train", context_settings=EXTRA)
 @_handled
-def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasrec-ctr, tallrec, collm, sellarec"),
+def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasrec-ctr, tallrec, collm, sellarec, "
+                                                          "sailrec"),
               dataset: str = typer.Option("collm-ml-1m"), config: Path | None = typer.Option(None, help="YAML config")):
     """Train one CTR model; select on validation AUC; report test AUC / UAUC on all, warm and cold rows."""
     from .ctr import TrainingIncomplete, run_ctr
@@ -468,6 +504,36 @@ def ctr_evaluate(run_dir: Path = typer.Argument(..., help="a folder written by `
     res = evaluate_ctr_run(run_dir, stage, allow_data_change, max_rows, subsample_seed)
     console.print(_ctr_table({run_dir.name: res}, f"{stage}"))
     console.print_json(json.dumps(res))
+
+
+@ctr_app.command("attention")
+@_handled
+def ctr_attention(run_dir: Path = typer.Argument(..., help="a collm / sellarec / sailrec run folder"),
+                  out: Path | None = typer.Option(None, help="folder for attention.json / .png (default: the run)"),
+                  stage: str = typer.Option("test", help="valid or test"),
+                  rows: int = typer.Option(256, help="random rows of the stage to record"),
+                  seed: int = typer.Option(0, help="which random rows"),
+                  batch_size: int = typer.Option(8),
+                  allow_data_change: bool = typer.Option(False, help="run even if the data changed")):
+    """Per-layer attention mass on the collaborative soft tokens (answer position and text positions,
+    warm vs cold rows): writes attention.json and attention.png."""
+    from .diagnose.lm_attention import attention_diagnostic
+
+    if stage not in ("valid", "test"):
+        raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
+    if rows < 1 or batch_size < 1:
+        raise typer.BadParameter(f"--rows and --batch-size must be at least 1, got {rows} and {batch_size}")
+    rep = attention_diagnostic(run_dir, out, stage, rows, seed, batch_size, allow_data_change)
+    from rich.table import Table
+
+    t = Table(title=f"{rep['model']}: attention mass on collaborative tokens, answer position ({rep['rows']} rows)")
+    t.add_column("layer")
+    for k in rep["kinds"]:
+        t.add_column(f"{k} (uniform {rep['groups']['all']['uniform'][k]:.3f})")
+    for layer in range(rep["layers"]):
+        t.add_row(str(layer), *(f"{rep['groups']['all']['answer'][k][layer]:.4f}" for k in rep["kinds"]))
+    console.print(t)
+    console.print(f"written to {(out or run_dir) / 'attention.json'} and attention.png")
 
 
 def _ctr_label(run_dir: Path) -> str:

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from semcollab.lm import ITEM_TOKEN, USER_TOKEN, LoRAConfig, add_lora, embed_with_soft_tokens, yes_no_logits
+from semcollab.lm import (
+    ITEM_TOKEN,
+    USER_TOKEN,
+    LoRAConfig,
+    add_lora,
+    embed_with_soft_tokens,
+    token_positions,
+    yes_no_logits,
+)
 
 
 def _batch(tok):
@@ -60,3 +68,42 @@ def test_missing_or_repeated_token_names_row(lm):
         embed_with_soft_tokens(model, enc["input_ids"], {ids[USER_TOKEN]: torch.zeros(2, d)})
     with pytest.raises(ValueError, match="shape"):
         embed_with_soft_tokens(model, enc["input_ids"][:1], {ids[USER_TOKEN]: torch.zeros(2, d)})
+
+
+def test_token_repeated_n_times_takes_n_vectors_in_order(lm):
+    model, tok, yes_id, no_id, ids = lm
+    d = model.config.hidden_size
+    uid = ids[USER_TOKEN]
+    enc = tok([f"toy {USER_TOKEN} story {USER_TOKEN} drama", f"{USER_TOKEN} {USER_TOKEN} action"], padding=True,
+              return_tensors="pt")
+    pos = token_positions(enc["input_ids"], uid, count=2)
+    assert pos.shape == (2, 2) and (pos[:, 0] < pos[:, 1]).all()
+    assert (enc["input_ids"].gather(1, pos) == uid).all()
+    vecs = torch.randn(2, 2, d, requires_grad=True)
+    emb = embed_with_soft_tokens(model, enc["input_ids"], {uid: vecs})
+    rows = torch.arange(2)[:, None]
+    assert torch.equal(emb[rows, pos], vecs.detach())  # the k-th vector at the k-th occurrence
+    plain = model.get_input_embeddings()(enc["input_ids"])
+    assert (emb != plain).any(-1).sum(1).tolist() == [2, 2]
+    emb.sum().backward()
+    assert torch.equal(vecs.grad, torch.ones_like(vecs))
+    # (B, 1, d) is the same as (B, d) for a token that occurs once
+    enc1 = _batch(tok)
+    one = torch.randn(2, d)
+    assert torch.equal(embed_with_soft_tokens(model, enc1["input_ids"], {uid: one[:, None]}),
+                       embed_with_soft_tokens(model, enc1["input_ids"], {uid: one}))
+
+
+def test_wrong_repeat_count_names_row(lm):
+    model, tok, _, _, ids = lm
+    d = model.config.hidden_size
+    uid = ids[USER_TOKEN]
+    enc = tok([f"toy {USER_TOKEN} {USER_TOKEN}", f"{USER_TOKEN} action"], padding=True, return_tensors="pt")
+    with pytest.raises(ValueError, match=r"row 1 holds .* 1 times \(need exactly 2 times\)"):
+        embed_with_soft_tokens(model, enc["input_ids"], {uid: torch.zeros(2, 2, d)})
+    with pytest.raises(ValueError, match=r"row 0 holds .* 2 times \(need exactly 3 times\); 2 of 2 rows"):
+        embed_with_soft_tokens(model, enc["input_ids"], {uid: torch.zeros(2, 3, d)})
+    with pytest.raises(ValueError, match="shape"):
+        embed_with_soft_tokens(model, enc["input_ids"], {uid: torch.zeros(2, 2, d + 1)})
+    with pytest.raises(ValueError, match="count"):
+        token_positions(enc["input_ids"], uid, count=0)

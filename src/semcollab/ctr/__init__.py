@@ -26,6 +26,7 @@ from .data import CTRSplit, prepare_ctr
 from .evaluate import ctr_report, predict
 from .lm_base import TrainingIncomplete
 from .mf import MFCTR, MFCTRConfig
+from .sailrec import SAILRec, SAILRecConfig
 from .sasrec_ctr import SASRecCTR, SASRecCTRConfig
 from .sellarec import SeLLaRec, SeLLaRecConfig
 from .tallrec import TALLRec, TALLRecConfig
@@ -37,6 +38,7 @@ CTR_MODELS: dict[str, tuple[type, type]] = {
     "tallrec": (TALLRec, TALLRecConfig),
     "collm": (CoLLM, CoLLMConfig),
     "sellarec": (SeLLaRec, SeLLaRecConfig),
+    "sailrec": (SAILRec, SAILRecConfig),
 }
 
 

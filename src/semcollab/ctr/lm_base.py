@@ -63,10 +63,15 @@ class LMCTRModel(nn.Module):
     :meth:`soft_vectors` (the recommender's vectors written at the special tokens) and :meth:`fit_ctr`."""
 
     template = None  # a semcollab.lm.PromptTemplate
+    # the kind of collaborative information each soft token carries (the attention diagnostic's lines)
+    TOKEN_KINDS = {"<User_ID>": "user", "<Item_ID>": "item", "<Warm_ID>": "warm"}
 
     def __init__(self, split: CTRSplit, cfg: LMCTRConfig):
         super().__init__()
         self.text_only = False  # step 1: the plain text prompt, no soft tokens
+        # semcollab.lm.attention.AttentionControl once installed (SAILRec steering, the attention diagnostic):
+        # every forward then tells it where the collaborative tokens are
+        self.attn_control = None
         from ..lm import LoRAConfig, add_lora, add_special_tokens, answer_token_ids, load_causal_lm
 
         self.cfg, self.titles = cfg, [t[: cfg.title_chars] for t in split.titles]
@@ -127,10 +132,29 @@ class LMCTRModel(nn.Module):
         them like words from the first step instead of having to learn the scale on a small CPU budget."""
         return torch.nn.functional.normalize(vecs, dim=-1) * self.emb_norm
 
-    def logits(self, batch: dict) -> torch.Tensor:
+    def collab_key_masks(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{kind: (B, T) bool}``: where each kind of collaborative soft token sits in the prompts."""
+        out = {}
+        for token, kind in self.TOKEN_KINDS.items():
+            hits = input_ids == self.token_ids[token]
+            if bool(hits.any()):
+                out[kind] = hits
+        return out
+
+    def install_attention_control(self):
+        """Route the LM's attention through :mod:`semcollab.lm.attention` (steering bias, recording)."""
+        from ..lm.attention import install_attention_control
+
+        if self.attn_control is None:
+            self.attn_control = install_attention_control(self.lm)
+        return self.attn_control
+
+    def logits(self, batch: dict, enc: dict | None = None) -> torch.Tensor:
         from ..lm import embed_with_soft_tokens, yes_no_logits
 
-        enc = self.encode(batch)
+        enc = self.encode(batch) if enc is None else enc
+        if self.attn_control is not None:
+            self.attn_control.set_keys(None if self.text_only else self.collab_key_masks(enc["input_ids"]))
         soft = {} if self.text_only else self.soft_vectors(batch)
         embeds = embed_with_soft_tokens(self.lm, enc["input_ids"], soft) if soft else None
         ll = yes_no_logits(self.lm, None if soft else enc["input_ids"], enc["attention_mask"], self.yes_id,

@@ -1,6 +1,14 @@
 """LM core: load causal LMs, LoRA through PEFT, prompts with soft tokens, two-row yes/no scoring,
-a resumable training loop and hidden-state text embeddings. Heavy imports (transformers, peft) are lazy."""
+a resumable training loop, hidden-state text embeddings and steering/recording of the attention paid to
+soft-token positions. Heavy imports (transformers, peft) are lazy."""
 
+from .attention import (
+                        STEER_ATTENTION,
+                        AttentionControl,
+                        AttentionRecord,
+                        install_attention_control,
+                        steering_schedule,
+)
 from .body import body_hidden, last_token_index, lm_body, position_ids_from_mask, unwrap_peft
 from .hidden import encode_texts
 from .load import load_causal_lm, set_padding
@@ -28,6 +36,7 @@ from .soft_tokens import embed_with_soft_tokens
 from .train import LMTrainConfig, LMTrainResult, length_bucketed_batches, train_lm
 
 __all__ = [
+    "STEER_ATTENTION", "AttentionControl", "AttentionRecord", "install_attention_control", "steering_schedule",
     "ITEM_TOKEN", "SELLA_MOVIE", "SOFT_TOKENS", "TALLREC_MOVIE", "USER_TOKEN", "WARM_TOKEN",
     "LMTrainConfig", "LMTrainResult", "LoRAConfig", "PromptTemplate",
     "add_lora", "add_special_tokens", "answer_token_ids", "body_hidden", "embed_with_soft_tokens", "encode_texts",

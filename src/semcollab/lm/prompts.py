@@ -67,14 +67,25 @@ def add_special_tokens(tokenizer, model, tokens=SOFT_TOKENS) -> dict[str, int]:
     return ids
 
 
-def token_positions(input_ids: torch.Tensor, token_id: int, name: str | None = None) -> torch.Tensor:
-    """``(B,)`` position of ``token_id`` in each row; every row must hold it exactly once."""
+def token_positions(input_ids: torch.Tensor, token_id: int, name: str | None = None,
+                    count: int | None = None) -> torch.Tensor:
+    """Positions of ``token_id`` in each row.
+
+    ``count`` None: every row must hold it exactly once; returns ``(B,)``. ``count`` n >= 1: every row must
+    hold it exactly n times; returns ``(B, n)``, each row's positions in increasing order."""
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"count must be None or a positive integer, got {count!r}")
+    need = 1 if count is None else count
     hits = input_ids == token_id
     counts = hits.sum(1)
-    bad = (counts != 1).nonzero().flatten()
+    bad = (counts != need).nonzero().flatten()
     if len(bad):
         r = int(bad[0])
         label = name or f"token id {token_id}"
-        raise ValueError(f"row {r} holds {label} {int(counts[r])} times (need exactly once); "
+        times = "once" if need == 1 else f"{need} times"
+        raise ValueError(f"row {r} holds {label} {int(counts[r])} times (need exactly {times}); "
                          f"{len(bad)} of {len(counts)} rows are affected")
-    return hits.long().argmax(1)
+    if count is None:
+        return hits.long().argmax(1)
+    # nonzero() walks row-major: row by row, positions increasing
+    return hits.nonzero()[:, 1].reshape(input_ids.shape[0], count)

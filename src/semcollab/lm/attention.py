@@ -1,0 +1,436 @@
+"""Steer and record the attention an HF causal LM pays to collaborative (soft-token) key positions.
+
+No model is forked: an attention function is registered in transformers' ``AttentionInterface`` under
+``STEER_ATTENTION`` (and transformers' eager mask builder under the same name in ``AttentionMaskInterface``;
+an implementation name missing there gets no mask at all), and the model is switched to it. For every
+attention module the function calls that module's own ``eager_attention_forward`` (the function the
+model's file uses for ``"eager"``, so soft-capping, sliding windows, GQA and sinks stay as the model
+defines them) with the steering bias added to the additive float mask, and reduces the probabilities
+the eager function returns when recording. The state lives in one ``AttentionControl`` per model,
+attached to each attention module; the registration is the only global.
+
+Typical use::
+
+    control = install_attention_control(model)            # PEFT-wrapped or not
+    control.set_keys({"user": ids == user_id, "item": ids == item_id})   # (B, T) bool, this batch
+    control.set_bias(steering_schedule(control.n_layers))  # per-layer logit bias toward those keys
+    with control.recording(text_queries=text_mask) as rec:  # optional diagnostic
+        logits = yes_no_logits(model, ...)
+    rec.answer  # (n_layers, B, H, K) attention mass of the answer position on each kind's keys
+
+Key masks cover the key (KV) length of the forward: score and train with ``use_cache=False`` (as
+``semcollab.lm`` does); a mismatch raises.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .body import unwrap_peft
+
+STEER_ATTENTION = "semcollab_steer"
+SCHEDULE_KINDS = ("suppress-neutral-enhance", "neutral", "enhance", "suppress")
+
+_CONTROL_ATTR = "_semcollab_attention_control"
+_EAGER_BY_CLASS: dict[type, Callable] = {}
+
+
+# ---------------------------------------------------------------------------------------------- schedules
+def steering_schedule(n_layers: int, kind: str = "suppress-neutral-enhance", magnitude: float = 1.0,
+                      shallow: float = 0.3, deep: float = 0.2) -> list[float]:
+    """Per-layer additive attention-logit bias toward collaborative keys (for ``AttentionControl.set_bias``).
+
+    ``"suppress-neutral-enhance"``: the first ``round(shallow * n)`` layers get ``-magnitude``, the last
+    ``n_deep = round(deep * n)`` layers get ``magnitude * i / n_deep`` for ``i = 1..n_deep`` (growing with
+    depth; the deepest layer gets ``+magnitude``), the middle 0. ``"neutral"``: all 0; ``"enhance"``: all
+    ``+magnitude``; ``"suppress"``: all ``-magnitude`` (``magnitude=inf`` blocks the keys entirely).
+    Python's ``round`` (half to even) is used; should the two rounded parts overlap (only possible when
+    ``shallow + deep`` is close to 1 on very few layers), the deep part is shortened."""
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    if kind not in SCHEDULE_KINDS:
+        raise ValueError(f"unknown steering schedule {kind!r}; allowed: {', '.join(SCHEDULE_KINDS)}")
+    magnitude = float(magnitude)
+    if math.isnan(magnitude) or magnitude < 0:
+        raise ValueError(f"magnitude must be >= 0 (the schedule kind sets the sign), got {magnitude!r}")
+    for name, frac in (("shallow", shallow), ("deep", deep)):
+        if not (isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0.0 <= frac <= 1.0):
+            raise ValueError(f"{name} must be a fraction of the layers in [0, 1], got {frac!r}")
+    if shallow + deep > 1.0 + 1e-9:
+        raise ValueError(f"shallow + deep must be <= 1 (the suppressed and enhanced layers cannot overlap), "
+                         f"got {shallow} + {deep} = {shallow + deep}")
+    if kind == "neutral":
+        return [0.0] * n_layers
+    if math.isinf(magnitude) and kind != "suppress":
+        raise ValueError(f"magnitude=inf is only allowed for kind 'suppress' (a +inf bias makes softmax NaN); "
+                         f"got kind {kind!r}")
+    if kind == "enhance":
+        return [magnitude] * n_layers
+    if kind == "suppress":
+        return [-magnitude] * n_layers
+    n_shallow = min(round(shallow * n_layers), n_layers)
+    n_deep = min(round(deep * n_layers), n_layers - n_shallow)
+    out = [0.0] * n_layers
+    for i in range(n_shallow):
+        out[i] = -magnitude
+    for i in range(1, n_deep + 1):
+        out[n_layers - n_deep + i - 1] = magnitude * i / n_deep
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- records
+@dataclass
+class AttentionRecord:
+    """What ``AttentionControl.recording`` measured; the tensors are filled when the ``with`` block ends.
+
+    ``answer`` ``(n_layers, B, H, K)``: attention mass of each row's answer query (its last real token) on
+    each kind's keys; ``text`` the same averaged over the ``text_queries`` positions (NaN for a row with none;
+    ``None`` when no ``text_queries`` were given); ``total_answer`` ``(n_layers, B, H)``: the answer row's
+    total mass (about 1; less for models with attention sinks). Several forwards inside one recording are
+    concatenated along the batch dimension. All float32 on the model's device; ``None`` if nothing ran."""
+
+    kinds: list[str]
+    answer: torch.Tensor | None = None
+    text: torch.Tensor | None = None
+    total_answer: torch.Tensor | None = None
+    _parts: dict[int, list[tuple]] = field(default_factory=dict, repr=False)
+    _kinds_fixed: bool = field(default=False, repr=False)
+
+    def _add(self, layer: int, kinds: list[str], answer, text, total) -> None:
+        if not self._kinds_fixed:
+            self.kinds, self._kinds_fixed = list(kinds), True
+        elif list(kinds) != self.kinds:
+            raise RuntimeError(f"collaborative key kinds changed during one recording: {self.kinds} -> {list(kinds)}")
+        self._parts.setdefault(layer, []).append((answer, text, total))
+
+    def _finish(self, n_layers: int) -> None:
+        if not self._parts:
+            return
+        counts = {layer: len(self._parts.get(layer, ())) for layer in range(n_layers)}
+        if len(set(counts.values())) != 1:
+            raise RuntimeError(f"attention layers ran unequally often while recording (layer -> calls: {counts}); "
+                               "record one full forward (or several) without a KV cache")
+        layers = [self._parts[i] for i in range(n_layers)]
+
+        def stack(j):
+            if any(p[j] is None for parts in layers for p in parts):
+                return None
+            return torch.stack([torch.cat([p[j] for p in parts], 0) for parts in layers])
+
+        self.answer, self.text, self.total_answer = stack(0), stack(1), stack(2)
+        self._parts = {}
+
+
+# ---------------------------------------------------------------------------------------------- control
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (e.g. a gradient-checkpointing recompute)."""
+    fn = getattr(torch._C, "_current_graph_task_id", None)
+    return fn is not None and fn() != -1
+
+
+class AttentionControl:
+    """Per-model steering and recording state, attached to each attention module by
+    ``install_attention_control``. Keys and bias persist until changed (backward and gradient-checkpointing
+    recomputes see the same state as the forward)."""
+
+    def __init__(self, n_layers: int):
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.n_layers = int(n_layers)
+        self._keys: dict[str, torch.Tensor] | None = None
+        self._bias: list[float] = [0.0] * self.n_layers
+        self._cache: dict = {}
+        self._record: AttentionRecord | None = None
+        self._text_queries: torch.Tensor | None = None
+        self._answer_index: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (f"AttentionControl(n_layers={self.n_layers}, kinds={self.kinds}, bias={self._bias}, "
+                f"recording={self._record is not None})")
+
+    # -- state
+    @property
+    def kinds(self) -> list[str]:
+        return list(self._keys) if self._keys else []
+
+    @property
+    def bias(self) -> list[float]:
+        return list(self._bias)
+
+    @property
+    def steering(self) -> bool:
+        """Whether the next forward is steered (keys set and a nonzero bias somewhere)."""
+        return bool(self._keys) and any(b != 0.0 for b in self._bias)
+
+    def set_keys(self, keys: Mapping[str, torch.Tensor] | None) -> None:
+        """``{kind: (B, T) bool}``: key positions holding each kind of collaborative token, for the next
+        forward(s); ``None`` (or ``{}``) clears them (no steering, K = 0 when recording)."""
+        self._cache = {}
+        if not keys:
+            self._keys = None
+            return
+        out: dict[str, torch.Tensor] = {}
+        shape = None
+        for name, mask in keys.items():
+            if not isinstance(name, str):
+                raise TypeError(f"collaborative key kinds must be named by strings, got {name!r}")
+            if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+                raise ValueError(f"key mask {name!r} must be a (B, T) tensor, got "
+                                 f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+            if mask.dtype != torch.bool:
+                if mask.is_floating_point() or mask.is_complex():
+                    raise ValueError(f"key mask {name!r} must be bool (or 0/1 integers), got {mask.dtype}")
+                mask = mask != 0
+            if shape is not None and mask.shape != shape:
+                raise ValueError(f"key masks differ in shape: {name!r} is {tuple(mask.shape)}, "
+                                 f"the first is {tuple(shape)}")
+            shape = mask.shape
+            out[name] = mask.detach()
+        self._keys = out
+
+    def set_bias(self, bias: Sequence[float] | torch.Tensor | None) -> None:
+        """Per-layer additive bias (``n_layers`` values) on the logits from every query to every key of any
+        collaborative kind. May hold ``-inf`` (blocks those keys); ``None`` or all zeros: no steering."""
+        if bias is None:
+            self._bias = [0.0] * self.n_layers
+            return
+        if isinstance(bias, torch.Tensor):
+            if bias.dim() != 1:
+                raise ValueError(f"bias must be 1-D (one value per layer), got shape {tuple(bias.shape)}")
+            values = [float(v) for v in bias.detach().cpu().double().tolist()]
+        else:
+            values = [float(v) for v in bias]
+        if len(values) != self.n_layers:
+            raise ValueError(f"bias has {len(values)} values, the model has {self.n_layers} attention layers")
+        bad = [i for i, v in enumerate(values) if math.isnan(v) or v == math.inf]
+        if bad:
+            raise ValueError(f"bias of layer(s) {bad} is NaN or +inf (softmax would be NaN); -inf is allowed")
+        self._bias = [v + 0.0 for v in values]  # -0.0 -> 0.0
+
+    @contextmanager
+    def recording(self, text_queries: torch.Tensor | None = None,
+                  answer_index: torch.Tensor | None = None) -> Iterator[AttentionRecord]:
+        """Reduce each layer's real attention probabilities on the fly into an ``AttentionRecord``.
+
+        ``text_queries`` ``(B, T)`` bool: the query positions averaged into ``rec.text``. ``answer_index``
+        ``(B,)``: the answer query of each row; by default each row's last real token, read off the diagonal
+        of the 4-D mask the model builds (correct for left and right padding; the last column without a
+        mask). The probabilities are those the model's eager function returns (after dropout in train mode).
+        Nothing is recorded during backward (gradient-checkpointing recomputes)."""
+        if self._record is not None:
+            raise RuntimeError("this model is already recording attention (recordings do not nest)")
+        if text_queries is not None:
+            if not isinstance(text_queries, torch.Tensor) or text_queries.dim() != 2:
+                raise ValueError("text_queries must be a (B, T) bool tensor")
+            if text_queries.is_floating_point():
+                raise ValueError(f"text_queries must be bool (or 0/1 integers), got {text_queries.dtype}")
+            text_queries = text_queries.detach() != 0
+        if answer_index is not None:
+            if not isinstance(answer_index, torch.Tensor) or answer_index.dim() != 1:
+                raise ValueError("answer_index must be a (B,) integer tensor")
+            answer_index = answer_index.detach().long()
+        rec = AttentionRecord(kinds=self.kinds)
+        self._record, self._text_queries, self._answer_index = rec, text_queries, answer_index
+        try:
+            yield rec
+        finally:
+            self._record, self._text_queries, self._answer_index = None, None, None
+        rec._finish(self.n_layers)
+
+    # -- the attention call
+    def _key_tensors(self, layer: int, batch: int, n_keys: int, device: torch.device):
+        """(union (B, Tk) bool, kinds (B, K, Tk) bool) on ``device``, cached per device."""
+        first = next(iter(self._keys.values()))
+        if tuple(first.shape) != (batch, n_keys):
+            raise ValueError(f"collaborative key masks have shape {tuple(first.shape)}, but attention layer {layer} "
+                             f"attends over batch {batch} x {n_keys} keys: call set_keys for the current batch "
+                             "(and run without a KV cache, use_cache=False)")
+        hit = self._cache.get(device)
+        if hit is None:
+            kinds = torch.stack([m.to(device) for m in self._keys.values()], 1)
+            hit = self._cache[device] = (kinds.any(1), kinds)
+        return hit
+
+    def _attend(self, eager: Callable, module: nn.Module, query, key, value, attention_mask, args, kwargs):
+        layer = int(module.layer_idx)
+        if not 0 <= layer < self.n_layers:
+            raise IndexError(f"attention layer index {layer} outside the control's {self.n_layers} layers")
+        bias = self._bias[layer] if self._keys else 0.0
+        rec = self._record if (self._record is not None and not _in_backward()) else None
+        if bias == 0.0 and rec is None:
+            return eager(module, query, key, value, attention_mask, *args, **kwargs)
+        batch, n_keys = key.shape[0], key.shape[-2]
+        mask = attention_mask
+        if mask is not None and mask.shape[-1] != n_keys:
+            raise ValueError(f"attention layer {layer}: the mask covers {mask.shape[-1]} keys but there are {n_keys}; "
+                             "steering and recording need use_cache=False")
+        if bias != 0.0:
+            union, _ = self._key_tensors(layer, batch, n_keys, key.device)
+            dtype = mask.dtype if mask is not None and mask.is_floating_point() else query.dtype
+            # where, not multiply: -inf * 0 would be NaN
+            add = torch.where(union, bias, 0.0).to(dtype)[:, None, None, :]
+            if mask is None:
+                mask = add
+            elif mask.dtype == torch.bool:
+                mask = torch.where(mask, 0.0, torch.finfo(dtype).min).to(dtype) + add
+            else:
+                mask = mask + add
+        out, probs = eager(module, query, key, value, mask, *args, **kwargs)
+        if rec is not None:
+            self._reduce(rec, layer, probs, attention_mask, type(module).__name__)
+        return out, probs
+
+    def _answer_rows(self, attention_mask, batch: int, n_q: int, n_k: int, device) -> torch.Tensor:
+        if self._answer_index is not None:
+            if self._answer_index.shape[0] != batch:
+                raise ValueError(f"answer_index has {self._answer_index.shape[0]} rows, the batch has {batch}")
+            return self._answer_index.to(device)
+        if attention_mask is not None and attention_mask.dim() == 4 and n_q == n_k:
+            diag = attention_mask[:, 0].diagonal(dim1=-2, dim2=-1)  # (B, T): a real token may attend to itself
+            real = diag if diag.dtype == torch.bool else diag > torch.finfo(diag.dtype).min / 2
+            real = real.expand(batch, n_q)
+            return n_q - 1 - real.flip(-1).long().argmax(-1)
+        return torch.full((batch,), n_q - 1, device=device, dtype=torch.long)
+
+    def _reduce(self, rec: AttentionRecord, layer: int, probs, attention_mask, who: str) -> None:
+        if probs is None:
+            raise RuntimeError(f"the eager attention of {who} returned no probabilities; cannot record")
+        p = probs.detach()
+        batch, heads, n_q, n_k = p.shape
+        if self._keys:
+            _, kinds = self._key_tensors(layer, batch, n_k, p.device)
+            kinds_f = kinds.float().transpose(1, 2)  # (B, Tk, K)
+        else:
+            kinds_f = p.new_zeros((batch, n_k, 0), dtype=torch.float32)
+        ans = self._answer_rows(attention_mask, batch, n_q, n_k, p.device)
+        rows = p[torch.arange(batch, device=p.device), :, ans].float()  # (B, H, Tk)
+        total = rows.sum(-1)
+        answer = rows @ kinds_f  # (B, H, K)
+        text = None
+        tq = self._text_queries
+        if tq is not None:
+            if tuple(tq.shape) != (batch, n_q):
+                raise ValueError(f"text_queries has shape {tuple(tq.shape)}, attention layer {layer} has "
+                                 f"batch {batch} x {n_q} queries")
+            tq = tq.to(p.device)
+            n = tq.sum(1).float()  # rows without text queries: 0/0 = NaN
+            w = tq.float()[:, None, None, :]  # (B, 1, 1, Tq)
+            if p.dtype == torch.float32:
+                summed = (w @ p).squeeze(2)  # (B, H, Tk)
+            else:  # sum in float32 one head at a time (no (B, H, T, T) float32 copy)
+                summed = torch.cat([w[:, 0] @ p[:, h].float() for h in range(heads)], 1)  # (B, 1, Tk) each
+            text = (summed @ kinds_f) / n[:, None, None]
+        rec._add(layer, self.kinds, answer, text, total)
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+def generic_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                            softcap: float | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention for modules whose file defines no ``eager_attention_forward`` (the usual HF shape)."""
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # GQA: the same layout as transformers' repeat_kv
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    w = (query @ key.transpose(2, 3)) * scaling
+    if softcap is not None:
+        w = torch.tanh(w / softcap) * softcap
+    if attention_mask is not None:
+        m = attention_mask[..., : key.shape[-2]]
+        w = w.masked_fill(~m, torch.finfo(w.dtype).min) if m.dtype == torch.bool else w + m
+    w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
+    w = nn.functional.dropout(w, p=dropout, training=module.training)
+    return (w @ value).transpose(1, 2).contiguous(), w
+
+
+def eager_function_for(module: nn.Module) -> Callable:
+    """The ``eager_attention_forward`` of the file defining ``type(module)`` (or a base class), which is
+    what the module itself runs for ``attn_implementation="eager"``; ``generic_eager_attention`` if none."""
+    cls = type(module)
+    fn = _EAGER_BY_CLASS.get(cls)
+    if fn is None:
+        fn = generic_eager_attention
+        for c in cls.__mro__:
+            cand = getattr(sys.modules.get(c.__module__), "eager_attention_forward", None)
+            if callable(cand):
+                fn = cand
+                break
+        _EAGER_BY_CLASS[cls] = fn
+    return fn
+
+
+def steer_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, *args, **kwargs):
+    """The function registered as ``STEER_ATTENTION``: the module's eager attention, steered/recorded by
+    its ``AttentionControl`` if it has one, unchanged otherwise."""
+    eager = eager_function_for(module)
+    control = module.__dict__.get(_CONTROL_ATTR)
+    if control is None:
+        return eager(module, query, key, value, attention_mask, *args, **kwargs)
+    return control._attend(eager, module, query, key, value, attention_mask, args, kwargs)
+
+
+def register_steer_attention() -> None:
+    """Register ``STEER_ATTENTION`` with transformers (idempotent): the attention function, and the eager
+    (additive float) mask builder, without which transformers 5 builds no mask for a custom name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(STEER_ATTENTION, steer_attention_forward)
+    AttentionMaskInterface.register(STEER_ATTENTION, eager_mask)
+
+
+def _attention_modules(inner: nn.Module) -> list[nn.Module]:
+    """Attention modules of the text decoder: classes named ``*Attention*`` with an integer ``layer_idx``
+    whose config is the model's (decoder) text config; all such modules if none matches that config."""
+    found = [m for m in inner.modules()
+             if "Attention" in type(m).__name__ and isinstance(getattr(m, "layer_idx", None), int)]
+    cfg = getattr(inner, "config", None)
+    get_text = getattr(cfg, "get_text_config", None)
+    if callable(get_text):
+        text_cfg = get_text(decoder=True)
+        own = [m for m in found if getattr(m, "config", None) is text_cfg]
+        if own:
+            return own
+    return found
+
+
+def install_attention_control(model: nn.Module) -> AttentionControl:
+    """Switch ``model`` (a transformers causal LM, PEFT-wrapped or not) to ``STEER_ATTENTION`` and attach one
+    ``AttentionControl`` to each attention module of its text decoder; return it. Idempotent: a second call
+    returns the same control. With no keys, zero bias and no recording, outputs equal ``"eager"`` exactly."""
+    register_steer_attention()
+    inner = unwrap_peft(model)
+    modules = _attention_modules(inner)
+    if not modules:
+        raise ValueError(f"{type(inner).__name__} has no attention modules with a layer_idx; "
+                         "cannot install attention control")
+    n_layers = max(m.layer_idx for m in modules) + 1
+    control = inner.__dict__.get(_CONTROL_ATTR)
+    if control is None:
+        control = AttentionControl(n_layers)
+    elif control.n_layers != n_layers:
+        raise RuntimeError(f"an attention control for {control.n_layers} layers is installed, the model now has "
+                           f"{n_layers}")
+    setter = getattr(inner, "set_attn_implementation", None)
+    if callable(setter):  # this model and every sub-model / sub-config (e.g. a multimodal text_config)
+        setter(STEER_ATTENTION)
+    else:
+        inner.config._attn_implementation = STEER_ATTENTION  # the setter recurses into sub-configs
+    wrong = sorted({type(m).__name__ for m in modules
+                    if getattr(getattr(m, "config", None), "_attn_implementation", STEER_ATTENTION) != STEER_ATTENTION})
+    if wrong:
+        raise RuntimeError(f"could not switch {', '.join(wrong)} to {STEER_ATTENTION!r}: the model does not "
+                           "dispatch attention through transformers' AttentionInterface")
+    for m in modules:
+        m.__dict__[_CONTROL_ATTR] = control  # a plain attribute: not a submodule, not in the state dict
+    inner.__dict__[_CONTROL_ATTR] = control
+    return control
