@@ -1,7 +1,9 @@
 """BERT4Rec (Sun et al., 2019): bidirectional self-attention trained by the cloze task.
 
 Training masks random positions with a [MASK] token (index ``n_items + 1``) and predicts them;
-scoring appends [MASK] after the history and reads the prediction at that last position."""
+scoring appends [MASK] after the history and reads the prediction at that last position. With
+``model_params.item_table`` the items are read and scored through the LM item table (:mod:`.text_table`);
+[MASK] keeps its own ID row."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .sasrec import SASRec, SASRecConfig
 
 @dataclass
 class BERT4RecConfig(SASRecConfig):
+    _item_table_ok = True
     mask_prob: float = fraction(0.2, lo_open=True)
 
 
@@ -23,15 +26,18 @@ class BERT4Rec(SASRec):
     batch_kind = "cloze"
     supported_losses = ("ce",)
     causal = False
+    _item_table_ok = True
 
-    def __init__(self, n_users: int, n_items: int, cfg: BERT4RecConfig | None = None):
+    def __init__(self, n_users: int, n_items: int, cfg: BERT4RecConfig | None = None, item_ids=None):
         cfg = cfg or BERT4RecConfig()
-        super().__init__(n_users, n_items, cfg, n_extra_tokens=1)
+        super().__init__(n_users, n_items, cfg, n_extra_tokens=1, item_ids=item_ids)
         self.mask_token = n_items + 1
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         masked = torch.cat([seqs, torch.full_like(seqs[:, :1], self.mask_token)], dim=1)[:, -self.max_len:]
-        return self.forward(masked)[:, -1] @ self.item_table().T
+        table = self.item_table()
+        return self.forward(masked, self.input_table(table))[:, -1] @ table.T
 
     def loss(self, batch: dict) -> torch.Tensor:
-        return next_item_loss(self.forward(batch["seqs"]), batch["targets"], self.item_table(), "ce")
+        table = self.item_table()
+        return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table, "ce")

@@ -1,4 +1,7 @@
-"""GRU4Rec (Hidasi et al., 2016) with the cross-entropy training of Hidasi & Karatzoglou (2018)."""
+"""GRU4Rec (Hidasi et al., 2016) with the cross-entropy training of Hidasi & Karatzoglou (2018).
+
+The item embedding is both the GRU's input and the output (scoring) table; ``model_params.item_table``
+makes it a frozen LM item table through an adapter (:mod:`.text_table`)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ from torch import nn
 
 from ..config import at_least, fraction
 from .base import Recommender, next_item_loss
+from .text_table import ItemTableSettings, build_text_table, check_table_support
 
 
 @dataclass
-class GRU4RecConfig:
+class GRU4RecConfig(ItemTableSettings):
+    _item_table_ok = True
     hidden: int = at_least(64, 1)
     layers: int = at_least(1, 1)
     dropout: float = fraction(0.2)
@@ -23,23 +28,41 @@ class GRU4Rec(Recommender):
     batch_kind = "next_item"
     supported_losses = ("ce", "bce", "sampled_ce")
 
-    def __init__(self, n_users: int, n_items: int, cfg: GRU4RecConfig | None = None):
+    def __init__(self, n_users: int, n_items: int, cfg: GRU4RecConfig | None = None, item_ids=None):
         super().__init__(n_users, n_items)
         cfg = cfg or GRU4RecConfig()
+        check_table_support(cfg, vars(type(cfg)).get("_item_table_ok", False), type(self).__name__)
         self.cfg, self.max_len = cfg, cfg.max_len
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         self.drop = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, num_layers=cfg.layers, batch_first=True)
         self.proj = nn.Linear(cfg.hidden, cfg.hidden)
+        # last, so a model without an item table draws the same initial weights as before
+        self.text_table = build_text_table(cfg, n_items, cfg.hidden, item_ids)  # None without item_table
 
-    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
-        out, _ = self.gru(self.drop(self.item_emb(seqs[:, -self.max_len:])))
+    @classmethod
+    def from_split(cls, split, cfg: GRU4RecConfig) -> GRU4Rec:
+        """As the plain constructor, plus the split's item ids to check an item table's meta against."""
+        return cls(split.n_users, split.n_items, cfg, item_ids=list(split.item_vocab.ids))
+
+    def item_table(self) -> torch.Tensor:
+        """The item representation ``(n_items + 1, hidden)``: input embedding and scoring table alike."""
+        if self.text_table is not None:
+            return self.text_table(self.item_emb.weight)
+        return self.item_emb.weight
+
+    def forward(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        seqs = seqs[:, -self.max_len:]
+        items = self.item_emb(seqs) if table is None else table[seqs]
+        out, _ = self.gru(self.drop(items))
         return self.proj(self.drop(out))
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
-        return self.forward(seqs)[:, -1] @ self.item_emb.weight.T
+        table = self.item_table()
+        return self.forward(seqs, None if self.text_table is None else table)[:, -1] @ table.T
 
     def loss(self, batch: dict) -> torch.Tensor:
-        return next_item_loss(self.forward(batch["seqs"]), batch["targets"], self.item_emb.weight,
-                              self.loss_type, self.neg_samples)
+        table = self.item_table()
+        return next_item_loss(self.forward(batch["seqs"], None if self.text_table is None else table),
+                              batch["targets"], table, self.loss_type, self.neg_samples)

@@ -1,7 +1,8 @@
 """SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
 
 ``forward(seqs) -> (B, L, D)`` hidden states; the state at position t predicts item t+1 by a dot
-product with the (shared) item embedding table."""
+product with the (shared) item embedding table. ``model_params.item_table`` makes that table a frozen LM
+item table through an adapter (replacing or added to the ID embeddings; :mod:`.text_table`)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,26 @@ from torch import nn
 
 from .base import Recommender, SequenceModelConfig, next_item_loss
 from .layers import TransformerBlock, attention_mask
+from .text_table import ItemTableSettings, build_text_table, check_table_support
 
 
 @dataclass
-class SASRecConfig(SequenceModelConfig):
-    pass
+class SASRecConfig(SequenceModelConfig, ItemTableSettings):
+    _item_table_ok = True  # not a field: subclasses (fusion, SAERec, SASRec-CTR) must set it themselves
 
 
 class SASRec(Recommender):
     batch_kind = "next_item"
     supported_losses = ("ce", "bce", "sampled_ce")
     causal = True
+    _item_table_ok = True  # not inherited (read from the class itself): see check_table_support
 
-    def __init__(self, n_users: int, n_items: int, cfg: SASRecConfig | None = None, n_extra_tokens: int = 0):
+    def __init__(self, n_users: int, n_items: int, cfg: SASRecConfig | None = None, n_extra_tokens: int = 0,
+                 item_ids=None):
         super().__init__(n_users, n_items)
         cfg = cfg or SASRecConfig()
+        check_table_support(cfg, vars(type(self)).get("_item_table_ok", False)
+                            and vars(type(cfg)).get("_item_table_ok", False), type(self).__name__)
         self.cfg, self.max_len = cfg, cfg.max_len
         self.item_emb = nn.Embedding(n_items + 1 + n_extra_tokens, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
@@ -36,6 +42,13 @@ class SASRec(Recommender):
         )
         self.ln = nn.LayerNorm(cfg.hidden)
         self.apply(self._init)
+        # after the init above, so a model without an item table draws the same initial weights as before
+        self.text_table = build_text_table(cfg, n_items, cfg.hidden, item_ids)  # None without item_table
+
+    @classmethod
+    def from_split(cls, split, cfg: SASRecConfig) -> SASRec:
+        """As the plain constructor, plus the split's item ids to check an item table's meta against."""
+        return cls(split.n_users, split.n_items, cfg, item_ids=list(split.item_vocab.ids))
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -64,11 +77,23 @@ class SASRec(Recommender):
         return self.ln(x)
 
     def item_table(self) -> torch.Tensor:
+        if self.text_table is not None:
+            return self.text_table(self.item_emb.weight)
         return self.item_emb.weight[: self.n_items + 1]
 
+    def input_table(self, table: torch.Tensor) -> torch.Tensor | None:
+        """What ``forward`` reads for item index ``i``: ``None`` (the ID embedding) without an LM item table,
+        else ``table`` followed by the extra tokens' ID rows (BERT4Rec's [MASK])."""
+        if self.text_table is None:
+            return None
+        extra = self.item_emb.weight[self.n_items + 1:]
+        return torch.cat([table, extra]) if len(extra) else table
+
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
-        return self.forward(seqs)[:, -1] @ self.item_table().T
+        table = self.item_table()
+        return self.forward(seqs, self.input_table(table))[:, -1] @ table.T
 
     def loss(self, batch: dict) -> torch.Tensor:
-        return next_item_loss(self.forward(batch["seqs"]), batch["targets"], self.item_table(),
+        table = self.item_table()
+        return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table,
                               self.loss_type, self.neg_samples)

@@ -1,0 +1,176 @@
+"""A frozen LM item table (ReaEmb / LLMEmb style) as the item representation of SASRec, GRU4Rec, BERT4Rec."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from semcollab.config import ConfigError
+from semcollab.data.batches import BatchBuilder
+from semcollab.models import build_model
+from semcollab.models.text_table import item_ids_sha256, load_item_table
+
+MODELS = ["sasrec", "gru4rec", "bert4rec"]
+
+
+def write_table(path, n_items, d=24, seed=0, meta=None):
+    """Items on a ring: item i's vector is close to item i+1's (the toy data's users walk items in order)."""
+    rng = np.random.default_rng(seed)
+    angle = 2 * np.pi * np.arange(1, n_items + 1) / n_items
+    base = np.stack([np.cos(angle), np.sin(angle)], 1) @ rng.normal(size=(2, d))
+    table = np.zeros((n_items + 1, d), dtype=np.float32)
+    table[1:] = base + 0.05 * rng.normal(size=(n_items, d))
+    np.save(path, table)
+    if meta is not None:
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def params(name, table=None, mode="replace", **kw):
+    p = {"hidden": 16, "heads": 1} if name != "gru4rec" else {"hidden": 16}
+    if name == "bert4rec":
+        p["mask_prob"] = 0.5
+    if table is not None:
+        p.update(item_table=str(table), table_pca=8, table_mode=mode, table_hidden=32)
+    p.update(kw)
+    return p
+
+
+def train_losses(model, split, epochs=15, lr=1e-2):
+    model.set_loss("auto")
+    b = BatchBuilder(model.batch_kind, split.train_sequences(), split.n_items, model.max_len,
+                     getattr(model.cfg, "mask_prob", 0.2), getattr(model, "mask_token", None))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(epochs):
+        tot = 0.0
+        for batch in b.epoch(16, rng, "cpu"):
+            loss = model.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += loss.item()
+        losses.append(tot)
+    return losses
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+@pytest.mark.parametrize("name", MODELS)
+def test_trains_with_an_item_table(name, mode, toy_split, tmp_path):
+    table = write_table(tmp_path / "t.npy", toy_split.n_items)
+    torch.manual_seed(0)
+    model = build_model(name, params(name, table, mode), toy_split)
+    assert model.text_table is not None and model.text_table.text.shape == (toy_split.n_items + 1, 8)
+    assert not model.text_table.text[0].any() and not model.text_table.text.requires_grad
+    rep = model.item_table()
+    assert rep.shape == (toy_split.n_items + 1, 16) and not rep[0].any()
+    # BERT4Rec's random masking makes it learn slower and noisier (as in test_models.test_loss_falls)
+    losses = train_losses(model, toy_split, epochs=30 if name == "bert4rec" else 15)
+    assert np.mean(losses[-3:]) < 0.85 * losses[0], [round(x, 2) for x in losses]
+    out = model.eval().score(torch.tensor([0, 1]), torch.tensor([[0, 0, 1, 2], [5, 6, 7, 8]]))
+    assert out.shape == (2, toy_split.n_items + 1) and torch.isfinite(out).all()
+    # the frozen PCA table is part of the saved weights, so a reloaded run scores the same
+    assert "text_table.text" in model.state_dict()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_replace_vs_add(name, toy_split, tmp_path):
+    table = write_table(tmp_path / "t.npy", toy_split.n_items)
+    n = toy_split.n_items
+    batch_seqs = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    grads = {}
+    for mode in ("replace", "add"):
+        torch.manual_seed(0)
+        m = build_model(name, params(name, table, mode, dropout=0.0, table_dropout=0.0), toy_split).eval()
+        ids, adapter = m.item_emb.weight[: n + 1].detach(), m.text_table.adapter(m.text_table.text[1:]).detach()
+        rep = m.item_table().detach()
+        want = adapter + (ids[1:] if mode == "add" else 0)
+        torch.testing.assert_close(rep[1:], want)
+        m.score(None, batch_seqs).sum().backward()
+        grads[mode] = m.item_emb.weight.grad
+    # replace: the ID rows of the items take no part; add: they do (input and output)
+    assert grads["replace"] is None or not grads["replace"][1:n + 1].any()
+    assert grads["add"][1:n + 1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_tables_raise_naming_the_file(name, toy_split, tmp_path):
+    n = toy_split.n_items
+    short = write_table(tmp_path / "short.npy", n - 1)
+    with pytest.raises(ConfigError, match=rf"short\.npy.*\({n}, 24\).*n_items \+ 1 = {n + 1}"):
+        build_model(name, params(name, short), toy_split)
+    bad = np.load(write_table(tmp_path / "nan.npy", n))
+    bad[3, 2] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(ConfigError, match=r"nan\.npy.*NaN.*rows \[3\]"):
+        build_model(name, params(name, tmp_path / "nan.npy"), toy_split)
+    with pytest.raises(ConfigError, match=r"no table file.*missing\.npy"):
+        build_model(name, params(name, tmp_path / "missing.npy"), toy_split)
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros(n + 1, dtype=np.float32))
+    with pytest.raises(ConfigError, match=r"flat\.npy has shape"):
+        build_model(name, params(name, flat), toy_split)
+    # a table made for other items (its meta's item-id hash differs) is refused
+    other = write_table(tmp_path / "other.npy", n, meta={"item_ids_sha256": item_ids_sha256(["x"] * n)})
+    with pytest.raises(ConfigError, match="other items"):
+        build_model(name, params(name, other), toy_split)
+    good = write_table(tmp_path / "good.npy", n, meta={"item_ids_sha256": item_ids_sha256(toy_split.item_vocab.ids)})
+    assert build_model(name, params(name, good), toy_split).text_table is not None
+    with pytest.raises(ConfigError, match="table_mode"):
+        build_model(name, params(name, good, mode="concat"), toy_split)
+
+
+def test_a_folder_means_its_item_table_npy(toy_split, tmp_path):
+    write_table(tmp_path / "item_table.npy", toy_split.n_items)
+    assert load_item_table(str(tmp_path), toy_split.n_items).shape == (toy_split.n_items + 1, 24)
+    m = build_model("sasrec", params("sasrec", tmp_path), toy_split)
+    assert m.text_table.pca_dim == 8
+    # PCA is clipped to what the table allows
+    m = build_model("gru4rec", params("gru4rec", tmp_path, table_pca=512), toy_split)
+    assert m.text_table.pca_dim == 24
+
+
+def test_other_models_refuse_an_item_table(toy_split, tmp_path):
+    from semcollab.ctr.sasrec_ctr import SASRecCTR, SASRecCTRConfig
+
+    table = str(write_table(tmp_path / "t.npy", toy_split.n_items))
+    with pytest.raises(ConfigError, match="not by SASRec"):
+        SASRecCTR(toy_split.n_users, toy_split.n_items, SASRecCTRConfig(item_table=table))
+
+
+# parameter counts of the models before item tables existed (SASRec/GRU4Rec/BERT4Rec(10 users, 30 items),
+# default configs), read off the previous version of the code
+OLD_COUNTS = {"sasrec": 105280, "gru4rec": 31104, "bert4rec": 105344}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_table_keeps_the_old_model(name, toy_split, tmp_path):
+    from semcollab.models import REGISTRY
+
+    cls, cfg_cls = REGISTRY[name]
+    torch.manual_seed(0)
+    m = cls(10, 30, cfg_cls())
+    assert m.text_table is None and sum(p.numel() for p in m.parameters()) == OLD_COUNTS[name]
+    assert not any("text_table" in k for k in m.state_dict())
+    m.eval()
+    seqs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
+    if name == "bert4rec":
+        masked = torch.cat([seqs, torch.full_like(seqs[:, :1], m.mask_token)], 1)
+        old = m.forward(masked)[:, -1] @ m.item_emb.weight[:31].T
+    elif name == "sasrec":
+        old = m.forward(seqs)[:, -1] @ m.item_emb.weight[:31].T
+    else:
+        old = m.forward(seqs)[:, -1] @ m.item_emb.weight.T
+    torch.testing.assert_close(m.score(None, seqs), old, rtol=0, atol=0)
+    # with a table, the ID-side weights are drawn exactly as without one (the adapter is created last)
+    table = write_table(tmp_path / "t.npy", toy_split.n_items)
+    torch.manual_seed(0)
+    plain = build_model(name, params(name), toy_split)
+    torch.manual_seed(0)
+    with_table = build_model(name, params(name, table), toy_split)
+    ref = plain.state_dict()
+    for k, v in with_table.state_dict().items():
+        if not k.startswith("text_table."):
+            assert torch.equal(v, ref[k]), k
