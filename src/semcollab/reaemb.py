@@ -328,7 +328,10 @@ _NOT_TRAJECTORY = ("max_minutes", "checkpoint_every")
 
 def _identity(cfg: ReaEmbPipelineConfig, data: _Data, stage: str, stage1_sha: str | None = None) -> dict:
     ident = {"dataset": cfg.dataset, "data_fingerprint": data.fingerprint, "texts": _texts_sha(data.texts),
-             "lm": lm_identity(cfg.lm), "encoder": to_dict(cfg.encoder), "seed": cfg.seed, "dtype": cfg.dtype}
+             "lm": lm_identity(cfg.lm), "encoder": to_dict(cfg.encoder), "seed": cfg.seed,
+             # the precision actually used (None = bf16 on CUDA, fp32 elsewhere): a stage started on a CPU is not
+             # silently continued in bf16 on a GPU
+             "dtype": cfg.dtype or ("bfloat16" if _resolve_device(cfg.device).type == "cuda" else "float32")}
     s = {k: v for k, v in to_dict(getattr(cfg, stage)).items() if k not in _NOT_TRAJECTORY}
     ident[stage] = s
     if stage == "stage2":

@@ -166,6 +166,19 @@ def test_recorded_masses_match_the_attention_probabilities(family, right_pad):
     torch.testing.assert_close(rec.total_answer, torch.ones_like(rec.total_answer), atol=1e-5, rtol=0)
     if family == "gemma3":  # sliding window 4: the answer cannot see the user key (5+ back) on sliding layers
         assert (rec.answer[[0, 2], :, :, 0] == 0).all() and (rec.answer[1, :, :, 0] > 0).all()
+    # per-kind query masks: kind k averaged over its own queries only (here: user over `text`, item over a
+    # different subset), each equal to the single-mask result for that mask
+    other = text.clone()
+    other[:, : mask.shape[1] // 2] = False
+    with torch.no_grad(), control.recording(text_queries=torch.stack([text, other], 1)) as rec3:
+        forward(model, ids, mask, soft)
+    with torch.no_grad(), control.recording(text_queries=other) as rec4:
+        forward(model, ids, mask, soft)
+    torch.testing.assert_close(rec3.text[..., 0], rec.text[..., 0], atol=1e-6, rtol=0, equal_nan=True)
+    torch.testing.assert_close(rec3.text[..., 1], rec4.text[..., 1], atol=1e-6, rtol=0, equal_nan=True)
+    with pytest.raises(ValueError, match="per-kind masks"):
+        with control.recording(text_queries=torch.stack([text, other, text], 1)):
+            pass
     # an explicit answer index gives the same as the one read off the mask
     with torch.no_grad(), control.recording(answer_index=answer_index) as rec2:
         forward(model, ids, mask, soft)

@@ -181,6 +181,8 @@ class SAILRec(CoLLM):
         """The step-1 LM's last-token states of item titles and user profiles (cached: several runs share them)."""
         from ..assets import default_cache_dir
 
+        if self.attn_control is not None:  # plain text forwards: no collaborative keys to steer toward
+            self.attn_control.set_keys(None)
         texts = ["Movie: " + t for t in self.titles[1:]] + self.profiles
         key = {"step1": self.step1_key(split), "texts": hashlib.sha256("\x00".join(texts).encode()).hexdigest()}
         path = Path(default_cache_dir()) / "lm-ctr" / f"sailrec-semantic-{_hash(key)}.npy"

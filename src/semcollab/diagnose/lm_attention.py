@@ -3,8 +3,8 @@
 For a sample of rows, every layer's real attention probabilities (recorded by the registered attention
 function of :mod:`semcollab.lm.attention`, i.e. the weights the model computes, steering included) are
 reduced to: the mass the answer position puts on each kind of collaborative token (user / item / warm),
-and the same averaged over the text positions that come after the first collaborative token (the ones that
-can see it). Reported per layer (mean over heads and rows, and per head), for all / warm / cold rows, with
+and the same averaged over the text positions that come after that kind's first token (the ones that can
+see it under causal attention). Reported per layer (mean over heads and rows, and per head), for all / warm / cold rows, with
 the mass a uniform attention would give as a reference (tokens of the kind / visible keys)."""
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ import torch
 
 
 def _masks(model, enc: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Kind masks over key positions, and the text query positions (real tokens after the first
-    collaborative token, not collaborative themselves, not the answer position)."""
+    """Kind masks over key positions, and per kind the text query positions that can see that kind (real
+    tokens after its first occurrence, not collaborative themselves, not the answer position): ``(B, K, T)``."""
     keys = model.collab_key_masks(enc["input_ids"])
     any_collab = torch.zeros_like(enc["input_ids"], dtype=torch.bool)
     for m in keys.values():
         any_collab |= m
-    after = any_collab.long().cumsum(1) > 0
     real = enc["attention_mask"].bool()
-    text = after & real & ~any_collab
-    text[:, -1] = False  # left padding: the last column is the answer position
-    return keys, text
+    text = []
+    for m in keys.values():
+        t = (m.long().cumsum(1) > 0) & real & ~any_collab
+        t[:, -1] = False  # left padding: the last column is the answer position
+        text.append(t)
+    return keys, torch.stack(text, 1) if text else torch.zeros_like(real)[:, None][:, :0]
 
 
 @torch.no_grad()
@@ -47,6 +49,7 @@ def attention_profile(model, part, rows: np.ndarray, batch_size: int = 8) -> dic
             kinds = list(keys)
         elif list(keys) != kinds:
             raise ValueError(f"prompts hold different soft-token kinds ({list(keys)} vs {kinds})")
+        control.set_keys(keys)  # the per-kind query masks follow this order (logits sets the same keys again)
         with control.recording(text_queries=text_q) as rec:
             model.logits(batch, enc=enc)
         answer.append(rec.answer.float().cpu())  # (L, B, H, K)

@@ -219,7 +219,9 @@ class AttentionControl:
                   answer_index: torch.Tensor | None = None) -> Iterator[AttentionRecord]:
         """Reduce each layer's real attention probabilities on the fly into an ``AttentionRecord``.
 
-        ``text_queries`` ``(B, T)`` bool: the query positions averaged into ``rec.text``. ``answer_index``
+        ``text_queries`` ``(B, T)`` bool: the query positions averaged into ``rec.text``; or ``(B, K, T)``: one
+        set of query positions per kind (in ``kinds`` order; e.g. only the positions that can see that kind's
+        tokens under causal attention). ``answer_index``
         ``(B,)``: the answer query of each row; by default each row's last real token, read off the diagonal
         of the 4-D mask the model builds (correct for left and right padding; the last column without a
         mask). The probabilities are those the model's eager function returns (after dropout in train mode).
@@ -227,8 +229,11 @@ class AttentionControl:
         if self._record is not None:
             raise RuntimeError("this model is already recording attention (recordings do not nest)")
         if text_queries is not None:
-            if not isinstance(text_queries, torch.Tensor) or text_queries.dim() != 2:
-                raise ValueError("text_queries must be a (B, T) bool tensor")
+            if not isinstance(text_queries, torch.Tensor) or text_queries.dim() not in (2, 3):
+                raise ValueError("text_queries must be a (B, T) bool tensor, or (B, K, T): one mask per kind")
+            if text_queries.dim() == 3 and text_queries.shape[1] != len(self.kinds):
+                raise ValueError(f"text_queries has {text_queries.shape[1]} per-kind masks, the keys have "
+                                 f"{len(self.kinds)} kinds {self.kinds}")
             if text_queries.is_floating_point():
                 raise ValueError(f"text_queries must be bool (or 0/1 integers), got {text_queries.dtype}")
             text_queries = text_queries.detach() != 0
@@ -316,17 +321,21 @@ class AttentionControl:
         text = None
         tq = self._text_queries
         if tq is not None:
-            if tuple(tq.shape) != (batch, n_q):
+            if (tq.shape[0], tq.shape[-1]) != (batch, n_q):
                 raise ValueError(f"text_queries has shape {tuple(tq.shape)}, attention layer {layer} has "
                                  f"batch {batch} x {n_q} queries")
             tq = tq.to(p.device)
-            n = tq.sum(1).float()  # rows without text queries: 0/0 = NaN
-            w = tq.float()[:, None, None, :]  # (B, 1, 1, Tq)
+            per_kind = tq.dim() == 3
+            m = tq.float() if per_kind else tq.float()[:, None, :]  # (B, K or 1, Tq)
+            n = m.sum(-1)  # (B, K or 1); rows without text queries: 0/0 = NaN
             if p.dtype == torch.float32:
-                summed = (w @ p).squeeze(2)  # (B, H, Tk)
+                summed = m[:, None] @ p  # (B, H, K or 1, Tk)
             else:  # sum in float32 one head at a time (no (B, H, T, T) float32 copy)
-                summed = torch.cat([w[:, 0] @ p[:, h].float() for h in range(heads)], 1)  # (B, 1, Tk) each
-            text = (summed @ kinds_f) / n[:, None, None]
+                summed = torch.stack([m @ p[:, h].float() for h in range(heads)], 1)
+            if per_kind:  # kind k's mass averaged over kind k's own queries
+                text = (summed * kinds_f.transpose(1, 2)[:, None]).sum(-1) / n[:, None, :]
+            else:
+                text = (summed[:, :, 0] @ kinds_f) / n[:, None, :]
         rec._add(layer, self.kinds, answer, text, total)
 
 
