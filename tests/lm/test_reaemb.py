@@ -100,6 +100,23 @@ def test_kv_reuse_equals_two_pass(tiny_causal_lm, eos, lora):
         assert kv.dtype == torch.float32 and kv.shape == (len(texts), 32)
 
 
+def test_one_prefix_serves_many_rollouts(encoder):
+    """Stage 2 finishes several noisy thoughts on one prefix cache: each must equal a fresh full second pass."""
+    encoder.eval()
+    batch = encoder.tokenize(TEXTS)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        base = encoder.thought_vector(**batch)
+        prefix = encoder.prefix_pass(**batch)
+        length = prefix.cache.get_seq_length()
+        for _ in range(3):
+            thought = base + 0.5 * torch.randn(base.shape, generator=g)
+            reused = encoder.finish(prefix, thought)
+            assert prefix.cache.get_seq_length() == length  # cropped back to the prefix
+            fresh = encoder.embed(**batch, mode="two_pass", thought=thought)
+            assert (reused - fresh).abs().max() < 1e-5
+
+
 def test_kv_reuse_refuses_right_padding(encoder):
     rows = encoder.token_ids(TEXTS[:2])
     t = max(map(len, rows))

@@ -241,7 +241,7 @@ class SAILRec(CoLLM):
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-                    losses.append(float(loss))
+                    losses.append(float(loss.detach()))
                 totals[name] = float(np.mean(losses)) if losses else float("nan")
             if epoch == 0:
                 history["first"] = totals
