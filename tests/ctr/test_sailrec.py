@@ -141,7 +141,12 @@ def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
         assert (tmp_path / name / "attention.png").stat().st_size > 1000
     rc, rs = reports["collm"], reports["sailrec"]
     assert rc["kinds"] == ["user", "item"] and rc["layers"] == 4 and rc["max_abs_total_minus_1"] < 1e-5
-    assert rs["steering_bias"] == [-3.0, 0.0, 0.0, 3.0]
+    assert rs["steering_bias"] == [-3.0, 0.0, 0.0, 3.0] and "unsteered" not in rc
+    # the same weights without the bias: the suppressed first layer holds more mass there, the enhanced last less
+    on, off = rs["groups"]["all"]["answer"], rs["unsteered"]["groups"]["all"]["answer"]
+    for k in rs["kinds"]:
+        assert on[k][0] < off[k][0] and on[k][3] > off[k][3]
+    assert (tmp_path / "sailrec" / "attention_unsteered.png").exists()
     for rep in (rc, rs):
         g = rep["groups"]["all"]
         assert g["rows"] == 20

@@ -112,7 +112,9 @@ def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int =
                          batch_size: int = 8, allow_data_change: bool = False) -> dict:
     """Load a CTR run with soft tokens (collm, sellarec, sailrec), record its per-layer attention to the
     collaborative tokens on ``rows`` random ``stage`` rows, write ``attention.json`` / ``attention.png`` to
-    ``out_dir`` (default: the run folder) and return the report."""
+    ``out_dir`` (default: the run folder) and return the report. A steered run (SAILRec with a nonzero
+    schedule) is also recorded with the bias removed from the same weights (``report["unsteered"]``,
+    ``attention_unsteered.png``): the difference is what the bias itself moves."""
     from ..api import IncompatibleRunError
     from ..ctr import load_ctr_run
     from ..ctr.lm_base import LMCTRModel
@@ -133,11 +135,19 @@ def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int =
     raw = attention_profile(net, part, pick, batch_size)
     if not raw["kinds"]:
         raise IncompatibleRunError(f"{run_dir}: its prompts hold no collaborative soft tokens")
+    schedule = [float(b) for b in (getattr(net, "schedule", None) or [])]
     report = {"run": str(run_dir), "model": cfg.model, "stage": stage, "rows": len(pick), "seed": seed,
-              "steering_bias": [float(b) for b in (getattr(net, "schedule", None) or [])],
-              **summarise(raw, part.warm[pick])}
+              "steering_bias": schedule, **summarise(raw, part.warm[pick])}
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
+    if any(schedule):  # the same trained weights without the bias: what the steering itself moves
+        net.attn_control.set_bias(None)
+        try:
+            off = summarise(attention_profile(net, part, pick, batch_size), part.warm[pick])
+        finally:
+            net.attn_control.set_bias(schedule)
+        report["unsteered"] = off
+        plot_attention({**report, **off}, out / "attention_unsteered.png", title=f"{cfg.model} (bias removed)")
     (out / "attention.json").write_text(json.dumps(report, indent=1))
     plot_attention(report, out / "attention.png", title=cfg.model)
     return report
