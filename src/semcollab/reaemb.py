@@ -491,8 +491,9 @@ def _run_stage2(cfg: ReaEmbPipelineConfig, data: _Data, run_dir: Path, log) -> d
     t0 = time.perf_counter()
     _reset_cuda_peak()
     enc = build_encoder(cfg, "stage1", run_dir, merge=False)  # train_stage2 merges and freezes
-    log and log(f"stage 2 (CRRL): {len(cands.anchors)} anchors ({cands.no_cooccurrence} items co-occur with "
-                f"none in training), checkpoints in {d}")
+    log and log(f"stage 2 (CRRL): {len(cands.anchors)} anchors; of the catalogue's {data.split.n_items} items, "
+                f"{cands.no_cooccurrence} co-occur with no other item in training and cannot be anchors; "
+                f"checkpoints in {d}")
     res = train_stage2(enc, data.texts, cands, s2, checkpoint_dir=d, log=log)
     extra = {"anchors": res.anchors, "no_cooccurrence": res.no_cooccurrence, "steps": res.train.steps}
     _finish_stage(res.train, "stage2", d, t0, run_dir, extra, log)
