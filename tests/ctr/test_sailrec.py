@@ -159,3 +159,25 @@ def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
     (run,) = (out / "tallrec").iterdir()
     r = CliRunner().invoke(app, ["ctr", "attention", str(run), "--rows", "4"])
     assert r.exit_code != 0 and "collaborative soft tokens" in r.output
+
+
+def test_time_cap_stops_and_the_same_call_resumes_to_the_uninterrupted_result(split, tiny_lm4, tmp_path,
+                                                                              monkeypatch):
+    from semcollab.ctr import TrainingIncomplete
+
+    params = {"lm": str(tiny_lm4), **FAST, "max_minutes": 1e-9}
+    cfg = CTRTrainConfig(progress=False, device="cpu")
+    stops = 0
+    for _ in range(40):
+        torch.manual_seed(0)  # as run_ctr does
+        model = build_ctr_model("sailrec", params, split)
+        try:
+            fit = model.fit_ctr(split, cfg, torch.device("cpu"), log=None)
+            break
+        except TrainingIncomplete:
+            stops += 1
+    assert stops >= 3 and fit.stages["sailrec-joint"]["resumed_from_step"] is not None  # stopped inside the joint stage
+    resumed = predict(model, split.parts["test"])
+    monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path / "fresh-cache"))  # no checkpoint: one uninterrupted run
+    uninterrupted, _ = _fit(split, tiny_lm4)
+    np.testing.assert_allclose(predict(uninterrupted, split.parts["test"]), resumed, atol=1e-6)
