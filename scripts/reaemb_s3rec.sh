@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# ReaEmb on the S3-Rec files with real item text: per dataset, stage 1 + stage 2 on a stated budget, the item
+# tables (plain LM = LLMEmb-style baseline, after stage 1, after stages 1+2), then SASRec / GRU4Rec / BERT4Rec
+# with ID embeddings and with each table (frozen PCA + adapter replacing the ID embedding), trained to
+# convergence (configs/s3rec_converge*.yaml), evaluated with full ranking and re-evaluated under the paper's
+# protocol (100 random negatives, named "sampled-uniform-100"); tail items = the evaluator's tail group.
+#   DATASETS="Beauty Toys_and_Games Yelp" LM=smollm2-135m S1_STEPS=150 S2_STEPS=60 scripts/reaemb_s3rec.sh
+# Every step is skipped when its output exists; a stage stopped by its time cap exits with code 3 and the same
+# command continues it. DRY=1 prints the commands instead of running them.
+# Env: DATASETS, LM, S1_STEPS, S1_BATCH, S2_STEPS, S2_ANCHORS, MAX_MINUTES (per stage and call), MODELS,
+#      SEEDS (SASRec), OUT.
+set -euo pipefail
+DATASETS=${DATASETS:-"Beauty Toys_and_Games Yelp"}
+LM=${LM:-smollm2-135m}
+S1_STEPS=${S1_STEPS:-150}
+S1_BATCH=${S1_BATCH:-16}
+S2_STEPS=${S2_STEPS:-60}
+S2_ANCHORS=${S2_ANCHORS:-2000}
+MAX_MINUTES=${MAX_MINUTES:-60}
+MODELS=${MODELS:-"sasrec gru4rec bert4rec"}
+SEEDS=${SEEDS:-"1 2 3"}
+OUT=${OUT:-runs/reaemb-s3rec}
+run() { if [ -n "${DRY:-}" ]; then echo "$*"; else "$@"; fi; }
+done_in() { ls "$1"/*/metrics.json >/dev/null 2>&1; }
+for ds in $DATASETS; do
+  r="$OUT/$ds-$LM"
+  [ -f "$r/stage2/final/state.json" ] || run semcollab reaemb train --dataset "s3rec:$ds" --lm "$LM" --out "$r" \
+    --stage1.max_steps="$S1_STEPS" --stage1.batch_size="$S1_BATCH" --stage1.max_minutes="$MAX_MINUTES" \
+    --stage2.max_steps="$S2_STEPS" --stage2.max_anchors="$S2_ANCHORS" --stage2.max_minutes="$MAX_MINUTES"
+  mkdir -p "$r/tables"
+  [ -f "$r/tables/plain.npy" ] || run semcollab reaemb table --plain --dataset "s3rec:$ds" --lm "$LM" --out "$r/tables/plain.npy"
+  for st in stage1 stage2; do
+    [ -f "$r/tables/$st.npy" ] || run semcollab reaemb table "$r" --stage "$st" --out "$r/tables/$st.npy"
+  done
+  for model in $MODELS; do
+    cfg=configs/s3rec_converge.yaml
+    [ "$model" = gru4rec ] && cfg=configs/s3rec_converge_gru4rec.yaml
+    seeds=$SEEDS
+    [ "$model" = sasrec ] || seeds=${SEEDS%% *}  # 3 seeds for SASRec, one for the others (CPU budget)
+    for emb in id plain stage1 stage2; do
+      extra=()
+      [ "$emb" = id ] || extra=(--model_params.item_table="$r/tables/$emb.npy" --model_params.table_mode=replace)
+      for seed in $seeds; do
+        d="$OUT/$ds/$model/$emb/seed$seed"
+        done_in "$d" || run semcollab train --model "$model" --dataset "s3rec:$ds" --config "$cfg" \
+          --train.seed="$seed" --output_dir="$d" "${extra[@]}"
+        # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json)
+        if done_in "$d" || [ -n "${DRY:-}" ]; then run python scripts/evaluate_sampled.py "$d"/*/; fi
+      done
+    done
+  done
+done
