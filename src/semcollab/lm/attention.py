@@ -390,8 +390,14 @@ def steer_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.T
 def register_steer_attention() -> None:
     """Register ``STEER_ATTENTION`` with transformers (idempotent): the attention function, and the eager
     (additive float) mask builder, without which transformers 5 builds no mask for a custom name."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    except ImportError as exc:  # older transformers: no registries to hook into
+        import transformers
+
+        raise ImportError(f"attention steering / recording needs transformers >= 4.53 (AttentionInterface and "
+                          f"masking_utils); installed: {transformers.__version__}") from exc
 
     AttentionInterface.register(STEER_ATTENTION, steer_attention_forward)
     AttentionMaskInterface.register(STEER_ATTENTION, eager_mask)
