@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,9 @@ import torch
 
 from .config import ConfigError, DataConfig, allowed, at_least, fraction, one_of, positive, resolve_config, to_dict
 from .ctr.lm_base import TrainingIncomplete
-from .lm.reaemb import ReaEmbConfig
+from .lm.reaemb import CRRLSettings, LRCLSettings, ReaEmbConfig
 from .lm.train import CheckpointMismatchError
+from .train.trainer import resolve_device
 
 STAGES = ("stage1", "stage2")
 TABLE_STAGES = ("plain", "stage1", "stage2")
@@ -59,7 +60,7 @@ class ReaEmbIncomplete(TrainingIncomplete):
 
 # ---------------------------------------------------------------------------------------------- config
 @dataclass
-class Stage1Settings:
+class Stage1Settings(LRCLSettings):
     """LRCL (paper: LoRA r 8 / alpha 32 / dropout .1, lr 2e-4, 2,000 steps, 64 pairs per GPU x 4 GPUs,
     views drop 40% of the attributes). ``max_steps`` caps the optimizer steps (``epochs`` is the ceiling
     it is cut from)."""
@@ -76,14 +77,10 @@ class Stage1Settings:
     lora_rank: int = at_least(8, 1)
     lora_alpha: float = positive(32.0)
     lora_dropout: float = fraction(0.1)
-    view_drop: float = fraction(0.4)
-    soft_targets: bool = True
-    detach_targets: bool = False
-    normalize: bool = False
 
 
 @dataclass
-class Stage2Settings:
+class Stage2Settings(CRRLSettings):
     """CRRL (paper: 8 rollouts, sigma .1, clip .2/.28, lr 1e-4, one epoch; 1 co-occurring + 9 random
     candidates). ``max_anchors``: train on a fixed random subset of the anchors (CPU budget)."""
 
@@ -95,12 +92,6 @@ class Stage2Settings:
     warmup_ratio: float = fraction(0.03)
     max_minutes: float | None = positive(None)
     checkpoint_every: int = at_least(50, 0)
-    rollouts: int = at_least(8, 2)
-    noise_sigma: float = positive(0.1)
-    noise_units: str = one_of("relative", "relative", "absolute")
-    eps_low: float = fraction(0.2)
-    eps_high: float = at_least(0.28, 0, integer=False)
-    advantage_l2_norm: bool = True
     n_random: int = at_least(9, 1)  # random non-co-occurring candidates per anchor
     max_anchors: int | None = at_least(None, 1)
 
@@ -226,10 +217,9 @@ def _file_sha(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def _shared(settings, base: type) -> dict:
+    """The fields a pipeline section shares with the method's own config class ``base``."""
+    return {f.name: getattr(settings, f.name) for f in fields(base)}
 
 
 @dataclass
@@ -297,7 +287,7 @@ def build_encoder(cfg: ReaEmbPipelineConfig, state: str = "init", run_dir: str |
     from .lm import load_adapter, load_causal_lm
     from .lm.reaemb import ReaEmbEncoder, freeze_lm
 
-    device = _resolve_device(cfg.device) if device is None else torch.device(device)
+    device = resolve_device(cfg.device, key="device") if device is None else torch.device(device)
     model, tok = load_causal_lm(cfg.lm, dtype=cfg.dtype, device=device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -331,7 +321,7 @@ def _identity(cfg: ReaEmbPipelineConfig, data: _Data, stage: str, stage1_sha: st
              "lm": lm_identity(cfg.lm), "encoder": to_dict(cfg.encoder), "seed": cfg.seed,
              # the precision actually used (None = bf16 on CUDA, fp32 elsewhere): a stage started on a CPU is not
              # silently continued in bf16 on a GPU
-             "dtype": cfg.dtype or ("bfloat16" if _resolve_device(cfg.device).type == "cuda" else "float32")}
+             "dtype": cfg.dtype or ("bfloat16" if resolve_device(cfg.device, key="device").type == "cuda" else "float32")}
     s = {k: v for k, v in to_dict(getattr(cfg, stage)).items() if k not in _NOT_TRAJECTORY}
     ident[stage] = s
     if stage == "stage2":
@@ -422,8 +412,7 @@ def _run_stage1(cfg: ReaEmbPipelineConfig, data: _Data, run_dir: Path, log) -> d
     s = cfg.stage1
     s1 = Stage1Config(train=_lm_train_config(s, cfg), lora=LoRAConfig(rank=s.lora_rank, alpha=s.lora_alpha,
                                                                        dropout=s.lora_dropout),
-                      view_drop=s.view_drop, soft_targets=s.soft_targets, detach_targets=s.detach_targets,
-                      normalize=s.normalize)
+                      **_shared(s, LRCLSettings))
     t0 = time.perf_counter()
     _reset_cuda_peak()
     enc = build_encoder(cfg, "init", merge=False)
@@ -485,9 +474,7 @@ def _run_stage2(cfg: ReaEmbPipelineConfig, data: _Data, run_dir: Path, log) -> d
         if empty:
             raise ConfigError(f"stage 2: {len(empty)} candidate items have no text and encoder.prompt adds none; "
                               "use a prompt with text around {text}")
-    s2 = Stage2Config(train=_lm_train_config(s, cfg), rollouts=s.rollouts, noise_sigma=s.noise_sigma,
-                      noise_units=s.noise_units, eps_low=s.eps_low, eps_high=s.eps_high,
-                      advantage_l2_norm=s.advantage_l2_norm)
+    s2 = Stage2Config(train=_lm_train_config(s, cfg), **_shared(s, CRRLSettings))
     t0 = time.perf_counter()
     _reset_cuda_peak()
     enc = build_encoder(cfg, "stage1", run_dir, merge=False)  # train_stage2 merges and freezes
@@ -610,7 +597,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
     if mode not in MODES or (stage != "plain" and mode == "plain"):
         raise ConfigError(f"mode must be kv_reuse or two_pass for a trained stage, got {mode!r}")
     data = _load_data(cfg, log)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device, key="device")
     state_sha = "plain" if stage == "plain" else stage_state(run_dir, stage)["state_sha256"]
     key = table_key(cfg, data.texts, state_sha, mode, device)
     folder = Path(cfg.data.cache_dir or default_cache_dir()) / "reaemb" / "tables" / key[:32]
@@ -691,7 +678,7 @@ def kv_reuse_benchmark(run_dir: str | Path | None = None, dataset: str | None = 
     rng = np.random.default_rng(cfg.seed)
     pick = sorted(rng.choice(rows, min(n_items, len(rows)), replace=False).tolist())
     texts = [data.texts[i] for i in pick]
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device, key="device")
     enc = build_encoder(cfg, "init" if stage == "plain" else stage, run_dir, merge=True, device=device)
     bs = batch_size or cfg.table_batch_size
     lengths = [len(r) for r in enc.token_ids(texts)]

@@ -83,7 +83,17 @@ class ReaEmbConfig:
 
 
 @dataclass
-class Stage1Config:
+class LRCLSettings:
+    """The stage-1 objective's own settings (shared by :class:`Stage1Config` and the pipeline's stage-1 section)."""
+
+    view_drop: float = fraction(0.4)
+    soft_targets: bool = True
+    detach_targets: bool = False
+    normalize: bool = False
+
+
+@dataclass
+class Stage1Config(LRCLSettings):
     """LRCL. Paper: LoRA r=8, alpha=32, dropout .1 on all projections; lr 2e-4; 2,000 steps; 64 pairs per
     GPU on 4 GPUs; views drop 40% of the attributes. ``soft_targets``: the authors' targets
     ``softmax((A A^T + B B^T) / (2 tau))`` instead of the identity; ``detach_targets=False`` lets the
@@ -93,10 +103,6 @@ class Stage1Config:
     train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(lr=2e-4, batch_size=64, epochs=100,
                                                                       max_steps=2000))
     lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(rank=8, alpha=32.0, dropout=0.1))
-    view_drop: float = fraction(0.4)
-    soft_targets: bool = True
-    detach_targets: bool = False
-    normalize: bool = False
     temp_min: float = positive(1e-3)
     temp_max: float = positive(100.0)
 
@@ -112,7 +118,19 @@ class Stage1Config:
 
 
 @dataclass
-class Stage2Config:
+class CRRLSettings:
+    """The stage-2 objective's own settings (shared by :class:`Stage2Config` and the pipeline's stage-2 section)."""
+
+    rollouts: int = at_least(8, 2)
+    noise_sigma: float = positive(0.1)
+    noise_units: str = one_of("relative", "relative", "absolute")
+    eps_low: float = fraction(0.2)
+    eps_high: float = at_least(0.28, 0, integer=False)
+    advantage_l2_norm: bool = True
+
+
+@dataclass
+class Stage2Config(CRRLSettings):
     """CRRL. Paper/authors: 8 rollouts per item, the first noise-free, Gaussian noise sigma .1 on the
     thought vector, PPO clip .2/.28, no KL term, lr 1e-4, one epoch over the items.
 
@@ -123,12 +141,6 @@ class Stage2Config:
     does. ``candidate_mode``: how the candidates' embeddings are computed (no gradient either way)."""
 
     train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(lr=1e-4, batch_size=4, epochs=1))
-    rollouts: int = at_least(8, 2)
-    noise_sigma: float = positive(0.1)
-    noise_units: str = one_of("relative", "relative", "absolute")
-    eps_low: float = fraction(0.2)
-    eps_high: float = at_least(0.28, 0, integer=False)
-    advantage_l2_norm: bool = True
     candidate_mode: str = one_of("kv_reuse", "kv_reuse", "two_pass")
 
     def validate(self) -> Stage2Config:

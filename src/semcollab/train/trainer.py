@@ -17,11 +17,13 @@ from ..data.dataset import Split
 from ..evaluate.evaluator import evaluate_ranking
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; a CUDA device asked for on a machine without one is refused,
+    naming the config ``key`` that asked for it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} was asked for but no CUDA device is available")
+        raise ConfigError(f"{key}={name} was asked for but no CUDA device is available")
     return torch.device(name)
 
 
