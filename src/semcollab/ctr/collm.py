@@ -87,13 +87,18 @@ class CoLLM(LMCTRModel):
         return {"step1": self.step1_key(split), "mf": self.mf_key(split), "proj_hidden": c.proj_hidden, "lr": c.soft_lr,
                 "epochs": c.soft_epochs, "template": self.template.template, **extra}
 
-    def fit_ctr(self, split, train_cfg, device, log=print) -> LMFitResult:
+    def fit_step1_and_frozen_mf(self, split, train_cfg, device, log) -> LMFitResult:
+        """Step 1 (shared LoRA; the LM frozen afterwards), then the MF trained alone and frozen."""
         out = LMFitResult()
         out.add("step1-lora", self.fit_step1(split, train_cfg, log))
         self.freeze_lm()
         out.add("mf", self.fit_mf(split, train_cfg, device, log))
         for p in self.mf.parameters():
             p.requires_grad_(False)
+        return out
+
+    def fit_ctr(self, split, train_cfg, device, log=print) -> LMFitResult:
+        out = self.fit_step1_and_frozen_mf(split, train_cfg, device, log)
         res, _ = self.run_stage("collm-mapping", self.step3_key(split, {"model": "collm"}), {"proj": self.proj},
                                 split, self.cfg.soft_lr, self.cfg.soft_epochs, train_cfg, log, max_rows=self.cfg.soft_max_rows)
         out.add("collm-mapping", res)

@@ -43,7 +43,7 @@ from torch import nn
 from ..config import at_least, fraction, one_of, positive
 from ..lm import ITEM_TOKEN, USER_TOKEN, PromptTemplate, encode_texts
 from .collm import CoLLM, CoLLMConfig
-from .lm_base import _hash, part_fingerprint
+from .lm_base import _hash
 from .tallrec import LMFitResult
 
 SCHEDULES = ("suppress-neutral-enhance", "neutral", "enhance", "suppress")
@@ -271,12 +271,7 @@ class SAILRec(CoLLM):
     # ------------------------------------------------------------------ schedule
     def fit_ctr(self, split, train_cfg, device, log=print) -> LMFitResult:
         c = self.cfg
-        out = LMFitResult()
-        out.add("step1-lora", self.fit_step1(split, train_cfg, log))
-        self.freeze_lm()
-        out.add("mf", self.fit_mf(split, train_cfg, device, log))
-        for p in self.mf.parameters():
-            p.requires_grad_(False)
+        out = self.fit_step1_and_frozen_mf(split, train_cfg, device, log)
         self.semantic_tables(split, log)
         before = self.alignment_accuracy(split, device)
         warm = self.warmup(split, device, log)
@@ -305,4 +300,4 @@ class SAILRec(CoLLM):
         return out
 
 
-__all__ = ["SAILRec", "SAILRecConfig", "QueryMapper", "info_nce", "user_profiles", "part_fingerprint"]
+__all__ = ["SAILRec", "SAILRecConfig", "QueryMapper", "info_nce", "user_profiles"]
