@@ -42,6 +42,7 @@ from torch import nn
 
 from ..config import at_least, fraction, one_of, positive
 from ..lm import ITEM_TOKEN, USER_TOKEN, PromptTemplate, encode_texts
+from ..models.base import info_nce
 from .collm import CoLLM, CoLLMConfig
 from .lm_base import _hash
 from .tallrec import LMFitResult
@@ -141,13 +142,6 @@ def user_profiles(split, n_words: int = 8, n_recent: int = 3) -> list[str]:
         profiles.append(f"User profile: likes movies from the {dec}; recurring title words: {top}."
                         + (f" Recently liked: {recent}." if recent else ""))
     return profiles
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric in-batch InfoNCE between row-aligned ``a`` and ``b`` (cosine similarities)."""
-    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
-    target = torch.arange(len(a), device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 class SAILRec(CoLLM):

@@ -26,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import at_least, one_of, positive
 from ..lm import SELLA_MOVIE, WARM_TOKEN, encode_texts
+from ..models.base import info_nce
 from .collm import COLLM_MOVIE, CoLLM, CoLLMConfig
 from .tallrec import LMFitResult
 
@@ -60,11 +60,7 @@ class Step2(nn.Module):
 
     def align_loss(self, items: torch.Tensor) -> torch.Tensor:
         items = torch.unique(items)
-        z = F.normalize(self.proj(self.mf.item_emb(items)), dim=-1)
-        s = F.normalize(self.semantic_copy[items], dim=-1)
-        logits = z @ s.T / self.temperature
-        target = torch.arange(len(items), device=items.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        return info_nce(self.proj(self.mf.item_emb(items)), self.semantic_copy[items], self.temperature)
 
     def loss(self, batch: dict) -> torch.Tensor:
         loss = self.mf.loss(batch)

@@ -95,3 +95,11 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_emb: torch.
         logits = torch.cat([pos_logit, neg_logit], 1).float()
         return F.cross_entropy(logits, torch.zeros_like(t))
     raise ValueError(f"unknown loss {loss!r}")
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric in-batch InfoNCE between row-aligned ``a`` and ``b`` (cosine similarities / temperature):
+    row i of ``a`` should pick row i of ``b`` and vice versa."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

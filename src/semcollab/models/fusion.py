@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import at_least, one_of, positive
 from ..text import TextSettings
-from .base import next_item_loss
+from .base import info_nce, next_item_loss
 from .sasrec import SASRec, SASRecConfig
 
 
@@ -85,10 +85,7 @@ class SemCollabFusion(SASRec):
         items = items[items > 0]
         if len(items) > self.cfg.align_items:
             items = items[torch.randperm(len(items), device=items.device)[: self.cfg.align_items]]
-        za, zb = F.normalize(a[items], dim=-1), F.normalize(b[items], dim=-1)
-        logits = za @ zb.T / self.cfg.temperature
-        labels = torch.arange(len(items), device=items.device)
-        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+        return info_nce(a[items], b[items], self.cfg.temperature)
 
     def loss(self, batch: dict) -> torch.Tensor:
         v = self._views()
