@@ -201,3 +201,19 @@ def test_keep_list_from_an_intents_file(toy_split, tiny_bert, tmp_path):
     path.write_text(json.dumps([{**r, "label": "other"} for r in recs]))
     with pytest.raises(IntentFileError, match="different SAE"):
         build_model("saerec", params(tiny_bert, intents_file=str(path)), toy_split)
+
+
+@pytest.mark.parametrize("retrieval,fusion", [("tfidf", "gate"), ("cosine", "gate"), ("tfidf", "attention")])
+def test_score_reads_the_last_position_of_the_full_forward(retrieval, fusion):
+    """``score`` computes the intent branches at the last position only (recent=3 < max_len=6, so the tfidf
+    window is cut); it must equal the last position of the all-positions forward."""
+    m = make(retrieval=retrieval, fusion=fusion).eval()
+    with torch.no_grad():
+        fused, *_ = m._branches(SEQS)
+        torch.testing.assert_close(m.score(torch.tensor([1, 2]), SEQS), fused[:, -1] @ m.item_table().T)
+
+
+def test_intent_tokens_project_each_latent_like_the_dense_projection():
+    m = make()
+    lat = torch.tensor([[[3, 1, 3], [0, 11, 1]]])
+    torch.testing.assert_close(m._intent_tokens(lat), m.intent_proj(m.directions[lat]))

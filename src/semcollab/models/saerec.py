@@ -313,9 +313,22 @@ class SAERec(SASRec):
             g_int = torch.softmax(logits, -1).nan_to_num(0.0)  # both branches off: all -inf -> weights 0
         return torch.cat([torch.ones_like(g_int[..., :1]), g_int], -1)
 
-    def _branches(self, seqs: torch.Tensor, table: torch.Tensor | None = None):
+    def _intent_tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """``intent_proj(directions[latents])``, projecting each distinct latent once: a batch names a few
+        thousand distinct latents but B x L x P slots, and the projection was most of SAERec's cost."""
+        uniq, inv = torch.unique(latents, return_inverse=True)
+        return self.intent_proj(self.directions[uniq])[inv]
+
+    def _branches(self, seqs: torch.Tensor, table: torch.Tensor | None = None, last_only: bool = False):
+        """Fused states and branch parts at every position, or with ``last_only`` at the last position only
+        (scoring needs no more: the intent branches are per position, so the transformer runs over the whole
+        sequence but the personal intents are retrieved from the last window alone)."""
         h_seq = self.forward(seqs, table)
         seqs = seqs[:, -self.max_len:]
+        if last_only:
+            h_seq = h_seq[:, -1:]
+            # tfidf intents at t sum the last `recent` items; the cosine ones read item t alone
+            seqs = seqs[:, -(self.cfg.recent if self.cfg.retrieval == "tfidf" else 1):]
         B, L, H = h_seq.shape
         parts, extras = [h_seq], {}
         # the public intents as they stood before this batch: a training forward of the cosine retrieval
@@ -323,7 +336,9 @@ class SAERec(SASRec):
         public = self.public_ids.clone()
         if self.cfg.use_personal:
             lat, wts = self.personal_intents(seqs)
-            tokens = self.intent_proj(self.directions[lat])
+            if last_only:
+                lat, wts = lat[:, -1:], wts[:, -1:]
+            tokens = self._intent_tokens(lat)
             out, attn, values = self.personal(h_seq, tokens, wts > 0)
             parts.append(out)
             extras["personal"] = (lat, attn, values)
@@ -344,7 +359,7 @@ class SAERec(SASRec):
         return fused, g, parts, extras
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
-        fused, *_ = self._branches(seqs)
+        fused, *_ = self._branches(seqs, last_only=True)
         return fused[:, -1] @ self.item_table().T
 
     def loss(self, batch: dict) -> torch.Tensor:
