@@ -35,7 +35,7 @@ def test_sorted_chunks_give_the_same_per_user_results_in_the_original_order():
     assert 0 < plain["overall"]["hr@3"] < 1  # the users differ, so a wrong reordering would show
 
 
-@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec", "gru4rec"])
 def test_declared_padding_invariant_models_score_the_same_however_padded(tmp_path, name):
     from tests.conftest import write_atomic
 
@@ -51,8 +51,17 @@ def test_declared_padding_invariant_models_score_the_same_however_padded(tmp_pat
     torch.testing.assert_close(cut, full, atol=1e-5, rtol=1e-5)
 
 
-def test_gru4rec_is_not_declared_padding_invariant():
-    """Its GRU runs over the left padding, so padding changes the state: it must keep unsorted chunks."""
-    from semcollab.models.gru4rec import GRU4Rec
+def test_gru4rec_state_equals_a_step_by_step_run_over_the_history_alone(tmp_path):
+    """The packed GRU's last state is the plain GRU run over the unpadded history (no padding steps)."""
+    from tests.conftest import write_atomic
 
-    assert not GRU4Rec.padding_invariant
+    d = write_atomic(tmp_path / "small", n_users=20, n_items=30, per_user=8)
+    split = load_split(DataConfig(name="atomic:toy", path=str(d), cache=False))
+    torch.manual_seed(0)
+    model = build_model("gru4rec", {"hidden": 8, "layers": 2, "max_len": 10}, split).eval()
+    hists = [np.array([3, 4]), np.array([5, 6, 7, 8, 9])]
+    with torch.no_grad():
+        got = model.forward(pad_left(hists, 10))
+        for b, h in enumerate(hists):
+            alone, _ = model.gru(model.item_emb(torch.as_tensor(h))[None])
+            torch.testing.assert_close(got[b, -len(h):], model.proj(alone[0]), atol=1e-6, rtol=1e-5)

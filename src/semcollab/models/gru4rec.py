@@ -27,6 +27,7 @@ class GRU4RecConfig(ItemTableSettings):
 class GRU4Rec(Recommender):
     batch_kind = "next_item"
     supported_losses = ("ce", "bce", "sampled_ce")
+    padding_invariant = True  # packed: the GRU never reads the left padding
 
     def __init__(self, n_users: int, n_items: int, cfg: GRU4RecConfig | None = None, item_ids=None):
         super().__init__(n_users, n_items)
@@ -53,9 +54,23 @@ class GRU4Rec(Recommender):
         return self.item_emb.weight
 
     def forward(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """States ``(B, L, H)`` aligned with the left-padded ``seqs``; padding positions are zeros before ``proj``.
+
+        The GRU runs over each history alone (packed), not over its left padding: a recurrent state fed the
+        padding first would depend on how much padding a batch happened to add (the longest history in it)."""
         seqs = seqs[:, -self.max_len:]
-        items = self.item_emb(seqs) if table is None else table[seqs]
-        out, _ = self.gru(self.drop(items))
+        items = self.drop(self.item_emb(seqs) if table is None else table[seqs])
+        B, L, H = items.shape
+        lengths = (seqs > 0).sum(1)
+        pad = (L - lengths)[:, None]
+        steps = torch.arange(L, device=seqs.device)[None]
+        # left-padded -> right-padded, as packing wants: row b moves left by its padding
+        right = items.gather(1, ((steps + pad) % L)[..., None].expand(B, L, H))
+        packed = nn.utils.rnn.pack_padded_sequence(right, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=L)
+        out = out.gather(1, ((steps - pad) % L)[..., None].expand(B, L, H))  # back to left-aligned
         return self.proj(self.drop(out))
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
