@@ -24,7 +24,9 @@ class BERT4RecConfig(SASRecConfig):
 
 class BERT4Rec(SASRec):
     batch_kind = "cloze"
-    supported_losses = ("ce",)
+    # sampled_ce: the cloze softmax over the target and shared uniform negatives (never [MASK]: the scoring
+    # table stops before it), for catalogues where the full softmax costs ~10x per epoch on a CPU
+    supported_losses = ("ce", "sampled_ce")
     causal = False
     _item_table_ok = True
 
@@ -40,4 +42,5 @@ class BERT4Rec(SASRec):
 
     def loss(self, batch: dict) -> torch.Tensor:
         table = self.item_table()
-        return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table, "ce")
+        return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table,
+                              self.loss_type, self.neg_samples)
