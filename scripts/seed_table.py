@@ -13,8 +13,8 @@ import yaml
 from semcollab.report import run_label
 
 COLS = ("hr@10", "ndcg@10")
-print("| setting | runs | HR@10 | NDCG@10 | tail NDCG@10 | epochs (best) |")
-print("|---|---|---|---|---|---|")
+print("| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 | epochs (best) |")
+print("|---|---|---|---|---|---|---|")
 for group in sys.argv[1:]:
     runs = sorted(p for p in Path(group).iterdir() if (p / "metrics.json").exists())
     by_setting: dict[str, list] = {}
@@ -30,4 +30,5 @@ for group in sys.argv[1:]:
 
         ep = ", ".join(f"{f['epochs_run']} ({f['best_epoch']})" for f in fits)
         print(f"| {name} | {len(rs)} | {cell([x['overall']['hr@10'] for x in m])} | "
-              f"{cell([x['overall']['ndcg@10'] for x in m])} | {cell([x['tail']['ndcg@10'] for x in m])} | {ep} |")
+              f"{cell([x['overall']['ndcg@10'] for x in m])} | {cell([x['head']['ndcg@10'] for x in m])} | "
+              f"{cell([x['tail']['ndcg@10'] for x in m])} | {ep} |")

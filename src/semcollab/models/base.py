@@ -12,6 +12,7 @@ A model is a plain :class:`torch.nn.Module` with:
 * ``padding_invariant`` — ``True`` when a history's scores do not depend on how much left padding it gets
   (padding masked out, right-aligned positions): evaluation may then score users in length-sorted chunks,
   each cut to its longest history, instead of padding most of them to ``max_len``.
+  SASRec sets it, so its subclasses inherit it: a subclass that pools over padding must set it back to False.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ class GRU4Rec(Recommender):
         out, _ = self.gru(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=L)
         out = out.gather(1, ((steps - pad) % L)[..., None].expand(B, L, H))  # back to left-aligned
+        out = out * (lengths > 0)[:, None, None]  # an all-padding row reads nothing, whatever its width
         return self.proj(self.drop(out))
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
