@@ -77,6 +77,7 @@ def test_config_validates_and_loads_yaml(tmp_path):
     cfg = load_pipeline_config(None, ["stage1.max_steps=5", "encoder.max_length=64"], dataset="s3rec:Toy")
     assert cfg.stage1.max_steps == 5 and cfg.encoder.max_length == 64 and cfg.dataset == "s3rec:Toy"
     assert cfg.lm == "smollm2-135m" and cfg.stage1.lora_rank == 8 and cfg.stage2.rollouts == 8
+    assert cfg.data.name == "s3rec:Toy"  # the saved config names the data it ran on, not DataConfig's default
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"lm": "x", "stage2": {"n_random": 4}}))
     assert load_pipeline_config(path).stage2.n_random == 4

@@ -135,6 +135,7 @@ def load_pipeline_config(config=None, overrides: Sequence[str] | None = None, **
     cfg = resolve_config(config, list(overrides or []), schema=ReaEmbPipelineConfig)
     if top:
         cfg = resolve_config(cfg, [f"{k}={v}" for k, v in top.items() if v is not None], schema=ReaEmbPipelineConfig)
+    cfg.data.name = cfg.dataset  # `dataset` names the data; the saved config.yaml must not show data's default name
     return cfg
 
 
