@@ -12,7 +12,8 @@
 # Rerunning into the same OUT only adds the runs that have not finished (metrics.json written); the first
 # SAERec run of a dataset embeds its text and trains the SAE, later ones reuse both from the caches.
 # Then: per-dataset tables (docs/tables/saerec_realtext.md), ablation tables, branch statistics.
-# Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E").
+# Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E"), TABLES_ONLY=1 (no training:
+# rewrite the tables from the runs that finished).
 set -euo pipefail
 OUT=${OUT:-runs/saerec-realtext}
 SEEDS=${SEEDS:-"1 2 3"}
@@ -36,6 +37,7 @@ main_runs() { for seed in $SEEDS; do for ds in "$@"; do
   add "$ds" saerec "$seed" saerec; add "$ds" sasrec "$seed" sasrec; done; done; }
 variant_runs() { local v=$1; shift; for seed in $SEEDS; do for ds in "$@"; do
   add "$ds" "$v" "$seed" saerec ${ABL[$v]}; done; done; }
+[ "${TABLES_ONLY:-0}" = 1 ] && PHASES=""
 for phase in $PHASES; do case $phase in
   A) main_runs Beauty Toys_and_Games ;;
   B) variant_runs authors Beauty ;;
