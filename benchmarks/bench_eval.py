@@ -23,6 +23,26 @@ def timed(fn, repeats):
     return best, out
 
 
+def bench_one(run: str, stage: str, repeats: int) -> dict:
+    cfg, net, split = load_run(run)
+    ev, pop = split.eval_set(stage), split.item_popularity()
+
+    def evaluate():
+        return evaluate_ranking(net, ev, split.n_items, pop, cfg.eval, "cpu", breakdowns=False)
+
+    t_new, new = timed(evaluate, repeats)
+    net.padding_invariant = False  # instance attribute: this model only
+    if hasattr(net, "_branches"):  # SAERec: intents at every position, as before
+        net.score = lambda users, seqs: net._branches(seqs)[0][:, -1] @ net.item_table().T
+    t_old, old = timed(evaluate, repeats)
+    diff = max(abs(new["overall"][k] - old["overall"][k]) for k in new["overall"])
+    row = {"run": run, "model": cfg.model, "stage": stage, "users": len(ev), "threads": torch.get_num_threads(),
+           "seconds_former": round(t_old, 2), "seconds_now": round(t_new, 2), "speedup": round(t_old / t_new, 2),
+           "max_metric_diff": diff}
+    print(row)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+")
@@ -30,24 +50,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
-    rows = []
-    for run in a.runs:
-        cfg, net, split = load_run(run)
-        ev, pop = split.eval_set(a.stage), split.item_popularity()
-
-        def evaluate():
-            return evaluate_ranking(net, ev, split.n_items, pop, cfg.eval, "cpu", breakdowns=False)
-
-        t_new, new = timed(evaluate, a.repeats)
-        net.padding_invariant = False  # instance attribute: this model only
-        if hasattr(net, "_branches"):  # SAERec: intents at every position, as before
-            net.score = lambda users, seqs: net._branches(seqs)[0][:, -1] @ net.item_table().T
-        t_old, old = timed(evaluate, a.repeats)
-        diff = max(abs(new["overall"][k] - old["overall"][k]) for k in new["overall"])
-        rows.append({"run": run, "model": cfg.model, "stage": a.stage, "users": len(ev), "threads": torch.get_num_threads(),
-                     "seconds_former": round(t_old, 2), "seconds_now": round(t_new, 2),
-                     "speedup": round(t_old / t_new, 2), "max_metric_diff": diff})
-        print(rows[-1])
+    rows = [bench_one(run, a.stage, a.repeats) for run in a.runs]
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
 
