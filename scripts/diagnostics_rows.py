@@ -12,7 +12,7 @@ from pathlib import Path
 
 GROUPS = (("all", "all"), ("head_items", "head items"), ("tail_items", "tail items"))
 print("| report | group | users | Jaccard@10 | HR A | HR B | only A | only B | oracle HR | weighted fusion HR "
-      "| RRF HR | oracle gap closed | probe R² (in dist. / head->tail) |")
+      "| RRF HR | oracle NDCG gap closed (weighted) | probe R² (in dist. / head->tail) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for path in sys.argv[1:]:
     r = json.loads(Path(path).read_text())
