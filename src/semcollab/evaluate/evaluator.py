@@ -82,9 +82,8 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     # a padding-invariant model scores users in order of history length, so each chunk is cut to its own
     # longest history rather than nearly always padded to max_len (Beauty: mean history ~8 of 50); the
     # per-user results are put back in eval_set order below
-    order = np.arange(len(eval_set))
-    if getattr(model, "padding_invariant", False):
-        order = np.argsort([len(h) for h in eval_set.histories], kind="stable")
+    lens = np.array([len(h) for h in eval_set.histories])  # also the short/long user split below
+    order = np.argsort(lens, kind="stable") if getattr(model, "padding_invariant", False) else np.arange(len(eval_set))
     for start in range(0, len(eval_set), cfg.chunk_size):
         idx = order[start:start + cfg.chunk_size]
         users = eval_set.users[idx]
@@ -130,7 +129,6 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
             n = int(masks[g].sum())
             result[g] = {k: float(v[masks[g]].mean()) for k, v in vals[g].items()} if n else {}
             result[g]["n_users"] = n
-        lens = np.array([len(h) for h in eval_set.histories])
         thr = cfg.long_user_min if cfg.long_user_min is not None else int(np.median(lens))
         long_mask = torch.from_numpy(lens >= thr)
         for name, um in (("short_users", ~long_mask), ("long_users", long_mask)):
