@@ -8,7 +8,8 @@ import torch
 
 from semcollab.ctr import build_ctr_model, predict, prepare_ctr
 from semcollab.ctr.config import CTRTrainConfig
-from semcollab.ctr.sailrec import info_nce, user_profiles
+from semcollab.ctr.sailrec import user_profiles
+from semcollab.models.base import info_nce
 
 from .test_ctr import toy_ctr
 

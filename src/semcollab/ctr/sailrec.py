@@ -294,4 +294,4 @@ class SAILRec(CoLLM):
         return out
 
 
-__all__ = ["SAILRec", "SAILRecConfig", "QueryMapper", "info_nce", "user_profiles"]
+__all__ = ["SAILRec", "SAILRecConfig", "QueryMapper", "user_profiles"]
