@@ -13,7 +13,8 @@
 # SAERec run of a dataset embeds its text and trains the SAE, later ones reuse both from the caches.
 # Then: per-dataset tables (docs/tables/saerec_realtext.md), ablation tables, branch statistics.
 # Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E"), TABLES_ONLY=1 (no training:
-# rewrite the tables from the runs that finished).
+# rewrite the tables from the runs that finished), QUEUE_ONLY=1 (write the queue of missing runs, one command per
+# line, to $OUT/jobs.txt and stop: for draining it with another worker pool).
 set -euo pipefail
 OUT=${OUT:-runs/saerec-realtext}
 SEEDS=${SEEDS:-"1 2 3"}
@@ -48,6 +49,7 @@ for phase in $PHASES; do case $phase in
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac; done
 echo "$(wc -l < "$jobs_file") runs to go (queue: $jobs_file)"
+[ "${QUEUE_ONLY:-0}" = 1 ] && exit 0
 export OMP_NUM_THREADS=1
 export COLUMNS=120
 mkdir -p "$OUT/logs"

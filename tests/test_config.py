@@ -84,3 +84,15 @@ def test_zero_window_no_longer_hangs():
 
     with pytest.raises(ValueError, match="max_len"):
         sequence_windows([np.arange(1, 6)], 0)
+
+
+def test_resolve_device_auto_and_refusal_name_the_key():
+    import torch
+
+    from semcollab.config import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="LMTrainConfig.device=cuda"):
+            resolve_device("cuda", key="LMTrainConfig.device")

@@ -24,6 +24,19 @@ class ConfigError(ValueError):
 # A setting's allowed range lives beside its default (``field(metadata=...)``), so every dataclass built
 # by :func:`from_dict` is checked before any data is read or any epoch runs: ``max_len=0`` once looped
 # forever, ``batch_size=-5`` trained on nothing and saved "loss 0.0".
+def resolve_device(name: str, key: str = "train.device"):
+    """``auto`` -> CUDA when present, else CPU; a CUDA device asked for on a machine without one is refused,
+    naming the config ``key`` that asked for it. Lives here so every trainer (ranking, CTR, LM) shares one
+    rule."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={name} was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
 def allowed(default=dataclasses.MISSING, ok: Callable[[typing.Any], bool] | None = None, text: str = "",
             default_factory=dataclasses.MISSING):
     """A dataclass field whose value must satisfy ``ok`` (described to the user as ``text``)."""

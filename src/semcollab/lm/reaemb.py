@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import at_least, fraction, one_of, positive, validate
+from ..config import at_least, fraction, one_of, positive, resolve_device, validate
 from .body import body_hidden, lm_body, position_ids_from_mask, unwrap_peft
 from .lora import LoRAConfig, add_lora
 from .prompts import add_special_tokens, token_positions
@@ -533,12 +533,6 @@ def co_occurrence_candidates(sequences: Sequence[Sequence[int]], n_items: int, n
 
 
 # --------------------------------------------------------------------------------------------- training
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _seed_from_torch() -> int:
     """A seed drawn from torch's RNG, which ``train_lm`` seeds and restores on resume, so data drawn with
     it (the attribute views) repeat exactly when a run is resumed."""
@@ -568,7 +562,7 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
     if len(rows) < len(texts):
         say(f"stage 1: skipping {len(texts) - len(rows)} items with empty text")
     lengths = [len(r) for r in encoder.token_ids([texts[i] for i in rows])]
-    encoder.to(_resolve_device(cfg.train.device))
+    encoder.to(resolve_device(cfg.train.device, key="train.device"))
 
     def collate(batch: list[int]) -> dict:
         rng = np.random.default_rng(_seed_from_torch())
@@ -621,7 +615,7 @@ def train_stage2(encoder: ReaEmbEncoder, texts: Sequence[str], candidates: Candi
     if len(texts) < candidates.candidates.max(initial=0):
         raise ValueError(f"candidates name item {candidates.candidates.max()} but only {len(texts)} texts were given")
     freeze_lm(encoder)
-    encoder.to(_resolve_device(cfg.train.device))
+    encoder.to(resolve_device(cfg.train.device, key="train.device"))
     rows = list(range(len(candidates.anchors)))
     if not rows:
         raise ValueError("no stage-2 anchors (no item co-occurs with another)")

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import resolve_device
+
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -150,14 +152,6 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"LMTrainConfig.device={name!r} but no CUDA device is available")
-    return torch.device(name)
-
-
 def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
              collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
@@ -176,7 +170,7 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     if not len(rows):
         raise ValueError("no training rows")
     say = log or (lambda _msg: None)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device, key="LMTrainConfig.device")
     named = _named_trainable(trainable)
     if not named:
         raise ValueError("nothing to train: no parameter in `trainable` has requires_grad=True")

@@ -11,20 +11,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, validate
+from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
 from ..evaluate.evaluator import evaluate_ranking
-
-
-def resolve_device(name: str, key: str = "train.device") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; a CUDA device asked for on a machine without one is refused,
-    naming the config ``key`` that asked for it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{key}={name} was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
