@@ -5,18 +5,17 @@ one setting; a group with one run is printed without std (ablations)."""
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
 
-from semcollab.report import run_label
+from semcollab.report import run_label, seeded_runs
 
 COLS = ("hr@10", "ndcg@10")
 print("| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 | epochs (best) |")
 print("|---|---|---|---|---|---|---|")
 for group in sys.argv[1:]:
-    runs = sorted(p for p in Path(group).iterdir() if (p / "metrics.json").exists())
+    runs = seeded_runs(group)
     by_setting: dict[str, list] = {}
     for r in runs:
         by_setting.setdefault(run_label(yaml.safe_load((r / "config.yaml").read_text())), []).append(r)

@@ -6,14 +6,15 @@ With three seeds a side the test has few degrees of freedom: read p as a guide, 
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from semcollab.report import seeded_runs
+
 
 def values(group: str, part: str, metric: str) -> np.ndarray:
-    runs = sorted(p for p in Path(group).iterdir() if (p / "metrics.json").exists())
+    runs = seeded_runs(group)
     if len(runs) < 2:
         raise SystemExit(f"{group}: needs at least 2 finished runs for a t-test, found {len(runs)}")
     return np.array([json.loads((r / "metrics.json").read_text())["test"][part][metric] for r in runs])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 DEFAULT_COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20")
 
 
@@ -14,6 +16,26 @@ def run_label(cfg: dict) -> str:
     params = cfg.get("model_params") or {}
     tags = [f"{k}={params[k]}" for k in LABEL_PARAMS if k in params]
     return cfg["model"] + (f" [{', '.join(tags)}]" if tags else "")
+
+
+def seeded_runs(group: str | Path) -> list[Path]:
+    """The finished runs (``metrics.json`` written) in a group folder of seeded runs of one setting, sorted.
+
+    Two finished runs with the same seed would count one seed twice in a mean ± std or a t-test, so they are
+    refused, naming both folders (delete or move the one not wanted)."""
+    import yaml
+
+    group = Path(group)
+    if not group.is_dir():
+        raise FileNotFoundError(f"{group}: no such run group folder")
+    runs = sorted(p for p in group.iterdir() if (p / "metrics.json").exists())
+    seen: dict[object, Path] = {}
+    for r in runs:
+        seed = (yaml.safe_load((r / "config.yaml").read_text()).get("train") or {}).get("seed")
+        if seed in seen:
+            raise ValueError(f"{group}: runs {seen[seed].name} and {r.name} both finished with seed {seed}")
+        seen[seed] = r
+    return runs
 
 
 def rows_for(name: str, res: dict, columns=DEFAULT_COLUMNS) -> list[str]:
