@@ -8,7 +8,8 @@ DEFAULT_COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20")
 
 
 # model_params that change what a model *is*; shown in table rows so two variants stay apart
-LABEL_PARAMS = ("mode", "use_personal", "use_public", "intent_source", "retrieval", "public", "fusion", "encoder")
+LABEL_PARAMS = ("mode", "use_personal", "use_public", "intent_source", "retrieval", "public", "fusion", "branch_dropout",
+                "encoder")
 
 
 def run_label(cfg: dict) -> str:

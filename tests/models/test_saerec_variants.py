@@ -228,3 +228,21 @@ def test_scores_do_not_depend_on_left_padding(retrieval):
     padded = torch.cat([torch.zeros(2, 2, dtype=torch.long), short], 1)
     with torch.no_grad():
         torch.testing.assert_close(m.score(torch.tensor([1, 2]), short), m.score(torch.tensor([1, 2]), padded))
+
+
+def test_branch_dropout_acts_in_training_only_and_zero_changes_nothing():
+    """``branch_dropout`` makes the intent branches stochastic in training, leaves evaluation as it was, and
+    at 0 runs no dropout op at all, so runs made before the option existed replay identically."""
+    plain, dropped = make(), make(branch_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        plain.eval(), dropped.eval()
+        torch.testing.assert_close(dropped._branches(SEQS)[0], plain._branches(SEQS)[0])
+        dropped.personal.train()
+        a = dropped.personal(torch.ones(2, 6, 16), torch.ones(4, 16), torch.ones(2, 6, 4, dtype=torch.bool))[0]
+        b = dropped.personal(torch.ones(2, 6, 16), torch.ones(4, 16), torch.ones(2, 6, 4, dtype=torch.bool))[0]
+        assert not torch.equal(a, b)
+        plain.train()
+        state = torch.get_rng_state()
+        plain.personal(torch.ones(2, 6, 16), torch.ones(4, 16), torch.ones(2, 6, 4, dtype=torch.bool))
+        assert torch.equal(torch.get_rng_state(), state)  # p = 0: the RNG stream is untouched

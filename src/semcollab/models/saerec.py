@@ -84,6 +84,9 @@ class SAERecConfig(SASRecConfig, TextSettings):
     public: str = one_of("frequent", "frequent", "low_idf")
     # branch fusion: gate = residual sigmoid gates | attention = softmax over the intent branches (authors')
     fusion: str = one_of("gate", "gate", "attention")
+    # dropout on the intent branches' attention weights and outputs. 0 (the default, as first measured): the
+    # sequence path is dropped at `dropout` while the text path is clean, which may favour the intent shortcut
+    branch_dropout: float = fraction(0.0)
     idf_decay: float = fraction(0.9)  # EMA decay of the cosine retrieval's intent document frequencies
     # intents.json of this SAE with "keep" flags (explain.lm_labels.judge_library): only kept latents are intents
     intents_file: str | None = allowed(None, lambda v: v.strip() != "", "a path to an intents.json with keep flags")
@@ -99,13 +102,18 @@ class SAERecConfig(SASRecConfig, TextSettings):
 
 
 class IntentBranch(nn.Module):
-    """Single-head attention from positions to intent tokens; output linear in the tokens."""
+    """Single-head attention from positions to intent tokens; output linear in the tokens. ``dropout`` (train
+    mode only) drops attention weights and outputs; at 0 no dropout op runs, so the RNG stream is unchanged."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.q, self.k = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
         self.ov = nn.Linear(hidden, hidden, bias=False)
         self.scale = hidden ** -0.5
+        self.dropout = dropout
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.dropout, self.training) if self.dropout > 0 else x
 
     def forward(self, h: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor):
         """h (B, L, H); tokens (B, L, P, H) or (P, H); valid (B, L, P) bool -> out (B, L, H), attn (B, L, P)."""
@@ -113,11 +121,11 @@ class IntentBranch(nn.Module):
             logits = torch.einsum("blh,ph->blp", self.q(h), self.k(tokens)) * self.scale
             values = self.ov(tokens)
             attn = torch.softmax(logits.masked_fill(~valid, -torch.inf), -1).nan_to_num(0.0)
-            return torch.einsum("blp,ph->blh", attn, values), attn, values
+            return self._drop(torch.einsum("blp,ph->blh", self._drop(attn), values)), attn, values
         logits = torch.einsum("blh,blph->blp", self.q(h), self.k(tokens)) * self.scale
         attn = torch.softmax(logits.masked_fill(~valid, -torch.inf), -1).nan_to_num(0.0)
         values = self.ov(tokens)
-        return torch.einsum("blp,blph->blh", attn, values), attn, values
+        return self._drop(torch.einsum("blp,blph->blh", self._drop(attn), values)), attn, values
 
 
 # positions x latents scored at once by the cosine retrieval (float32: 32 MiB per intermediate)
@@ -149,8 +157,8 @@ class SAERec(SASRec):
             self.register_buffer("ema_total", torch.ones(()))
         h = cfg.hidden
         self.intent_proj = nn.Linear(self.directions.shape[1], h)
-        self.personal = IntentBranch(h)
-        self.public = IntentBranch(h)
+        self.personal = IntentBranch(h, cfg.branch_dropout)
+        self.public = IntentBranch(h, cfg.branch_dropout)
         if cfg.fusion == "gate":
             self.gate = nn.Linear(3 * h, 2)  # sigmoid gates of the personal and public branches
         elif cfg.fusion == "attention":  # query from the sequence state, keys from the intent-branch states
