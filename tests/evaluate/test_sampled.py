@@ -91,3 +91,32 @@ def test_same_negatives_with_and_without_breakdowns_and_across_chunks(tmp_path):
     one_chunk = evaluate_ranking(model, ev, split.n_items, pop, EvalConfig(ks=[5], protocol="sampled", n_negatives=20),
                                  breakdowns=False)
     assert with_b["overall"] == without["overall"] == one_chunk["overall"]
+
+
+def test_a_target_repeating_a_history_item_can_be_hit_when_sampled_and_is_counted():
+    """Yelp: 6.7% of test targets repeat a history item. Full ranking with history masking makes them a
+    certain miss (S3-Rec's convention, documented); the sampled protocol scores them like any target."""
+    n_items = 10
+    scores = [[0] + [1.0] * n_items]
+    scores[0][3] = 9.0  # the repeated target is the model's top item
+    ev = EvalSet(np.array([0]), [np.array([3, 4])], [np.array([3])])
+    pop = np.ones(n_items + 1)
+    full = evaluate_ranking(Fixed(scores), ev, n_items, pop, EvalConfig(ks=[1]), breakdowns=False)
+    samp = evaluate_ranking(Fixed(scores), ev, n_items, pop, EvalConfig(ks=[1], protocol="sampled", n_negatives=5),
+                            breakdowns=False)
+    assert full["overall"]["hr@1"] == 0.0 and samp["overall"]["hr@1"] == 1.0
+    assert full["n_users_target_in_history"] == samp["n_users_target_in_history"] == 1
+    unmasked = evaluate_ranking(Fixed(scores), ev, n_items, pop, EvalConfig(ks=[1], mask_history=False),
+                                breakdowns=False)
+    assert unmasked["overall"]["hr@1"] == 1.0
+
+
+def test_sampled_ties_count_half_a_place():
+    """A model that scores every item alike must not hit every time: with 8 tied negatives the target's
+    expected rank is 4 (hand-computed: HR@4 0, HR@5 1, MRR@5 = 1/5)."""
+    n_items = 20
+    ev = EvalSet(np.array([0]), [np.array([1])], [np.array([2])])
+    res = evaluate_ranking(Fixed([[0.0] * (n_items + 1)]), ev, n_items, np.ones(n_items + 1),
+                           EvalConfig(ks=[4, 5], protocol="sampled", n_negatives=8), breakdowns=False)
+    assert res["overall"]["hr@4"] == 0.0 and res["overall"]["hr@5"] == 1.0
+    assert res["overall"]["mrr@5"] == pytest.approx(1 / 5)

@@ -68,6 +68,7 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     per_user: dict[str, dict[str, list]] = {g: {} for g in groups}
     present: dict[str, list] = {g: [] for g in groups}
     capped: list[int] = []  # users with fewer eligible negatives than asked for: their negative counts
+    repeats = 0  # users whose held-out target is also in their history (re-purchases, re-visits)
     if cfg.protocol == "sampled":
         probs = None
         if cfg.negatives == "popularity":
@@ -96,8 +97,11 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
             raise FloatingPointError("model produced NaN scores")
         scores[:, 0] = -torch.inf
         target_mask = _index_mask(tgts, n_items + 1, device)
-        if cfg.mask_history:
-            hist_mask = _index_mask(hists, n_items + 1, device)
+        hist_mask = _index_mask(hists, n_items + 1, device)
+        repeats += int((target_mask & hist_mask).any(1).sum())
+        # the sampled protocol never masks: its negatives already exclude the history, and a target that
+        # repeats a history item is scored like any other (as in the 100-negative papers' code)
+        if cfg.mask_history and cfg.protocol == "full":
             scores.masked_fill_(hist_mask, -torch.inf)
         for g, gmask in groups.items():
             tm = target_mask if gmask is None else target_mask & gmask
@@ -112,7 +116,9 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
                 per_user[g].setdefault(k, []).append(v.cpu())
 
     result = {"protocol": "full" if cfg.protocol == "full" else f"sampled-{cfg.negatives}-{cfg.n_negatives}",
-              "n_users": len(eval_set), "n_users_skipped_no_history": int(eval_set.n_skipped_no_history)}
+              "n_users": len(eval_set), "n_users_skipped_no_history": int(eval_set.n_skipped_no_history),
+              # under full ranking with eval.mask_history these targets are masked, so always a miss
+              "n_users_target_in_history": repeats}
     back = torch.from_numpy(np.argsort(order, kind="stable"))  # sorted position of each eval_set user
     masks = {g: torch.cat(present[g])[back] for g in groups}
     vals = {g: {k: torch.cat(v)[back] for k, v in per_user[g].items()} for g in groups}
@@ -152,7 +158,11 @@ def _sampled(scores, target_mask, all_targets, users, hists, n_items, cfg, seed,
     a sampled HR below the full-ranking one; with distinct negatives the candidate set is a subset of the
     full ranking's and the sampled rank can never be worse. When fewer eligible items exist than asked
     for (a user who has seen almost everything; popularity sampling can draw only items seen in
-    training), all of them are used and the user is counted in ``capped``."""
+    training), all of them are used and the user is counted in ``capped``.
+
+    ``scores`` are not history-masked here (the negatives exclude the history anyway), so a target that
+    repeats a history item can still be hit; a negative tied with the target counts half a place, so a
+    model that scores everything alike ranks the target in the middle, not first."""
     B = scores.shape[0]
     ranks = torch.full((B,), float(n_items), device=scores.device)
     has = target_mask.any(1)
@@ -179,5 +189,5 @@ def _sampled(scores, target_mask, all_targets, users, hists, n_items, cfg, seed,
             negs = rng.choice(cand, size=n, replace=False, p=p)
         s_t = scores[i, tgt[i]]
         s_n = scores[i, torch.as_tensor(negs, device=scores.device, dtype=torch.long)]
-        ranks[i] = (s_n > s_t).sum()
+        ranks[i] = (s_n > s_t).sum() + 0.5 * (s_n == s_t).sum()  # ties: the expected rank of a random order
     return rank_based_metrics(ranks, ks)
