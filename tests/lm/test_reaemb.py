@@ -162,6 +162,24 @@ def test_thought_attention_reads_only_earlier_real_positions():
     earlier = hidden.clone()
     earlier[0, 1] += 1.0
     assert not torch.allclose(att(earlier, mask, pos)[0], out[0])
+    poisoned = hidden.clone()
+    poisoned[0, 0] = float("nan")  # a kernel's garbage at a padded position never reaches the thought
+    torch.testing.assert_close(att(poisoned, mask, pos), out)
+
+
+def test_reward_and_contrastive_loss_stay_float32_under_bf16_autocast():
+    """On CUDA ``train_lm`` runs the loss under bf16 autocast; LM item embeddings are close to each other, so
+    bf16 scores (8 bits of mantissa) would tie the candidates and flatten the reward. Hand case: the
+    positive beats the other candidate by 1e-3 relative, which bf16 cannot see."""
+    anchor = torch.tensor([[1.0, 1.0]])
+    cands = torch.tensor([[[1.001, 1.0], [1.0, 1.0]]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = rank_reward(anchor, cands, 0)
+        a, b, t = torch.randn(4, 8), torch.randn(4, 8), torch.tensor(0.0)
+        in_bf16 = lrcl_loss(a, b, t)
+    torch.testing.assert_close(got, torch.tensor([0.5]))  # rank 0; bf16 would have tied it to rank 1
+    assert in_bf16.dtype == torch.float32
+    torch.testing.assert_close(in_bf16, lrcl_loss(a, b, t))
 
 
 def test_rank_reward_by_hand():

@@ -209,7 +209,8 @@ class ThoughtAttention(nn.Module):
             raise ValueError("every row needs a real token before <|Thought|> (an empty item text?)")
         positions = position_ids_from_mask(attention_mask)
         keys_ok = real & (torch.arange(t, device=hidden.device) < thought_pos.unsqueeze(1))
-        h = hidden.to(self.q.weight.dtype)
+        # padded states are zeroed, so a NaN or inf an attention kernel leaves there cannot reach the output
+        h = hidden.to(self.q.weight.dtype).masked_fill(~real.unsqueeze(-1), 0.0)
         q = rotary(self.q(h[rows, q_idx]), positions[rows, q_idx], self.rope_base)  # (B, d)
         k = rotary(self.k(h), positions, self.rope_base)  # (B, T, d)
         scores = torch.einsum("bd,btd->bt", q, k).float() / math.sqrt(self.hidden_size)
@@ -404,7 +405,12 @@ def lrcl_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, log_temp: torch.Tensor, 
     the mean-pooled states and let the gradient flow through the targets (``detach_targets=False``)."""
     if emb_a.shape != emb_b.shape or emb_a.dim() != 2:
         raise ValueError(f"views must both be (B, d), got {tuple(emb_a.shape)} and {tuple(emb_b.shape)}")
-    a, b = emb_a.float(), emb_b.float()
+    with torch.autocast(emb_a.device.type, enabled=False):  # bf16 autocast (CUDA) would round the logits
+        return _lrcl(emb_a.float(), emb_b.float(), log_temp, soft_targets, detach_targets, normalize, temp_min,
+                     temp_max)
+
+
+def _lrcl(a, b, log_temp, soft_targets, detach_targets, normalize, temp_min, temp_max) -> torch.Tensor:
     if normalize:
         a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     temp = log_temp.float().exp().clamp(temp_min, temp_max)
@@ -428,7 +434,8 @@ def rank_reward(anchor: torch.Tensor, candidates: torch.Tensor, positive_index: 
     at least as high ranks above it), so a collapsed embedding cannot earn the top reward.
 
     ``anchor`` ``(B, d)``, ``candidates`` ``(B, K, d)``, ``positive_index`` an int or ``(B,)``."""
-    scores = torch.einsum("bd,bkd->bk", anchor.float(), candidates.float())
+    with torch.autocast(anchor.device.type, enabled=False):  # bf16 would tie near-equal LM embeddings
+        scores = torch.einsum("bd,bkd->bk", anchor.float(), candidates.float())
     b, k = scores.shape
     pos = torch.as_tensor(positive_index, device=scores.device).long().expand(b)
     pos_score = scores.gather(1, pos.unsqueeze(1))
