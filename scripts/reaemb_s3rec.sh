@@ -3,7 +3,9 @@
 # tables (plain LM = LLMEmb-style baseline, after stage 1, after stages 1+2), then SASRec / GRU4Rec / BERT4Rec
 # with ID embeddings and with each table (frozen PCA + adapter replacing the ID embedding), trained to
 # convergence (configs/s3rec_converge*.yaml), evaluated with full ranking and re-evaluated under the paper's
-# protocol (100 random negatives, named "sampled-uniform-100"); tail items = the evaluator's tail group.
+# protocol (100 random negatives, named "sampled-uniform-100"); tail items = the evaluator's tail group: the
+# 80% least popular items in training (eval.head_frac=0.2), a cut stated in each metrics.json as
+# tail_max_train_interactions (the paper uses a fixed threshold of ~16-20 interactions).
 #   DATASETS="Beauty Toys_and_Games Yelp" LM=smollm2-135m S1_STEPS=150 S2_STEPS=60 scripts/reaemb_s3rec.sh
 # Every step is skipped when its output exists; a stage stopped by its time cap exits with code 3 and the same
 # command continues it. DRY=1 prints the commands instead of running them.

@@ -90,6 +90,8 @@ def test_evaluator_masks_history_and_breaks_down():
     assert res["head"]["n_users"] == 2 and res["tail"]["n_users"] == 1
     assert res["head"]["hr@1"] == pytest.approx(0.5)
     assert res["long_users"]["n_users"] == 1 and res["long_users"]["hr@1"] == 0
+    assert res["tail_max_train_interactions"] == 5  # items 2..4 are tail; the most popular of them has 5
+    assert res["n_users_target_in_history"] == 0
     nomask = evaluate_ranking(Fixed(scores), ev, 4, pop, EvalConfig(ks=[1], mask_history=False), breakdowns=False)
     assert nomask["overall"]["hr@1"] == pytest.approx(1 / 3)
 

@@ -143,6 +143,9 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
             result[name]["n_users"] = n
         result["long_user_min_history"] = thr
         result["head_frac"] = cfg.head_frac
+        # the popularity threshold the head_frac cut implies (papers state tails as "fewer than N interactions")
+        tail_pop = popularity[1:][~is_head[1:].cpu().numpy()]
+        result["tail_max_train_interactions"] = int(tail_pop.max()) if len(tail_pop) else None
     return result
 
 
