@@ -9,17 +9,18 @@
 #   C. Beauty, Toys ablations: no personal, no public, random latents
 #   D. Yelp, Sports: sasrec + saerec            (seed-major)
 #   E. Toys: the authors' variant
+#   F. Beauty: saerec with dropout on the intent branches (branch_dropout = the sequence path's 0.5)
 # Rerunning into the same OUT only adds the runs that have not finished (metrics.json written); the first
 # SAERec run of a dataset embeds its text and trains the SAE, later ones reuse both from the caches.
 # Then: per-dataset tables (docs/tables/saerec_realtext.md), ablation tables, branch statistics.
-# Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E"), TABLES_ONLY=1 (no training:
+# Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E F"), TABLES_ONLY=1 (no training:
 # rewrite the tables from the runs that finished), QUEUE_ONLY=1 (write the queue of missing runs, one command per
 # line, to $OUT/jobs.txt and stop: for draining it with another worker pool).
 set -euo pipefail
 OUT=${OUT:-runs/saerec-realtext}
 SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
-PHASES=${PHASES:-"A B C D E"}
+PHASES=${PHASES:-"A B C D E F"}
 mkdir -p "$OUT" docs/tables
 source "$(dirname "$0")/run_finished.sh"
 jobs_file="$OUT/jobs.txt"
@@ -27,7 +28,8 @@ jobs_file="$OUT/jobs.txt"
 CFG="--config configs/s3rec_converge.yaml"
 AUTHORS="--model_params.retrieval=cosine --model_params.public=low_idf --model_params.fusion=attention"
 declare -A ABL=([no_personal]="--model_params.use_personal=false" [no_public]="--model_params.use_public=false"
-                [random_latents]="--model_params.intent_source=random" [authors]="$AUTHORS")
+                [random_latents]="--model_params.intent_source=random" [authors]="$AUTHORS"
+                [branch_dropout]="--model_params.branch_dropout=0.5")
 add() {  # add DATASET GROUP SEED MODEL [FLAGS...]: queue one run unless it already finished
   local ds=$1 group=$2 seed=$3 model=$4; shift 4
   run_finished "$OUT/$ds/$group" "$seed" && return 0
@@ -46,6 +48,7 @@ for phase in $PHASES; do case $phase in
        add "$ds" "$v" "$seed" saerec ${ABL[$v]}; done; done; done ;;
   D) main_runs Yelp Sports_and_Outdoors ;;
   E) variant_runs authors Toys_and_Games ;;
+  F) variant_runs branch_dropout Beauty ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac; done
 echo "$(wc -l < "$jobs_file") runs to go (queue: $jobs_file)"
@@ -60,7 +63,7 @@ xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$OUT"'/logs/log.XXXXXX)"
     [ -d "$OUT/$ds" ] || continue
     echo "### $ds"
     groups=()
-    for g in sasrec saerec authors no_personal no_public random_latents; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
+    for g in sasrec saerec authors branch_dropout no_personal no_public random_latents; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
     python scripts/seed_table.py "${groups[@]}"
     echo
   done
