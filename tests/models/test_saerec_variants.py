@@ -132,6 +132,8 @@ def test_explanation_terms_sum_to_the_score(kw):
         assert one["gate"]["public"] == 0 and one["gate"]["personal"] == 1.0
         none = make(use_public=False, use_personal=False, **kw).eval().explain(seq, 6)
         assert none["intents"] == [] and abs(none["sequence_term"] - none["score"]) < 1e-5
+    training = make(**kw).train()
+    assert training.explain(seq, 6)["score"] == pytest.approx(ex["score"], abs=1e-5) and training.training
 
 
 @pytest.mark.parametrize("retrieval", ["tfidf", "cosine"])

@@ -379,9 +379,14 @@ class SAERec(SASRec):
         """Split the score of ``item`` after history ``seq`` (1, L) into sequence and per-intent terms.
 
         ``gate`` holds the branch weights: sigmoid gates (``fusion=gate``) or attention weights
-        (``fusion=attention``); the sequence weight is always 1."""
+        (``fusion=attention``); the sequence weight is always 1. Runs in eval mode and restores the mode
+        it found (explaining mid-training must not switch dropout off for the rest of the run)."""
+        was = self.training
         self.eval()
-        fused, g, parts, extras = self._branches(seq)
+        try:
+            fused, g, parts, extras = self._branches(seq)
+        finally:
+            self.train(was)
         e = self.item_table()[item]
         out = {"score": float(fused[0, -1] @ e), "fusion": self.cfg.fusion,
                "gate": {"sequence": float(g[0, -1, 0]), "personal": float(g[0, -1, 1]), "public": float(g[0, -1, 2])},
