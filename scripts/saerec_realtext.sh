@@ -69,3 +69,18 @@ xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$OUT"'/logs/log.XXXXXX)"
   done
 } > docs/tables/saerec_realtext.md
 echo "table in docs/tables/saerec_realtext.md"
+# Welch t-tests (scripts/seed_ttest.py) of each pair whose both groups have >= 2 finished runs
+pairs=()
+for ds in Beauty Toys_and_Games Yelp Sports_and_Outdoors; do
+  for pair in "saerec sasrec" "saerec random_latents" "no_personal sasrec" "no_personal saerec" "no_public saerec" \
+              "authors saerec" "branch_dropout saerec" "branch_dropout sasrec"; do
+    set -- $pair
+    ok=1
+    for g in "$1" "$2"; do [ "$(ls "$OUT/$ds/$g"/*/metrics.json 2>/dev/null | wc -l)" -ge 2 ] || ok=0; done
+    [ "$ok" = 1 ] && pairs+=("$ds/$1" "$ds/$2")
+  done
+done
+if [ "${#pairs[@]}" -gt 0 ]; then
+  (cd "$OUT" && python "$OLDPWD/scripts/seed_ttest.py" "${pairs[@]}") > docs/tables/saerec_realtext_tests.md
+  echo "t-tests in docs/tables/saerec_realtext_tests.md"
+fi
