@@ -10,17 +10,18 @@
 #   D. Yelp, Sports: sasrec + saerec            (seed-major)
 #   E. Toys: the authors' variant
 #   F. Beauty: saerec with dropout on the intent branches (branch_dropout = the sequence path's 0.5)
+#   G. Beauty, Toys: shuffled intents (the trained SAE, each item given another's activations: the null control)
 # Rerunning into the same OUT only adds the runs that have not finished (metrics.json written); the first
 # SAERec run of a dataset embeds its text and trains the SAE, later ones reuse both from the caches.
 # Then: per-dataset tables (docs/tables/saerec_realtext.md), ablation tables, branch statistics.
-# Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E F"), TABLES_ONLY=1 (no training:
+# Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E F G"), TABLES_ONLY=1 (no training:
 # rewrite the tables from the runs that finished), QUEUE_ONLY=1 (write the queue of missing runs, one command per
 # line, to $OUT/jobs.txt and stop: for draining it with another worker pool).
 set -euo pipefail
 OUT=${OUT:-runs/saerec-realtext}
 SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
-PHASES=${PHASES:-"A B C D E F"}
+PHASES=${PHASES:-"A B C D E F G"}
 mkdir -p "$OUT" docs/tables
 source "$(dirname "$0")/run_finished.sh"
 jobs_file="$OUT/jobs.txt"
@@ -29,7 +30,7 @@ CFG="--config configs/s3rec_converge.yaml"
 AUTHORS="--model_params.retrieval=cosine --model_params.public=low_idf --model_params.fusion=attention"
 declare -A ABL=([no_personal]="--model_params.use_personal=false" [no_public]="--model_params.use_public=false"
                 [random_latents]="--model_params.intent_source=random" [authors]="$AUTHORS"
-                [branch_dropout]="--model_params.branch_dropout=0.5")
+                [branch_dropout]="--model_params.branch_dropout=0.5" [shuffled]="--model_params.intent_source=shuffled")
 add() {  # add DATASET GROUP SEED MODEL [FLAGS...]: queue one run unless it already finished
   local ds=$1 group=$2 seed=$3 model=$4; shift 4
   run_finished "$OUT/$ds/$group" "$seed" && return 0
@@ -49,6 +50,7 @@ for phase in $PHASES; do case $phase in
   D) main_runs Yelp Sports_and_Outdoors ;;
   E) variant_runs authors Toys_and_Games ;;
   F) variant_runs branch_dropout Beauty ;;
+  G) variant_runs shuffled Beauty Toys_and_Games ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac; done
 echo "$(wc -l < "$jobs_file") runs to go (queue: $jobs_file)"
@@ -63,7 +65,7 @@ xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$OUT"'/logs/log.XXXXXX)"
     [ -d "$OUT/$ds" ] || continue
     echo "### $ds"
     groups=()
-    for g in sasrec saerec authors branch_dropout no_personal no_public random_latents; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
+    for g in sasrec saerec authors branch_dropout no_personal no_public random_latents shuffled; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
     python scripts/seed_table.py "${groups[@]}"
     echo
   done
@@ -73,7 +75,8 @@ echo "table in docs/tables/saerec_realtext.md"
 pairs=()
 for ds in Beauty Toys_and_Games Yelp Sports_and_Outdoors; do
   for pair in "saerec sasrec" "saerec random_latents" "no_personal sasrec" "no_personal saerec" "no_public saerec" \
-              "authors saerec" "branch_dropout saerec" "branch_dropout sasrec"; do
+              "authors saerec" "branch_dropout saerec" "branch_dropout sasrec" \
+              "saerec shuffled" "random_latents shuffled"; do
     set -- $pair
     ok=1
     for g in "$1" "$2"; do [ "$(ls "$OUT/$ds/$g"/*/metrics.json 2>/dev/null | wc -l)" -ge 2 ] || ok=0; done

@@ -248,3 +248,23 @@ def test_branch_dropout_acts_in_training_only_and_zero_changes_nothing():
         state = torch.get_rng_state()
         plain.personal(torch.ones(2, 6, 16), torch.ones(4, 16), torch.ones(2, 6, 4, dtype=torch.bool))
         assert torch.equal(torch.get_rng_state(), state)  # p = 0: the RNG stream is untouched
+
+
+def test_shuffled_intents_keep_every_statistic_but_the_item_link(toy_split, tiny_bert):
+    """The null control: the same trained SAE, each item given another item's activation row. Latent
+    document frequencies (so the IDF) and the multiset of rows are unchanged; the item-row link is not."""
+    from semcollab.models.saerec import shuffle_items
+
+    base = build_model("saerec", params(tiny_bert), toy_split)
+    shuf = build_model("saerec", params(tiny_bert, intent_source="shuffled"), toy_split)
+    torch.testing.assert_close(shuf.directions, base.directions)  # the same trained SAE (from the cache)
+    torch.testing.assert_close(shuf.idf, base.idf)
+    a = sorted(map(tuple, np.concatenate([base.act_idx, base.act_val], 1)[1:].tolist()))
+    b = sorted(map(tuple, np.concatenate([shuf.act_idx, shuf.act_val], 1)[1:].tolist()))
+    assert a == b
+    moved = (shuf.act_idx[1:] != base.act_idx[1:]).any(1).float().mean()
+    assert moved > 0.5 and shuf.act_val[0].abs().sum() == 0  # most items moved; padding still has none
+    idx = np.arange(12).reshape(6, 2)
+    s_idx, s_val = shuffle_items(idx, idx * 1.0, seed=3)
+    assert (s_idx[0] == idx[0]).all() and sorted(map(tuple, s_idx[1:])) == sorted(map(tuple, idx[1:]))
+    assert (s_val == s_idx).all()  # rows move together

@@ -46,7 +46,9 @@ exactly into a sequence term plus one term per intent, which is what :meth:`SAER
 (``gate`` there holds the gates or the attention weights).
 
 Ablations: ``use_personal=false``, ``use_public=false``, ``intent_source=random`` (an untrained SAE:
-random latent directions, same sparsity)."""
+random latent directions, same sparsity; similar texts still share latents, as in a random-projection hash),
+``intent_source=shuffled`` (the trained SAE, but each item gets another item's activations: exact norms,
+sparsity and IDF, no link between an item and its intents — the null control)."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ class SAERecConfig(SASRecConfig, TextSettings):
     recent: int = at_least(20, 1)  # items of the history that define personal intents
     use_personal: bool = True
     use_public: bool = True
-    intent_source: str = one_of("sae", "sae", "random")
+    intent_source: str = one_of("sae", "sae", "random", "shuffled")
     sae: dict = field(default_factory=dict)  # SAEConfig fields (kind, expansion, k, tied, steps, ...)
     # personal intents: tfidf = activations of the recent items x item-level IDF | cosine = ReLU(cos(input
     # embedding at t, intent token)) x EMA IDF (the authors')
@@ -188,8 +190,8 @@ class SAERec(SASRec):
         sae_cfg = from_dict(SAEConfig, cfg.sae, prefix="model_params.sae.")
         sae, _ = fit_or_load_sae(vecs, split, sae_cfg, Path(cfg.cache_dir or default_cache_dir()),
                                  random=cfg.intent_source == "random", log=log)
-        if cfg.intent_source not in ("sae", "random"):
-            raise ValueError(f"intent_source must be sae or random, got {cfg.intent_source!r}")
+        if cfg.intent_source not in ("sae", "random", "shuffled"):
+            raise ValueError(f"intent_source must be sae, random or shuffled, got {cfg.intent_source!r}")
         idx, val = item_activations(sae, vecs)
         idf = latent_idf(idx[1:], val[1:], sae.n_latents)
         keep = None
@@ -197,6 +199,8 @@ class SAERec(SASRec):
             lib = build_library(idx, val, split.render_texts(cfg.template), sae.n_latents)
             keep = load_keep(cfg.intents_file, lib.labels)
         allowed_ids = None if keep is None else np.flatnonzero(keep)
+        if cfg.intent_source == "shuffled":  # after the keep-list, which names the trained SAE's own latents
+            idx, val = shuffle_items(idx, val, seed=sae_cfg.seed)
         if cfg.public == "low_idf":  # with cosine retrieval only the start: training re-chooses them from the EMA
             public = low_idf_intents(idf, cfg.n_public, allowed_ids)
         else:
@@ -408,6 +412,14 @@ class SAERec(SASRec):
                                        "item_activation": float(item_act.sum()) if len(item_act) else 0.0})
         out["intents"].sort(key=lambda d: -d["contribution"])
         return out
+
+
+def shuffle_items(idx: np.ndarray, val: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The activation rows of the real items (row 0 is padding) permuted among them: every latent keeps its
+    document frequency and IDF, every item a real activation pattern, but not its own."""
+    perm = np.random.default_rng(seed).permutation(len(idx) - 1) + 1
+    order = np.concatenate([[0], perm])
+    return idx[order], val[order]
 
 
 def fit_or_load_sae(vectors: np.ndarray, split, cfg, cache_root: Path, random: bool = False, log=None):
