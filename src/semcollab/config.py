@@ -20,10 +20,6 @@ class ConfigError(ValueError):
     """A config key is unknown, a value has the wrong type, or it lies outside its allowed range."""
 
 
-# ------------------------------------------------------------------------------------------- ranges
-# A setting's allowed range lives beside its default (``field(metadata=...)``), so every dataclass built
-# by :func:`from_dict` is checked before any data is read or any epoch runs: ``max_len=0`` once looped
-# forever, ``batch_size=-5`` trained on nothing and saved "loss 0.0".
 def resolve_device(name: str, key: str = "train.device"):
     """``auto`` -> CUDA when present, else CPU; a CUDA device asked for on a machine without one is refused,
     naming the config ``key`` that asked for it. Lives here so every trainer (ranking, CTR, LM) shares one
@@ -37,6 +33,10 @@ def resolve_device(name: str, key: str = "train.device"):
     return torch.device(name)
 
 
+# ------------------------------------------------------------------------------------------- ranges
+# A setting's allowed range lives beside its default (``field(metadata=...)``), so every dataclass built
+# by :func:`from_dict` is checked before any data is read or any epoch runs: ``max_len=0`` once looped
+# forever, ``batch_size=-5`` trained on nothing and saved "loss 0.0".
 def allowed(default=dataclasses.MISSING, ok: Callable[[typing.Any], bool] | None = None, text: str = "",
             default_factory=dataclasses.MISSING):
     """A dataclass field whose value must satisfy ``ok`` (described to the user as ``text``)."""

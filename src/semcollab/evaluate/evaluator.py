@@ -63,7 +63,8 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
         raise ValueError("evaluation set is empty: no user has both a history and a held-out item")
     model.eval()
     ks = sorted(cfg.ks)
-    is_head = torch.from_numpy(head_items(popularity, cfg.head_frac)).to(device)
+    head = head_items(popularity, cfg.head_frac)
+    is_head = torch.from_numpy(head).to(device)
     groups = {"all": None, "head": is_head, "tail": ~is_head} if breakdowns else {"all": None}
     per_user: dict[str, dict[str, list]] = {g: {} for g in groups}
     present: dict[str, list] = {g: [] for g in groups}
@@ -144,7 +145,7 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
         result["long_user_min_history"] = thr
         result["head_frac"] = cfg.head_frac
         # the popularity threshold the head_frac cut implies (papers state tails as "fewer than N interactions")
-        tail_pop = popularity[1:][~is_head[1:].cpu().numpy()]
+        tail_pop = popularity[1:][~head[1:]]
         result["tail_max_train_interactions"] = int(tail_pop.max()) if len(tail_pop) else None
     return result
 

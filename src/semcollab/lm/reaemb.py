@@ -406,24 +406,20 @@ def lrcl_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, log_temp: torch.Tensor, 
     if emb_a.shape != emb_b.shape or emb_a.dim() != 2:
         raise ValueError(f"views must both be (B, d), got {tuple(emb_a.shape)} and {tuple(emb_b.shape)}")
     with torch.autocast(emb_a.device.type, enabled=False):  # bf16 autocast (CUDA) would round the logits
-        return _lrcl(emb_a.float(), emb_b.float(), log_temp, soft_targets, detach_targets, normalize, temp_min,
-                     temp_max)
-
-
-def _lrcl(a, b, log_temp, soft_targets, detach_targets, normalize, temp_min, temp_max) -> torch.Tensor:
-    if normalize:
-        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    temp = log_temp.float().exp().clamp(temp_min, temp_max)
-    logits = a @ b.T / temp
-    if soft_targets:
-        targets = ((a @ a.T + b @ b.T) / (2 * temp)).softmax(-1)
-        if detach_targets:
-            targets = targets.detach()
-    else:
-        targets = torch.eye(len(a), device=a.device)
-    loss_a = -(targets * logits.log_softmax(-1)).sum(-1)
-    loss_b = -(targets.T * logits.T.log_softmax(-1)).sum(-1)
-    return ((loss_a + loss_b) / 2).mean()
+        a, b = emb_a.float(), emb_b.float()
+        if normalize:
+            a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+        temp = log_temp.float().exp().clamp(temp_min, temp_max)
+        logits = a @ b.T / temp
+        if soft_targets:
+            targets = ((a @ a.T + b @ b.T) / (2 * temp)).softmax(-1)
+            if detach_targets:
+                targets = targets.detach()
+        else:
+            targets = torch.eye(len(a), device=a.device)
+        loss_a = -(targets * logits.log_softmax(-1)).sum(-1)
+        loss_b = -(targets.T * logits.T.log_softmax(-1)).sum(-1)
+        return ((loss_a + loss_b) / 2).mean()
 
 
 # ------------------------------------------------------------------------------------------ stage-2 math
@@ -569,7 +565,7 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
     if len(rows) < len(texts):
         say(f"stage 1: skipping {len(texts) - len(rows)} items with empty text")
     lengths = [len(r) for r in encoder.token_ids([texts[i] for i in rows])]
-    encoder.to(resolve_device(cfg.train.device, key="train.device"))
+    encoder.to(resolve_device(cfg.train.device))
 
     def collate(batch: list[int]) -> dict:
         rng = np.random.default_rng(_seed_from_torch())
@@ -622,7 +618,7 @@ def train_stage2(encoder: ReaEmbEncoder, texts: Sequence[str], candidates: Candi
     if len(texts) < candidates.candidates.max(initial=0):
         raise ValueError(f"candidates name item {candidates.candidates.max()} but only {len(texts)} texts were given")
     freeze_lm(encoder)
-    encoder.to(resolve_device(cfg.train.device, key="train.device"))
+    encoder.to(resolve_device(cfg.train.device))
     rows = list(range(len(candidates.anchors)))
     if not rows:
         raise ValueError("no stage-2 anchors (no item co-occurs with another)")
