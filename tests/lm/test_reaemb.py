@@ -360,3 +360,26 @@ def test_configs_validate():
         ReaEmbConfig(prompt="no slot").validate()
     with pytest.raises(ValueError, match="LMTrainConfig.lr"):
         Stage2Config(train=LMTrainConfig(lr=0)).validate()
+
+
+def test_freeze_lm_merges_only_over_float32_weights(tiny_causal_lm):
+    """bfloat16 weights would round a small LoRA update away: the adapter stays, frozen, and gives the same
+    embeddings as before freezing; over float32 weights the merge gives them too."""
+    from semcollab.lm.reaemb import freeze_lm
+
+    for dtype, merged in ((torch.float32, True), (torch.bfloat16, False)):
+        enc = make_encoder(tiny_causal_lm, seed=1)
+        enc.lm = add_lora(enc.lm.to(dtype), LoRAConfig(rank=2))
+        randomize_lora(enc.lm)
+        batch = enc.tokenize(TEXTS)
+        enc.eval()
+        with torch.no_grad():
+            before = enc.embed(**batch, mode="two_pass")
+        freeze_lm(enc)
+        assert hasattr(enc.lm, "peft_config") is not merged
+        assert not any(p.requires_grad for p in enc.lm.parameters()) and not enc.lm.training
+        with torch.no_grad():
+            after = enc.embed(**batch, mode="two_pass")
+            cached = enc.embed(**batch, mode="kv_reuse")  # the table's path works on the unmerged adapter too
+        torch.testing.assert_close(after, before, atol=1e-4 if merged else 0.0, rtol=1e-4 if merged else 0.0)
+        torch.testing.assert_close(cached, after, atol=1e-4 if merged else 3e-2, rtol=1e-4 if merged else 3e-2)

@@ -1,0 +1,88 @@
+"""The ReaEmb downstream table: per dataset, SASRec / GRU4Rec / BERT4Rec with ID embeddings, the plain LM
+table, ReaEmb after stage 1 and after stages 1+2; full ranking and the paper's protocol (100 uniform random
+negatives, "sampled-uniform-100"); overall and tail (test target among the 80% least popular training items;
+the cut in interactions is printed). Mean ± std over seeds where there are several; Welch t-tests for the
+claims (stage2 vs stage1, each table vs id) where both sides have >= 2 runs.
+
+Usage: python scripts/reaemb_downstream_table.py [OUT_DIR] > docs/tables/reaemb_downstream.md
+OUT_DIR (default runs/reaemb-s3rec) holds <dataset>/<model>/<embedding>/seed<N>/<run>/ as written by
+scripts/reaemb_s3rec.sh; a run counts once it has metrics.json (its sampled column stays empty until
+sampled-uniform-100.json is there)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/reaemb-s3rec")
+MODELS = ("sasrec", "gru4rec", "bert4rec")
+EMBS = ("id", "plain", "stage1", "stage2")
+EMB_NAME = {"id": "ID", "plain": "plain LM (LLMEmb-style)", "stage1": "ReaEmb stage 1", "stage2": "ReaEmb stages 1+2"}
+
+
+def runs(ds, model, emb):
+    """{seed: (full test metrics, sampled metrics or None)}; refuses two finished runs of one seed."""
+    out = {}
+    for seed_dir in sorted((OUT / ds / model / emb).glob("seed*")):
+        done = [r for r in sorted(seed_dir.iterdir()) if (r / "metrics.json").exists()]
+        if len(done) > 1:
+            raise SystemExit(f"{seed_dir} holds {len(done)} finished runs; keep one")
+        if done:
+            r = done[0]
+            s = r / "sampled-uniform-100.json"
+            out[seed_dir.name] = (json.loads((r / "metrics.json").read_text())["test"],
+                                  json.loads(s.read_text()) if s.exists() else None)
+    return out
+
+
+def cell(vals):
+    if not vals:
+        return "–"
+    v = np.asarray(vals)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+
+
+def pick(rs, which, group, metric):
+    i = 0 if which == "full" else 1
+    return [m[i][group][metric] for m in rs.values() if m[i] is not None]
+
+
+datasets = sorted(d.name for d in OUT.iterdir() if d.is_dir() and any((d / m).is_dir() for m in MODELS))
+tests = []
+for ds in datasets:
+    cut = None
+    for f in sorted((OUT / ds).glob("*/*/seed*/*/metrics.json")):
+        cut = json.loads(f.read_text())["test"].get("tail_max_train_interactions", cut)
+        if cut is not None:
+            break
+    print(f"\n### {ds}\n\nTail: test targets among the 80% least popular items in training "
+          f"(at most {cut if cut is not None else '?'} training interactions).\n")
+    print("| model | item embedding | runs | NDCG@10 full | tail NDCG@10 full | HR@10 sampled-100 | "
+          "NDCG@10 sampled-100 | tail NDCG@10 sampled-100 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model in MODELS:
+        table = {e: runs(ds, model, e) for e in EMBS}
+        for e in EMBS:
+            rs = table[e]
+            if not rs:
+                continue
+            n_s = sum(m[1] is not None for m in rs.values())
+            print(f"| {model} | {EMB_NAME[e]} | {len(rs)}{'' if n_s == len(rs) else f' ({n_s} sampled)'} | "
+                  f"{cell(pick(rs, 'full', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'full', 'tail', 'ndcg@10'))} | "
+                  f"{cell(pick(rs, 'sampled', 'overall', 'hr@10'))} | "
+                  f"{cell(pick(rs, 'sampled', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'sampled', 'tail', 'ndcg@10'))} |")
+        for a, b in (("stage2", "stage1"), ("stage1", "id"), ("stage2", "id"), ("plain", "id"), ("stage2", "plain")):
+            for which in ("full", "sampled"):
+                for group in ("overall", "tail"):
+                    x, y = pick(table[a], which, group, "ndcg@10"), pick(table[b], which, group, "ndcg@10")
+                    if len(x) >= 2 and len(y) >= 2:
+                        t = stats.ttest_ind(x, y, equal_var=False)
+                        tests.append((ds, model, f"{a} vs {b}", which, group, np.mean(x) - np.mean(y), t.pvalue))
+if tests:
+    print("\n### Welch t-tests (NDCG@10, settings with >= 2 seeds)\n")
+    print("| dataset | model | pair | protocol | users | difference | p |")
+    print("|---|---|---|---|---|---|---|")
+    for ds, model, pair, which, group, diff, p in tests:
+        print(f"| {ds} | {model} | {pair} | {which} | {group} | {diff:+.4f} | {p:.2f} |")
