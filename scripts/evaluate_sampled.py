@@ -1,5 +1,6 @@
 """Re-evaluate saved ranking runs under the sampled protocol (the ReaEmb / LLMEmb papers' 100 random negatives),
-writing one JSON per run beside its metrics.json (`sampled-<negatives>-<n>.json`); existing files are kept.
+writing one JSON per run beside its metrics.json (`sampled-<negatives>-<n>.json`); existing files are kept,
+unfinished run folders (no metrics.json) are skipped.
 
 Usage: python scripts/evaluate_sampled.py RUN_DIR [RUN_DIR ...] [--n 100] [--negatives uniform]"""
 
@@ -20,6 +21,9 @@ args = ap.parse_args()
 for run_dir in args.runs:
     out = run_dir / f"sampled-{args.negatives}-{args.n}.json"
     if out.exists():
+        continue
+    if not (run_dir / "metrics.json").exists():  # e.g. a run killed mid-training beside its rerun
+        print(f"{run_dir}: not a finished run (no metrics.json), skipped")
         continue
     cfg, net, split = load_run(run_dir)
     ev = from_dict(EvalConfig, {**to_dict(cfg.eval), "protocol": "sampled", "negatives": args.negatives,
