@@ -174,3 +174,39 @@ def test_no_table_keeps_the_old_model(name, toy_split, tmp_path):
     for k, v in with_table.state_dict().items():
         if not k.startswith("text_table."):
             assert torch.equal(v, ref[k]), k
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_scoring_reuses_the_table_until_a_weight_changes(mode, toy_split, tmp_path):
+    """Evaluation (eval mode, no gradient) computes the adapter once per weight state, bit for bit the
+    fresh result; an optimizer step, a state-dict load or training mode never see a stale table."""
+    table = write_table(tmp_path / "t.npy", toy_split.n_items)
+    torch.manual_seed(0)
+    model = build_model("sasrec", params("sasrec", table, mode), toy_split).eval()
+    calls = []
+    model.text_table.adapter.register_forward_hook(lambda *a: calls.append(1))
+    seqs, users = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]), torch.tensor([0, 1])
+    with torch.no_grad():
+        first = model.score(users, seqs)
+        again = model.score(users, seqs)
+    assert len(calls) == 1 and torch.equal(first, again)
+    with torch.no_grad():  # a fresh model with the same weights computes the same scores
+        fresh = build_model("sasrec", params("sasrec", table, mode), toy_split).eval()
+        fresh.load_state_dict(model.state_dict())
+        assert torch.equal(fresh.score(users, seqs), first)
+    model.train()  # a training step: dropout on and gradients, so no reuse, then the weights move
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.score(users, seqs).sum().backward()
+    opt.step()
+    assert len(calls) == 2
+    model.eval()
+    with torch.no_grad():
+        moved = model.score(users, seqs)
+    assert len(calls) == 3 and not torch.equal(moved, first)
+    with torch.no_grad():
+        model.load_state_dict(fresh.state_dict())  # back to the first weights, copied in place
+        assert torch.equal(model.score(users, seqs), first) and len(calls) == 4
+    if mode == "add":  # the ID rows are an input too
+        with torch.no_grad():
+            model.item_emb.weight[1:].add_(1.0)
+            assert not torch.equal(model.score(users, seqs), first) and len(calls) == 5
