@@ -1,7 +1,8 @@
 """The ReaEmb downstream table: per dataset, SASRec / GRU4Rec / BERT4Rec with ID embeddings, the plain LM
 table, ReaEmb after stage 1 and after stages 1+2; full ranking and the paper's protocol (100 uniform random
 negatives, "sampled-uniform-100"); overall and tail (test target among the 80% least popular training items;
-the cut in interactions is printed). Mean ± std over seeds where there are several; Welch t-tests for the
+the cut in interactions is printed). Epochs: run (best); * = stopped by the epoch cap (train.epochs), not by early
+stopping. Mean ± std over seeds where there are several; Welch t-tests for the
 claims (stage2 vs stage1, each table vs id) where both sides have >= 2 runs.
 
 Usage: python scripts/reaemb_downstream_table.py [OUT_DIR] > docs/tables/reaemb_downstream.md
@@ -32,8 +33,11 @@ def runs(ds, model, emb):
         if done:
             r = done[0]
             s = r / "sampled-uniform-100.json"
+            fit = json.loads((r / "run.json").read_text())["fit"]
             out[seed_dir.name] = (json.loads((r / "metrics.json").read_text())["test"],
-                                  json.loads(s.read_text()) if s.exists() else None)
+                                  json.loads(s.read_text()) if s.exists() else None,
+                                  f"{fit['epochs_run']} ({fit['best_epoch']})"
+                                  + ("*" if fit.get("stopped_by") == "epochs" else ""))
     return out
 
 
@@ -60,8 +64,8 @@ for ds in datasets:
     print(f"\n### {ds}\n\nTail: test targets among the 80% least popular items in training "
           f"(at most {cut if cut is not None else '?'} training interactions).\n")
     print("| model | item embedding | runs | NDCG@10 full | tail NDCG@10 full | HR@10 sampled-100 | "
-          "NDCG@10 sampled-100 | tail NDCG@10 sampled-100 |")
-    print("|---|---|---|---|---|---|---|---|")
+          "NDCG@10 sampled-100 | tail NDCG@10 sampled-100 | epochs (best) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model in MODELS:
         table = {e: runs(ds, model, e) for e in EMBS}
         for e in EMBS:
@@ -72,7 +76,8 @@ for ds in datasets:
             print(f"| {model} | {EMB_NAME[e]} | {len(rs)}{'' if n_s == len(rs) else f' ({n_s} sampled)'} | "
                   f"{cell(pick(rs, 'full', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'full', 'tail', 'ndcg@10'))} | "
                   f"{cell(pick(rs, 'sampled', 'overall', 'hr@10'))} | "
-                  f"{cell(pick(rs, 'sampled', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'sampled', 'tail', 'ndcg@10'))} |")
+                  f"{cell(pick(rs, 'sampled', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'sampled', 'tail', 'ndcg@10'))} | "
+                  f"{', '.join(m[2] for m in rs.values())} |")
         for a, b in (("stage2", "stage1"), ("stage1", "id"), ("stage2", "id"), ("plain", "id"), ("stage2", "plain")):
             for which in ("full", "sampled"):
                 for group in ("overall", "tail"):
