@@ -1,8 +1,8 @@
 """The ReaEmb downstream table: per dataset, SASRec / GRU4Rec / BERT4Rec with ID embeddings, the plain LM
 table, ReaEmb after stage 1 and after stages 1+2; full ranking and the paper's protocol (100 uniform random
 negatives, "sampled-uniform-100"); overall and tail (test target among the 80% least popular training items;
-the cut in interactions is printed). Epochs: run (best); * = stopped by the epoch cap (train.epochs), not by early
-stopping. Mean ± std over seeds where there are several; Welch t-tests for the
+the cut in interactions is printed). Epochs: run (best); * = stopped by the epoch cap or the time cap
+(train.epochs / max_minutes), not by early stopping. Mean ± std over seeds where there are several; Welch t-tests for the
 claims (stage2 vs stage1, each table vs id) where both sides have >= 2 runs.
 
 Usage: python scripts/reaemb_downstream_table.py [OUT_DIR] > docs/tables/reaemb_downstream.md
@@ -37,7 +37,7 @@ def runs(ds, model, emb):
             out[seed_dir.name] = (json.loads((r / "metrics.json").read_text())["test"],
                                   json.loads(s.read_text()) if s.exists() else None,
                                   f"{fit['epochs_run']} ({fit['best_epoch']})"
-                                  + ("*" if fit.get("stopped_by") == "epochs" else ""))
+                                  + ("*" if fit.get("stopped_by") in ("epochs", "max_minutes") else ""))
     return out
 
 
@@ -57,8 +57,9 @@ datasets = sorted(d.name for d in OUT.iterdir() if d.is_dir() and any((d / m).is
 tests = []
 for ds in datasets:
     cut = None
-    for f in sorted((OUT / ds).glob("*/*/seed*/*/metrics.json")):
-        cut = json.loads(f.read_text())["test"].get("tail_max_train_interactions", cut)
+    for f in sorted((OUT / ds).glob("*/*/seed*/*/metrics.json")) + sorted((OUT / ds).glob("*/*/seed*/*/sampled-*.json")):
+        m = json.loads(f.read_text())
+        cut = m.get("test", m).get("tail_max_train_interactions", cut)
         if cut is not None:
             break
     print(f"\n### {ds}\n\nTail: test targets among the 80% least popular items in training "
@@ -87,7 +88,7 @@ for ds in datasets:
                         tests.append((ds, model, f"{a} vs {b}", which, group, np.mean(x) - np.mean(y), t.pvalue))
 if tests:
     print("\n### Welch t-tests (NDCG@10, settings with >= 2 seeds)\n")
-    print("| dataset | model | pair | protocol | users | difference | p |")
+    print("| dataset | model | pair | protocol | test targets | difference | p |")
     print("|---|---|---|---|---|---|---|")
     for ds, model, pair, which, group, diff, p in tests:
         print(f"| {ds} | {model} | {pair} | {which} | {group} | {diff:+.4f} | {p:.2f} |")

@@ -56,10 +56,12 @@ for ds in $DATASETS; do
         d="$OUT/$ds/$model/$emb/seed$seed"
         if [ -n "${QUEUE:-}" ]; then
           if done_in "$d"; then
-            ls "$d"/*/sampled-uniform-100.json >/dev/null 2>&1 || echo "python scripts/evaluate_sampled.py $d/*/" >> "$QUEUE"
+            ls "$d"/*/sampled-uniform-100.json >/dev/null 2>&1 && continue
+            line="python scripts/evaluate_sampled.py $d/*/"
           else
-            echo "semcollab train --model $model --dataset s3rec:$ds --config $cfg --train.seed=$seed --output_dir=$d ${extra[*]} && python scripts/evaluate_sampled.py $d/*/" >> "$QUEUE"
+            line="semcollab train --model $model --dataset s3rec:$ds --config $cfg --train.seed=$seed --output_dir=$d ${extra[*]} && python scripts/evaluate_sampled.py $d/*/"
           fi
+          touch "$QUEUE"; grep -qxF -- "$line" "$QUEUE" || echo "$line" >> "$QUEUE"  # a re-listing never doubles a run
           continue
         fi
         done_in "$d" || run semcollab train --model "$model" --dataset "s3rec:$ds" --config "$cfg" \

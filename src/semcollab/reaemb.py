@@ -303,6 +303,7 @@ def build_encoder(cfg: ReaEmbPipelineConfig, state: str = "init", run_dir: str |
         raise ValueError(f"state must be init, plain, stage1 or stage2, got {state!r}")
     if merge:
         freeze_lm(enc)
+        enc.eval()  # an unmerged adapter's LoRA dropout must stay off for inference
     return enc.to(device)
 
 
@@ -327,6 +328,7 @@ def _identity(cfg: ReaEmbPipelineConfig, data: _Data, stage: str, stage1_sha: st
     ident[stage] = s
     if stage == "stage2":
         ident["stage1_state"] = stage1_sha
+        ident["lora_merged"] = ident["dtype"] == "float32"  # freeze_lm's merge rule (bf16 keeps it unmerged)
     return ident
 
 
@@ -561,7 +563,9 @@ def _table_cfg(run_dir, dataset, stage, config, overrides) -> ReaEmbPipelineConf
 def table_key(cfg: ReaEmbPipelineConfig, texts: Sequence[str], state_sha: str, mode: str, device: torch.device) -> str:
     dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     return _sha({"version": TABLE_VERSION, "texts": _texts_sha(texts), "lm": lm_identity(cfg.lm),
-                 "encoder": to_dict(cfg.encoder), "state": state_sha, "mode": mode, "dtype": dtype})
+                 "encoder": to_dict(cfg.encoder), "state": state_sha, "mode": mode, "dtype": dtype,
+                 # since the merge rule of freeze_lm: LoRA is merged only over float32 weights
+                 "lora_merged": dtype == "float32"})
 
 
 def _cached_table(folder: Path, key: str):

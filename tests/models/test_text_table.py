@@ -210,3 +210,12 @@ def test_scoring_reuses_the_table_until_a_weight_changes(mode, toy_split, tmp_pa
         with torch.no_grad():
             model.item_emb.weight[1:].add_(1.0)
             assert not torch.equal(model.score(users, seqs), first) and len(calls) == 5
+
+
+def test_a_model_built_under_inference_mode_still_scores(toy_split, tmp_path):
+    """Inference tensors keep no version counter: such a table is simply recomputed, never cached."""
+    table = write_table(tmp_path / "t.npy", toy_split.n_items)
+    with torch.inference_mode():
+        model = build_model("sasrec", params("sasrec", table), toy_split).eval()
+        seqs = torch.tensor([[0, 1, 2, 3]])
+        assert torch.equal(model.score(None, seqs), model.score(None, seqs))

@@ -148,9 +148,13 @@ class ItemTextTable(nn.Module):
         # Scoring calls this once per evaluation batch; with no gradient and dropout off the result only
         # changes when a weight does, so it is reused until then (the same computation, bit for bit: a
         # validation pass over ~90 user batches otherwise re-runs the adapter over the whole catalogue each time).
-        cacheable = not self.training and not torch.is_grad_enabled()
         inputs = [*self.adapter.parameters(), self.text] + ([id_weight] if self.mode == "add" else [])
-        state = [(t.data_ptr(), t._version, t.device, t.dtype) for t in inputs]
+        # inference tensors keep no version counter; autocast would change the output's dtype. Weights written
+        # behind autograd's back (``p.data.copy_``, a fused optimizer) are not seen: nothing here does that, and
+        # every training forward drops the cache anyway.
+        cacheable = (not self.training and not torch.is_grad_enabled() and not torch.is_autocast_enabled()
+                     and not any(t.is_inference() for t in inputs))
+        state = [(t.data_ptr(), t._version, t.device, t.dtype) for t in inputs] if cacheable else None
         if cacheable and self._cache is not None:
             cached_inputs, cached_state, cached_out = self._cache
             if len(cached_inputs) == len(inputs) and all(a is b for a, b in zip(cached_inputs, inputs)) \
