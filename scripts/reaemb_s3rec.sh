@@ -34,14 +34,16 @@ for ds in $DATASETS; do
   if [ -n "${QUEUE:-}" ]; then
     for t in plain stage1 stage2; do [ -f "$r/tables/$t.npy" ] || { echo "$ds: $r/tables/$t.npy missing, not queued" >&2; continue 2; }; done
   else
-  [ -f "$r/stage2/final/state.json" ] || run semcollab reaemb train --dataset "s3rec:$ds" --lm "$LM" --out "$r" --dtype="$DTYPE" \
-    --stage1.max_steps="$S1_STEPS" --stage1.batch_size="$S1_BATCH" --stage1.max_minutes="$MAX_MINUTES" \
-    --stage2.max_steps="$S2_STEPS" --stage2.max_anchors="$S2_ANCHORS" --stage2.max_minutes="$MAX_MINUTES"
-  mkdir -p "$r/tables"
-  [ -f "$r/tables/plain.npy" ] || run semcollab reaemb table --plain --dataset "s3rec:$ds" --lm "$LM" --dtype="$DTYPE" --out "$r/tables/plain.npy"
-  for st in stage1 stage2; do
-    [ -f "$r/tables/$st.npy" ] || run semcollab reaemb table "$r" --stage "$st" --out "$r/tables/$st.npy"
-  done
+    [ -f "$r/stage2/final/state.json" ] || run semcollab reaemb train --dataset "s3rec:$ds" --lm "$LM" --out "$r" \
+      --dtype="$DTYPE" --stage1.max_steps="$S1_STEPS" --stage1.batch_size="$S1_BATCH" \
+      --stage1.max_minutes="$MAX_MINUTES" --stage2.max_steps="$S2_STEPS" --stage2.max_anchors="$S2_ANCHORS" \
+      --stage2.max_minutes="$MAX_MINUTES"
+    mkdir -p "$r/tables"
+    [ -f "$r/tables/plain.npy" ] || run semcollab reaemb table --plain --dataset "s3rec:$ds" --lm "$LM" \
+      --dtype="$DTYPE" --out "$r/tables/plain.npy"
+    for st in stage1 stage2; do
+      [ -f "$r/tables/$st.npy" ] || run semcollab reaemb table "$r" --stage "$st" --out "$r/tables/$st.npy"
+    done
   fi
   [ -n "${LM_ONLY:-}" ] && continue
   for model in $MODELS; do
@@ -54,19 +56,21 @@ for ds in $DATASETS; do
       [ "$emb" = id ] || extra=(--model_params.item_table="$r/tables/$emb.npy" --model_params.table_mode=replace)
       for seed in $seeds; do
         d="$OUT/$ds/$model/$emb/seed$seed"
+        train=(semcollab train --model "$model" --dataset "s3rec:$ds" --config "$cfg" --train.seed="$seed"
+               --output_dir="$d" "${extra[@]}")
+        # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json)
+        sampled="python scripts/evaluate_sampled.py $d/*/"
         if [ -n "${QUEUE:-}" ]; then
           if done_in "$d"; then
             ls "$d"/*/sampled-uniform-100.json >/dev/null 2>&1 && continue
-            line="python scripts/evaluate_sampled.py $d/*/"
+            line=$sampled
           else
-            line="semcollab train --model $model --dataset s3rec:$ds --config $cfg --train.seed=$seed --output_dir=$d ${extra[*]} && python scripts/evaluate_sampled.py $d/*/"
+            line="${train[*]} && $sampled"
           fi
           touch "$QUEUE"; grep -qxF -- "$line" "$QUEUE" || echo "$line" >> "$QUEUE"  # a re-listing never doubles a run
           continue
         fi
-        done_in "$d" || run semcollab train --model "$model" --dataset "s3rec:$ds" --config "$cfg" \
-          --train.seed="$seed" --output_dir="$d" "${extra[@]}"
-        # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json)
+        done_in "$d" || run "${train[@]}"
         if done_in "$d" || [ -n "${DRY:-}" ]; then run python scripts/evaluate_sampled.py "$d"/*/; fi
       done
     done
