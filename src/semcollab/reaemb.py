@@ -49,7 +49,7 @@ from .train.trainer import resolve_device
 
 STAGES = ("stage1", "stage2")
 TABLE_STAGES = ("plain", "stage1", "stage2")
-TABLE_VERSION = "reaemb-table-v1"
+TABLE_VERSION = "reaemb-table-v2"  # v2: LoRA merged only over float32 weights (freeze_lm)
 _DEVICE = allowed("auto", lambda v: re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) is not None,
                   "auto, cpu, cuda, cuda:<n> or mps")
 
@@ -328,7 +328,6 @@ def _identity(cfg: ReaEmbPipelineConfig, data: _Data, stage: str, stage1_sha: st
     ident[stage] = s
     if stage == "stage2":
         ident["stage1_state"] = stage1_sha
-        ident["lora_merged"] = ident["dtype"] == "float32"  # freeze_lm's merge rule (bf16 keeps it unmerged)
     return ident
 
 
@@ -563,9 +562,7 @@ def _table_cfg(run_dir, dataset, stage, config, overrides) -> ReaEmbPipelineConf
 def table_key(cfg: ReaEmbPipelineConfig, texts: Sequence[str], state_sha: str, mode: str, device: torch.device) -> str:
     dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     return _sha({"version": TABLE_VERSION, "texts": _texts_sha(texts), "lm": lm_identity(cfg.lm),
-                 "encoder": to_dict(cfg.encoder), "state": state_sha, "mode": mode, "dtype": dtype,
-                 # since the merge rule of freeze_lm: LoRA is merged only over float32 weights
-                 "lora_merged": dtype == "float32"})
+                 "encoder": to_dict(cfg.encoder), "state": state_sha, "mode": mode, "dtype": dtype})
 
 
 def _cached_table(folder: Path, key: str):
