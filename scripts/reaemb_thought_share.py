@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semcollab.lm.reaemb import rank_reward
+from semcollab.lm.reaemb import _masked_sum, rank_reward, rollout_sigma
 from semcollab.reaemb import _load_data, build_encoder, load_pipeline_config, stage2_candidates
 
 ap = argparse.ArgumentParser()
@@ -59,18 +59,17 @@ for stage in ("stage1", "stage2"):
             rel += ((e - e_own).norm(dim=1) / e.norm(dim=1)).tolist()
             cos += torch.nn.functional.cosine_similarity(e, e_own).tolist()
             n_real = prefix.full_mask.sum(1, keepdim=True).float()
-            tail_states = e * n_real - (prefix.hidden.float() * prefix.mask.unsqueeze(-1)).sum(1)
+            tail_states = e * n_real - _masked_sum(prefix.hidden, prefix.mask)  # as finish() sums the prefix
             tail_share += ((tail_states / n_real).norm(dim=1) / e.norm(dim=1)).tolist()
             tokens += n_real.squeeze(1).tolist()
             b, k = len(rb), cands.candidates.shape[1]
             cand = torch.cat([enc.embed_texts(ctexts[i:i + 64], "kv_reuse") for i in range(0, len(ctexts), 64)])
             cand = cand.view(b, k, -1)
-            unit = mu.pow(2).mean(-1).sqrt().view(b, 1) if cfg.stage2.noise_units == "relative" else 1.0
             r0 = rank_reward(e, cand, 0)
             reward += r0.tolist()
             for x in sigmas:
                 for _ in range(g - 1):
-                    noisy = mu + x * unit * torch.randn(mu.shape, generator=gen)
+                    noisy = mu + rollout_sigma(mu, x, cfg.stage2.noise_units) * torch.randn(mu.shape, generator=gen)
                     changed[x] += (rank_reward(enc.finish(prefix, noisy), cand, 0) != r0).tolist()
     out[stage] = {"thought_rel_change": float(np.mean(rel)), "thought_cosine": float(np.mean(cos)),
                   "tail_share": float(np.mean(tail_share)), "mean_tokens": float(np.mean(tokens)),

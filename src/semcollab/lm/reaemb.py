@@ -460,6 +460,15 @@ def clipped_policy_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, advantag
     return -torch.minimum(ratio * advantage, clipped * advantage).mean()
 
 
+def rollout_sigma(mu: torch.Tensor, sigma: float, units: str = "relative") -> torch.Tensor:
+    """The rollouts' noise scale per row ``(B, 1)``: ``sigma``, times each thought vector's RMS when
+    ``units`` is ``"relative"`` (see :class:`Stage2Config`); no gradient flows through it."""
+    scale = torch.full((len(mu), 1), float(sigma), device=mu.device)
+    if units == "relative":
+        scale = scale * mu.detach().pow(2).mean(-1, keepdim=True).sqrt()
+    return scale
+
+
 def gaussian_log_prob(sample: torch.Tensor, mean: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """Log-density of an isotropic Gaussian rollout ``sample ~ N(mean, sigma^2 I)``, summed over the last
     dimension. The policy is the thought module's output perturbed by noise, so this is the log-prob a
@@ -646,9 +655,7 @@ def train_stage2(encoder: ReaEmbEncoder, texts: Sequence[str], candidates: Candi
             cand = encoder.embed(batch["cand_ids"], batch["cand_mask"], cfg.candidate_mode).view(b, k, -1)
             prefix = encoder.prefix_pass(batch["input_ids"], batch["attention_mask"])
         mu = encoder.thought(prefix.hidden, prefix.mask, prefix.thought_pos)  # (B, d), gradient
-        sigma = torch.full((b, 1, 1), cfg.noise_sigma, device=mu.device)
-        if cfg.noise_units == "relative":
-            sigma = sigma * mu.detach().pow(2).mean(-1).sqrt().view(b, 1, 1)
+        sigma = rollout_sigma(mu, cfg.noise_sigma, cfg.noise_units).unsqueeze(-1)  # (B, 1, 1)
         eps = torch.randn(b, g, mu.shape[-1], device=mu.device)
         eps[:, 0] = 0
         sample = mu.detach().unsqueeze(1) + sigma * eps  # (B, G, d)
@@ -697,5 +704,5 @@ __all__ = [
     "THOUGHT_TOKEN", "Candidates", "ReaEmbConfig", "ReaEmbEncoder", "Stage1Config", "Stage2Config",
     "Stage2Result", "ThoughtAttention", "add_thought_token", "clipped_policy_loss", "co_occurrence_candidates",
     "embedding_rms", "freeze_lm", "gaussian_log_prob", "generate_table", "group_advantage", "lrcl_loss",
-    "rank_reward", "rotary", "train_stage1", "train_stage2",
+    "rank_reward", "rollout_sigma", "rotary", "train_stage1", "train_stage2",
 ]
