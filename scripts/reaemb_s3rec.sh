@@ -14,7 +14,8 @@
 # DTYPE (default bfloat16): the LM's weights in training and table generation; on a CPU with AVX512-BF16 a
 # forward pass is ~3.7x faster than float32 (measured on this machine), LoRA and the thought module stay float32.
 # Env: DATASETS, LM, DTYPE, S1_STEPS, S1_BATCH, S2_STEPS, S2_ANCHORS, MAX_MINUTES (per stage and call), MODELS,
-#      SEEDS (SASRec), OUT, LM_ONLY, QUEUE.
+#      SEEDS (SASRec), EMBS (default "id plain stage1 stage2"), OUT, LM_ONLY, QUEUE. EMBS=id QUEUE=FILE lists the
+#      ID-embedding runs of datasets whose tables are not made yet (they need no LM).
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Yelp"}
 LM=${LM:-smollm2-135m}
@@ -26,13 +27,16 @@ S2_ANCHORS=${S2_ANCHORS:-2000}
 MAX_MINUTES=${MAX_MINUTES:-60}
 MODELS=${MODELS:-"sasrec gru4rec bert4rec"}
 SEEDS=${SEEDS:-"1 2 3"}
+EMBS=${EMBS:-"id plain stage1 stage2"}
 OUT=${OUT:-runs/reaemb-s3rec}
 run() { if [ -n "${DRY:-}" ]; then echo "$*"; else "$@"; fi; }
 done_in() { ls "$1"/*/metrics.json >/dev/null 2>&1; }
 for ds in $DATASETS; do
   r="$OUT/$ds-$LM"
-  if [ -n "${QUEUE:-}" ]; then
-    for t in plain stage1 stage2; do [ -f "$r/tables/$t.npy" ] || { echo "$ds: $r/tables/$t.npy missing, not queued" >&2; continue 2; }; done
+  if [ "$EMBS" = id ]; then
+    :  # ID runs need no LM and no table
+  elif [ -n "${QUEUE:-}" ]; then
+    for t in $EMBS; do [ "$t" = id ] || [ -f "$r/tables/$t.npy" ] || { echo "$ds: $r/tables/$t.npy missing, not queued" >&2; continue 2; }; done
   else
     [ -f "$r/stage2/final/state.json" ] || run semcollab reaemb train --dataset "s3rec:$ds" --lm "$LM" --out "$r" \
       --dtype="$DTYPE" --stage1.max_steps="$S1_STEPS" --stage1.batch_size="$S1_BATCH" \
@@ -51,7 +55,7 @@ for ds in $DATASETS; do
     [ "$model" = gru4rec ] && cfg=configs/s3rec_converge_gru4rec.yaml
     seeds=$SEEDS
     [ "$model" = sasrec ] || seeds=${SEEDS%% *}  # 3 seeds for SASRec, one for the others (CPU budget)
-    for emb in id plain stage1 stage2; do
+    for emb in $EMBS; do
       extra=()
       [ "$emb" = id ] || extra=(--model_params.item_table="$r/tables/$emb.npy" --model_params.table_mode=replace)
       for seed in $seeds; do

@@ -219,3 +219,81 @@ def test_a_model_built_under_inference_mode_still_scores(toy_split, tmp_path):
         model = build_model("sasrec", params("sasrec", table), toy_split).eval()
         seqs = torch.tensor([[0, 1, 2, 3]])
         assert torch.equal(model.score(None, seqs), model.score(None, seqs))
+
+
+def test_batch_item_rows_and_negatives_by_hand():
+    from semcollab.models.base import batch_item_rows, draw_negatives
+
+    # 6 = BERT4Rec's [MASK] for 5 items, 0 = padding: neither is an item row
+    rows = batch_item_rows(5, torch.tensor([[0, 3, 6], [0, 0, 5]]), torch.tensor([[2, 0, 3]]), torch.tensor([5, 1]))
+    assert rows.tolist() == [1, 2, 3, 5]
+    targets = torch.tensor([[0, 4, 2], [0, 0, 1]])
+    assert draw_negatives("ce", targets, 5, 7) is None
+    torch.manual_seed(3)
+    bce = draw_negatives("bce", targets, 5, 7)
+    assert bce.shape == (3, 7) and bce.min() >= 1 and bce.max() <= 5  # one row per non-padding target
+    shared = draw_negatives("sampled_ce", targets, 5, 7)
+    assert shared.shape == (7,) and shared.min() >= 1 and shared.max() <= 5
+
+
+def _a_batch(model, split):
+    b = BatchBuilder(model.batch_kind, split.train_sequences(), split.n_items, model.max_len,
+                     getattr(model.cfg, "mask_prob", 0.2), getattr(model, "mask_token", None))
+    return next(iter(b.epoch(1, np.random.default_rng(0), "cpu")))  # one user: a few of the toy items
+
+
+@pytest.mark.parametrize("loss", ["sampled_ce", "bce"])
+@pytest.mark.parametrize("mode", ["replace", "add"])
+@pytest.mark.parametrize("name", MODELS)
+def test_a_sampled_loss_builds_only_the_rows_it_reads(name, mode, loss, toy_split, tmp_path):
+    """With sampled negatives the adapter runs over the batch's items and negatives only; the loss and every
+    gradient equal those of the whole-catalogue table with the same negatives."""
+    from semcollab.models.base import batch_item_rows, draw_negatives, next_item_loss
+
+    if name == "bert4rec" and loss == "bce":
+        pytest.skip("BERT4Rec has no bce loss")
+    table = write_table(tmp_path / "t.npy", toy_split.n_items)
+    torch.manual_seed(0)
+    model = build_model(name, params(name, table, mode, dropout=0.0, attn_dropout=0.0, table_dropout=0.0)
+                        if name != "gru4rec" else params(name, table, mode, dropout=0.0, table_dropout=0.0),
+                        toy_split).train()
+    model.set_loss(loss, neg_samples=2)
+    batch = _a_batch(model, toy_split)
+    seen = []
+    model.text_table.adapter.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    torch.manual_seed(7)
+    fast = model.loss(batch)
+    fast.backward()
+    fast_grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    torch.manual_seed(7)
+    neg = draw_negatives(loss, batch["targets"], toy_split.n_items, 2)
+    want_rows = batch_item_rows(toy_split.n_items, batch["seqs"], batch["targets"], neg)
+    assert seen == [len(want_rows)] and len(want_rows) < toy_split.n_items
+    full = model.item_table()
+    inputs = full if name == "gru4rec" else model.input_table(full)
+    ref = next_item_loss(model.forward(batch["seqs"], inputs), batch["targets"], full, loss, 2, negatives=neg)
+    ref.backward()
+    torch.testing.assert_close(fast, ref)
+    ref_grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert fast_grads.keys() == ref_grads.keys() and any(k.startswith("text_table.") for k in ref_grads)
+    for k in ref_grads:
+        torch.testing.assert_close(fast_grads[k], ref_grads[k], msg=k)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_an_id_model_draws_its_negatives_as_before(name, toy_split):
+    """Without a table the loss is the old one, random stream included: negatives drawn inside the loss,
+    after the forward pass (so ID runs made before the row-subset path re-run bit for bit)."""
+    from semcollab.models.base import next_item_loss
+
+    torch.manual_seed(0)
+    model = build_model(name, params(name), toy_split).train()
+    model.set_loss("sampled_ce", neg_samples=5)
+    batch = _a_batch(model, toy_split)
+    torch.manual_seed(11)
+    got = model.loss(batch)
+    torch.manual_seed(11)
+    table = model.item_table()
+    want = next_item_loss(model.forward(batch["seqs"]), batch["targets"], table, "sampled_ce", 5)
+    assert torch.equal(got, want)

@@ -67,8 +67,38 @@ class SequenceModelConfig:
             yield "heads", f"must divide model_params.hidden={self.hidden}, got {self.heads}"
 
 
+def draw_negatives(loss: str, targets: torch.Tensor, n_items: int, neg_samples: int) -> torch.Tensor | None:
+    """The uniform negatives :func:`next_item_loss` draws for ``loss`` (``None`` for ``ce``, which uses none):
+    ``bce`` one row per non-padding target, ``sampled_ce`` one shared row. Drawn ahead of the forward pass
+    when a model wants to build only the item rows a batch reads (:func:`batch_item_rows`)."""
+    if loss == "bce":
+        return torch.randint(1, n_items + 1, (int((targets > 0).sum()), neg_samples), device=targets.device)
+    if loss == "sampled_ce":
+        return torch.randint(1, n_items + 1, (neg_samples,), device=targets.device)
+    return None
+
+
+def batch_item_rows(n_items: int, *indices: torch.Tensor) -> torch.Tensor:
+    """The distinct item indices in ``1..n_items`` that a training batch reads (its histories, targets and
+    negatives; padding and extra tokens such as BERT4Rec's [MASK] left out), sorted."""
+    rows = torch.unique(torch.cat([i.reshape(-1) for i in indices]))
+    return rows[(rows > 0) & (rows <= n_items)]
+
+
+def table_loss_rows(has_table: bool, loss: str, batch: dict, n_items: int,
+                    neg_samples: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(negatives, rows) for a model whose item rows come from an LM item table (``has_table``) and whose
+    ``loss`` reads only some of them (sampled negatives): it builds just those rows. ``(None, None)``
+    otherwise, so :func:`next_item_loss` draws the negatives itself and an ID model's random stream is
+    what it always was."""
+    if not has_table or loss == "ce":
+        return None, None
+    neg = draw_negatives(loss, batch["targets"], n_items, neg_samples)
+    return neg, batch_item_rows(n_items, batch["seqs"], batch["targets"], neg)
+
+
 def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_emb: torch.Tensor, loss: str,
-                   neg_samples: int = 1) -> torch.Tensor:
+                   neg_samples: int = 1, negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Loss for predicting ``targets`` (0 = ignore) from ``hidden`` states ``(..., D)``.
 
     Only non-padding positions are scored, which on short-sequence data (Amazon: ~9 items per user)
@@ -77,7 +107,8 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_emb: torch.
     ``sampled_ce``: softmax over the target and ``neg_samples`` uniform negatives shared by the batch
     (a negative equal to a position's target is masked out). On large catalogues the full softmax is
     memory-bound on CPU (the ``positions x items`` logits dominate an epoch); the sampled one keeps most
-    of its per-epoch quality at a fraction of the cost."""
+    of its per-epoch quality at a fraction of the cost. ``negatives``: ones drawn beforehand by
+    :func:`draw_negatives` (else drawn here, the same way)."""
     keep = targets > 0
     h = hidden[keep]
     t = targets[keep]
@@ -86,15 +117,13 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_emb: torch.
         logits[:, 0] = -torch.inf
         return F.cross_entropy(logits.float(), t)
     if loss == "bce":
-        n_items = item_emb.shape[0] - 1
-        neg = torch.randint(1, n_items + 1, (h.shape[0], neg_samples), device=h.device)
+        neg = draw_negatives(loss, targets, item_emb.shape[0] - 1, neg_samples) if negatives is None else negatives
         pos_logit = (h * item_emb[t]).sum(-1, keepdim=True)
         neg_logit = torch.einsum("pd,pnd->pn", h, item_emb[neg])
         return (F.binary_cross_entropy_with_logits(pos_logit.float(), torch.ones_like(pos_logit.float()))
                 + F.binary_cross_entropy_with_logits(neg_logit.float(), torch.zeros_like(neg_logit.float())))
     if loss == "sampled_ce":
-        n_items = item_emb.shape[0] - 1
-        neg = torch.randint(1, n_items + 1, (neg_samples,), device=h.device)
+        neg = draw_negatives(loss, targets, item_emb.shape[0] - 1, neg_samples) if negatives is None else negatives
         pos_logit = (h * item_emb[t]).sum(-1, keepdim=True)
         neg_logit = (h @ item_emb[neg].T).masked_fill(neg.unsqueeze(0) == t.unsqueeze(1), -torch.inf)
         logits = torch.cat([pos_logit, neg_logit], 1).float()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import fraction
-from .base import next_item_loss
+from .base import next_item_loss, table_loss_rows
 from .sasrec import SASRec, SASRecConfig
 
 
@@ -41,6 +41,8 @@ class BERT4Rec(SASRec):
         return self.forward(masked, self.input_table(table))[:, -1] @ table.T
 
     def loss(self, batch: dict) -> torch.Tensor:
-        table = self.item_table()
+        neg, rows = table_loss_rows(self.text_table is not None, self.loss_type, batch, self.n_items,
+                                    self.neg_samples)
+        table = self.item_table(rows)
         return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table,
-                              self.loss_type, self.neg_samples)
+                              self.loss_type, self.neg_samples, negatives=neg)

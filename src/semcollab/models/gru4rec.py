@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..config import at_least, fraction
-from .base import Recommender, next_item_loss
+from .base import Recommender, next_item_loss, table_loss_rows
 from .text_table import ItemTableSettings, build_text_table, check_table_support
 
 
@@ -47,10 +47,11 @@ class GRU4Rec(Recommender):
         """As the plain constructor, plus the split's item ids to check an item table's meta against."""
         return cls(split.n_users, split.n_items, cfg, item_ids=list(split.item_vocab.ids))
 
-    def item_table(self) -> torch.Tensor:
-        """The item representation ``(n_items + 1, hidden)``: input embedding and scoring table alike."""
+    def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The item representation ``(n_items + 1, hidden)``: input embedding and scoring table alike; ``rows``:
+        with an LM item table, only these rows are built (the rest zero; see :meth:`ItemTextTable.forward`)."""
         if self.text_table is not None:
-            return self.text_table(self.item_emb.weight)
+            return self.text_table(self.item_emb.weight, rows)
         return self.item_emb.weight
 
     def forward(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,6 +80,8 @@ class GRU4Rec(Recommender):
         return self.forward(seqs, None if self.text_table is None else table)[:, -1] @ table.T
 
     def loss(self, batch: dict) -> torch.Tensor:
-        table = self.item_table()
+        neg, rows = table_loss_rows(self.text_table is not None, self.loss_type, batch, self.n_items,
+                                    self.neg_samples)
+        table = self.item_table(rows)
         return next_item_loss(self.forward(batch["seqs"], None if self.text_table is None else table),
-                              batch["targets"], table, self.loss_type, self.neg_samples)
+                              batch["targets"], table, self.loss_type, self.neg_samples, negatives=neg)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Recommender, SequenceModelConfig, next_item_loss
+from .base import Recommender, SequenceModelConfig, next_item_loss, table_loss_rows
 from .layers import TransformerBlock, attention_mask
 from .text_table import ItemTableSettings, build_text_table, check_table_support
 
@@ -77,9 +77,11 @@ class SASRec(Recommender):
             x = block(x, mask)
         return self.ln(x)
 
-    def item_table(self) -> torch.Tensor:
+    def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The item representation ``(n_items + 1, hidden)``; ``rows``: with an LM item table, only these rows
+        are built (the rest zero; see :meth:`ItemTextTable.forward`)."""
         if self.text_table is not None:
-            return self.text_table(self.item_emb.weight)
+            return self.text_table(self.item_emb.weight, rows)
         return self.item_emb.weight[: self.n_items + 1]
 
     def input_table(self, table: torch.Tensor) -> torch.Tensor | None:
@@ -95,6 +97,8 @@ class SASRec(Recommender):
         return self.forward(seqs, self.input_table(table))[:, -1] @ table.T
 
     def loss(self, batch: dict) -> torch.Tensor:
-        table = self.item_table()
+        neg, rows = table_loss_rows(self.text_table is not None, self.loss_type, batch, self.n_items,
+                                    self.neg_samples)
+        table = self.item_table(rows)
         return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table,
-                              self.loss_type, self.neg_samples)
+                              self.loss_type, self.neg_samples, negatives=neg)

@@ -144,7 +144,15 @@ class ItemTextTable(nn.Module):
                 nn.init.normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, id_weight: torch.Tensor) -> torch.Tensor:
+    def forward(self, id_weight: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``rows`` (distinct item indices in 1..n): only those rows are computed, the others are zero -- for a
+        training batch whose loss reads a few thousand of the catalogue's rows (sampled negatives): the
+        adapter over the whole catalogue is otherwise most of an epoch's cost."""
+        if rows is not None:
+            out = self.adapter(self.text[rows])
+            if self.mode == "add":
+                out = out + id_weight[rows]
+            return out.new_zeros(self.n_items + 1, out.shape[1]).index_copy(0, rows, out)
         # Scoring calls this once per evaluation batch; with no gradient and dropout off the result only
         # changes when a weight does, so it is reused until then (the same computation, bit for bit: a
         # validation pass over ~90 user batches otherwise re-runs the adapter over the whole catalogue each time).
