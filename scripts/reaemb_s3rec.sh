@@ -14,8 +14,9 @@
 # DTYPE (default bfloat16): the LM's weights in training and table generation; on a CPU with AVX512-BF16 a
 # forward pass is ~3.7x faster than float32 (measured on this machine), LoRA and the thought module stay float32.
 # Env: DATASETS, LM, DTYPE, S1_STEPS, S1_BATCH, S2_STEPS, S2_ANCHORS, MAX_MINUTES (per stage and call), MODELS,
-#      SEEDS (SASRec), EMBS (default "id plain stage1 stage2"), OUT, LM_ONLY, QUEUE. EMBS=id QUEUE=FILE lists the
-#      ID-embedding runs of datasets whose tables are not made yet (they need no LM).
+#      EPOCHS (default 300, the authors' bound; early stopping ends most runs well before it), SEEDS (SASRec),
+#      EMBS (default "id plain stage1 stage2"), OUT, LM_ONLY, QUEUE. EMBS=id QUEUE=FILE lists the ID-embedding
+#      runs of datasets whose tables are not made yet (they need no LM).
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Yelp"}
 LM=${LM:-smollm2-135m}
@@ -26,6 +27,7 @@ S2_STEPS=${S2_STEPS:-60}
 S2_ANCHORS=${S2_ANCHORS:-2000}
 MAX_MINUTES=${MAX_MINUTES:-60}
 MODELS=${MODELS:-"sasrec gru4rec bert4rec"}
+EPOCHS=${EPOCHS:-300}
 SEEDS=${SEEDS:-"1 2 3"}
 EMBS=${EMBS:-"id plain stage1 stage2"}
 OUT=${OUT:-runs/reaemb-s3rec}
@@ -61,7 +63,7 @@ for ds in $DATASETS; do
       for seed in $seeds; do
         d="$OUT/$ds/$model/$emb/seed$seed"
         train=(semcollab train --model "$model" --dataset "s3rec:$ds" --config "$cfg" --train.seed="$seed"
-               --output_dir="$d" "${extra[@]}")
+               --train.epochs="$EPOCHS" --output_dir="$d" "${extra[@]}")
         # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json)
         sampled="python scripts/evaluate_sampled.py $d/*/"
         if [ -n "${QUEUE:-}" ]; then
