@@ -3,7 +3,7 @@ table, ReaEmb after stage 1 and after stages 1+2; full ranking and the paper's p
 negatives, "sampled-uniform-100"); overall and tail (test target among the 80% least popular training items;
 the cut in interactions is printed). Epochs: run (best); * = stopped by the epoch cap or the time cap
 (train.epochs / max_minutes), not by early stopping. Mean ± std over seeds where there are several; Welch t-tests for the
-claims (stage2 vs stage1, each table vs id) where both sides have >= 2 runs.
+claims (stage2 vs stage1, stage1 vs plain, each table vs id) where both sides have >= 2 runs.
 
 Usage: python scripts/reaemb_downstream_table.py [OUT_DIR] > docs/tables/reaemb_downstream.md
 OUT_DIR (default runs/reaemb-s3rec) holds <dataset>/<model>/<embedding>/seed<N>/<run>/ as written by
@@ -79,7 +79,8 @@ for ds in datasets:
                   f"{cell(pick(rs, 'sampled', 'overall', 'hr@10'))} | "
                   f"{cell(pick(rs, 'sampled', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'sampled', 'tail', 'ndcg@10'))} | "
                   f"{', '.join(m[2] for m in rs.values())} |")
-        for a, b in (("stage2", "stage1"), ("stage1", "id"), ("stage2", "id"), ("plain", "id"), ("stage2", "plain")):
+        for a, b in (("stage2", "stage1"), ("stage1", "plain"), ("stage1", "id"), ("stage2", "id"), ("plain", "id"),
+                     ("stage2", "plain")):
             for which in ("full", "sampled"):
                 for group in ("overall", "tail"):
                     x, y = pick(table[a], which, group, "ndcg@10"), pick(table[b], which, group, "ndcg@10")
