@@ -1,6 +1,7 @@
 """The ReaEmb downstream table: per dataset, SASRec / GRU4Rec / BERT4Rec with ID embeddings, the plain LM
 table, ReaEmb after stage 1 and after stages 1+2; full ranking and the paper's protocol (100 uniform random
-negatives, "sampled-uniform-100"); overall and tail (test target among the 80% least popular training items;
+negatives, "sampled-uniform-100"; and 100 negatives drawn by training popularity, "popularity-100", which
+asks whether a protocol's verdict comes from easy, rarely-bought negatives); overall and tail (test target among the 80% least popular training items;
 the cut in interactions is printed). Epochs: run (best); * = stopped by the epoch cap or the time cap
 (train.epochs / max_minutes), not by early stopping. Mean ± std over seeds where there are several; Welch t-tests for the
 claims (stage2 vs stage1, stage1 vs plain, each table vs id) where both sides have >= 2 runs.
@@ -8,7 +9,8 @@ claims (stage2 vs stage1, stage1 vs plain, each table vs id) where both sides ha
 Usage: python scripts/reaemb_downstream_table.py [OUT_DIR] > docs/tables/reaemb_downstream.md
 OUT_DIR (default runs/reaemb-s3rec) holds <dataset>/<model>/<embedding>/seed<N>/<run>/ as written by
 scripts/reaemb_s3rec.sh; a run counts once it has metrics.json (its sampled column stays empty until
-sampled-uniform-100.json is there)."""
+sampled-uniform-100.json is there; the popularity column likewise, from
+`python scripts/evaluate_sampled.py RUN_DIR --negatives popularity`)."""
 
 import json
 import sys
@@ -32,12 +34,13 @@ def runs(ds, model, emb):
             raise SystemExit(f"{seed_dir} holds {len(done)} finished runs; keep one")
         if done:
             r = done[0]
-            s = r / "sampled-uniform-100.json"
+            s, pop = r / "sampled-uniform-100.json", r / "sampled-popularity-100.json"
             fit = json.loads((r / "run.json").read_text())["fit"]
             out[seed_dir.name] = (json.loads((r / "metrics.json").read_text())["test"],
                                   json.loads(s.read_text()) if s.exists() else None,
                                   f"{fit['epochs_run']} ({fit['best_epoch']})"
-                                  + ("*" if fit.get("stopped_by") in ("epochs", "max_minutes") else ""))
+                                  + ("*" if fit.get("stopped_by") in ("epochs", "max_minutes") else ""),
+                                  json.loads(pop.read_text()) if pop.exists() else None)
     return out
 
 
@@ -49,7 +52,7 @@ def cell(vals):
 
 
 def pick(rs, which, group, metric):
-    i = 0 if which == "full" else 1
+    i = {"full": 0, "sampled": 1, "popularity": 3}[which]
     return [m[i][group][metric] for m in rs.values() if m[i] is not None]
 
 
@@ -65,8 +68,8 @@ for ds in datasets:
     print(f"\n### {ds}\n\nTail: test targets among the 80% least popular items in training "
           f"(at most {cut if cut is not None else '?'} training interactions).\n")
     print("| model | item embedding | runs | NDCG@10 full | tail NDCG@10 full | HR@10 sampled-100 | "
-          "NDCG@10 sampled-100 | tail NDCG@10 sampled-100 | epochs (best) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "NDCG@10 sampled-100 | tail NDCG@10 sampled-100 | NDCG@10 popularity-100 | epochs (best) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for model in MODELS:
         table = {e: runs(ds, model, e) for e in EMBS}
         for e in EMBS:
@@ -78,10 +81,11 @@ for ds in datasets:
                   f"{cell(pick(rs, 'full', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'full', 'tail', 'ndcg@10'))} | "
                   f"{cell(pick(rs, 'sampled', 'overall', 'hr@10'))} | "
                   f"{cell(pick(rs, 'sampled', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'sampled', 'tail', 'ndcg@10'))} | "
+                  f"{cell(pick(rs, 'popularity', 'overall', 'ndcg@10'))} | "
                   f"{', '.join(m[2] for m in rs.values())} |")
         for a, b in (("stage2", "stage1"), ("stage1", "plain"), ("stage1", "id"), ("stage2", "id"), ("plain", "id"),
                      ("stage2", "plain")):
-            for which in ("full", "sampled"):
+            for which in ("full", "sampled", "popularity"):
                 for group in ("overall", "tail"):
                     x, y = pick(table[a], which, group, "ndcg@10"), pick(table[b], which, group, "ndcg@10")
                     if len(x) >= 2 and len(y) >= 2:

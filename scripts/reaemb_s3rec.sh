@@ -64,11 +64,12 @@ for ds in $DATASETS; do
         d="$OUT/$ds/$model/$emb/seed$seed"
         train=(semcollab train --model "$model" --dataset "s3rec:$ds" --config "$cfg" --train.seed="$seed"
                --train.epochs="$EPOCHS" --output_dir="$d" "${extra[@]}")
-        # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json)
-        sampled="python scripts/evaluate_sampled.py $d/*/"
+        # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json),
+        # then 100 negatives drawn by popularity (sampled-popularity-100.json); each skipped when its file exists
+        sampled="python scripts/evaluate_sampled.py $d/*/ && python scripts/evaluate_sampled.py $d/*/ --negatives popularity"
         if [ -n "${QUEUE:-}" ]; then
           if done_in "$d"; then
-            ls "$d"/*/sampled-uniform-100.json >/dev/null 2>&1 && continue
+            ls "$d"/*/sampled-uniform-100.json "$d"/*/sampled-popularity-100.json >/dev/null 2>&1 && continue
             line=$sampled
           else
             line="${train[*]} && $sampled"
@@ -77,7 +78,10 @@ for ds in $DATASETS; do
           continue
         fi
         done_in "$d" || run "${train[@]}"
-        if done_in "$d" || [ -n "${DRY:-}" ]; then run python scripts/evaluate_sampled.py "$d"/*/; fi
+        if done_in "$d" || [ -n "${DRY:-}" ]; then
+          run python scripts/evaluate_sampled.py "$d"/*/
+          run python scripts/evaluate_sampled.py "$d"/*/ --negatives popularity
+        fi
       done
     done
   done
