@@ -26,7 +26,11 @@ EMB_NAME = {"id": "ID", "plain": "plain LM (LLMEmb-style)", "stage1": "ReaEmb st
 
 
 def runs(ds, model, emb):
-    """{seed: (full test metrics, sampled metrics or None)}; refuses two finished runs of one seed."""
+    """{seed: {"full": test metrics, "sampled" / "popularity": re-evaluation or None, "epochs": "run (best)"}};
+    refuses two finished runs of one seed."""
+    def optional(f):
+        return json.loads(f.read_text()) if f.exists() else None
+
     out = {}
     for seed_dir in sorted((OUT / ds / model / emb).glob("seed*")):
         done = [r for r in sorted(seed_dir.iterdir()) if (r / "metrics.json").exists()]
@@ -34,13 +38,13 @@ def runs(ds, model, emb):
             raise SystemExit(f"{seed_dir} holds {len(done)} finished runs; keep one")
         if done:
             r = done[0]
-            s, pop = r / "sampled-uniform-100.json", r / "sampled-popularity-100.json"
             fit = json.loads((r / "run.json").read_text())["fit"]
-            out[seed_dir.name] = (json.loads((r / "metrics.json").read_text())["test"],
-                                  json.loads(s.read_text()) if s.exists() else None,
-                                  f"{fit['epochs_run']} ({fit['best_epoch']})"
-                                  + ("*" if fit.get("stopped_by") in ("epochs", "max_minutes") else ""),
-                                  json.loads(pop.read_text()) if pop.exists() else None)
+            out[seed_dir.name] = {
+                "full": json.loads((r / "metrics.json").read_text())["test"],
+                "sampled": optional(r / "sampled-uniform-100.json"),
+                "popularity": optional(r / "sampled-popularity-100.json"),
+                "epochs": f"{fit['epochs_run']} ({fit['best_epoch']})"
+                          + ("*" if fit.get("stopped_by") in ("epochs", "max_minutes") else "")}
     return out
 
 
@@ -52,8 +56,7 @@ def cell(vals):
 
 
 def pick(rs, which, group, metric):
-    i = {"full": 0, "sampled": 1, "popularity": 3}[which]
-    return [m[i][group][metric] for m in rs.values() if m[i] is not None]
+    return [m[which][group][metric] for m in rs.values() if m[which] is not None]
 
 
 datasets = sorted(d.name for d in OUT.iterdir() if d.is_dir() and any((d / m).is_dir() for m in MODELS))
@@ -76,13 +79,13 @@ for ds in datasets:
             rs = table[e]
             if not rs:
                 continue
-            n_s = sum(m[1] is not None for m in rs.values())
+            n_s = sum(m["sampled"] is not None for m in rs.values())
             print(f"| {model} | {EMB_NAME[e]} | {len(rs)}{'' if n_s == len(rs) else f' ({n_s} sampled)'} | "
                   f"{cell(pick(rs, 'full', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'full', 'tail', 'ndcg@10'))} | "
                   f"{cell(pick(rs, 'sampled', 'overall', 'hr@10'))} | "
                   f"{cell(pick(rs, 'sampled', 'overall', 'ndcg@10'))} | {cell(pick(rs, 'sampled', 'tail', 'ndcg@10'))} | "
                   f"{cell(pick(rs, 'popularity', 'overall', 'ndcg@10'))} | "
-                  f"{', '.join(m[2] for m in rs.values())} |")
+                  f"{', '.join(m['epochs'] for m in rs.values())} |")
         for a, b in (("stage2", "stage1"), ("stage1", "plain"), ("stage1", "id"), ("stage2", "id"), ("plain", "id"),
                      ("stage2", "plain")):
             for which in ("full", "sampled", "popularity"):

@@ -78,10 +78,7 @@ for ds in $DATASETS; do
           continue
         fi
         done_in "$d" || run "${train[@]}"
-        if done_in "$d" || [ -n "${DRY:-}" ]; then
-          run python scripts/evaluate_sampled.py "$d"/*/
-          run python scripts/evaluate_sampled.py "$d"/*/ --negatives popularity
-        fi
+        if done_in "$d" || [ -n "${DRY:-}" ]; then run bash -c "$sampled"; fi
       done
     done
   done
