@@ -50,9 +50,9 @@ def all_rows_loss(m, batch):
                           args.neg_samples, negatives=neg)
 
 
-builder = BatchBuilder(variants["id"][0].batch_kind, split.train_sequences(), split.n_items, 50,
-                       getattr(variants["id"][0].cfg, "mask_prob", 0.2), getattr(variants["id"][0], "mask_token", None),
-                       length_buckets=True)
+ref = variants["id"][0]  # every variant reads the same batches
+builder = BatchBuilder(ref.batch_kind, split.train_sequences(), split.n_items, 50, getattr(ref.cfg, "mask_prob", 0.2),
+                       getattr(ref, "mask_token", None), length_buckets=True)
 seconds = dict.fromkeys(variants, 0.0)
 rows_read = []
 for i, batch in enumerate(builder.epoch(args.batch_size, np.random.default_rng(0), "cpu")):

@@ -99,6 +99,26 @@ def test_ablations_change_what_they_should(split, tiny_lm4):
         assert not np.allclose(predict(other, part), base)
 
 
+def test_lora_lr_sets_the_joint_stage_lora_rate_apart_from_the_mappers(split, tiny_lm4):
+    part = split.parts["test"]
+    default, _ = _fit(split, tiny_lm4)
+    soft_lr = default.cfg.soft_lr
+    same, _ = _fit(split, tiny_lm4, lora_lr=soft_lr)  # its own checkpoint, the same trajectory
+    np.testing.assert_allclose(predict(same, part), predict(default, part), atol=1e-5)
+    slow, _ = _fit(split, tiny_lm4, lora_lr=soft_lr * 1e-3)
+    assert not np.allclose(predict(slow, part), predict(default, part), atol=1e-5)
+    frozen, _ = _fit(split, tiny_lm4, train_lora=False)  # LoRA as step 1 left it
+
+    def lora_shift(model):
+        after, start = model.trainable_state_dict(), frozen.trainable_state_dict()
+        return sum(float((after[k] - start[k]).abs().sum()) for k in after if "lora_" in k)
+
+    # Adam moves each weight by about its rate per step: 1e-3 of the rate moves LoRA ~1e-3 as far
+    assert lora_shift(default) > 0 and lora_shift(slow) < 0.01 * lora_shift(default)
+    with pytest.raises(ValueError, match="lora_lr"):
+        build_ctr_model("sailrec", {"lm": str(tiny_lm4), **FAST, "lora_lr": 0}, split)
+
+
 def test_full_suppression_cuts_the_collaborative_tokens_off(split, tiny_lm4):
     model = build_ctr_model("sailrec", {"lm": str(tiny_lm4), **FAST, "steering": "suppress",
                                         "steer_magnitude": 1e9}, split)

@@ -120,6 +120,49 @@ def test_nothing_trainable_is_an_error():
         train_lm(lambda b: b, [frozen], [1], [1], list, LMTrainConfig(progress=False), log=None)
 
 
+def _two_entries():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    return {"a": a, "b": b}
+
+
+def _one_step(trainable, ckpt=None, **kw):
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    cfg = LMTrainConfig(epochs=1, batch_size=4, lr=1e-2, warmup_ratio=0.0, weight_decay=0.0, progress=False)
+    return train_lm(lambda rows: (trainable["a"](x[rows]) ** 2).sum() + (trainable["b"](x[rows]) ** 2).sum(),
+                    trainable, list(range(4)), [1] * 4, torch.tensor, cfg, checkpoint_dir=ckpt, log=None, **kw)
+
+
+def test_lr_scale_trains_an_entry_at_its_own_rate(tmp_path):
+    trainable = _two_entries()
+    before = {k: m.weight.detach().clone() for k, m in trainable.items()}
+    _one_step(trainable, lr_scale={"b": 0.1})
+    step = {k: (trainable[k].weight.detach() - before[k]).abs() for k in trainable}
+    # Adam's first step moves every weight by lr (its update is g / |g|): 1e-2 for a, 1e-3 for b
+    assert torch.allclose(step["a"], torch.full_like(step["a"], 1e-2), rtol=1e-3)
+    assert torch.allclose(step["b"], torch.full_like(step["b"], 1e-3), rtol=1e-3)
+
+
+def test_lr_scale_is_part_of_the_checkpoint_and_checked():
+    with pytest.raises(ValueError, match=r"lr_scale names \['c'\]"):
+        _one_step(_two_entries(), lr_scale={"c": 0.5})
+    with pytest.raises(ValueError, match=r"lr_scale\['b'\] must be a finite number > 0"):
+        _one_step(_two_entries(), lr_scale={"b": 0.0})
+    with pytest.raises(ValueError, match="needs `trainable` as a dict"):
+        train_lm(lambda b: b, [torch.nn.Linear(2, 2)], [1], [1], list, LMTrainConfig(progress=False), log=None,
+                 lr_scale={"0": 0.5})
+
+
+def test_a_checkpoint_refuses_another_lr_scale(tmp_path):
+    _one_step(_two_entries(), tmp_path / "ck", lr_scale={"b": 0.1})
+    with pytest.raises(ValueError, match="lr_scale"):
+        _one_step(_two_entries(), tmp_path / "ck")
+    with pytest.raises(ValueError, match="lr_scale"):
+        _one_step(_two_entries(), tmp_path / "ck", lr_scale={"b": 0.2})
+    assert _one_step(_two_entries(), tmp_path / "ck", lr_scale={"b": 0.1}).stopped_by == "already_finished"
+
+
 def test_length_buckets():
     lengths = [5, 1, 9, 3, 3, 7, 2, 8, 6, 4, 10]
     a = length_bucketed_batches(lengths, 3, seed=0, epoch=0)

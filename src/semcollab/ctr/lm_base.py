@@ -189,7 +189,7 @@ class LMCTRModel(nn.Module):
                              progress=train_cfg.progress)
 
     def run_stage(self, stage: str, key: dict, trainable, split: CTRSplit, lr: float, epochs: int, train_cfg, log,
-                  max_rows: int | None = None):
+                  max_rows: int | None = None, lr_scale: dict | None = None):
         """Train ``trainable`` on the training rows (a fixed random ``max_rows`` of them, if given) with the
         model's loss; resumable under a cache folder named by ``key`` (settings + data). Raises
         :class:`TrainingIncomplete` at the time cap."""
@@ -204,9 +204,11 @@ class LMCTRModel(nn.Module):
         ckpt = Path(default_cache_dir()) / "lm-ctr" / f"{stage}-{_hash(key)}"
         lcfg = self.lm_train_config(lr, epochs, train_cfg)
         if log:
-            log(f"{stage}: {len(part)} rows, {epochs} epoch(s), lr {lr}, checkpoints in {ckpt}")
+            scaled = "".join(f", {k} at lr {lr * v:g}" for k, v in (lr_scale or {}).items())
+            log(f"{stage}: {len(part)} rows, {epochs} epoch(s), lr {lr}{scaled}, checkpoints in {ckpt}")
         res = train_lm(lambda b: self.loss(b), trainable, list(range(len(part))), self.prompt_lengths(part),
-                       lambda rows: part.batch(np.asarray(rows)), lcfg, checkpoint_dir=ckpt, model=self.lm, log=log)
+                       lambda rows: part.batch(np.asarray(rows)), lcfg, checkpoint_dir=ckpt, model=self.lm, log=log,
+                       lr_scale=lr_scale)
         if not res.finished:
             raise TrainingIncomplete(f"{stage} stopped at step {res.steps}/{res.total_steps} "
                                      f"({res.stopped_by}); run the same command again to continue from {ckpt}")

@@ -68,6 +68,7 @@ class SAILRecConfig(CoLLMConfig):
     steer_shallow: float = fraction(0.3)  # share of the layers (from the bottom) that are suppressed
     steer_deep: float = fraction(0.2)  # share of the layers (from the top) that are enhanced
     train_lora: bool = True  # step 5 tunes LoRA jointly with the mappers (paper); false: mappers only
+    lora_lr: float | None = None  # step 5's LoRA learning rate; None: soft_lr, the mappers' rate
     profile_words: int = at_least(8, 1)
     profile_recent: int = at_least(3, 0)  # latest liked titles quoted in the profile
     semantic_batch_size: int = at_least(32, 1)
@@ -76,6 +77,8 @@ class SAILRecConfig(CoLLMConfig):
         parent = getattr(super(), "_check", None)
         if parent is not None:
             yield from parent()
+        if self.lora_lr is not None and not (isinstance(self.lora_lr, (int, float)) and self.lora_lr > 0):
+            yield "lora_lr", f"lora_lr must be a number > 0 or null (= soft_lr), got {self.lora_lr!r}"
         if self.steer_shallow + self.steer_deep > 1:
             yield "steer_shallow", f"steer_shallow + steer_deep must be <= 1, got {self.steer_shallow} + {self.steer_deep}"
         if self.mapper_hidden % self.mapper_heads:
@@ -286,9 +289,12 @@ class SAILRec(CoLLM):
             "model": "sailrec", "semantic": "v1", "schedule": [round(b, 6) for b in self.schedule],
             **{k: getattr(c, k) for k in ("n_user_tokens", "mapper_hidden", "mapper_heads", "item_align", "user_align",
                                           "align_temperature", "warmup_epochs", "warmup_lr", "warmup_batch_size",
-                                          "train_lora", "profile_words", "profile_recent")}})
+                                          "train_lora", "profile_words", "profile_recent")},
+            # only when set, so joint stages cached before the setting existed still resume
+            **({"lora_lr": c.lora_lr} if c.lora_lr is not None and c.train_lora else {})})
+        scale = {"lora": c.lora_lr / c.soft_lr} if c.lora_lr is not None and c.train_lora else None
         res, _ = self.run_stage("sailrec-joint", key, trainable, split, c.soft_lr, c.soft_epochs, train_cfg, log,
-                                max_rows=c.soft_max_rows)
+                                max_rows=c.soft_max_rows, lr_scale=scale)
         out.add("sailrec-joint", res)
         self.freeze_lm()
         return out

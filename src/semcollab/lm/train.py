@@ -121,6 +121,24 @@ def _named_trainable(trainable) -> dict[str, nn.Parameter]:
     return named
 
 
+def _param_groups(named: dict[str, nn.Parameter], cfg: LMTrainConfig, lr_scale: dict[str, float]) -> list[dict]:
+    """Matrices decay, vectors (biases, norms) do not; with ``lr_scale`` each scaled entry of ``trainable``
+    (parameter names start with its key) gets its own pair of groups. Empty groups are left out so the
+    optimizer state of a run without scales keeps its two groups."""
+    def entry(name: str) -> str | None:
+        return next((k for k in lr_scale if name == k or name.startswith(k + ".")), None)
+
+    groups = []
+    for scale_key in [None, *lr_scale]:
+        ps = [(n, p) for n, p in named.items() if entry(n) == scale_key]
+        lr = cfg.lr * (lr_scale[scale_key] if scale_key is not None else 1.0)
+        for decay in (True, False):
+            chosen = [p for _, p in ps if (p.ndim >= 2) == decay]
+            if chosen or scale_key is None:
+                groups.append({"params": chosen, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
+    return groups
+
+
 def _to_device(batch, device: torch.device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -155,15 +173,18 @@ def _save_atomic(obj, path: Path) -> None:
 def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
              collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
-             log: Callable[[str], None] | None = print) -> LMTrainResult:
+             log: Callable[[str], None] | None = print,
+             lr_scale: Mapping[str, float] | None = None) -> LMTrainResult:
     """Train the parameters in ``trainable`` (modules — only their ``requires_grad`` parameters — or
     parameters; a dict gives them stable names in checkpoints) on ``rows``.
 
     ``lengths[i]`` is row i's token length (for bucketing and tokens/s); ``collate(list_of_rows)`` builds a
     batch, moved to the device (tensors inside dicts/lists too). ``model`` (optional) is the LM, for
     gradient checkpointing on CUDA. ``should_stop(step)``, asked after each optimizer step, stops the run
-    like the time cap does (checkpoint, return). Rerunning with the same ``checkpoint_dir`` resumes; a
-    finished run loads its final parameters and returns at once."""
+    like the time cap does (checkpoint, return). ``lr_scale`` ({key of ``trainable``: factor}) trains that
+    entry at ``cfg.lr * factor`` on the same schedule, e.g. LoRA slower than freshly initialised mappers.
+    Rerunning with the same ``checkpoint_dir`` resumes; a finished run loads its final parameters and returns
+    at once."""
     cfg.validate()
     if len(rows) != len(lengths):
         raise ValueError(f"rows ({len(rows)}) and lengths ({len(lengths)}) differ in length")
@@ -176,6 +197,16 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
         raise ValueError("nothing to train: no parameter in `trainable` has requires_grad=True")
     modules = [m for m in (trainable.values() if isinstance(trainable, Mapping) else trainable) if isinstance(m, nn.Module)]
     params = list(named.values())
+    lr_scale = dict(lr_scale or {})
+    if lr_scale:
+        if not isinstance(trainable, Mapping):
+            raise ValueError("lr_scale needs `trainable` as a dict: its keys name the entries to scale")
+        unknown = sorted(set(lr_scale) - set(trainable))
+        if unknown:
+            raise ValueError(f"lr_scale names {unknown}, which are not keys of `trainable` ({sorted(trainable)})")
+        for k, v in lr_scale.items():
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"lr_scale[{k!r}] must be a finite number > 0, got {v!r}")
     on_cuda = device.type == "cuda"
     use_bf16 = cfg.bf16 and on_cuda
 
@@ -187,18 +218,19 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     torch.manual_seed(cfg.seed)
     from transformers import get_scheduler
 
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(_param_groups(named, cfg, lr_scale), lr=cfg.lr)
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * total), num_training_steps=total)
     key = {"config": cfg.trajectory_key(), "n_rows": len(rows),
            "params": {n: tuple(p.shape) for n, p in named.items()}}
+    if lr_scale:  # only when given, so checkpoints written before the setting existed still resume
+        key["lr_scale"] = {k: float(v) for k, v in sorted(lr_scale.items())}
     step, epoch, pos, order, losses, resumed = 0, 0, 0, None, [], None
 
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["key"] != key:
-            diff = sorted(k for k in key if state["key"].get(k) != key[k])
+            diff = sorted(k for k in {**state["key"], **key} if state["key"].get(k) != key.get(k))
             raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {diff}; use a new checkpoint dir "
                              f"or delete it to start over")
         with torch.no_grad():
