@@ -10,6 +10,7 @@ from semcollab.lm import (
     add_lora,
     embed_with_soft_tokens,
     length_bucketed_batches,
+    longest_first_batches,
     train_lm,
     yes_no_logits,
     yes_no_loss,
@@ -171,3 +172,12 @@ def test_length_buckets():
     assert spans[-1] <= 2  # sorted then chunked: neighbours in length share a batch
     assert a == length_bucketed_batches(lengths, 3, seed=0, epoch=0)
     assert any(length_bucketed_batches(lengths, 3, seed=0, epoch=e) != a for e in range(1, 5))
+
+
+def test_longest_first_batches_by_hand():
+    # lengths 3, 5, 3, 9, 1: longest first, the two 3s in input order (rows 0 then 2)
+    got = [b.tolist() for b in longest_first_batches([3, 5, 3, 9, 1], 2)]
+    assert got == [[3, 1], [0, 2], [4]]
+    assert longest_first_batches([], 4) == []
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        longest_first_batches([1, 2], 0)

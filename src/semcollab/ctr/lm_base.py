@@ -170,12 +170,10 @@ class LMCTRModel(nn.Module):
         device the model lives on (``device`` is accepted for the common ``predict`` signature)."""
         self.eval()
         device = next(self.parameters()).device
-        lengths = np.asarray(self.prompt_lengths(part))
-        order = np.argsort(-lengths, kind="stable")
+        from ..lm import longest_first_batches
+
         out = np.zeros(len(part), dtype=np.float64)
-        bs = self.cfg.score_batch_size
-        for s in range(0, len(order), bs):
-            idx = order[s:s + bs]
+        for idx in longest_first_batches(self.prompt_lengths(part), self.cfg.score_batch_size):
             out[idx] = torch.sigmoid(self.logits(part.batch(idx, device))).float().cpu().numpy()
         return out
 

@@ -33,14 +33,14 @@ from .scoring import (
                       yes_probability,
 )
 from .soft_tokens import embed_with_soft_tokens
-from .train import LMTrainConfig, LMTrainResult, length_bucketed_batches, train_lm
+from .train import LMTrainConfig, LMTrainResult, length_bucketed_batches, longest_first_batches, train_lm
 
 __all__ = [
     "STEER_ATTENTION", "AttentionControl", "AttentionRecord", "install_attention_control", "steering_schedule",
     "ITEM_TOKEN", "SELLA_MOVIE", "SOFT_TOKENS", "TALLREC_MOVIE", "USER_TOKEN", "WARM_TOKEN",
     "LMTrainConfig", "LMTrainResult", "LoRAConfig", "PromptTemplate",
     "add_lora", "add_special_tokens", "answer_token_ids", "body_hidden", "embed_with_soft_tokens", "encode_texts",
-    "last_token_index", "length_bucketed_batches", "lm_body", "load_adapter", "load_causal_lm",
+    "last_token_index", "length_bucketed_batches", "lm_body", "longest_first_batches", "load_adapter", "load_causal_lm",
     "position_ids_from_mask", "save_adapter", "score_prompts", "set_padding", "token_positions", "train_lm",
     "unwrap_peft", "yes_no_logits", "yes_no_logits_full_head", "yes_no_loss", "yes_probability",
 ]

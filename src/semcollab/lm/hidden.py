@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .body import body_hidden, last_token_index
+from .train import longest_first_batches
 
 
 @torch.no_grad()
@@ -28,12 +29,10 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], layer: int = -1,
 
     device = next(model.parameters()).device
     lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
-    order = np.argsort(-np.asarray(lengths), kind="stable")
     was_training = model.training
     model.eval()
     try:
-        for s in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="hidden states"):
-            idx = order[s:s + batch_size]
+        for idx in tqdm(longest_first_batches(lengths, batch_size), disable=not progress, desc="hidden states"):
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                             max_length=max_length).to(device)
             mask = enc["attention_mask"]

@@ -41,7 +41,7 @@ from .body import body_hidden, lm_body, position_ids_from_mask, unwrap_peft
 from .lora import LoRAConfig, add_lora
 from .prompts import add_special_tokens, token_positions
 from .soft_tokens import embed_with_soft_tokens
-from .train import LMTrainConfig, LMTrainResult, train_lm
+from .train import LMTrainConfig, LMTrainResult, longest_first_batches, train_lm
 
 THOUGHT_TOKEN = "<|Thought|>"
 MODES = ("plain", "two_pass", "kv_reuse")
@@ -687,13 +687,11 @@ def generate_table(encoder: ReaEmbEncoder, texts: Sequence[str], mode: str = "kv
         return out
     from tqdm.auto import tqdm
 
-    lengths = [len(r) for r in encoder.token_ids(texts)]
-    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches = longest_first_batches([len(r) for r in encoder.token_ids(texts)], batch_size)
     was = encoder.training
     encoder.eval()
     try:
-        for s in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="reaemb"):
-            idx = order[s:s + batch_size]
+        for idx in tqdm(batches, disable=not progress, desc="reaemb"):
             out[idx] = encoder.embed_texts([texts[i] for i in idx], mode).cpu().numpy()
     finally:
         encoder.train(was)

@@ -109,6 +109,16 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, 
     return [chunks[i] for i in rng.permutation(len(chunks))]
 
 
+def longest_first_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Row indices chunked longest first (ties in input order): the inference counterpart of
+    :func:`length_bucketed_batches`, for encoding and scoring that write each chunk back with ``out[idx] = ...``.
+    The longest batch comes first, so running out of memory shows at once."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 def _named_trainable(trainable) -> dict[str, nn.Parameter]:
     items = trainable.items() if isinstance(trainable, Mapping) else ((str(i), t) for i, t in enumerate(trainable))
     named, seen = {}, set()
