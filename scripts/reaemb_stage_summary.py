@@ -18,6 +18,8 @@ ap.add_argument("run_dir", type=Path)
 ap.add_argument("--windows", type=int, default=10, help="stage-1 loss is reported as this many window means")
 ap.add_argument("--json-out", type=Path)
 args = ap.parse_args()
+if args.windows < 1:
+    ap.error("--windows must be >= 1")
 
 
 def read_json(path: Path) -> dict:
@@ -26,22 +28,32 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+if not (args.run_dir / "config.yaml").exists():
+    raise SystemExit(f"{args.run_dir / 'config.yaml'} not found: is {args.run_dir} a `semcollab reaemb train` folder?")
 cfg = yaml.safe_load((args.run_dir / "config.yaml").read_text())
 s1 = read_json(args.run_dir / "stage1" / "final" / "state.json")
 s2 = read_json(args.run_dir / "stage2" / "final" / "state.json")
 out = {"run_dir": str(args.run_dir)}
 
-losses = np.asarray(s1["losses"], dtype=float)
-out["stage1"] = {"steps": s1["steps"], "temperature": s1["temperature"],
-                 "loss_window_means": [round(float(w.mean()), 3) for w in np.array_split(losses, args.windows)]}
+def window_means(x: np.ndarray, n: int) -> list[float]:
+    """Means of ``n`` near-equal consecutive windows (fewer when ``x`` is shorter: no empty window)."""
+    return [round(float(w.mean()), 3) for w in np.array_split(x, min(n, len(x)))] if len(x) else []
 
+
+losses = np.asarray(s1["losses"], dtype=float)  # one per optimizer step
+out["stage1"] = {"steps": s1["steps"], "temperature": s1["temperature"],
+                 "loss_window_means": window_means(losses, args.windows)}
+
+# one noise-free reward per micro-batch (grad_accum of them per optimizer step), of the last call only
 rewards = np.asarray(s2["noise_free_rewards_this_call"], dtype=float)
 k = 1 + int(cfg["stage2"]["n_random"])  # the positive among k candidates; reward 1 / (1 + log2(rank + 2))
 chance = float(np.mean(1.0 / (1.0 + np.log2(np.arange(k) + 2.0))))
-out["stage2"] = {"steps": s2["steps"], "candidates": k, "chance_reward": round(chance, 3),
-                 "noise_free_reward_thirds": [round(float(w.mean()), 3) for w in np.array_split(rewards, 3)]}
-if len(rewards) != s2["steps"]:
-    out["stage2"]["note"] = f"rewards cover the last call only ({len(rewards)} of {s2['steps']} steps)"
+out["stage2"] = {"steps": s2["steps"], "micro_batches_with_reward": len(rewards), "candidates": k,
+                 "chance_reward": round(chance, 3), "noise_free_reward_thirds": window_means(rewards, 3)}
+accum = int(cfg["stage2"].get("grad_accum", 1))
+if len(rewards) < (s2["steps"] - 1) * accum + 1:  # the last step may hold fewer micro-batches
+    out["stage2"]["note"] = (f"rewards cover the last call only ({len(rewards)} micro-batches for {s2['steps']} "
+                             f"steps of {accum})")
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -128,40 +128,71 @@ def _two_entries():
     return {"a": a, "b": b}
 
 
-def _one_step(trainable, ckpt=None, **kw):
+def _one_step(trainable, ckpt=None, epochs=1, **kw):
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
-    cfg = LMTrainConfig(epochs=1, batch_size=4, lr=1e-2, warmup_ratio=0.0, weight_decay=0.0, progress=False)
+    cfg = LMTrainConfig(epochs=epochs, batch_size=4, lr=1e-2, warmup_ratio=0.0, weight_decay=0.0, progress=False)
     return train_lm(lambda rows: (trainable["a"](x[rows]) ** 2).sum() + (trainable["b"](x[rows]) ** 2).sum(),
                     trainable, list(range(4)), [1] * 4, torch.tensor, cfg, checkpoint_dir=ckpt, log=None, **kw)
 
 
-def test_lr_scale_trains_an_entry_at_its_own_rate(tmp_path):
+def test_lr_scale_trains_an_entry_at_its_own_rate():
     trainable = _two_entries()
-    before = {k: m.weight.detach().clone() for k, m in trainable.items()}
+    before = {(k, n): p.detach().clone() for k, m in trainable.items() for n, p in m.named_parameters()}
     _one_step(trainable, lr_scale={"b": 0.1})
-    step = {k: (trainable[k].weight.detach() - before[k]).abs() for k in trainable}
-    # Adam's first step moves every weight by lr (its update is g / |g|): 1e-2 for a, 1e-3 for b
-    assert torch.allclose(step["a"], torch.full_like(step["a"], 1e-2), rtol=1e-3)
-    assert torch.allclose(step["b"], torch.full_like(step["b"], 1e-3), rtol=1e-3)
+    # Adam's first step moves every weight and bias by lr (its update is g / |g|): 1e-2 for a, 1e-3 for b
+    for (k, n), p0 in before.items():
+        moved = (getattr(trainable[k], n).detach() - p0).abs()
+        assert torch.allclose(moved, torch.full_like(moved, 1e-2 if k == "a" else 1e-3), rtol=1e-3), (k, n)
 
 
-def test_lr_scale_is_part_of_the_checkpoint_and_checked():
+def test_without_lr_scale_the_optimizer_groups_are_the_two_they_always_were():
+    from semcollab.lm.train import _param_groups
+
+    params = list(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2)).parameters())
+    groups = _param_groups(params, LMTrainConfig(lr=0.5, weight_decay=0.1), {}, {})
+    assert [(g["weight_decay"], g["lr"], [id(p) for p in g["params"]]) for g in groups] == [
+        (0.1, 0.5, [id(params[0])]), (0.0, 0.5, [id(p) for p in params[1:]])]
+
+
+def test_lr_scale_is_checked():
     with pytest.raises(ValueError, match=r"lr_scale names \['c'\]"):
         _one_step(_two_entries(), lr_scale={"c": 0.5})
-    with pytest.raises(ValueError, match=r"lr_scale\['b'\] must be a finite number > 0"):
-        _one_step(_two_entries(), lr_scale={"b": 0.0})
+    for bad in (0.0, float("inf"), True, "0.5"):
+        with pytest.raises(ValueError, match=r"lr_scale\['b'\] must be a finite number > 0"):
+            _one_step(_two_entries(), lr_scale={"b": bad})
     with pytest.raises(ValueError, match="needs `trainable` as a dict"):
         train_lm(lambda b: b, [torch.nn.Linear(2, 2)], [1], [1], list, LMTrainConfig(progress=False), log=None,
                  lr_scale={"0": 0.5})
+    frozen = _two_entries()
+    frozen["b"].requires_grad_(False)
+    with pytest.raises(ValueError, match=r"lr_scale\['b'\] names an entry with no trainable parameter"):
+        _one_step(frozen, lr_scale={"b": 0.5})
+    shared = _two_entries()
+    shared["b"] = torch.nn.ModuleList([torch.nn.Linear(3, 2), shared["a"]])  # a's weights reachable from b too
+    with pytest.raises(ValueError, match="shared by trainable entries 'a' and 'b'"):
+        train_lm(lambda r: r, shared, [1], [1], list, LMTrainConfig(progress=False), log=None, lr_scale={"b": 0.5})
 
 
 def test_a_checkpoint_refuses_another_lr_scale(tmp_path):
     _one_step(_two_entries(), tmp_path / "ck", lr_scale={"b": 0.1})
-    with pytest.raises(ValueError, match="lr_scale"):
+    with pytest.raises(ValueError, match=r"different \['lr_scale'\]"):
         _one_step(_two_entries(), tmp_path / "ck")
-    with pytest.raises(ValueError, match="lr_scale"):
+    with pytest.raises(ValueError, match=r"different \['lr_scale'\]"):
         _one_step(_two_entries(), tmp_path / "ck", lr_scale={"b": 0.2})
     assert _one_step(_two_entries(), tmp_path / "ck", lr_scale={"b": 0.1}).stopped_by == "already_finished"
+
+
+def test_a_run_with_lr_scale_resumes_to_the_uninterrupted_result(tmp_path):
+    full = _two_entries()
+    _one_step(full, epochs=6, lr_scale={"b": 0.1})
+    part = _two_entries()
+    assert _one_step(part, tmp_path / "ck", epochs=6, lr_scale={"b": 0.1},
+                     should_stop=lambda s: s == 3).stopped_by == "stop_requested"
+    resumed = _two_entries()
+    assert _one_step(resumed, tmp_path / "ck", epochs=6, lr_scale={"b": 0.1}).resumed_from_step == 3
+    for k in full:
+        for (n, p), q in zip(full[k].named_parameters(), resumed[k].parameters()):
+            assert torch.equal(p, q), (k, n)
 
 
 def test_length_buckets():

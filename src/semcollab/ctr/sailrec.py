@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -77,8 +78,11 @@ class SAILRecConfig(CoLLMConfig):
         parent = getattr(super(), "_check", None)
         if parent is not None:
             yield from parent()
-        if self.lora_lr is not None and not (isinstance(self.lora_lr, (int, float)) and self.lora_lr > 0):
-            yield "lora_lr", f"lora_lr must be a number > 0 or null (= soft_lr), got {self.lora_lr!r}"
+        if self.lora_lr is not None:
+            if not (math.isfinite(self.lora_lr) and self.lora_lr > 0):
+                yield "lora_lr", f"must be a finite number > 0, or null for soft_lr; got {self.lora_lr!r}"
+            elif not self.train_lora:
+                yield "lora_lr", "is set but train_lora is false: the joint stage trains no LoRA to apply it to"
         if self.steer_shallow + self.steer_deep > 1:
             yield "steer_shallow", f"steer_shallow + steer_deep must be <= 1, got {self.steer_shallow} + {self.steer_deep}"
         if self.mapper_hidden % self.mapper_heads:

@@ -12,6 +12,7 @@ step (no half-accumulated gradients) and atomically (temp file, then ``os.replac
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import random
 import time
@@ -131,20 +132,43 @@ def _named_trainable(trainable) -> dict[str, nn.Parameter]:
     return named
 
 
-def _param_groups(named: dict[str, nn.Parameter], cfg: LMTrainConfig, lr_scale: dict[str, float]) -> list[dict]:
-    """Matrices decay, vectors (biases, norms) do not; with ``lr_scale`` each scaled entry of ``trainable``
-    (parameter names start with its key) gets its own pair of groups. Empty groups are left out so the
-    optimizer state of a run without scales keeps its two groups."""
-    def entry(name: str) -> str | None:
-        return next((k for k in lr_scale if name == k or name.startswith(k + ".")), None)
+def _scaled_entries(trainable: Mapping, lr_scale: dict[str, float]) -> dict[int, str]:
+    """``{id(parameter): key}`` for the trainable parameters of each entry that ``lr_scale`` names, found by
+    walking the entries themselves (not by name prefix). A parameter reachable from two entries with
+    different rates, or a scaled entry with nothing to train, is an error rather than a silent no-op."""
+    unknown = sorted(set(lr_scale) - set(trainable))
+    if unknown:
+        raise ValueError(f"lr_scale names {unknown}, which are not keys of `trainable` ({sorted(trainable)})")
+    for k, v in lr_scale.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"lr_scale[{k!r}] must be a finite number > 0, got {v!r}")
+    rate = {k: lr_scale.get(k, 1.0) for k in trainable}
+    owner: dict[int, str] = {}
+    for key, obj in trainable.items():
+        params = [p for p in (obj.parameters() if isinstance(obj, nn.Module) else [obj]) if p.requires_grad]
+        if key in lr_scale and not params:
+            raise ValueError(f"lr_scale[{key!r}] names an entry with no trainable parameter")
+        for p in params:
+            other = owner.get(id(p), key)
+            if rate[other] != rate[key]:
+                raise ValueError(f"a parameter is shared by trainable entries {other!r} and {key!r}, which "
+                                 f"lr_scale gives different rates ({rate[other]} and {rate[key]})")
+            owner.setdefault(id(p), key)
+    return {i: k for i, k in owner.items() if k in lr_scale}
 
+
+def _param_groups(params: list[nn.Parameter], cfg: LMTrainConfig, scaled: dict[int, str],
+                  lr_scale: dict[str, float]) -> list[dict]:
+    """Matrices decay, vectors (biases, norms) do not. The first two groups are always the unscaled
+    matrices and vectors (so a run without ``lr_scale`` builds exactly the optimizer it always did and old
+    checkpoints load); each scaled entry adds its own non-empty pair after them."""
     groups = []
-    for scale_key in [None, *lr_scale]:
-        ps = [(n, p) for n, p in named.items() if entry(n) == scale_key]
-        lr = cfg.lr * (lr_scale[scale_key] if scale_key is not None else 1.0)
+    for key in [None, *lr_scale]:
+        ps = [p for p in params if scaled.get(id(p)) == key]
+        lr = cfg.lr * (lr_scale[key] if key is not None else 1.0)
         for decay in (True, False):
-            chosen = [p for _, p in ps if (p.ndim >= 2) == decay]
-            if chosen or scale_key is None:
+            chosen = [p for p in ps if (p.ndim >= 2) == decay]
+            if chosen or key is None:
                 groups.append({"params": chosen, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
     return groups
 
@@ -208,15 +232,9 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     modules = [m for m in (trainable.values() if isinstance(trainable, Mapping) else trainable) if isinstance(m, nn.Module)]
     params = list(named.values())
     lr_scale = dict(lr_scale or {})
-    if lr_scale:
-        if not isinstance(trainable, Mapping):
-            raise ValueError("lr_scale needs `trainable` as a dict: its keys name the entries to scale")
-        unknown = sorted(set(lr_scale) - set(trainable))
-        if unknown:
-            raise ValueError(f"lr_scale names {unknown}, which are not keys of `trainable` ({sorted(trainable)})")
-        for k, v in lr_scale.items():
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"lr_scale[{k!r}] must be a finite number > 0, got {v!r}")
+    if lr_scale and not isinstance(trainable, Mapping):
+        raise ValueError("lr_scale needs `trainable` as a dict: its keys name the entries to scale")
+    scaled = _scaled_entries(trainable, lr_scale) if lr_scale else {}
     on_cuda = device.type == "cuda"
     use_bf16 = cfg.bf16 and on_cuda
 
@@ -228,7 +246,7 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     torch.manual_seed(cfg.seed)
     from transformers import get_scheduler
 
-    opt = torch.optim.AdamW(_param_groups(named, cfg, lr_scale), lr=cfg.lr)
+    opt = torch.optim.AdamW(_param_groups(params, cfg, scaled, lr_scale), lr=cfg.lr)
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * total), num_training_steps=total)
     key = {"config": cfg.trajectory_key(), "n_rows": len(rows),
            "params": {n: tuple(p.shape) for n, p in named.items()}}
