@@ -22,18 +22,17 @@ if args.windows < 1:
     ap.error("--windows must be >= 1")
 
 
-def read_json(path: Path) -> dict:
+def read(path: Path) -> str:
     if not path.exists():
         raise SystemExit(f"{path} not found: is {args.run_dir} a finished `semcollab reaemb train` folder?")
-    return json.loads(path.read_text())
+    return path.read_text()
 
 
-if not (args.run_dir / "config.yaml").exists():
-    raise SystemExit(f"{args.run_dir / 'config.yaml'} not found: is {args.run_dir} a `semcollab reaemb train` folder?")
-cfg = yaml.safe_load((args.run_dir / "config.yaml").read_text())
-s1 = read_json(args.run_dir / "stage1" / "final" / "state.json")
-s2 = read_json(args.run_dir / "stage2" / "final" / "state.json")
+cfg = yaml.safe_load(read(args.run_dir / "config.yaml"))
+s1 = json.loads(read(args.run_dir / "stage1" / "final" / "state.json"))
+s2 = json.loads(read(args.run_dir / "stage2" / "final" / "state.json"))
 out = {"run_dir": str(args.run_dir)}
+
 
 def window_means(x: np.ndarray, n: int) -> list[float]:
     """Means of ``n`` near-equal consecutive windows (fewer when ``x`` is shorter: no empty window)."""

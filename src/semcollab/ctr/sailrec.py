@@ -294,9 +294,10 @@ class SAILRec(CoLLM):
             **{k: getattr(c, k) for k in ("n_user_tokens", "mapper_hidden", "mapper_heads", "item_align", "user_align",
                                           "align_temperature", "warmup_epochs", "warmup_lr", "warmup_batch_size",
                                           "train_lora", "profile_words", "profile_recent")},
-            # only when set, so joint stages cached before the setting existed still resume
-            **({"lora_lr": c.lora_lr} if c.lora_lr is not None and c.train_lora else {})})
-        scale = {"lora": c.lora_lr / c.soft_lr} if c.lora_lr is not None and c.train_lora else None
+            # only when set, so joint stages cached before the setting existed still resume (the config check
+            # refuses lora_lr without train_lora, so a set lora_lr always has LoRA to scale)
+            **({"lora_lr": c.lora_lr} if c.lora_lr is not None else {})})
+        scale = {"lora": c.lora_lr / c.soft_lr} if c.lora_lr is not None else None
         res, _ = self.run_stage("sailrec-joint", key, trainable, split, c.soft_lr, c.soft_epochs, train_cfg, log,
                                 max_rows=c.soft_max_rows, lr_scale=scale)
         out.add("sailrec-joint", res)
