@@ -31,7 +31,7 @@ fi
 for ds in $DATASETS; do
   DATASETS=$ds LM=$LM LM_ONLY=1 OUT=$RUNS scripts/reaemb_s3rec.sh
   python scripts/reaemb_stage_summary.py "$RUNS/$ds-$LM" \
-    --json-out "benchmarks/results/reaemb_stage_summary_$ds-$LM.json"
+    --json-out "benchmarks/results/reaemb_stage_summary_$ds-$LM-$TAG.json"
 done
 queue=$(mktemp)
 DATASETS="$DATASETS" LM=$LM OUT=$RUNS QUEUE=$queue scripts/reaemb_s3rec.sh
