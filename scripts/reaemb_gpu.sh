@@ -39,7 +39,7 @@ echo "$(wc -l < "$queue") downstream runs, $JOBS at a time"
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 export OMP_NUM_THREADS=$threads RUNS
 # one log per run under $RUNS/logs; a failed run is reported and the others go on (rerun to retry it)
-xargs -a "$queue" -d '\n' -P "$JOBS" -n 1 bash -c \
+xargs -r -a "$queue" -d '\n' -P "$JOBS" -n 1 bash -c \
   'log=$(mktemp "$RUNS/logs/gpu.XXXXXX"); echo "$(date +%T) start $log $0"; bash -c "$0" > "$log" 2>&1 \
    && echo "$(date +%T) done $log" || echo "$(date +%T) FAILED $log"'
 rm -f "$queue"
