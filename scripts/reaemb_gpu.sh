@@ -28,10 +28,10 @@ if [ -z "${SKIP_BENCH:-}" ]; then
       --batch-size $bs --repeats 3 --json-out "$res"
   done
 fi
+DATASETS="$DATASETS" LM=$LM LM_ONLY=1 OUT=$RUNS scripts/reaemb_s3rec.sh  # it loops over DATASETS itself
 for ds in $DATASETS; do
-  DATASETS=$ds LM=$LM LM_ONLY=1 OUT=$RUNS scripts/reaemb_s3rec.sh
-  python scripts/reaemb_stage_summary.py "$RUNS/$ds-$LM" \
-    --json-out "benchmarks/results/reaemb_stage_summary_$ds-$LM-$TAG.json"
+  res=benchmarks/results/reaemb_stage_summary_$ds-$LM-$TAG.json
+  [ -f "$res" ] || python scripts/reaemb_stage_summary.py "$RUNS/$ds-$LM" --json-out "$res"
 done
 queue=$(mktemp)
 DATASETS="$DATASETS" LM=$LM OUT=$RUNS QUEUE=$queue scripts/reaemb_s3rec.sh
