@@ -13,7 +13,8 @@
 # instead of running it, for a pool of one-thread workers; datasets whose tables are missing are skipped.
 # DTYPE (default bfloat16): the LM's weights in training and table generation; on a CPU with AVX512-BF16 a
 # forward pass is ~3.7x faster than float32 (measured on this machine), LoRA and the thought module stay float32.
-# Env: DATASETS, LM, DTYPE, S1_STEPS, S1_BATCH, S2_STEPS, S2_ANCHORS, MAX_MINUTES (per stage and call), MODELS,
+# Env: DATASETS, LM, DTYPE, S1_STEPS, S1_BATCH, S2_STEPS, S2_ANCHORS, S2_SIGMA (stage-2 rollout noise, relative to the
+#      thought vector's RMS; default 0.1, the paper's sigma), MAX_MINUTES (per stage and call), MODELS,
 #      EPOCHS (default 300, the authors' bound; early stopping ends most runs well before it), SEEDS (SASRec),
 #      EMBS (default "id plain stage1 stage2"), OUT, LM_ONLY, QUEUE. EMBS=id QUEUE=FILE lists the ID-embedding
 #      runs of datasets whose tables are not made yet (they need no LM).
@@ -25,6 +26,7 @@ S1_STEPS=${S1_STEPS:-150}
 S1_BATCH=${S1_BATCH:-16}
 S2_STEPS=${S2_STEPS:-60}
 S2_ANCHORS=${S2_ANCHORS:-2000}
+S2_SIGMA=${S2_SIGMA:-0.1}
 MAX_MINUTES=${MAX_MINUTES:-60}
 MODELS=${MODELS:-"sasrec gru4rec bert4rec"}
 EPOCHS=${EPOCHS:-300}
@@ -43,7 +45,7 @@ for ds in $DATASETS; do
     [ -f "$r/stage2/final/state.json" ] || run semcollab reaemb train --dataset "s3rec:$ds" --lm "$LM" --out "$r" \
       --dtype="$DTYPE" --stage1.max_steps="$S1_STEPS" --stage1.batch_size="$S1_BATCH" \
       --stage1.max_minutes="$MAX_MINUTES" --stage2.max_steps="$S2_STEPS" --stage2.max_anchors="$S2_ANCHORS" \
-      --stage2.max_minutes="$MAX_MINUTES"
+      --stage2.noise_sigma="$S2_SIGMA" --stage2.max_minutes="$MAX_MINUTES"
     mkdir -p "$r/tables"
     [ -f "$r/tables/plain.npy" ] || run semcollab reaemb table --plain --dataset "s3rec:$ds" --lm "$LM" \
       --dtype="$DTYPE" --out "$r/tables/plain.npy"
