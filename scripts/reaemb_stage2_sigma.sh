@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage-2 ablation: rerun ReaEmb's stage 2 with a larger rollout noise on top of the study's finished stage 1,
-# then the stage-2 table, its stage summary and SASRec on it. Why: at the paper's sigma (0.1, relative to the
+# then the stage-2 table, SASRec on it and the stage summary. Why: at the paper's sigma (0.1, relative to the
 # thought vector's RMS) no noisy rollout changed the rank reward (results 15), so stage 2 had no signal.
 #   DATASET=Beauty SIGMA=10 SEEDS=1 scripts/reaemb_stage2_sigma.sh
 # The stage-1 folder and the plain / stage-1 tables are copied from runs/reaemb-s3rec/$DATASET-$LM (they do not
@@ -21,8 +21,8 @@ mkdir -p "$dst/tables"
 for t in plain stage1; do
   for ext in npy json; do [ -f "$dst/tables/$t.$ext" ] || cp "$src/tables/$t.$ext" "$dst/tables/$t.$ext"; done
 done
-DATASETS=$DATASET LM=$LM S2_SIGMA=$SIGMA OUT=$OUT LM_ONLY=1 scripts/reaemb_s3rec.sh
+# one call: the LM part (stage 2 and the tables, whatever EMBS says) and then SASRec on the stage-2 table
+DATASETS=$DATASET LM=$LM S2_SIGMA=$SIGMA OUT=$OUT MODELS=sasrec EMBS=stage2 SEEDS=$SEEDS scripts/reaemb_s3rec.sh
 summary=(python scripts/reaemb_stage_summary.py "$dst" --json-out
          "benchmarks/results/reaemb_stage_summary_$DATASET-$LM-sigma$SIGMA.json")
 if [ -n "${DRY:-}" ]; then echo "${summary[*]}"; elif [ ! -f "${summary[-1]}" ]; then "${summary[@]}"; fi
-DATASETS=$DATASET LM=$LM OUT=$OUT MODELS=sasrec EMBS=stage2 SEEDS=$SEEDS scripts/reaemb_s3rec.sh
