@@ -17,7 +17,9 @@
 #      thought vector's RMS; default 0.1, the paper's sigma), MAX_MINUTES (per stage and call), MODELS,
 #      EPOCHS (default 300, the authors' bound; early stopping ends most runs well before it), SEEDS (SASRec),
 #      EMBS (default "id plain stage1 stage2"), OUT, LM_ONLY, QUEUE. EMBS=id QUEUE=FILE lists the ID-embedding
-#      runs of datasets whose tables are not made yet (they need no LM).
+#      runs of datasets whose tables are not made yet (they need no LM). ARCHIVE (default benchmarks/runs/<basename
+#      of OUT>; empty = off): after each run, scripts/archive_runs.py copies its metrics.json, run.json and
+#      sampled-*.json there, to be committed: the table script reads that copy once runs/ is gone.
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Yelp"}
 LM=${LM:-smollm2-135m}
@@ -33,6 +35,7 @@ EPOCHS=${EPOCHS:-300}
 SEEDS=${SEEDS:-"1 2 3"}
 EMBS=${EMBS:-"id plain stage1 stage2"}
 OUT=${OUT:-runs/reaemb-s3rec}
+ARCHIVE=${ARCHIVE-benchmarks/runs/$(basename "$OUT")}
 run() { if [ -n "${DRY:-}" ]; then echo "$*"; else "$@"; fi; }
 done_in() { ls "$1"/*/metrics.json >/dev/null 2>&1; }
 for ds in $DATASETS; do
@@ -69,6 +72,8 @@ for ds in $DATASETS; do
         # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json),
         # then 100 negatives drawn by popularity (sampled-popularity-100.json); each skipped when its file exists
         sampled="python scripts/evaluate_sampled.py $d/*/ && python scripts/evaluate_sampled.py $d/*/ --negatives popularity"
+        # then the run's result files into the committed archive (runs/ does not outlive its machine)
+        [ -z "$ARCHIVE" ] || sampled="$sampled && python scripts/archive_runs.py $OUT $ARCHIVE"
         if [ -n "${QUEUE:-}" ]; then
           if done_in "$d"; then
             ls "$d"/*/sampled-uniform-100.json "$d"/*/sampled-popularity-100.json >/dev/null 2>&1 && continue
