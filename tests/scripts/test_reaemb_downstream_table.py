@@ -97,7 +97,10 @@ def test_archive_copies_result_files_only_and_never_overwrites(tmp_path):
     unfinished = src / "Yelp" / "sasrec" / "plain" / "seed2" / "x"
     unfinished.mkdir(parents=True)
     (unfinished / "run.json").write_text("{}")
-    go = lambda: subprocess.run([sys.executable, str(ARCHIVE), str(src), str(dst)], capture_output=True, text=True)
+
+    def go():
+        return subprocess.run([sys.executable, str(ARCHIVE), str(src), str(dst)], capture_output=True, text=True)
+
     r = go()
     assert r.returncode == 0 and "3 file(s) copied" in r.stdout
     kept = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
