@@ -39,6 +39,12 @@ Tail: test targets among the 80% least popular items in training (at most 17 tra
 """
 
 
+def write_earlier(tmp_path: Path, text: str = EARLIER) -> Path:
+    earlier = tmp_path / "earlier.md"
+    earlier.write_text(text)
+    return earlier
+
+
 def table(*args):
     out = subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
     return out.returncode, out.stdout, out.stderr
@@ -48,8 +54,7 @@ def test_earlier_one_run_cell_pools_with_new_seeds_and_tests_against_printed_sta
     runs = tmp_path / "runs"
     write_run(runs, "stage1", 2, 0.0131)
     write_run(runs, "stage1", 3, 0.0141)
-    earlier = tmp_path / "earlier.md"
-    earlier.write_text(EARLIER)
+    earlier = write_earlier(tmp_path)
     rc, out, err = table(runs, "--earlier", earlier)
     assert rc == 0, err
     vals = np.array([0.0121, 0.0131, 0.0141])
@@ -72,8 +77,7 @@ def test_refuses_a_seed_finished_in_two_folders_and_a_seed1_twice(tmp_path):
     assert rc != 0 and "seed2 is finished in two" in err
     c = tmp_path / "c"
     write_run(c, "stage1", 1, 0.01)
-    earlier = tmp_path / "earlier.md"
-    earlier.write_text(EARLIER)
+    earlier = write_earlier(tmp_path)
     rc, _, err = table(c, "--earlier", earlier)
     assert rc != 0 and "seed1 is both" in err
 
@@ -81,11 +85,10 @@ def test_refuses_a_seed_finished_in_two_folders_and_a_seed1_twice(tmp_path):
 def test_refuses_new_runs_beside_an_earlier_several_run_cell_and_unreadable_rows(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "id", 4, 0.018)
-    earlier = tmp_path / "earlier.md"
-    earlier.write_text(EARLIER)
+    earlier = write_earlier(tmp_path)
     rc, _, err = table(runs, "--earlier", earlier)
     assert rc != 0 and "3-run cell" in err
-    earlier.write_text(EARLIER.replace("0.0121 |", "n/a |"))
+    write_earlier(tmp_path, EARLIER.replace("0.0121 |", "n/a |"))
     rc, _, err = table(tmp_path / "runs", "--earlier", earlier)
     assert rc != 0 and "earlier.md:9" in err and "n/a" in err
 
