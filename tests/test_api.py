@@ -114,3 +114,29 @@ def test_run_folder_gets_ordinary_permissions(toy_dir, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(res.run_dir).st_mode) == 0o755  # not mkdtemp's owner-only 0700
+
+
+def test_killed_run_called_again_resumes_and_ends_like_an_unbroken_one(toy_dir, tmp_path):
+    """`semcollab train` resumes: the same call after a kill continues from output_dir/.resume/ and the
+    saved run equals an unbroken one; another setting gets its own checkpoint; the file goes once saved."""
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(line):
+        if line.startswith("epoch=2 "):
+            raise Killed
+
+    args = ["train.epochs=4", "train.checkpoint_minutes=0", "train.seed=5"]
+    whole = _run(toy_dir, tmp_path / "whole", *args)
+    out = tmp_path / "out"
+    over = [f"data.path={toy_dir}", f"output_dir={out}", *FAST, *args]
+    with pytest.raises(Killed):
+        semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after_epoch_2)
+    assert len(list((out / ".resume").glob("sasrec-atomic-toy-*.pt"))) == 1
+    other = semcollab.run(model="sasrec", dataset="atomic:toy", overrides=[*over, "train.lr=0.01"], log=None)
+    assert other.fit.resumed_from_epoch is None  # another setting never picks up that checkpoint
+    lines = []
+    res = semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=lines.append)
+    assert res.fit.resumed_from_epoch == 2 and any(line.startswith("resuming from epoch 2 of 4") for line in lines)
+    assert res.test == whole.test and res.valid == whole.valid and _losses(res) == _losses(whole)
+    assert not (out / ".resume").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, RunConfig, from_dict, resolve_config
+from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
 from .fsutil import check_writable
@@ -51,6 +52,41 @@ def _state_bytes(net: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _resume_checkpoint(cfg: RunConfig, split: Split) -> tuple[Path, dict]:
+    """Where a saved run keeps its resume checkpoint, and the identity it must match.
+
+    The file name carries a hash of everything the weights depend on (model, its parameters and the content
+    of any file they name, data settings and content, train and eval settings), so rerunning the same command
+    resumes, while a sweep sharing ``output_dir`` gives each setting its own file."""
+    params = dict(cfg.model_params)
+
+    def named_files(v):
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, (list, tuple)):
+            return [f for x in v for f in named_files(x)]
+        return [v] if isinstance(v, str) and Path(v).is_file() else []
+
+    files = {f: _file_sha(Path(f)) for f in named_files(params)}
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("cache", "cache_dir")}
+    ident = {"run_model": cfg.model, "model_params": params, "files": files, "data": data,
+             "data_fingerprint": split.fingerprint()}
+    skip = {"progress", "max_minutes", "checkpoint_minutes"}
+    whole = {**ident, "train": {k: v for k, v in to_dict(cfg.train).items() if k not in skip},
+             "eval": {k: v for k, v in to_dict(cfg.eval).items() if k != "chunk_size"}}
+    digest = hashlib.sha256(json.dumps(whole, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    safe = cfg.data.name.replace(":", "-").replace("/", "-")
+    return Path(cfg.output_dir) / ".resume" / f"{cfg.model}-{safe}-{digest}.pt", ident
+
+
 def run(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
         log=print, save: bool = True) -> RunResult:
     """Prepare data, train ``model``, evaluate on valid and test, and save the run.
@@ -58,7 +94,9 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     ``config`` is a YAML path, a nested dict or a :class:`RunConfig`; ``overrides`` are ``key=value``
     strings applied on top (``["train.epochs=5", "model_params.hidden=128"]``). Every setting is checked
     before data is read; the output folder is checked before training; the same seed, data and config
-    give the same numbers (on CPU)."""
+    give the same numbers (on CPU). A saved run checkpoints its training under ``output_dir/.resume/`` (see
+    ``train.checkpoint_minutes``): calling ``run`` again with the same arguments after it was killed continues
+    from there and ends with the weights an unbroken run would have; the file is removed once the run is saved."""
     cfg = _as_config(config, model, dataset, overrides)
     if save:
         check_writable(cfg.output_dir)
@@ -72,7 +110,8 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     net = build_model(cfg.model, cfg.model_params, split)
     if save:  # a full disk is found now, not after the last epoch
         check_writable(cfg.output_dir, _state_bytes(net) if cfg.save_model else 0)
-    result = fit(net, split, cfg.train, cfg.eval, log=log)
+    ckpt, ident = _resume_checkpoint(cfg, split) if save and cfg.train.checkpoint_minutes is not None else (None, None)
+    result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
     device = resolve_device(cfg.train.device)
     pop = split.item_popularity()
     valid = evaluate_ranking(net, split.eval_set("valid"), split.n_items, pop, cfg.eval, device)
@@ -88,6 +127,10 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
                                        "fit": result.__dict__})
 
         run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
+        if ckpt is not None and ckpt.exists():
+            ckpt.unlink()
+            if not any(ckpt.parent.iterdir()):
+                ckpt.parent.rmdir()
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 
 

@@ -36,10 +36,10 @@ def _handled(fn):
     import functools
 
     from .api import DataChangedError, IncompatibleRunError, RunFileError
+    from .checkpointing import CheckpointMismatchError
     from .config import ConfigError
     from .data import CacheError, DataError, UnknownIdError
     from .explain.intents import IntentFileError
-    from .lm.train import CheckpointMismatchError
     from .modelhub import ModelError
 
     @functools.wraps(fn)

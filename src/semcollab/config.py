@@ -137,7 +137,9 @@ class TrainConfig:
                           "auto, cpu, cuda, cuda:<n> or mps")
     bf16: bool = False  # autocast matmuls to bfloat16 (GPU)
     progress: bool = True
-    max_minutes: float | None = positive(None)  # wall-clock cap on training
+    max_minutes: float | None = positive(None)  # wall-clock cap on training (summed over resumed calls)
+    # a saved run (`semcollab train`) writes a resume checkpoint at most this often (0: every epoch; None: never)
+    checkpoint_minutes: float | None = at_least(1.0, 0, integer=False)
 
 
 @dataclass

@@ -26,3 +26,77 @@ def test_sasrec_beats_popularity_on_real_ml100k(ml100k_dir):
     r = fit(sas, split, TrainConfig(epochs=6, progress=False, patience=6, lr=3e-3), ev, log=None)
     assert r.history[-1]["loss"] < r.history[0]["loss"]
     assert r.best_valid > 1.1 * pop_res["overall"]["ndcg@10"]
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(epoch: int):
+    """A log callback that stops the run right after ``epoch`` (its checkpoint is already written)."""
+    def log(line: str) -> None:
+        if line.startswith(f"epoch={epoch} "):
+            raise _Killed
+    return log
+
+
+def _fresh(name, split):
+    from semcollab.train.trainer import seed_everything
+
+    seed_everything(0)
+    return build_model(name, {"hidden": 16, "layers": 1, "dropout": 0.3}, split)
+
+
+def _history(r):
+    return [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in r.history]
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])  # dropout (torch RNG) and cloze masks (batch RNG)
+def test_fit_killed_and_called_again_ends_like_an_unbroken_run(toy_split, tmp_path, name):
+    import torch
+
+    cfg, ev = TrainConfig(epochs=6, patience=6, progress=False, lr=0.01, checkpoint_minutes=0), EvalConfig(ks=[10])
+    whole = _fresh(name, toy_split)
+    r_whole = fit(whole, toy_split, cfg, ev, log=None)
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit(_fresh(name, toy_split), toy_split, cfg, ev, log=_kill_after(3), checkpoint=ckpt)
+    assert ckpt.exists()
+    lines = []
+    resumed = _fresh(name, toy_split)
+    r = fit(resumed, toy_split, cfg, ev, log=lines.append, checkpoint=ckpt)
+    assert lines[0].startswith("resuming from epoch 3 of 6") and r.resumed_from_epoch == 3
+    assert [h["epoch"] for h in r.history] == [1, 2, 3, 4, 5, 6]
+    assert _history(r) == _history(r_whole)
+    assert (r.best_epoch, r.best_valid) == (r_whole.best_epoch, r_whole.best_valid)
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_fit_refuses_a_checkpoint_made_with_other_settings_or_damaged(toy_split, tmp_path):
+    from semcollab.checkpointing import CheckpointMismatchError
+
+    cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(2), checkpoint=ckpt,
+            checkpoint_key={"data_fingerprint": "a"})
+    other = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0, lr=0.05)
+    with pytest.raises(CheckpointMismatchError, match=r"different \['train'\]"):
+        fit(_fresh("sasrec", toy_split), toy_split, other, ev, log=None, checkpoint=ckpt,
+            checkpoint_key={"data_fingerprint": "a"})
+    with pytest.raises(CheckpointMismatchError, match=r"different \['data_fingerprint'\]"):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt,
+            checkpoint_key={"data_fingerprint": "b"})
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # a truncated file
+    with pytest.raises(CheckpointMismatchError, match="cannot be read.*delete it"):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
+
+
+def test_time_cap_counts_the_minutes_of_earlier_calls():
+    from semcollab.train.trainer import EarlyStopping
+
+    s = EarlyStopping(patience=5, max_minutes=10)
+    assert s.stop_reason() is None
+    s.load_state_dict({**s.state_dict(), "minutes": 10.5})  # a resumed run that had already trained 10.5 minutes
+    assert s.stop_reason() == "max_minutes"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -25,13 +24,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checkpointing import CheckpointMismatchError, key_diff
+from ..checkpointing import rng_state as _rng_state
+from ..checkpointing import save_atomic as _save_atomic
+from ..checkpointing import set_rng_state as _set_rng_state
 from ..config import resolve_device
 
 CHECKPOINT = "checkpoint.pt"
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint folder holds a run made with other settings or data; it is never silently reused."""
 
 
 @dataclass
@@ -183,27 +182,6 @@ def _to_device(batch, device: torch.device):
     return batch
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
              collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
@@ -258,9 +236,8 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["key"] != key:
-            diff = sorted(k for k in {**state["key"], **key} if state["key"].get(k) != key.get(k))
-            raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {diff}; use a new checkpoint dir "
-                             f"or delete it to start over")
+            raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
+                                          "use a new checkpoint dir or delete it to start over")
         with torch.no_grad():
             for n, p in named.items():
                 p.copy_(state["trainable"][n])

@@ -1,4 +1,9 @@
-"""One trainer for every model: Adam, early stopping on a validation metric, best-state restore."""
+"""One trainer for every model: Adam, early stopping on a validation metric, best-state restore.
+
+Given a checkpoint path, ``fit`` is exactly resumable: after an epoch it may write (atomically) everything the
+remaining epochs depend on: weights, Adam state, the batch-order and global RNG states, the early-stopping
+bookkeeping (best value, epoch and weights) and the history, so a killed run called again with the same
+arguments ends with the same weights and history as one that was never stopped (on CPU)."""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpointing import CheckpointMismatchError, key_diff, rng_state, save_atomic, set_rng_state
 from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
@@ -31,12 +38,25 @@ def _metric_in_ks(cfg: TrainConfig, eval_cfg: EvalConfig) -> None:
 
 class EarlyStopping:
     """Best-so-far bookkeeping shared by the ranking and CTR trainers: the best validation value, its epoch and
-    a copy of the weights then; evaluations without improvement; the wall-clock cap since construction."""
+    a copy of the weights then; evaluations without improvement; the wall-clock cap since construction (plus
+    ``minutes_before``, the time of earlier calls of a resumed run)."""
 
     def __init__(self, patience: int, max_minutes: float | None):
         self.patience, self.max_minutes = patience, max_minutes
         self.best, self.best_epoch, self.bad, self.state = -math.inf, 0, 0, None
         self.t_start = time.perf_counter()
+        self.minutes_before = 0.0
+
+    def minutes(self) -> float:
+        return self.minutes_before + (time.perf_counter() - self.t_start) / 60
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "state": self.state,
+                "minutes": self.minutes()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.best, self.best_epoch, self.bad, self.state = d["best"], d["best_epoch"], d["bad"], d["state"]
+        self.minutes_before, self.t_start = d["minutes"], time.perf_counter()
 
     def update(self, model, value: float, epoch: int) -> None:
         if value > self.best:
@@ -49,7 +69,7 @@ class EarlyStopping:
         """``"early_stopping"``, ``"max_minutes"`` or None (go on)."""
         if self.bad >= self.patience:
             return "early_stopping"
-        if self.max_minutes is not None and (time.perf_counter() - self.t_start) / 60 > self.max_minutes:
+        if self.max_minutes is not None and self.minutes() > self.max_minutes:
             return "max_minutes"
         return None
 
@@ -67,10 +87,25 @@ class FitResult:
     train_seconds: float = 0.0
     seconds_per_epoch: float = 0.0
     stopped_by: str = "epochs"
+    resumed_from_epoch: int | None = None
 
 
-def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) -> FitResult:
-    """Train ``model`` on ``split.train``; early-stop on ``cfg.metric`` over ``split``'s validation set."""
+def _checkpoint_key(model, cfg: TrainConfig, eval_cfg: EvalConfig, extra: dict | None) -> dict:
+    """What the weight trajectory depends on; a checkpoint made under another key is refused, never reused."""
+    train = {k: v for k, v in cfg.__dict__.items() if k not in ("progress", "max_minutes", "checkpoint_minutes")}
+    evals = {k: v for k, v in eval_cfg.__dict__.items() if k != "chunk_size"}
+    params = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+    return {"train": train, "eval": evals, "params": params, "model": type(model).__name__, **(extra or {})}
+
+
+def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, checkpoint: str | Path | None = None,
+        checkpoint_key: dict | None = None) -> FitResult:
+    """Train ``model`` on ``split.train``; early-stop on ``cfg.metric`` over ``split``'s validation set.
+
+    With ``checkpoint`` (a file path), progress is saved there every ``cfg.checkpoint_minutes`` (after an epoch)
+    and a call finding that file resumes from it, provided it was made with the same settings, the same
+    parameter shapes and the same ``checkpoint_key`` (the caller's extra identity, e.g. a data fingerprint);
+    otherwise :class:`CheckpointMismatchError`. The caller deletes the file once the run is safely saved."""
     validate(cfg, "train.")  # configs built in Python skip from_dict's checks
     validate(eval_cfg, "eval.")
     _metric_in_ks(cfg, eval_cfg)
@@ -90,8 +125,41 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
     metric = cfg.metric.lower()
     stopper = EarlyStopping(cfg.patience, cfg.max_minutes)
     use_autocast = cfg.bf16
-    train_time = 0.0
-    for epoch in range(1, cfg.epochs + 1):
+    train_time, first_epoch = 0.0, 1
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    key = _checkpoint_key(model, cfg, eval_cfg, checkpoint_key) if ckpt is not None else None
+    if ckpt is not None and ckpt.exists():
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            old_key = state["key"]
+        except Exception as exc:  # truncated or foreign file: say which, never guess
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
+                                          "delete it to start the run over") from None
+        if old_key != key:
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {key_diff(old_key, key)};"
+                                          " delete it to start the run over")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        stopper.load_state_dict(state["stopper"])
+        rng.bit_generator.state = state["batch_rng"]
+        set_rng_state(state["rng"])
+        result.history, train_time = state["history"], state["train_time"]
+        first_epoch = result.epochs_run = result.resumed_from_epoch = state["epoch"]
+        first_epoch += 1
+        if log:
+            log(f"resuming from epoch {state['epoch']} of {cfg.epochs} (best {metric} {stopper.best:.4f} at epoch "
+                f"{stopper.best_epoch}) from {ckpt}")
+    last_save = time.perf_counter()
+
+    def save(epoch: int) -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic({"key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "stopper": stopper.state_dict(), "batch_rng": rng.bit_generator.state, "rng": rng_state(),
+                     "history": result.history, "train_time": train_time}, ckpt)
+
+    reason = stopper.stop_reason() if first_epoch > 1 else None  # a resumed run already past its time cap
+    last_epoch = cfg.epochs if reason is None else first_epoch - 1
+    for epoch in range(first_epoch, last_epoch + 1):
         model.train()
         t0 = time.perf_counter()
         total, n = 0.0, 0
@@ -116,12 +184,17 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print) 
             stopper.update(model, val, epoch)
         result.history.append(record)
         result.epochs_run = epoch
+        reason = stopper.stop_reason()
+        if ckpt is not None and cfg.checkpoint_minutes is not None and epoch < cfg.epochs and not reason \
+                and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes:
+            save(epoch)
+            last_save = time.perf_counter()
         if log:
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        reason = stopper.stop_reason()
         if reason:
-            result.stopped_by = reason
             break
+    if reason:
+        result.stopped_by = reason
     stopper.restore_best(model)
     result.best_valid, result.best_epoch = stopper.best, stopper.best_epoch
     result.train_seconds = train_time
