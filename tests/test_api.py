@@ -140,3 +140,34 @@ def test_killed_run_called_again_resumes_and_ends_like_an_unbroken_one(toy_dir, 
     assert res.fit.resumed_from_epoch == 2 and any(line.startswith("resuming from epoch 2 of 4") for line in lines)
     assert res.test == whole.test and res.valid == whole.valid and _losses(res) == _losses(whole)
     assert not (out / ".resume").exists()
+
+
+def test_resume_is_keyed_on_the_content_of_a_named_table_folder(toy_dir, tmp_path):
+    """An item_table folder rewritten between the kill and the rerun gives a fresh run, never the old weights;
+    the same table resumes, and the checkpoint's stale temporary goes with it once the run is saved."""
+    import numpy as np
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(line):
+        if line.startswith("epoch=2 "):
+            raise Killed
+
+    n_items = _run(toy_dir, tmp_path / "probe").split.n_items
+    folder = tmp_path / "table"
+    folder.mkdir()
+    table = np.random.default_rng(0).normal(size=(n_items + 1, 8)).astype(np.float32)
+    np.save(folder / "item_table.npy", table)
+    out = tmp_path / "out"
+    over = [f"data.path={toy_dir}", f"output_dir={out}", *FAST, "train.epochs=4", "train.checkpoint_minutes=0",
+            f"model_params.item_table={folder}", "model_params.table_mode=replace"]
+    with pytest.raises(Killed):
+        semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after_epoch_2)
+    (ckpt,) = (out / ".resume").glob("*.pt")
+    np.save(folder / "item_table.npy", table + 1)
+    assert semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=None).fit.resumed_from_epoch is None
+    np.save(folder / "item_table.npy", table)
+    (ckpt.parent / f".{ckpt.name}.12345.tmp").write_bytes(b"left by a write killed half-way")
+    assert semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=None).fit.resumed_from_epoch == 2
+    assert not (out / ".resume").exists()

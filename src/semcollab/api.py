@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
@@ -12,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .checkpointing import remove_stale_temporaries
 from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
@@ -68,12 +70,17 @@ def _resume_checkpoint(cfg: RunConfig, split: Split) -> tuple[Path, dict]:
     resumes, while a sweep sharing ``output_dir`` gives each setting its own file."""
     params = dict(cfg.model_params)
 
-    def named_files(v):
+    def named_files(v):  # a named folder (an item_table folder, a local encoder) counts by every file in it
         if isinstance(v, dict):
             v = list(v.values())
         if isinstance(v, (list, tuple)):
             return [f for x in v for f in named_files(x)]
-        return [v] if isinstance(v, str) and Path(v).is_file() else []
+        if not isinstance(v, str) or not v:
+            return []
+        p = Path(v).expanduser()
+        if p.is_dir():
+            return [str(f) for f in sorted(p.rglob("*")) if f.is_file()]
+        return [str(p)] if p.is_file() else []
 
     files = {f: _file_sha(Path(f)) for f in named_files(params)}
     data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("cache", "cache_dir")}
@@ -110,7 +117,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     net = build_model(cfg.model, cfg.model_params, split)
     if save:  # a full disk is found now, not after the last epoch
         check_writable(cfg.output_dir, _state_bytes(net) if cfg.save_model else 0)
-    ckpt, ident = _resume_checkpoint(cfg, split) if save and cfg.train.checkpoint_minutes is not None else (None, None)
+    ckpt, ident = _resume_checkpoint(cfg, split) if save else (None, None)
     result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
     device = resolve_device(cfg.train.device)
     pop = split.item_popularity()
@@ -127,9 +134,10 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
                                        "fit": result.__dict__})
 
         run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
-        if ckpt is not None and ckpt.exists():
-            ckpt.unlink()
-            if not any(ckpt.parent.iterdir()):
+        if ckpt is not None:  # the run is saved: its checkpoint (and any half-written copy) is no longer needed
+            remove_stale_temporaries(ckpt)
+            ckpt.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # other runs' checkpoints (or a race with them) keep the folder
                 ckpt.parent.rmdir()
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 

@@ -4,8 +4,10 @@ Kept outside ``train/`` and ``lm/`` so the ID-model trainer and the LM loop use 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +34,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` through a temporary sibling: a run killed mid-write leaves the previous checkpoint."""
+def remove_stale_temporaries(path: Path) -> None:
+    """Temporary siblings of ``path`` left by a process killed while writing it (its cleanup never ran)."""
     path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` through a temporary sibling: a run killed mid-write leaves the previous checkpoint (and
+    a temporary file, removed by the next save)."""
+    path = Path(path)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(obj, tmp)
@@ -47,3 +58,18 @@ def save_atomic(obj, path: Path) -> None:
 def key_diff(old: dict, new: dict) -> list[str]:
     """The top-level keys on which two checkpoint keys differ (for the error message)."""
     return sorted(k for k in {**old, **new} if old.get(k) != new.get(k))
+
+
+@cache
+def code_fingerprint() -> str:
+    """SHA-256 of semcollab's own source files plus the torch and NumPy versions: a checkpoint written by other
+    code is refused rather than continued as a mix of two versions (a docs-only commit leaves it unchanged)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(f"torch {torch.__version__} numpy {np.__version__}".encode())
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def mismatch_hint(diff: list[str]) -> str:
+    return " (semcollab's source or the torch / NumPy version changed since it was written)" if "code" in diff else ""

@@ -212,3 +212,12 @@ def test_longest_first_batches_by_hand():
     assert longest_first_batches([], 4) == []
     with pytest.raises(ValueError, match="batch_size must be positive"):
         longest_first_batches([1, 2], 0)
+
+
+def test_a_damaged_checkpoint_is_named(tmp_path):
+    from semcollab.checkpointing import CheckpointMismatchError
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match=r"checkpoint\.pt cannot be read.*delete it"):
+        _one_step(_two_entries(), tmp_path / "ck")

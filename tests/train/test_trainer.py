@@ -100,3 +100,71 @@ def test_time_cap_counts_the_minutes_of_earlier_calls():
     assert s.stop_reason() is None
     s.load_state_dict({**s.state_dict(), "minutes": 10.5})  # a resumed run that had already trained 10.5 minutes
     assert s.stop_reason() == "max_minutes"
+
+
+def test_resume_keeps_the_early_stopping_state(toy_split, tmp_path):
+    """Killed one epoch after its best: patience must run out at the same epoch as in an unbroken run."""
+    cfg, ev = TrainConfig(epochs=40, patience=2, progress=False, lr=0.02, checkpoint_minutes=0), EvalConfig(ks=[10])
+    r_whole = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None)
+    assert r_whole.stopped_by == "early_stopping" and r_whole.epochs_run == r_whole.best_epoch + 2
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(r_whole.best_epoch + 1), checkpoint=ckpt)
+    r = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
+    assert (r.stopped_by, r.epochs_run, r.best_epoch, r.best_valid) == \
+        (r_whole.stopped_by, r_whole.epochs_run, r_whole.best_epoch, r_whole.best_valid)
+
+
+def test_resumed_run_already_past_its_time_cap_stops_at_once(toy_split, tmp_path):
+    import torch
+
+    cfg, ev = TrainConfig(epochs=6, patience=6, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(2), checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=False)
+    state["stopper"]["minutes"] = 30.0  # as if the first call had trained for 30 minutes
+    torch.save(state, ckpt)
+    capped = TrainConfig(epochs=6, patience=6, progress=False, checkpoint_minutes=0, max_minutes=20)
+    r = fit(_fresh("sasrec", toy_split), toy_split, capped, ev, log=None, checkpoint=ckpt)
+    assert (r.stopped_by, r.epochs_run, r.resumed_from_epoch) == ("max_minutes", 2, 2)
+
+
+def test_checkpoint_from_other_code_is_refused(toy_split, tmp_path, monkeypatch):
+    from semcollab.checkpointing import CheckpointMismatchError
+    from semcollab.train import trainer
+
+    cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(2), checkpoint=ckpt)
+    monkeypatch.setattr(trainer, "code_fingerprint", lambda: "another version")
+    with pytest.raises(CheckpointMismatchError, match=r"different \['code'\] \(semcollab's source"):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
+
+
+def test_a_failed_checkpoint_write_warns_and_training_goes_on(toy_split, tmp_path, monkeypatch):
+    import errno
+
+    from semcollab.train import trainer
+
+    def full_disk(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cfg, ev = TrainConfig(epochs=3, patience=3, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
+    whole = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None)
+    monkeypatch.setattr(trainer, "save_atomic", full_disk)
+    lines = []
+    with pytest.warns(UserWarning, match="could not write the resume checkpoint .*resume.pt"):
+        r = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=lines.append, checkpoint=tmp_path / "resume.pt")
+    assert _history(r) == _history(whole)
+    assert sum(line.startswith("warning: could not write") for line in lines) == 1  # said once, then off
+
+
+def test_a_stale_temporary_from_a_killed_write_is_removed(tmp_path):
+    from semcollab.checkpointing import save_atomic
+
+    stale = tmp_path / ".resume.pt.99999.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    save_atomic({"a": 1}, tmp_path / "resume.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume.pt"]

@@ -234,7 +234,12 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
 
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            state["key"]
+        except Exception as exc:  # truncated or foreign file: name it
+            raise CheckpointMismatchError(f"checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
+                                          "delete it to start over") from None
         if state["key"] != key:
             raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
                                           "use a new checkpoint dir or delete it to start over")

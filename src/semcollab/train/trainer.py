@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpointing import CheckpointMismatchError, key_diff, rng_state, save_atomic, set_rng_state
+from ..checkpointing import (
+    CheckpointMismatchError,
+    code_fingerprint,
+    key_diff,
+    mismatch_hint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
@@ -95,17 +104,20 @@ def _checkpoint_key(model, cfg: TrainConfig, eval_cfg: EvalConfig, extra: dict |
     train = {k: v for k, v in cfg.__dict__.items() if k not in ("progress", "max_minutes", "checkpoint_minutes")}
     evals = {k: v for k, v in eval_cfg.__dict__.items() if k != "chunk_size"}
     params = {n: tuple(t.shape) for n, t in model.state_dict().items()}
-    return {"train": train, "eval": evals, "params": params, "model": type(model).__name__, **(extra or {})}
+    return {"train": train, "eval": evals, "params": params, "model": type(model).__name__, "code": code_fingerprint(),
+            **(extra or {})}
 
 
 def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, checkpoint: str | Path | None = None,
         checkpoint_key: dict | None = None) -> FitResult:
     """Train ``model`` on ``split.train``; early-stop on ``cfg.metric`` over ``split``'s validation set.
 
-    With ``checkpoint`` (a file path), progress is saved there every ``cfg.checkpoint_minutes`` (after an epoch)
-    and a call finding that file resumes from it, provided it was made with the same settings, the same
-    parameter shapes and the same ``checkpoint_key`` (the caller's extra identity, e.g. a data fingerprint);
-    otherwise :class:`CheckpointMismatchError`. The caller deletes the file once the run is safely saved."""
+    With ``checkpoint`` (a file path), progress is saved there every ``cfg.checkpoint_minutes`` (after an epoch;
+    None: never, though an existing file is still resumed from) and a call finding that file resumes from it,
+    provided it was made with the same settings, parameter shapes, code (:func:`code_fingerprint`) and
+    ``checkpoint_key`` (the caller's extra identity, e.g. a data fingerprint); otherwise
+    :class:`CheckpointMismatchError`. The caller deletes the file once the run is safely saved. The time cap
+    counts earlier calls up to their last checkpoint (not the minutes between it and the kill)."""
     validate(cfg, "train.")  # configs built in Python skip from_dict's checks
     validate(eval_cfg, "eval.")
     _metric_in_ks(cfg, eval_cfg)
@@ -136,26 +148,42 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
             raise CheckpointMismatchError(f"resume checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
                                           "delete it to start the run over") from None
         if old_key != key:
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {key_diff(old_key, key)};"
-                                          " delete it to start the run over")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        stopper.load_state_dict(state["stopper"])
-        rng.bit_generator.state = state["batch_rng"]
-        set_rng_state(state["rng"])
-        result.history, train_time = state["history"], state["train_time"]
-        first_epoch = result.epochs_run = result.resumed_from_epoch = state["epoch"]
+            diff = key_diff(old_key, key)
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
+                                          f"{mismatch_hint(diff)}; delete it to start the run over")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            stopper.load_state_dict(state["stopper"])
+            rng.bit_generator.state = state["batch_rng"]
+            set_rng_state(state["rng"])
+            result.history, train_time = state["history"], state["train_time"]
+            first_epoch = result.epochs_run = result.resumed_from_epoch = state["epoch"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} does not hold what this run needs "
+                                          f"({type(exc).__name__}: {exc}); delete it to start the run over") from None
         first_epoch += 1
         if log:
             log(f"resuming from epoch {state['epoch']} of {cfg.epochs} (best {metric} {stopper.best:.4f} at epoch "
                 f"{stopper.best_epoch}) from {ckpt}")
     last_save = time.perf_counter()
+    checkpointing = ckpt is not None and cfg.checkpoint_minutes is not None
 
-    def save(epoch: int) -> None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        save_atomic({"key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "stopper": stopper.state_dict(), "batch_rng": rng.bit_generator.state, "rng": rng_state(),
-                     "history": result.history, "train_time": train_time}, ckpt)
+    def save(epoch: int) -> bool:
+        """Write the checkpoint; a failed write (full disk) warns and turns checkpointing off, never the run."""
+        try:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            save_atomic({"key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "stopper": stopper.state_dict(), "batch_rng": rng.bit_generator.state, "rng": rng_state(),
+                         "history": result.history, "train_time": train_time}, ckpt)
+            return True
+        except OSError as exc:
+            msg = (f"could not write the resume checkpoint {ckpt} ({exc.strerror or exc}); training goes on "
+                   "without checkpoints, so a kill now means starting over")
+            warnings.warn(msg, stacklevel=2)
+            if log:
+                log(f"warning: {msg}")
+            return False
 
     reason = stopper.stop_reason() if first_epoch > 1 else None  # a resumed run already past its time cap
     last_epoch = cfg.epochs if reason is None else first_epoch - 1
@@ -185,9 +213,9 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
         result.history.append(record)
         result.epochs_run = epoch
         reason = stopper.stop_reason()
-        if ckpt is not None and cfg.checkpoint_minutes is not None and epoch < cfg.epochs and not reason \
+        if checkpointing and epoch < cfg.epochs and not reason \
                 and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes:
-            save(epoch)
+            checkpointing = save(epoch)
             last_save = time.perf_counter()
         if log:
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
