@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -13,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpointing import remove_stale_temporaries
+from .checkpointing import named_file_hashes, remove_resume_file, resume_file
 from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
@@ -54,44 +52,18 @@ def _state_bytes(net: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _resume_checkpoint(cfg: RunConfig, split: Split) -> tuple[Path, dict]:
-    """Where a saved run keeps its resume checkpoint, and the identity it must match.
-
-    The file name carries a hash of everything the weights depend on (model, its parameters and the content
-    of any file they name, data settings and content, train and eval settings), so rerunning the same command
-    resumes, while a sweep sharing ``output_dir`` gives each setting its own file."""
+    """Where a saved run keeps its resume checkpoint, and the identity it must match: the model, its parameters
+    and the content of any file they name, the data settings and content; the file name adds the train and
+    eval settings (:func:`semcollab.checkpointing.resume_file`)."""
     params = dict(cfg.model_params)
-
-    def named_files(v):  # a named folder (an item_table folder, a local encoder) counts by every file in it
-        if isinstance(v, dict):
-            v = list(v.values())
-        if isinstance(v, (list, tuple)):
-            return [f for x in v for f in named_files(x)]
-        if not isinstance(v, str) or not v:
-            return []
-        p = Path(v).expanduser()
-        if p.is_dir():
-            return [str(f) for f in sorted(p.rglob("*")) if f.is_file()]
-        return [str(p)] if p.is_file() else []
-
-    files = {f: _file_sha(Path(f)) for f in named_files(params)}
     data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("cache", "cache_dir")}
-    ident = {"run_model": cfg.model, "model_params": params, "files": files, "data": data,
+    ident = {"run_model": cfg.model, "model_params": params, "files": named_file_hashes(params), "data": data,
              "data_fingerprint": split.fingerprint()}
     skip = {"progress", "max_minutes", "checkpoint_minutes"}
     whole = {**ident, "train": {k: v for k, v in to_dict(cfg.train).items() if k not in skip},
              "eval": {k: v for k, v in to_dict(cfg.eval).items() if k != "chunk_size"}}
-    digest = hashlib.sha256(json.dumps(whole, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    safe = cfg.data.name.replace(":", "-").replace("/", "-")
-    return Path(cfg.output_dir) / ".resume" / f"{cfg.model}-{safe}-{digest}.pt", ident
+    return resume_file(cfg.output_dir, cfg.model, cfg.data.name, whole), ident
 
 
 def run(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
@@ -134,11 +106,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
                                        "fit": result.__dict__})
 
         run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
-        if ckpt is not None:  # the run is saved: its checkpoint (and any half-written copy) is no longer needed
-            remove_stale_temporaries(ckpt)
-            ckpt.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # other runs' checkpoints (or a race with them) keep the folder
-                ckpt.parent.rmdir()
+        remove_resume_file(ckpt)
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 
 

@@ -5,6 +5,7 @@ Kept outside ``train/`` and ``lm/`` so the ID-model trainer and the LM loop use 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from functools import cache
@@ -73,3 +74,49 @@ def code_fingerprint() -> str:
 
 def mismatch_hint(diff: list[str]) -> str:
     return " (semcollab's source or the torch / NumPy version changed since it was written)" if "code" in diff else ""
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def named_file_hashes(params) -> dict[str, str]:
+    """SHA-256 of every file a (nested) settings value names; a named folder (an item_table folder, a local
+    encoder) counts by every file in it. A resumed run must see the same contents, not just the same paths."""
+    def named(v):
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, (list, tuple)):
+            return [f for x in v for f in named(x)]
+        if not isinstance(v, str) or not v:
+            return []
+        p = Path(v).expanduser()
+        if p.is_dir():
+            return [str(f) for f in sorted(p.rglob("*")) if f.is_file()]
+        return [str(p)] if p.is_file() else []
+
+    return {f: file_sha256(Path(f)) for f in named(params)}
+
+
+def resume_file(output_dir, model: str, dataset: str, identity: dict) -> Path:
+    """``output_dir/.resume/<model>-<dataset>-<hash of identity>.pt``: rerunning the same command finds its own
+    checkpoint, while a sweep sharing ``output_dir`` gives each setting its own file."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    safe = dataset.replace(":", "-").replace("/", "-")
+    return Path(output_dir) / ".resume" / f"{model}-{safe}-{digest}.pt"
+
+
+def remove_resume_file(path: Path | None) -> None:
+    """Once the run is saved: its checkpoint (and any half-written copy) is no longer needed."""
+    if path is None:
+        return
+    remove_stale_temporaries(path)
+    path.unlink(missing_ok=True)
+    try:  # other runs' checkpoints (or a race with them) keep the folder
+        path.parent.rmdir()
+    except OSError:
+        pass

@@ -125,3 +125,38 @@ def test_unsubsampled_view_gives_every_row_with_the_same_indices():
     full = prepare_ctr(data, 5)
     assert np.array_equal(whole.parts["train"].users, full.parts["train"].users)
     assert full.unsubsampled() is full
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(epoch):
+    def log(line):
+        if line.startswith(f"epoch={epoch} "):
+            raise _Killed
+    return log
+
+
+@pytest.mark.parametrize("name, params", [("mf", {"dim": 16}), ("sasrec-ctr", {"hidden": 16, "layers": 1})])
+def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, name, params):
+    import torch
+
+    split = prepare_ctr(toy_ctr(), history_len=5)
+    cfg = CTRTrainConfig(epochs=6, lr=1e-2, batch_size=64, patience=6, progress=False, checkpoint_minutes=0)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_ctr_model(name, params, split)
+
+    whole_model = fresh()
+    whole = fit_ctr(whole_model, split, cfg, torch.device("cpu"), log=None)
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit_ctr(fresh(), split, cfg, torch.device("cpu"), log=_kill_after(3), checkpoint=ckpt)
+    lines, model = [], fresh()
+    res = fit_ctr(model, split, cfg, torch.device("cpu"), log=lines.append, checkpoint=ckpt)
+    assert lines[0].startswith("resuming from epoch 3 of 6") and res.resumed_from_epoch == 3
+    assert res.history == whole.history and res.best_epoch == whole.best_epoch
+    for k, v in whole_model.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k

@@ -79,3 +79,28 @@ def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
     assert (full.parts["test"].items[idx] == lm_split.parts["test"].items).all()
     r = runner.invoke(app, ["ctr", "evaluate", str(run), "--max-rows", "0"])
     assert r.exit_code == 2 and "--max-rows" in r.output
+
+
+def test_killed_ctr_run_resumes_from_output_dir(tmp_path):
+    import pytest
+
+    from semcollab.ctr import run_ctr
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(line):
+        if line.startswith("epoch=2 "):
+            raise Killed
+
+    data = write_collm_folder(tmp_path / "collm")
+    over = [f"data.path={data}", "train.epochs=4", "train.progress=false", "train.checkpoint_minutes=0",
+            "model_params.dim=8"]
+    whole = run_ctr(model="mf", overrides=[*over, f"output_dir={tmp_path / 'whole'}"], log=None)
+    out = tmp_path / "out"
+    with pytest.raises(Killed):
+        run_ctr(model="mf", overrides=[*over, f"output_dir={out}"], log=kill_after_epoch_2)
+    assert len(list((out / ".resume").glob("mf-*.pt"))) == 1
+    res = run_ctr(model="mf", overrides=[*over, f"output_dir={out}"], log=None)
+    assert res.fit.resumed_from_epoch == 2 and res.test == whole.test and res.fit.history == whole.fit.history
+    assert not (out / ".resume").exists()

@@ -88,7 +88,8 @@ def _state(model) -> dict:
 
 # LM models run their own schedule from model_params; these train.* keys have equivalents there
 LM_TRAIN_KEYS = {"epochs": "lm_epochs", "lr": "lm_lr / soft_lr", "batch_size": "batch_size", "seed": "seed",
-                 "max_minutes": "max_minutes", "weight_decay": None, "patience": None}
+                 "max_minutes": "max_minutes", "weight_decay": None, "patience": None,
+                 "checkpoint_minutes": "checkpoint_every (optimizer steps)"}
 
 
 def _refuse_ignored_train_keys(cls, cfg: CTRRunConfig) -> None:
@@ -122,6 +123,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
     from safetensors.torch import save_file
 
+    from ..checkpointing import named_file_hashes, remove_resume_file, resume_file
     from ..fsutil import check_writable
     from ..runinfo import save_run_record, write_run_dir
     from ..train.trainer import resolve_device, seed_everything
@@ -146,10 +148,19 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     net = build_ctr_model(cfg.model, cfg.model_params, split)
     device = resolve_device(cfg.train.device)
     net.to(device)
-    if hasattr(net, "fit_ctr"):
+    ckpt = None
+    if hasattr(net, "fit_ctr"):  # LM models: their own step-wise loop resumes from its checkpoint folder
         result = net.fit_ctr(split, cfg.train, device, log)
     else:
-        result = fit_ctr(net, split, cfg.train, device, log)
+        ident = None
+        if save:  # the same command resumes a killed run (output_dir/.resume/), as `semcollab train` does
+            params = dict(cfg.model_params)
+            ident = {"run_model": cfg.model, "model_params": params, "files": named_file_hashes(params),
+                     "data": to_dict(cfg.data), "data_fingerprint": ctr_fingerprint(split)}
+            skip = ("progress", "max_minutes", "checkpoint_minutes")
+            ckpt = resume_file(cfg.output_dir, cfg.model, cfg.data.name,
+                               {**ident, "train": {k: v for k, v in to_dict(cfg.train).items() if k not in skip}})
+        result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key_extra=ident)
     valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
     test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
     run_dir = None
@@ -162,6 +173,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
                                        "data_fingerprint": ctr_fingerprint(split), "fit": result.__dict__})
 
         run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
+        remove_resume_file(ckpt)
     return CTRRunResult(cfg, valid, test, result, run_dir, net, split)
 
 

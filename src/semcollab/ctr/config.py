@@ -29,8 +29,10 @@ class CTRTrainConfig:
     seed: int = at_least(42, 0)
     device: str = allowed("auto", lambda v: re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) is not None,
                           "auto, cpu, cuda, cuda:<n> or mps")
-    max_minutes: float | None = positive(None)
+    max_minutes: float | None = positive(None)  # summed over resumed calls
     progress: bool = True
+    # a saved run writes a resume checkpoint at most this often (0: every epoch; None: never); embedding models only
+    checkpoint_minutes: float | None = at_least(1.0, 0, integer=False)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """One loop for the embedding CTR models (MF, SASRec-CTR): Adam, BCE, early stopping on validation AUC,
-best-state restore, a wall-clock cap. LM models bring their own step-wise ``fit_ctr``."""
+best-state restore, a wall-clock cap, and the ranking trainer's exact resume (:class:`EpochCheckpoint`).
+LM models bring their own step-wise, resumable ``fit_ctr``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..data.errors import DataError
 from ..evaluate.metrics import auc
-from ..train.trainer import EarlyStopping
+from ..train.trainer import EarlyStopping, EpochCheckpoint, checkpoint_key
 from .config import CTRTrainConfig
 from .data import CTRSplit
 from .evaluate import predict
@@ -27,15 +28,33 @@ class CTRFitResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     stopped_by: str = "epochs"
+    resumed_from_epoch: int | None = None
 
 
-def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, log=print) -> CTRFitResult:
+def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, log=print,
+            checkpoint=None, checkpoint_key_extra: dict | None = None) -> CTRFitResult:
+    """Train on ``split``'s train rows, keep the best validation-AUC state. With ``checkpoint`` (a file path) the
+    loop saves and resumes like the ranking trainer's ``fit`` (same settings, shapes, code and
+    ``checkpoint_key_extra``, or CheckpointMismatchError)."""
     rng = np.random.default_rng(cfg.seed)
     model.to(device)
     train, valid = split.parts["train"], split.parts["valid"]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, stopper = CTRFitResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
-    for epoch in range(1, cfg.epochs + 1):
+    trajectory = {k: v for k, v in cfg.__dict__.items() if k not in ("progress", "max_minutes", "checkpoint_minutes")}
+    saver = EpochCheckpoint(checkpoint, checkpoint_key(model, {"train": trajectory}, checkpoint_key_extra)
+                            if checkpoint is not None else None, cfg.checkpoint_minutes, log)
+    first_epoch, reason = 1, None
+    resumed = saver.load(model, opt, stopper, rng)
+    if resumed is not None:
+        result.history, result.train_seconds = resumed["history"], resumed["train_time"]
+        result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
+        first_epoch = resumed["epoch"] + 1
+        reason = stopper.stop_reason()  # a resumed run already past its time cap
+        if log:
+            log(f"resuming from epoch {resumed['epoch']} of {cfg.epochs} (best valid_auc {stopper.best:.4f} at epoch "
+                f"{stopper.best_epoch}) from {saver.path}")
+    for epoch in range(first_epoch, (cfg.epochs if reason is None else first_epoch - 1) + 1):
         model.train()
         t0 = time.perf_counter()
         order = rng.permutation(len(train))
@@ -58,12 +77,15 @@ def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, l
         result.history.append(record)
         result.epochs_run = epoch
         stopper.update(model, val_auc, epoch)
+        reason = stopper.stop_reason()
+        if epoch < cfg.epochs and not reason and saver.due():
+            saver.save(epoch, model, opt, stopper, rng, result.history, result.train_seconds)
         if log:
             log(f"epoch={epoch} loss={record['loss']:.4f} valid_auc={val_auc:.4f}")
-        reason = stopper.stop_reason()
         if reason:
-            result.stopped_by = reason
             break
+    if reason:
+        result.stopped_by = reason
     stopper.restore_best(model)
     result.best_valid_auc, result.best_epoch = stopper.best, stopper.best_epoch
     return result

@@ -99,13 +99,78 @@ class FitResult:
     resumed_from_epoch: int | None = None
 
 
+def checkpoint_key(model, train: dict, extra: dict | None = None) -> dict:
+    """What the weight trajectory depends on (``train``: the settings that matter, already filtered), plus the
+    parameter shapes and the code; a checkpoint made under another key is refused, never reused."""
+    params = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+    return {**train, "params": params, "model": type(model).__name__, "code": code_fingerprint(), **(extra or {})}
+
+
 def _checkpoint_key(model, cfg: TrainConfig, eval_cfg: EvalConfig, extra: dict | None) -> dict:
-    """What the weight trajectory depends on; a checkpoint made under another key is refused, never reused."""
     train = {k: v for k, v in cfg.__dict__.items() if k not in ("progress", "max_minutes", "checkpoint_minutes")}
     evals = {k: v for k, v in eval_cfg.__dict__.items() if k != "chunk_size"}
-    params = {n: tuple(t.shape) for n, t in model.state_dict().items()}
-    return {"train": train, "eval": evals, "params": params, "model": type(model).__name__, "code": code_fingerprint(),
-            **(extra or {})}
+    return checkpoint_key(model, {"train": train, "eval": evals}, extra)
+
+
+class EpochCheckpoint:
+    """The resume file of an epoch loop (the ranking and CTR trainers): after an epoch, at most every
+    ``every_minutes`` (None: never), it holds the weights, optimizer, early-stopping state, the loop's NumPy
+    generator and the global RNG states, the history and the training time, written atomically. A failed
+    write (full disk) warns once and turns checkpointing off, never the run."""
+
+    def __init__(self, path, key: dict | None, every_minutes: float | None, log=print):
+        self.path = Path(path) if path is not None else None
+        self.key, self.every, self.log = key, every_minutes, log
+        self.on = self.path is not None and every_minutes is not None
+        self.last = time.perf_counter()
+
+    def load(self, model, opt, stopper: EarlyStopping, rng: np.random.Generator) -> dict | None:
+        """Restore from the file when there is one: ``{"epoch", "history", "train_time"}``, else None."""
+        ckpt = self.path
+        if ckpt is None or not ckpt.exists():
+            return None
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            old_key = state["key"]
+        except Exception as exc:  # truncated or foreign file: say which, never guess
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
+                                          "delete it to start the run over") from None
+        if old_key != self.key:
+            diff = key_diff(old_key, self.key)
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
+                                          f"{mismatch_hint(diff)}; delete it to start the run over")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            stopper.load_state_dict(state["stopper"])
+            rng.bit_generator.state = state["batch_rng"]
+            set_rng_state(state["rng"])
+            out = {"epoch": int(state["epoch"]), "history": list(state["history"]),
+                   "train_time": float(state["train_time"])}
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} does not hold what this run needs "
+                                          f"({type(exc).__name__}: {exc}); delete it to start the run over") from None
+        self.last = time.perf_counter()
+        return out
+
+    def due(self) -> bool:
+        return self.on and time.perf_counter() - self.last >= 60 * self.every
+
+    def save(self, epoch: int, model, opt, stopper: EarlyStopping, rng: np.random.Generator, history: list,
+             train_time: float) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            save_atomic({"key": self.key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "stopper": stopper.state_dict(), "batch_rng": rng.bit_generator.state, "rng": rng_state(),
+                         "history": history, "train_time": train_time}, self.path)
+        except OSError as exc:
+            msg = (f"could not write the resume checkpoint {self.path} ({exc.strerror or exc}); training goes on "
+                   "without checkpoints, so a kill now means starting over")
+            warnings.warn(msg, stacklevel=3)
+            if self.log:
+                self.log(f"warning: {msg}")
+            self.on = False
+        self.last = time.perf_counter()
 
 
 def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, checkpoint: str | Path | None = None,
@@ -138,53 +203,16 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
     stopper = EarlyStopping(cfg.patience, cfg.max_minutes)
     use_autocast = cfg.bf16
     train_time, first_epoch = 0.0, 1
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    key = _checkpoint_key(model, cfg, eval_cfg, checkpoint_key) if ckpt is not None else None
-    if ckpt is not None and ckpt.exists():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            old_key = state["key"]
-        except Exception as exc:  # truncated or foreign file: say which, never guess
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
-                                          "delete it to start the run over") from None
-        if old_key != key:
-            diff = key_diff(old_key, key)
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
-                                          f"{mismatch_hint(diff)}; delete it to start the run over")
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            stopper.load_state_dict(state["stopper"])
-            rng.bit_generator.state = state["batch_rng"]
-            set_rng_state(state["rng"])
-            result.history, train_time = state["history"], state["train_time"]
-            first_epoch = result.epochs_run = result.resumed_from_epoch = state["epoch"]
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} does not hold what this run needs "
-                                          f"({type(exc).__name__}: {exc}); delete it to start the run over") from None
-        first_epoch += 1
+    saver = EpochCheckpoint(checkpoint, _checkpoint_key(model, cfg, eval_cfg, checkpoint_key)
+                            if checkpoint is not None else None, cfg.checkpoint_minutes, log)
+    resumed = saver.load(model, opt, stopper, rng)
+    if resumed is not None:
+        result.history, train_time = resumed["history"], resumed["train_time"]
+        result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
+        first_epoch = resumed["epoch"] + 1
         if log:
-            log(f"resuming from epoch {state['epoch']} of {cfg.epochs} (best {metric} {stopper.best:.4f} at epoch "
-                f"{stopper.best_epoch}) from {ckpt}")
-    last_save = time.perf_counter()
-    checkpointing = ckpt is not None and cfg.checkpoint_minutes is not None
-
-    def save(epoch: int) -> bool:
-        """Write the checkpoint; a failed write (full disk) warns and turns checkpointing off, never the run."""
-        try:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic({"key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "stopper": stopper.state_dict(), "batch_rng": rng.bit_generator.state, "rng": rng_state(),
-                         "history": result.history, "train_time": train_time}, ckpt)
-            return True
-        except OSError as exc:
-            msg = (f"could not write the resume checkpoint {ckpt} ({exc.strerror or exc}); training goes on "
-                   "without checkpoints, so a kill now means starting over")
-            warnings.warn(msg, stacklevel=2)
-            if log:
-                log(f"warning: {msg}")
-            return False
-
+            log(f"resuming from epoch {resumed['epoch']} of {cfg.epochs} (best {metric} {stopper.best:.4f} at epoch "
+                f"{stopper.best_epoch}) from {saver.path}")
     reason = stopper.stop_reason() if first_epoch > 1 else None  # a resumed run already past its time cap
     last_epoch = cfg.epochs if reason is None else first_epoch - 1
     for epoch in range(first_epoch, last_epoch + 1):
@@ -213,10 +241,8 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
         result.history.append(record)
         result.epochs_run = epoch
         reason = stopper.stop_reason()
-        if checkpointing and epoch < cfg.epochs and not reason \
-                and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes:
-            checkpointing = save(epoch)
-            last_save = time.perf_counter()
+        if epoch < cfg.epochs and not reason and saver.due():
+            saver.save(epoch, model, opt, stopper, rng, result.history, train_time)
         if log:
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if reason:
