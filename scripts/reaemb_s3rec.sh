@@ -76,8 +76,14 @@ for ds in $DATASETS; do
         [ -z "$ARCHIVE" ] || sampled="$sampled && python scripts/archive_runs.py $OUT $ARCHIVE"
         if [ -n "${QUEUE:-}" ]; then
           if done_in "$d"; then
-            ls "$d"/*/sampled-uniform-100.json "$d"/*/sampled-popularity-100.json >/dev/null 2>&1 && continue
-            line=$sampled
+            if ls "$d"/*/sampled-uniform-100.json "$d"/*/sampled-popularity-100.json >/dev/null 2>&1; then
+              # finished and re-evaluated: only the archive copy may be missing (runs made before ARCHIVE existed)
+              [ -z "$ARCHIVE" ] && continue
+              ls "$ARCHIVE/${d#"$OUT"/}"/*/sampled-popularity-100.json >/dev/null 2>&1 && continue
+              line="python scripts/archive_runs.py $OUT $ARCHIVE"
+            else
+              line=$sampled
+            fi
           else
             line="${train[*]} && $sampled"
           fi
