@@ -133,8 +133,10 @@ def test_killed_run_called_again_resumes_and_ends_like_an_unbroken_one(toy_dir, 
     with pytest.raises(Killed):
         semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after_epoch_2)
     assert len(list((out / ".resume").glob("sasrec-atomic-toy-*.pt"))) == 1
-    other = semcollab.run(model="sasrec", dataset="atomic:toy", overrides=[*over, "train.lr=0.01"], log=None)
-    assert other.fit.resumed_from_epoch is None  # another setting never picks up that checkpoint
+    noted = []
+    other = semcollab.run(model="sasrec", dataset="atomic:toy", overrides=[*over, "train.lr=0.01"], log=noted.append)
+    assert other.fit.resumed_from_epoch is None  # another setting never picks up that checkpoint, but names it
+    assert sum(line.startswith("note: 1 resume checkpoint(s) of other settings") for line in noted) == 1
     lines = []
     res = semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=lines.append)
     assert res.fit.resumed_from_epoch == 2 and any(line.startswith("resuming from epoch 2 of 4") for line in lines)

@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpointing import named_file_hashes, remove_resume_file, resume_file
+from .checkpointing import named_file_hashes, note_other_resume_files, remove_resume_file, resume_file
 from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
@@ -90,6 +90,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     if save:  # a full disk is found now, not after the last epoch
         check_writable(cfg.output_dir, _state_bytes(net) if cfg.save_model else 0)
     ckpt, ident = _resume_checkpoint(cfg, split) if save else (None, None)
+    note_other_resume_files(ckpt, log)
     result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
     device = resolve_device(cfg.train.device)
     pop = split.item_popularity()

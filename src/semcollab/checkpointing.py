@@ -95,8 +95,8 @@ def named_file_hashes(params) -> dict[str, str]:
         if not isinstance(v, str) or not v:
             return []
         p = Path(v).expanduser()
-        if p.is_dir():
-            return [str(f) for f in sorted(p.rglob("*")) if f.is_file()]
+        if p.is_dir():  # resume checkpoints inside it (a folder holding output_dir) would change the key each save
+            return [str(f) for f in sorted(p.rglob("*")) if f.is_file() and ".resume" not in f.parts]
         return [str(p)] if p.is_file() else []
 
     return {f: file_sha256(Path(f)) for f in named(params)}
@@ -108,6 +108,23 @@ def resume_file(output_dir, model: str, dataset: str, identity: dict) -> Path:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     safe = dataset.replace(":", "-").replace("/", "-")
     return Path(output_dir) / ".resume" / f"{model}-{safe}-{digest}.pt"
+
+
+def other_resume_files(path: Path) -> list[Path]:
+    """Checkpoints beside ``path`` of the same model and dataset under other settings: abandoned runs, or a
+    rerun whose settings changed (then the old file is what the user meant to continue)."""
+    stem = path.stem.rsplit("-", 1)[0]
+    return sorted(p for p in path.parent.glob(f"{stem}-*.pt") if p != path)
+
+
+def note_other_resume_files(path: Path | None, log) -> None:
+    if path is None or not log:
+        return
+    others = other_resume_files(path)
+    if others:
+        log(f"note: {len(others)} resume checkpoint(s) of other settings for this model and dataset in {path.parent} "
+            f"({', '.join(p.name for p in others[:3])}{', ...' if len(others) > 3 else ''}); this run does not use "
+            "them: rerun with their settings to continue one, or delete them")
 
 
 def remove_resume_file(path: Path | None) -> None:

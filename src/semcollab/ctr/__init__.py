@@ -123,7 +123,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
     from safetensors.torch import save_file
 
-    from ..checkpointing import named_file_hashes, remove_resume_file, resume_file
+    from ..checkpointing import named_file_hashes, note_other_resume_files, remove_resume_file, resume_file
     from ..fsutil import check_writable
     from ..runinfo import save_run_record, write_run_dir
     from ..train.trainer import resolve_device, seed_everything
@@ -160,6 +160,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
             skip = ("progress", "max_minutes", "checkpoint_minutes")
             ckpt = resume_file(cfg.output_dir, cfg.model, cfg.data.name,
                                {**ident, "train": {k: v for k, v in to_dict(cfg.train).items() if k not in skip}})
+            note_other_resume_files(ckpt, log)
         result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key_extra=ident)
     valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
     test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
