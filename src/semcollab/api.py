@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpointing import named_file_hashes, note_other_resume_files, remove_resume_file, resume_file
+from .checkpointing import note_other_resume_files, remove_resume_file, run_resume_target, trajectory_settings
 from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
@@ -52,20 +52,6 @@ def _state_bytes(net: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
-def _resume_checkpoint(cfg: RunConfig, split: Split) -> tuple[Path, dict]:
-    """Where a saved run keeps its resume checkpoint, and the identity it must match: the model, its parameters
-    and the content of any file they name, the data settings and content; the file name adds the train and
-    eval settings (:func:`semcollab.checkpointing.resume_file`)."""
-    params = dict(cfg.model_params)
-    data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("cache", "cache_dir")}
-    ident = {"run_model": cfg.model, "model_params": params, "files": named_file_hashes(params), "data": data,
-             "data_fingerprint": split.fingerprint()}
-    skip = {"progress", "max_minutes", "checkpoint_minutes"}
-    whole = {**ident, "train": {k: v for k, v in to_dict(cfg.train).items() if k not in skip},
-             "eval": {k: v for k, v in to_dict(cfg.eval).items() if k != "chunk_size"}}
-    return resume_file(cfg.output_dir, cfg.model, cfg.data.name, whole), ident
-
-
 def run(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
         log=print, save: bool = True) -> RunResult:
     """Prepare data, train ``model``, evaluate on valid and test, and save the run.
@@ -89,8 +75,13 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     net = build_model(cfg.model, cfg.model_params, split)
     if save:  # a full disk is found now, not after the last epoch
         check_writable(cfg.output_dir, _state_bytes(net) if cfg.save_model else 0)
-    ckpt, ident = _resume_checkpoint(cfg, split) if save else (None, None)
-    note_other_resume_files(ckpt, log)
+    ckpt = ident = fingerprint = None
+    if save:
+        fingerprint = split.fingerprint()  # once: the resume key and run.json both record it
+        data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("cache", "cache_dir")}
+        ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params, data, fingerprint,
+                                        {"train": trajectory_settings(cfg.train), "eval": trajectory_settings(cfg.eval)})
+        note_other_resume_files(ckpt, log)
     result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
     device = resolve_device(cfg.train.device)
     pop = split.item_popularity()
@@ -103,7 +94,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
             if cfg.save_model:
                 save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
                           str(tmp / "model.safetensors"))
-            save_run_record(tmp, cfg, {"dataset_stats": split.stats, "data_fingerprint": split.fingerprint(),
+            save_run_record(tmp, cfg, {"dataset_stats": split.stats, "data_fingerprint": fingerprint,
                                        "fit": result.__dict__})
 
         run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)

@@ -4,6 +4,7 @@ Kept outside ``train/`` and ``lm/`` so the ID-model trainer and the LM loop use 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -54,6 +55,15 @@ def save_atomic(obj, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# settings that change how long or how visibly a run trains, or how it is evaluated in chunks, but not its weights
+NOT_TRAJECTORY = frozenset({"progress", "max_minutes", "checkpoint_minutes", "chunk_size"})
+
+
+def trajectory_settings(cfg) -> dict:
+    """The fields of a train / eval config dataclass that the weights depend on (a resumed run must match them)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAJECTORY}
 
 
 def key_diff(old: dict, new: dict) -> list[str]:
@@ -108,6 +118,18 @@ def resume_file(output_dir, model: str, dataset: str, identity: dict) -> Path:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     safe = dataset.replace(":", "-").replace("/", "-")
     return Path(output_dir) / ".resume" / f"{model}-{safe}-{digest}.pt"
+
+
+def run_resume_target(output_dir, model: str, dataset: str, model_params: dict, data: dict, data_fingerprint: str,
+                      settings: dict) -> tuple[Path, dict]:
+    """The resume file of a saved run (``semcollab train``, ``semcollab ctr train``) and the identity its checkpoint
+    must carry: the model, its parameters and the content of any file they name, the data settings and content.
+    The file name also hashes ``settings`` (the trajectory settings, e.g. ``{"train": ..., "eval": ...}``), which
+    the loop checks itself."""
+    params = dict(model_params)
+    ident = {"run_model": model, "model_params": params, "files": named_file_hashes(params), "data": data,
+             "data_fingerprint": data_fingerprint}
+    return resume_file(output_dir, model, dataset, {**ident, **settings}), ident
 
 
 def other_resume_files(path: Path) -> list[Path]:

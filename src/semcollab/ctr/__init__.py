@@ -123,7 +123,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
     from safetensors.torch import save_file
 
-    from ..checkpointing import named_file_hashes, note_other_resume_files, remove_resume_file, resume_file
+    from ..checkpointing import note_other_resume_files, remove_resume_file, run_resume_target, trajectory_settings
     from ..fsutil import check_writable
     from ..runinfo import save_run_record, write_run_dir
     from ..train.trainer import resolve_device, seed_everything
@@ -149,19 +149,16 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     device = resolve_device(cfg.train.device)
     net.to(device)
     ckpt = None
+    fingerprint = ctr_fingerprint(split) if save else None  # once: the resume key and run.json both record it
     if hasattr(net, "fit_ctr"):  # LM models: their own step-wise loop resumes from its checkpoint folder
         result = net.fit_ctr(split, cfg.train, device, log)
     else:
         ident = None
         if save:  # the same command resumes a killed run (output_dir/.resume/), as `semcollab train` does
-            params = dict(cfg.model_params)
-            ident = {"run_model": cfg.model, "model_params": params, "files": named_file_hashes(params),
-                     "data": to_dict(cfg.data), "data_fingerprint": ctr_fingerprint(split)}
-            skip = ("progress", "max_minutes", "checkpoint_minutes")
-            ckpt = resume_file(cfg.output_dir, cfg.model, cfg.data.name,
-                               {**ident, "train": {k: v for k, v in to_dict(cfg.train).items() if k not in skip}})
+            ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params,
+                                            to_dict(cfg.data), fingerprint, {"train": trajectory_settings(cfg.train)})
             note_other_resume_files(ckpt, log)
-        result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key_extra=ident)
+        result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key=ident)
     valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
     test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
     run_dir = None
@@ -171,7 +168,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
             if cfg.save_model:
                 save_file(_state(net), str(tmp / "model.safetensors"))
             save_run_record(tmp, cfg, {"task": "ctr", "data_stats": split.stats(),
-                                       "data_fingerprint": ctr_fingerprint(split), "fit": result.__dict__})
+                                       "data_fingerprint": fingerprint, "fit": result.__dict__})
 
         run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
         remove_resume_file(ckpt)

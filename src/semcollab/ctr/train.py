@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpointing import trajectory_settings
 from ..data.errors import DataError
 from ..evaluate.metrics import auc
-from ..train.trainer import EarlyStopping, EpochCheckpoint, checkpoint_key
+from ..train.trainer import EarlyStopping, EpochCheckpoint, make_checkpoint_key
 from .config import CTRTrainConfig
 from .data import CTRSplit
 from .evaluate import predict
@@ -32,29 +33,27 @@ class CTRFitResult:
 
 
 def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, log=print,
-            checkpoint=None, checkpoint_key_extra: dict | None = None) -> CTRFitResult:
+            checkpoint=None, checkpoint_key: dict | None = None) -> CTRFitResult:
     """Train on ``split``'s train rows, keep the best validation-AUC state. With ``checkpoint`` (a file path) the
     loop saves and resumes like the ranking trainer's ``fit`` (same settings, shapes, code and
-    ``checkpoint_key_extra``, or CheckpointMismatchError)."""
+    ``checkpoint_key``, or CheckpointMismatchError)."""
     rng = np.random.default_rng(cfg.seed)
     model.to(device)
     train, valid = split.parts["train"], split.parts["valid"]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, stopper = CTRFitResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
-    trajectory = {k: v for k, v in cfg.__dict__.items() if k not in ("progress", "max_minutes", "checkpoint_minutes")}
-    saver = EpochCheckpoint(checkpoint, checkpoint_key(model, {"train": trajectory}, checkpoint_key_extra)
-                            if checkpoint is not None else None, cfg.checkpoint_minutes, log)
+    key = make_checkpoint_key(model, {"train": trajectory_settings(cfg)}, checkpoint_key) \
+        if checkpoint is not None else None
+    saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
     first_epoch, reason = 1, None
-    resumed = saver.load(model, opt, stopper, rng)
+    resumed = saver.load(model, opt, stopper, rng, "valid_auc", cfg.epochs)
     if resumed is not None:
         result.history, result.train_seconds = resumed["history"], resumed["train_time"]
         result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
         first_epoch = resumed["epoch"] + 1
         reason = stopper.stop_reason()  # a resumed run already past its time cap
-        if log:
-            log(f"resuming from epoch {resumed['epoch']} of {cfg.epochs} (best valid_auc {stopper.best:.4f} at epoch "
-                f"{stopper.best_epoch}) from {saver.path}")
-    for epoch in range(first_epoch, (cfg.epochs if reason is None else first_epoch - 1) + 1):
+    last_epoch = cfg.epochs if reason is None else first_epoch - 1
+    for epoch in range(first_epoch, last_epoch + 1):
         model.train()
         t0 = time.perf_counter()
         order = rng.permutation(len(train))

@@ -26,6 +26,7 @@ from ..checkpointing import (
     rng_state,
     save_atomic,
     set_rng_state,
+    trajectory_settings,
 )
 from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
@@ -99,17 +100,11 @@ class FitResult:
     resumed_from_epoch: int | None = None
 
 
-def checkpoint_key(model, train: dict, extra: dict | None = None) -> dict:
+def make_checkpoint_key(model, train: dict, extra: dict | None = None) -> dict:
     """What the weight trajectory depends on (``train``: the settings that matter, already filtered), plus the
     parameter shapes and the code; a checkpoint made under another key is refused, never reused."""
     params = {n: tuple(t.shape) for n, t in model.state_dict().items()}
     return {**train, "params": params, "model": type(model).__name__, "code": code_fingerprint(), **(extra or {})}
-
-
-def _checkpoint_key(model, cfg: TrainConfig, eval_cfg: EvalConfig, extra: dict | None) -> dict:
-    train = {k: v for k, v in cfg.__dict__.items() if k not in ("progress", "max_minutes", "checkpoint_minutes")}
-    evals = {k: v for k, v in eval_cfg.__dict__.items() if k != "chunk_size"}
-    return checkpoint_key(model, {"train": train, "eval": evals}, extra)
 
 
 class EpochCheckpoint:
@@ -124,8 +119,10 @@ class EpochCheckpoint:
         self.on = self.path is not None and every_minutes is not None
         self.last = time.perf_counter()
 
-    def load(self, model, opt, stopper: EarlyStopping, rng: np.random.Generator) -> dict | None:
-        """Restore from the file when there is one: ``{"epoch", "history", "train_time"}``, else None."""
+    def load(self, model, opt, stopper: EarlyStopping, rng: np.random.Generator, metric: str,
+             epochs: int) -> dict | None:
+        """Restore from the file when there is one and say so (``metric``, ``epochs``: for that line):
+        ``{"epoch", "history", "train_time"}``, else None."""
         ckpt = self.path
         if ckpt is None or not ckpt.exists():
             return None
@@ -151,6 +148,9 @@ class EpochCheckpoint:
             raise CheckpointMismatchError(f"resume checkpoint {ckpt} does not hold what this run needs "
                                           f"({type(exc).__name__}: {exc}); delete it to start the run over") from None
         self.last = time.perf_counter()
+        if self.log:
+            self.log(f"resuming from epoch {out['epoch']} of {epochs} (best {metric} {stopper.best:.4f} at epoch "
+                     f"{stopper.best_epoch}) from {ckpt}")
         return out
 
     def due(self) -> bool:
@@ -202,18 +202,16 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
     metric = cfg.metric.lower()
     stopper = EarlyStopping(cfg.patience, cfg.max_minutes)
     use_autocast = cfg.bf16
-    train_time, first_epoch = 0.0, 1
-    saver = EpochCheckpoint(checkpoint, _checkpoint_key(model, cfg, eval_cfg, checkpoint_key)
-                            if checkpoint is not None else None, cfg.checkpoint_minutes, log)
-    resumed = saver.load(model, opt, stopper, rng)
+    train_time, first_epoch, reason = 0.0, 1, None
+    key = make_checkpoint_key(model, {"train": trajectory_settings(cfg), "eval": trajectory_settings(eval_cfg)},
+                              checkpoint_key) if checkpoint is not None else None
+    saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
+    resumed = saver.load(model, opt, stopper, rng, metric, cfg.epochs)
     if resumed is not None:
         result.history, train_time = resumed["history"], resumed["train_time"]
         result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
         first_epoch = resumed["epoch"] + 1
-        if log:
-            log(f"resuming from epoch {resumed['epoch']} of {cfg.epochs} (best {metric} {stopper.best:.4f} at epoch "
-                f"{stopper.best_epoch}) from {saver.path}")
-    reason = stopper.stop_reason() if first_epoch > 1 else None  # a resumed run already past its time cap
+        reason = stopper.stop_reason()  # a resumed run already past its time cap
     last_epoch = cfg.epochs if reason is None else first_epoch - 1
     for epoch in range(first_epoch, last_epoch + 1):
         model.train()
