@@ -69,6 +69,18 @@ def ml100k_dir():
         pytest.skip(f"ML-100K unavailable offline: {exc}")
 
 
+class Killed(Exception):
+    """Raised by :func:`kill_after`'s log callback: a stand-in for a SIGKILL right after an epoch's checkpoint."""
+
+
+def kill_after(epoch: int):
+    """A log callback that stops a training run right after ``epoch`` (its checkpoint is already written)."""
+    def log(line: str) -> None:
+        if line.startswith(f"epoch={epoch} "):
+            raise Killed
+    return log
+
+
 WORDS = ["toy", "story", "animation", "comedy", "action", "thriller", "drama", "movie", "title", "genres", "year",
          "golden", "eye", "space", "war", "love", "the", "a", "of", "1995", ":", ";", ".", "(", ")"]
 

@@ -9,6 +9,7 @@ import pytest
 import semcollab
 from semcollab.api import DataChangedError, load_run
 from semcollab.fsutil import OutputError
+from tests.conftest import Killed, kill_after
 
 
 def _losses(res):
@@ -119,19 +120,12 @@ def test_run_folder_gets_ordinary_permissions(toy_dir, tmp_path):
 def test_killed_run_called_again_resumes_and_ends_like_an_unbroken_one(toy_dir, tmp_path):
     """`semcollab train` resumes: the same call after a kill continues from output_dir/.resume/ and the
     saved run equals an unbroken one; another setting gets its own checkpoint; the file goes once saved."""
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_2(line):
-        if line.startswith("epoch=2 "):
-            raise Killed
-
     args = ["train.epochs=4", "train.checkpoint_minutes=0", "train.seed=5"]
     whole = _run(toy_dir, tmp_path / "whole", *args)
     out = tmp_path / "out"
     over = [f"data.path={toy_dir}", f"output_dir={out}", *FAST, *args]
     with pytest.raises(Killed):
-        semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after_epoch_2)
+        semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after(2))
     assert len(list((out / ".resume").glob("sasrec-atomic-toy-*.pt"))) == 1
     noted = []
     other = semcollab.run(model="sasrec", dataset="atomic:toy", overrides=[*over, "train.lr=0.01"], log=noted.append)
@@ -149,13 +143,6 @@ def test_resume_is_keyed_on_the_content_of_a_named_table_folder(toy_dir, tmp_pat
     the same table resumes, and the checkpoint's stale temporary goes with it once the run is saved."""
     import numpy as np
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_2(line):
-        if line.startswith("epoch=2 "):
-            raise Killed
-
     n_items = _run(toy_dir, tmp_path / "probe").split.n_items
     folder = tmp_path / "table"
     folder.mkdir()
@@ -165,7 +152,7 @@ def test_resume_is_keyed_on_the_content_of_a_named_table_folder(toy_dir, tmp_pat
     over = [f"data.path={toy_dir}", f"output_dir={out}", *FAST, "train.epochs=4", "train.checkpoint_minutes=0",
             f"model_params.item_table={folder}", "model_params.table_mode=replace"]
     with pytest.raises(Killed):
-        semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after_epoch_2)
+        semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after(2))
     (ckpt,) = (out / ".resume").glob("*.pt")
     np.save(folder / "item_table.npy", table + 1)
     assert semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=None).fit.resumed_from_epoch is None

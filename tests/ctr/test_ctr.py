@@ -9,6 +9,7 @@ from semcollab.ctr.config import CTRTrainConfig
 from semcollab.ctr.data import CTRPart
 from semcollab.ctr.evaluate import group_metrics
 from semcollab.data.loaders import CTRData
+from tests.conftest import Killed, kill_after
 
 
 def toy_ctr(n_users=30, n_items=20, rows=400, seed=0) -> CTRData:
@@ -127,17 +128,6 @@ def test_unsubsampled_view_gives_every_row_with_the_same_indices():
     assert full.unsubsampled() is full
 
 
-class _Killed(Exception):
-    pass
-
-
-def _kill_after(epoch):
-    def log(line):
-        if line.startswith(f"epoch={epoch} "):
-            raise _Killed
-    return log
-
-
 @pytest.mark.parametrize("name, params", [("mf", {"dim": 16}), ("sasrec-ctr", {"hidden": 16, "layers": 1})])
 def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, name, params):
     import torch
@@ -152,8 +142,8 @@ def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, nam
     whole_model = fresh()
     whole = fit_ctr(whole_model, split, cfg, torch.device("cpu"), log=None)
     ckpt = tmp_path / "resume.pt"
-    with pytest.raises(_Killed):
-        fit_ctr(fresh(), split, cfg, torch.device("cpu"), log=_kill_after(3), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        fit_ctr(fresh(), split, cfg, torch.device("cpu"), log=kill_after(3), checkpoint=ckpt)
     lines, model = [], fresh()
     res = fit_ctr(model, split, cfg, torch.device("cpu"), log=lines.append, checkpoint=ckpt)
     assert lines[0].startswith("resuming from epoch 3 of 6") and res.resumed_from_epoch == 3

@@ -7,6 +7,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from semcollab.cli import app
+from tests.conftest import Killed, kill_after
 
 runner = CliRunner()
 
@@ -86,20 +87,13 @@ def test_killed_ctr_run_resumes_from_output_dir(tmp_path):
 
     from semcollab.ctr import run_ctr
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_2(line):
-        if line.startswith("epoch=2 "):
-            raise Killed
-
     data = write_collm_folder(tmp_path / "collm")
     over = [f"data.path={data}", "train.epochs=4", "train.progress=false", "train.checkpoint_minutes=0",
             "model_params.dim=8"]
     whole = run_ctr(model="mf", overrides=[*over, f"output_dir={tmp_path / 'whole'}"], log=None)
     out = tmp_path / "out"
     with pytest.raises(Killed):
-        run_ctr(model="mf", overrides=[*over, f"output_dir={out}"], log=kill_after_epoch_2)
+        run_ctr(model="mf", overrides=[*over, f"output_dir={out}"], log=kill_after(2))
     assert len(list((out / ".resume").glob("mf-*.pt"))) == 1
     res = run_ctr(model="mf", overrides=[*over, f"output_dir={out}"], log=None)
     assert res.fit.resumed_from_epoch == 2 and res.test == whole.test and res.fit.history == whole.fit.history

@@ -5,6 +5,7 @@ from semcollab.data import load_split
 from semcollab.evaluate.evaluator import evaluate_ranking
 from semcollab.models import build_model
 from semcollab.train.trainer import fit
+from tests.conftest import Killed, kill_after
 
 
 def test_early_stopping_restores_best(toy_split):
@@ -28,18 +29,6 @@ def test_sasrec_beats_popularity_on_real_ml100k(ml100k_dir):
     assert r.best_valid > 1.1 * pop_res["overall"]["ndcg@10"]
 
 
-class _Killed(Exception):
-    pass
-
-
-def _kill_after(epoch: int):
-    """A log callback that stops the run right after ``epoch`` (its checkpoint is already written)."""
-    def log(line: str) -> None:
-        if line.startswith(f"epoch={epoch} "):
-            raise _Killed
-    return log
-
-
 def _fresh(name, split):
     from semcollab.train.trainer import seed_everything
 
@@ -59,8 +48,8 @@ def test_fit_killed_and_called_again_ends_like_an_unbroken_run(toy_split, tmp_pa
     whole = _fresh(name, toy_split)
     r_whole = fit(whole, toy_split, cfg, ev, log=None)
     ckpt = tmp_path / "resume.pt"
-    with pytest.raises(_Killed):
-        fit(_fresh(name, toy_split), toy_split, cfg, ev, log=_kill_after(3), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        fit(_fresh(name, toy_split), toy_split, cfg, ev, log=kill_after(3), checkpoint=ckpt)
     assert ckpt.exists()
     lines = []
     resumed = _fresh(name, toy_split)
@@ -78,8 +67,8 @@ def test_fit_refuses_a_checkpoint_made_with_other_settings_or_damaged(toy_split,
 
     cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
     ckpt = tmp_path / "resume.pt"
-    with pytest.raises(_Killed):
-        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(2), checkpoint=ckpt,
+    with pytest.raises(Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=kill_after(2), checkpoint=ckpt,
             checkpoint_key={"data_fingerprint": "a"})
     other = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0, lr=0.05)
     with pytest.raises(CheckpointMismatchError, match=r"different \['train'\]"):
@@ -108,8 +97,8 @@ def test_resume_keeps_the_early_stopping_state(toy_split, tmp_path):
     r_whole = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None)
     assert r_whole.stopped_by == "early_stopping" and r_whole.epochs_run == r_whole.best_epoch + 2
     ckpt = tmp_path / "resume.pt"
-    with pytest.raises(_Killed):
-        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(r_whole.best_epoch + 1), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=kill_after(r_whole.best_epoch + 1), checkpoint=ckpt)
     r = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
     assert (r.stopped_by, r.epochs_run, r.best_epoch, r.best_valid) == \
         (r_whole.stopped_by, r_whole.epochs_run, r_whole.best_epoch, r_whole.best_valid)
@@ -120,8 +109,8 @@ def test_resumed_run_already_past_its_time_cap_stops_at_once(toy_split, tmp_path
 
     cfg, ev = TrainConfig(epochs=6, patience=6, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
     ckpt = tmp_path / "resume.pt"
-    with pytest.raises(_Killed):
-        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(2), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=kill_after(2), checkpoint=ckpt)
     state = torch.load(ckpt, weights_only=False)
     state["stopper"]["minutes"] = 30.0  # as if the first call had trained for 30 minutes
     torch.save(state, ckpt)
@@ -136,8 +125,8 @@ def test_checkpoint_from_other_code_is_refused(toy_split, tmp_path, monkeypatch)
 
     cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
     ckpt = tmp_path / "resume.pt"
-    with pytest.raises(_Killed):
-        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=_kill_after(2), checkpoint=ckpt)
+    with pytest.raises(Killed):
+        fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=kill_after(2), checkpoint=ckpt)
     monkeypatch.setattr(trainer, "code_fingerprint", lambda: "another version")
     with pytest.raises(CheckpointMismatchError, match=r"different \['code'\] \(semcollab's source"):
         fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
