@@ -71,6 +71,9 @@ def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "
         raise FileNotFoundError(f"causal LM {name_or_path!r}: no folder at {path}")
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
+    from ..text.encoders import check_tokenizer_files
+
+    check_tokenizer_files(path)  # a truncated tokenizer.json: an error naming the file, not a JSON traceback
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **({"gguf_file": kw["gguf_file"]} if "gguf_file" in kw else {}))
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype, device), **kw)

@@ -1,7 +1,11 @@
 """Semantic-only recommender: a user is the mean of their recent items' text vectors; rank by cosine.
 
 No collaborative signal at all, so it shows what the language model alone knows; it is the
-semantic half of the complementarity diagnostics. Nothing to train."""
+semantic half of the complementarity diagnostics. Nothing to train.
+
+An item without a text vector (an all-zero row: ``model_params.empty_text=skip`` for items whose text is
+empty) is unknown to this model: it is scored ``-inf`` (never recommended; a miss when it is the target,
+as for any item the model cannot rank) and left out of the user's mean."""
 
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ class SemanticMean(Recommender):
         vec = F.normalize(torch.as_tensor(item_vectors, dtype=torch.float32), dim=-1)
         vec[0] = 0
         self.register_buffer("item_vectors", vec)
+        unknown = (vec == 0).all(-1)
+        unknown[0] = False  # padding: the evaluator masks it itself
+        self.register_buffer("unknown_items", unknown, persistent=False)
 
     @classmethod
     def from_split(cls, split, cfg: SemanticConfig) -> SemanticMean:
@@ -45,9 +52,12 @@ class SemanticMean(Recommender):
         seqs = seqs[:, -self.max_len:]
         L = seqs.shape[1]
         w = self.cfg.recency_decay ** torch.arange(L - 1, -1, -1, device=seqs.device, dtype=torch.float32)
-        w = w[None] * (seqs > 0).float()
+        w = w[None] * ((seqs > 0) & ~self.unknown_items[seqs]).float()
         u = (self.item_vectors[seqs] * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
         return F.normalize(u, dim=-1)
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
-        return self.user_vectors(seqs) @ self.item_vectors.T
+        scores = self.user_vectors(seqs) @ self.item_vectors.T
+        if self.unknown_items.any():
+            scores = scores.masked_fill(self.unknown_items, -torch.inf)
+        return scores

@@ -5,7 +5,11 @@ own folder; inside, every vector is stored under the SHA-256 of its text. A chan
 the texts and so the keys; a changed model changes the folder: stale vectors are never reused.
 Shards are written atomically and carry a checksum. A damaged shard is never read: it is reported,
 removed and its texts are encoded again. A cache that cannot be written (read-only, full disk) is a
-warning; the vectors are still returned."""
+warning; the vectors are still returned.
+
+Only usable vectors are ever stored: a vector that is all zero or holds a NaN/inf is never written, and a
+shard holding one (an older semcollab cached the zeros of ``embed --batch-size -1``) counts as damaged:
+it is reported, removed and re-encoded, so a cache poisoned that way heals itself on the next run."""
 
 from __future__ import annotations
 
@@ -21,6 +25,12 @@ import numpy as np
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def unusable_rows(vectors: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of a 2-D array that are all zero or hold a non-finite value."""
+    v = np.asarray(vectors)
+    return ~np.isfinite(v).all(axis=1) | ~(v != 0).any(axis=1)
 
 
 class EmbeddingCache:
@@ -41,7 +51,12 @@ class EmbeddingCache:
                     raise ValueError("checksum mismatch")
                 with np.load(shard, allow_pickle=False) as z:
                     keys, vecs = z["keys"], z["vectors"]
-            except (OSError, ValueError, KeyError, EOFError) as exc:
+                if keys.ndim != 1 or vecs.ndim != 2 or len(keys) != len(vecs):
+                    raise ValueError(f"{len(keys)} keys for vectors of shape {vecs.shape}")
+                bad = unusable_rows(vecs)
+                if bad.any():
+                    raise ValueError(f"{int(bad.sum())} of its {len(vecs)} vectors are all zero or not finite")
+            except (OSError, ValueError, KeyError, EOFError, TypeError) as exc:
                 warnings.warn(f"embedding cache shard {shard} is damaged ({exc}); removed, its texts will be "
                               "encoded again", stacklevel=2)
                 for f in (shard, meta):
@@ -67,7 +82,14 @@ class EmbeddingCache:
         return found, missing
 
     def put(self, hashes: list[str], vectors: np.ndarray) -> None:
+        """Store ``vectors`` under ``hashes``; rows that are all zero or not finite are left out (a warning)."""
         vectors = np.asarray(vectors, dtype=np.float32)
+        bad = unusable_rows(vectors) if vectors.ndim == 2 else np.ones(len(hashes), dtype=bool)
+        if bad.any():
+            warnings.warn(f"{int(bad.sum())} of {len(hashes)} embedding vectors are all zero or not finite; "
+                          f"they are not cached in {self.dir}", stacklevel=2)
+            keep = np.flatnonzero(~bad)
+            hashes, vectors = [hashes[i] for i in keep], vectors[keep]
         self._load().update(zip(hashes, vectors))
         if not hashes:
             return

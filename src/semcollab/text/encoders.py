@@ -25,6 +25,44 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..modelhub import ModelError
+
+# the files a tokenizer is read from; all JSON, and a truncated one must be named, not a parser traceback
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json")
+
+
+class ModelFolderError(ModelError):
+    """A model folder lacks the files a model is loaded from, or holds a damaged one (named in the message)."""
+
+
+class EncoderOutputError(ModelError):
+    """An encoder produced vectors that are all zero or not finite for non-empty texts (nothing is cached).
+
+    ``index`` is the position of the first offending text in the list that was encoded."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+
+def check_tokenizer_files(folder: str | Path) -> None:
+    """Raise :class:`ModelFolderError` naming the first tokenizer file of ``folder`` (or of its direct
+    subfolders, where sentence-transformers keeps them) that is not valid JSON; nothing when it is not a
+    folder (a hub id)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for f in [folder / n for n in TOKENIZER_FILES] + [d / n for d in sorted(folder.iterdir()) if d.is_dir()
+                                                         for n in TOKENIZER_FILES]:
+        if not f.is_file():
+            continue
+        try:
+            json.loads(f.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelFolderError(f"tokenizer file {f} is damaged (not valid JSON: {exc}); a truncated copy or "
+                                   "download? Copy or fetch the model again") from None
+
 
 @dataclass
 class EncoderSpec:
@@ -100,12 +138,23 @@ def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max
         kind = "sentence-transformers" if entry.kind == "sentence-encoder" else "hf"
         return EncoderSpec(_SPEC_NAMES.get(name, name), kind, path, None, pooling or entry.pooling, prompt,
                            max_length)
-    p = Path(name)
+    p = Path(name).expanduser()
+    expected = ("a sentence-transformers folder (modules.json), a Hugging Face model folder (config.json and "
+                "its weights) or a folder with a .gguf file")
     if p.exists():
+        if not p.is_dir():
+            raise ModelFolderError(f"encoder {name!r}: {p} is a file, not a model folder; expected {expected}")
         gguf = sorted(p.glob("*.gguf"))
         if (p / "modules.json").exists():
             return EncoderSpec(p.name, "sentence-transformers", str(p), None, pooling or "mean", prompt, max_length)
+        if not (p / "config.json").exists() and not gguf:
+            raise ModelFolderError(f"encoder {name!r}: folder {p} holds no model (no modules.json, config.json or "
+                                   f".gguf file); expected {expected}, or a registry name: "
+                                   f"{', '.join(modelhub.MODELS)}")
         return EncoderSpec(p.name, "hf", str(p), gguf[0].name if gguf else None, pooling or "mean", prompt, max_length)
+    if p.is_absolute() or name.startswith(("~", ".")) or name.count("/") > 1 or "\\" in name:
+        raise ModelFolderError(f"encoder {name!r}: no folder at {p}; expected {expected}, a registry name "
+                               f"({', '.join(modelhub.MODELS)}) or a hub id (namespace/name)")
     # a hub id: works for users with internet; fails with transformers' own message offline
     return EncoderSpec(name, "hf", name, None, pooling or "mean", prompt, max_length)
 
@@ -117,6 +166,11 @@ class TextEncoder:
                  progress: bool = False):
         from transformers import AutoModel, AutoTokenizer
 
+        from ..config import ConfigError
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"the encoder batch size (batch_size) must be an integer >= 1, got {batch_size!r}")
+        check_tokenizer_files(spec.path)
         self.spec, self.batch_size, self.progress = spec, batch_size, progress
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
@@ -136,7 +190,13 @@ class TextEncoder:
             self.dim = int(dim_fn())
             return
         kw = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
+        except OSError:
+            raise  # not there (or offline): transformers' message names the folder or hub id
+        except Exception as exc:  # a tokenizers/JSON parse error of a damaged file: name the folder
+            raise ModelFolderError(f"encoder {spec.name!r}: the tokenizer in {spec.path} cannot be read "
+                                   f"({type(exc).__name__}: {str(exc)[:300]}); copy or fetch the model again") from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
@@ -176,11 +236,39 @@ class TextEncoder:
         return out
 
 
+def _checked_output(new: np.ndarray, positions: list[int], texts: list[str], spec: EncoderSpec) -> np.ndarray:
+    """``new`` (one row per ``texts[positions[r]]``) when usable; :class:`EncoderOutputError` naming the encoder
+    and the first text whose vector is all zero or not finite (an empty text may have such a vector: kept,
+    never cached, with a warning)."""
+    from .cache import unusable_rows
+
+    if new.ndim != 2 or len(new) != len(positions):
+        raise EncoderOutputError(f"encoder {spec.name!r} ({spec.path}) returned vectors of shape {new.shape} for "
+                                 f"{len(positions)} texts", positions[0] if positions else 0)
+    bad = np.flatnonzero(unusable_rows(new))
+    if not len(bad):
+        return new
+    nonempty = [r for r in bad if texts[positions[r]].strip()]
+    if nonempty:
+        r = nonempty[0]
+        i = positions[r]
+        what = "not finite" if not np.isfinite(new[r]).all() else "all zero"
+        raise EncoderOutputError(
+            f"encoder {spec.name!r} ({spec.path}) produced a vector that is {what} for text {i} ({texts[i][:80]!r}); "
+            f"{len(nonempty)} of {len(new)} encoded texts have such vectors. Nothing was cached. Check the batch "
+            f"size, pooling ({spec.pooling}) and dtype, or whether the model's weights are intact", i)
+    import warnings
+
+    warnings.warn(f"encoder {spec.name!r} gives {len(bad)} empty text(s) a vector that is all zero or not finite; "
+                  "they are not cached", stacklevel=3)
+    return new
+
+
 def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = None, device: str = "auto",
                 batch_size: int = 64, progress: bool = False) -> tuple[np.ndarray, dict]:
     """Encode ``texts`` (reusing cached vectors); returns ``(vectors, stats)``."""
     from ..data.loaders import default_cache_dir
-    from .cache import EmbeddingCache, text_hash
+    from .cache import EmbeddingCache, text_hash, unusable_rows
 
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
@@ -200,12 +288,14 @@ def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = No
         unique = list(first)
         enc = TextEncoder(spec, device=device, batch_size=batch_size, progress=progress)
         t0 = time.perf_counter()
-        new = enc.encode([texts[first[h]] for h in unique])
+        new = np.asarray(enc.encode([texts[first[h]] for h in unique]), dtype=np.float32)
+        new = _checked_output(new, [first[h] for h in unique], texts, spec)
         stats["encode_seconds"] = time.perf_counter() - t0
         stats["encoded"] = len(unique)
         stats["items_per_second"] = len(unique) / max(stats["encode_seconds"], 1e-9)
         stats["device"] = str(enc.device)
-        cache.put(unique, new)
+        usable = ~unusable_rows(new)  # only an empty text may be left with an unusable vector: never cached
+        cache.put([h for h, ok in zip(unique, usable) if ok], new[usable])
         row = {h: r for r, h in enumerate(unique)}
         vecs = np.zeros((len(texts), new.shape[1]), dtype=np.float32)
         vecs[missing] = new[[row[hashes[i]] for i in missing]]
