@@ -253,7 +253,7 @@ def _load_run(run_dir: Path, allow_data_change: bool, data_paths: dict | None = 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = load_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
-                          log=console.print if data_paths else None)
+                          log=(lambda m: console.print(escape(m))) if data_paths else None)
     for w in caught:
         _warn(str(w.message))
     return loaded

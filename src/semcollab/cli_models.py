@@ -33,7 +33,8 @@ def models_command(console: Console | None = None) -> list[dict]:
         table.add_row(name, entry.kind, entry.params.split(" ")[0], str(entry.hidden_size or ""),
                       f"[{colours[st['state']]}]{st['state']}[/]", *((entry.upstream,) if wide else ()), how)
     console.print(table)
-    console.print("Any other name is taken as a local folder or a hub id (the latter needs internet).")
+    console.print("Any other name must be a local model folder; a causal LM (--lm) may also be a hub id already in "
+                  "the local Hugging Face cache. Nothing is downloaded from the hub.")
     return rows
 
 
