@@ -50,7 +50,14 @@ How a model is made ready (once; :func:`resolve_model` does it on first use):
 
 Anything that is not a registry name passes through :func:`resolve_model` untouched: a local folder is
 returned as is, and any other string is returned as a hub id for ``from_pretrained`` (which needs
-internet).
+internet). :func:`local_model_path` is the strict form the causal-LM loader uses: a name that is neither a
+registry name, nor a folder, nor a hub id already in the local Hugging Face cache fails at once.
+
+5. **Check on every use, repair on fetch.** A ready folder is checked against its manifest's file sizes
+   each time it is resolved (cheap); a damaged one raises :class:`ModelIntegrityError` naming the files, and
+   ``semcollab models`` lists it as ``damaged``. ``semcollab models fetch`` (``repair=True``) also compares
+   every sha256 and rebuilds a damaged copy. Temporaries (``*.tmp-<pid>``) that a killed fetch left are
+   removed at the next fetch once their process is gone (or after 24 h).
 """
 
 from __future__ import annotations
