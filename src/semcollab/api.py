@@ -120,6 +120,11 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
+        from .data.loaders import symlink_loop
+
+        if symlink_loop(run_dir):
+            raise RunFileError(f"{run_dir}: symlink loop (a symbolic link on this path points back to itself); "
+                               "give the real run folder")
         raise RunFileError(f"{run_dir} is not a folder; give a run folder written by `semcollab train`")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.exists():
@@ -150,17 +155,67 @@ def read_run_record(run_dir: str | Path) -> dict:
     return meta
 
 
-def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False) -> tuple[RunConfig, torch.nn.Module, Split]:
+DATA_PATH_KEYS = ("path", "meta_path", "cache_dir")  # where a saved run's data is: may change, content may not
+
+
+def _moved_data_config(cfg: RunConfig, data_paths: dict) -> list[str]:
+    """Point ``cfg.data`` at ``data_paths`` (``{"path": ...}``; keys of :data:`DATA_PATH_KEYS`) as absolute
+    paths; returns the keys that locate the data itself (not the cache) and changed."""
+    from .data import DataError
+    from .data.loaders import symlink_loop
+
+    moved = []
+    for key, value in data_paths.items():
+        if key not in DATA_PATH_KEYS:
+            raise ConfigError(f"only data.{', data.'.join(DATA_PATH_KEYS)} can be changed for a saved run, not "
+                              f"data.{key}: the other data settings decide what the model was trained on")
+        if value in (None, ""):
+            raise ConfigError(f"data.{key} needs a path")
+        try:
+            new = str(Path(value).expanduser().resolve())
+        except (OSError, RuntimeError) as exc:
+            if symlink_loop(Path(value)):
+                raise DataError(f"data.{key}={value}: symlink loop (a symbolic link on this path points back to "
+                                "itself)") from None
+            raise DataError(f"data.{key}={value}: {exc}") from None
+        if key != "cache_dir" and new != getattr(cfg.data, key):
+            moved.append(key)
+        setattr(cfg.data, key, new)
+    return moved
+
+
+def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False,
+             data_paths: dict | None = None) -> tuple[RunConfig, torch.nn.Module, Split]:
     """Rebuild a saved run's model (weights from ``model.safetensors``) and its data split.
 
     The split is prepared again from the run's source files; if its fingerprint differs from the one
     recorded at training time (the file was edited or replaced), this raises :class:`DataChangedError`
-    unless ``allow_data_change`` (then it only warns): numbers from other data must not pass silently."""
+    unless ``allow_data_change`` (then it only warns): numbers from other data must not pass silently.
+    ``data_paths`` (``{"path": ..., "meta_path": ..., "cache_dir": ...}``) finds data that moved: the split
+    read from there must have the recorded fingerprint (same content), under the same rule."""
+    from .data import DataError
+
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     meta = read_run_record(run_dir)
-    split = load_split(cfg.data, log=log)
     recorded = meta.get("data_fingerprint")
+    trained_at = cfg.data.path or "its default location"
+    moved = _moved_data_config(cfg, data_paths or {})
+    if moved and recorded is None and not allow_data_change:
+        raise DataChangedError(f"run {run_dir} has no recorded data fingerprint (run.json), so data at "
+                               f"data.{moved[0]}={getattr(cfg.data, moved[0])} cannot be checked against what it "
+                               "was trained on; pass --allow-data-change to use it anyway")
+    if moved and recorded is None:
+        warnings.warn(f"run {run_dir} has no recorded data fingerprint: the data at {getattr(cfg.data, moved[0])} "
+                      "is used unchecked because allow_data_change was given", stacklevel=2)
+    try:
+        split = load_split(cfg.data, log=log)
+    except DataError as exc:
+        if moved:
+            raise
+        raise DataError(f"{exc}. Run {run_dir} was trained on {cfg.data.name} at {trained_at}; if the data "
+                        "moved, give its new place with --data.path=... (and --data.meta_path=...): it is "
+                        "accepted when its content has the run's recorded fingerprint") from None
     if recorded is not None and recorded != split.fingerprint():
         msg = (f"the data of run {run_dir} has changed since it was trained: {cfg.data.name} "
                f"({cfg.data.path or 'default location'}) now prepares to different contents "
@@ -169,6 +224,9 @@ def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False) -> 
             raise DataChangedError(msg + ". Restore the original file, or pass --allow-data-change to use "
                                          "the current data anyway.")
         warnings.warn(msg + "; continuing because allow_data_change was given", stacklevel=2)
+    elif moved and log:
+        log(f"data of run {run_dir} read from {cfg.data.path} (trained at {trained_at}): same content "
+            f"(fingerprint {split.fingerprint()[:12]})")
     net = build_model(cfg.model, cfg.model_params, split)
     weights = run_dir / "model.safetensors"
     if not weights.exists():

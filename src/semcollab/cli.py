@@ -106,12 +106,14 @@ def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a fol
 
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
-    bad = [a for a in ctx.args if not a.lstrip("-").startswith("eval.")]
+    args, data_paths = _data_path_args(ctx.args)
+    bad = [a for a in args if not a.lstrip("-").startswith("eval.")]
     if bad:
-        raise typer.BadParameter(f"evaluate takes only eval.* overrides; got {bad}")
-    ev = from_dict(EvalConfig, apply_overrides({"eval": to_dict(read_run_config(run_dir).eval)}, ctx.args)["eval"],
+        raise typer.BadParameter(f"evaluate takes only eval.* overrides and --data.path/--data.meta_path/"
+                                 f"--data.cache_dir=...; got {bad}")
+    ev = from_dict(EvalConfig, apply_overrides({"eval": to_dict(read_run_config(run_dir).eval)}, args)["eval"],
                    prefix="eval.")
-    cfg, net, split = _load_run(run_dir, allow_data_change)
+    cfg, net, split = _load_run(run_dir, allow_data_change, data_paths)
     if max(ev.ks) > split.n_items:
         raise typer.BadParameter(f"eval.ks asks for @{max(ev.ks)}, but {split.name} has only {split.n_items} items")
     device = resolve_device(cfg.train.device)
@@ -225,7 +227,24 @@ def embed(ctx: typer.Context, dataset: str = typer.Option("ml-100k"),
     console.print(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to {out / split.name}")
 
 
-def _load_run(run_dir: Path, allow_data_change: bool):
+def _data_path_args(args: list[str]) -> tuple[list[str], dict]:
+    """Split ``--data.path=...`` / ``--data.meta_path=...`` / ``--data.cache_dir=...`` (where a saved run's data
+    now is; checked against its recorded fingerprint) off the other extra arguments."""
+    from .api import DATA_PATH_KEYS
+
+    rest, paths = [], {}
+    for a in args:
+        key, eq, value = a.lstrip("-").partition("=")
+        if key.startswith("data.") and key[5:] in DATA_PATH_KEYS:
+            if not eq or not value:
+                raise typer.BadParameter(f"{a}: give the path in one argument, e.g. --{key}=/new/place")
+            paths[key[5:]] = value
+        else:
+            rest.append(a)
+    return rest, paths
+
+
+def _load_run(run_dir: Path, allow_data_change: bool, data_paths: dict | None = None):
     """``api.load_run`` with its warnings (an allowed data change) printed as warnings, not Python noise."""
     import warnings
 
@@ -233,7 +252,8 @@ def _load_run(run_dir: Path, allow_data_change: bool):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loaded = load_run(run_dir, allow_data_change=allow_data_change)
+        loaded = load_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
+                          log=(lambda m: console.print(escape(m))) if data_paths else None)
     for w in caught:
         _warn(str(w.message))
     return loaded
@@ -393,19 +413,26 @@ def branch_stats(run_dirs: list[Path] = typer.Argument(..., help="SAERec run fol
 
 @app.command(context_settings=EXTRA)
 @_handled
-def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by `semcollab train`"),
+def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a run folder written by `semcollab train`"),
               user: str = typer.Option(..., help="raw user id as in the source data"), k: int = typer.Option(10),
               explain: bool = typer.Option(False, help="name the intents behind each item (SAERec runs)"),
               stage: str = typer.Option("all", help="history to use: all, or what preceded valid/test"),
               intents: Path | None = typer.Option(None, help="intents.json of the same SAE (from `semcollab "
                                                    "intents --lm-labels`): show its LM labels too"),
               allow_data_change: bool = typer.Option(False, help="use the run even if its data source changed")):
-    """Top-k recommendations for one user from a saved run, optionally explained by named intents."""
-    from .explain import explain_recommendations
+    """Top-k recommendations for one user from a saved run, optionally explained by named intents.
 
+    Data that moved since training: --data.path=... (checked against the run's recorded fingerprint)."""
+    from .explain import explain_recommendations
+    from .textsafe import printable, safe_text
+
+    args, data_paths = _data_path_args(ctx.args)
+    if args:
+        raise typer.BadParameter(f"recommend takes only --data.path/--data.meta_path/--data.cache_dir=... besides "
+                                 f"its options; got {args}")
     if k < 1:
         raise typer.BadParameter(f"--k must be at least 1, got {k}")
-    cfg, model, split = _load_run(run_dir, allow_data_change)
+    cfg, model, split = _load_run(run_dir, allow_data_change, data_paths)
     _check_k(k, split)
     if explain and not hasattr(model, "explain"):
         raise typer.BadParameter(f"--explain needs an intent model (saerec); this run is {cfg.model}")
@@ -413,17 +440,19 @@ def recommend(run_dir: Path = typer.Argument(..., help="a run folder written by 
         raise typer.BadParameter("--intents only adds labels to --explain output; pass --explain too")
     res = explain_recommendations(model, split, user, k, stage, intents_file=intents)
     if "note" in res:
-        _warn(res["note"])
-    console.print(f"[bold]user {user}[/bold], recent history: " + " | ".join(h[:40] for h in res["history"]))
+        _warn(printable(res["note"]))
+    # titles, ids and labels are data: printed as written (markup escaped, control characters made visible)
+    console.print(f"[bold]user[/bold] {safe_text(user)}, recent history: "
+                  + " | ".join(safe_text(h, 40) for h in res["history"]))
     for rank, r in enumerate(res["recommendations"], 1):
-        console.print(f"{rank:>2}. {r['text'][:70]}  (item {r['item']}, score {r['score']:.3f})")
+        console.print(f"{rank:>2}. {safe_text(r['text'], 70)}  (item {safe_text(r['item'])}, score {r['score']:.3f})")
         if explain:
             g = r["gate"]
             console.print(f"      gate: sequence {g['sequence']:.2f} / personal {g['personal']:.2f} / public {g['public']:.2f}")
             for it in r["intents"]:
-                lm = f" (LM: {it['lm_label']})" if it.get("lm_label") else ""
-                console.print(f"      {it['kind']:>8} intent #{it['latent']} \"{it['label']}\"{lm}: contribution "
-                              f"{it['contribution']:+.3f} (attention {it['attention']:.2f})")
+                lm = f" (LM: {safe_text(it['lm_label'])})" if it.get("lm_label") else ""
+                console.print(f"      {it['kind']:>8} intent #{it['latent']} \"{safe_text(it['label'])}\"{lm}: "
+                              f"contribution {it['contribution']:+.3f} (attention {it['attention']:.2f})")
 
 
 models_app = typer.Typer(help="Offline model registry: minilm, mpnet, smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b.",

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import modelhub
@@ -22,17 +23,18 @@ def models_command(console: Console | None = None) -> list[dict]:
     cols = ("name", "kind", "params", "dim", "state") + (("model",) if wide else ()) + ("how",)
     for col in cols:
         table.add_column(col, overflow="fold", no_wrap=col not in {"model", "how"})
-    colours = {"cached": "green", "available": "yellow", "missing": "red"}
+    colours = {"cached": "green", "available": "yellow", "missing": "red", "damaged": "bold red"}
     home = str(Path.home())
     rows = []
     for name, entry in modelhub.MODELS.items():
         st = modelhub.model_status(name)
         rows.append(st)
-        how = st["how"].replace(home, "~")
+        how = escape(st["how"].replace(home, "~"))
         table.add_row(name, entry.kind, entry.params.split(" ")[0], str(entry.hidden_size or ""),
                       f"[{colours[st['state']]}]{st['state']}[/]", *((entry.upstream,) if wide else ()), how)
     console.print(table)
-    console.print("Any other name is taken as a local folder or a hub id (the latter needs internet).")
+    console.print("Any other name must be a local model folder; a causal LM (--lm) may also be a hub id already in "
+                  "the local Hugging Face cache. Nothing is downloaded from the hub.")
     return rows
 
 
@@ -44,9 +46,10 @@ def fetch_command(name: str, console: Console | None = None) -> str:
         raise SystemExit(f"unknown model {name!r}; registry names: {', '.join(modelhub.MODELS)}")
     t0 = time.perf_counter()
     try:
-        path = modelhub.resolve_model(name, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+        # repair: a damaged cached copy (sizes, then every sha256) is rebuilt; stale temporaries are removed
+        path = modelhub.resolve_model(name, log=lambda msg: console.print(f"[dim]{escape(msg)}[/]"), repair=True)
     except modelhub.ModelError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise SystemExit(1) from None
     size = modelhub._du(Path(path)) / 1e9
     console.print(f"[green]{name}[/] ready at {path} ({size:.2f} GB, {time.perf_counter() - t0:.1f} s)")

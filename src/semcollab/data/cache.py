@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from ..assets import remove_stale_temporaries
 from .dataset import Split
+from .errors import DataError
 from .vocab import Vocab
 
 FORMAT_VERSION = 3  # 2: ids read as written, timestamps not truncated (float64 when fractional);
@@ -49,6 +53,27 @@ def cache_key(sources: list[Path], settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
+# save_split's temporaries: ".tmp-<pid>-<random>" (and ".tmp-<random>" from versions before the PID was in the name)
+_TMP = re.compile(r"\.tmp-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+")
+
+
+def entry_dir(cache_dir: Path, name: str, key: str, log=None) -> Path:
+    """``<cache_dir>/prepared/<name>-<key>``, refused (DataError) unless it stays inside ``<cache_dir>/prepared``
+    (dataset names are checked where they are parsed; this is the second line). Temporaries that a killed
+    ``data prepare`` left in that folder are removed here (with a log line)."""
+    root = Path(cache_dir) / "prepared"
+    directory = root / f"{name}-{key}"
+    try:
+        inside = directory.resolve().parent == root.resolve()
+    except (OSError, RuntimeError, ValueError):
+        inside = False
+    if not inside or "/" in name or "\\" in name or name.startswith(".tmp-"):
+        raise DataError(f"dataset name {name!r} would put its prepared-data cache at {directory}, outside "
+                        f"data.cache_dir ({cache_dir}); a dataset name must be a plain file name")
+    remove_stale_temporaries(root, _TMP, log)
+    return directory
+
+
 _TABLES = ("train", "valid", "test", "items", "users", "item_ids")
 
 
@@ -57,7 +82,7 @@ def save_split(split: Split, directory: Path) -> None:
     when the cache cannot be written; an entry another process wrote first is kept as is."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".tmp-{os.getpid()}-"))  # PID: see entry_dir
     try:
         split.train.to_parquet(tmp / "train.parquet")
         split.valid.to_parquet(tmp / "valid.parquet")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import codecs
 import csv
+import errno
 import gzip
 import io
 import json
@@ -76,11 +77,43 @@ _PARQUET_MAGIC = b"PAR1"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+def symlink_loop(path: Path) -> bool:
+    """Whether ``path`` (or a folder on the way to it) is a symbolic link that leads back to itself: ``exists()``
+    says False for it, so without this check a loop would be reported as "not found"."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    except ValueError:  # a NUL byte in the path
+        return False
+    return False
+
+
+def _check_present(path: Path, missing: str) -> None:
+    """Raise a DataError naming ``path``: a symlink loop as such, anything else absent with ``missing``."""
+    if symlink_loop(path):
+        raise DataError(f"{path}: symlink loop (a symbolic link on this path points back to itself); fix the link "
+                        "or give the real path")
+    raise DataError(missing)
+
+
+def check_dataset_name(name: str, kind: str) -> str:
+    """``name`` of ``<kind>:<name>`` names a file or folder *inside* its data folder and the cache: no path
+    separator, no ``..``, no absolute path, no NUL, not empty. A DataError names the name and the allowed form."""
+    bad = (not name or "/" in name or "\\" in name or "\0" in name or ".." in name
+           or os.path.isabs(name) or any(ord(c) < 32 for c in name))
+    if bad:
+        raise DataError(f"dataset name {kind}:{name!r} is not allowed: the part after '{kind}:' must be a plain "
+                        "file name such as Beauty or ml-100k (letters, digits, '-', '_', '.'; no '/', '\\', '..', "
+                        "absolute path or control character); point data.path at the files instead")
+    return name
+
+
 def _check_file(path: Path) -> Path:
     """``path`` must be an existing regular file (a folder in its place is a DataError naming it)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"file not found: {path}")
+        _check_present(path, f"file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a folder, but a file is expected here")
     if not path.is_file():
@@ -92,7 +125,7 @@ def _check_dir(directory: Path, expected: str) -> Path:
     """``directory`` must be an existing folder (a file in its place is a DataError naming it)."""
     directory = Path(directory)
     if not directory.exists():
-        raise DataError(f"folder not found: {directory} (expected a folder holding {expected})")
+        _check_present(directory, f"folder not found: {directory} (expected a folder holding {expected})")
     if not directory.is_dir():
         raise DataError(f"{directory} is a file, not a folder; point data.path at the folder holding {expected}")
     return directory
@@ -203,7 +236,7 @@ def read_atomic(path: Path) -> pd.DataFrame:
 def load_recbole_atomic(directory: Path, name: str | None = None) -> RawDataset:
     """Load ``<dir>/<name>.inter`` and, if present, ``<dir>/<name>.item`` (RecBole atomic format)."""
     directory = Path(directory)
-    name = name or directory.name
+    name = check_dataset_name(name, "atomic") if name else directory.name
     _check_dir(directory, f"{name}.inter")
     inter_path = directory / f"{name}.inter"
     inter = read_atomic(inter_path)
@@ -395,6 +428,8 @@ def load_s3rec(path: Path, name: str | None = None) -> RawDataset:
       existed (use it as ``--template`` to get that input back with a CSV present).
 
     ``stats["items_without_text"]``: sequence items whose text fields are all empty."""
+    if name:
+        check_dataset_name(name, "s3rec")
     path = _check_file(Path(path))
     name = name or path.stem
     _scan_text(path)

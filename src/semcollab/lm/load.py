@@ -9,12 +9,14 @@ import torch
 
 
 def _resolve(name_or_path: str, log=None) -> str:
+    """A local folder for a registry name, a folder or a hub id already in the local HF cache; any other name
+    fails at once with the registry's names (no hub call: a typo must not wait on retries offline)."""
     try:
-        from ..modelhub import ModelError, ModelIntegrityError, resolve_model
-    except ImportError:  # the registry is optional: local folders and hub ids still work
+        from ..modelhub import ModelError, ModelIntegrityError, local_model_path
+    except ImportError:  # the registry is optional: local folders still work
         return name_or_path
     try:
-        return resolve_model(name_or_path, log=log)
+        return local_model_path(name_or_path, "causal LM", log=log)
     except ModelIntegrityError:
         raise
     except ModelError as exc:  # could not fetch or convert: for callers, the model is not there
@@ -52,7 +54,8 @@ def set_padding(tokenizer, model=None) -> None:
 
 def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "cpu",
                    attn_implementation: str | None = None, log=None):
-    """``(model, tokenizer)`` for a registry name (see ``semcollab.modelhub``), a local folder or a hub id.
+    """``(model, tokenizer)`` for a registry name (see ``semcollab.modelhub``), a local folder or a hub id
+    already in the local Hugging Face cache (nothing is fetched from the hub; any other name fails at once).
 
     ``dtype`` None: bfloat16 on CUDA, float32 elsewhere. A folder holding only a GGUF file is dequantised
     on load (slow; the model registry caches a dense copy instead)."""
@@ -60,7 +63,7 @@ def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "
 
     device = torch.device(device)
     path = _resolve(os.path.expanduser(str(name_or_path)), log=log)
-    kw: dict = {}
+    kw: dict = {"local_files_only": True}  # always a local folder by now: never ask the hub
     p = Path(path)
     if p.is_dir() and not (p / "config.json").exists():
         ggufs = sorted(p.glob("*.gguf"))
@@ -75,7 +78,7 @@ def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "
 
     check_tokenizer_files(path)  # a truncated tokenizer.json: an error naming the file, not a JSON traceback
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **({"gguf_file": kw["gguf_file"]} if "gguf_file" in kw else {}))
+        tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kw.items() if k != "attn_implementation"})
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype, device), **kw)
     except OSError as exc:  # transformers' "not a local folder and not on the hub" (or offline) error
         raise FileNotFoundError(f"causal LM {name_or_path!r} (resolved to {path!r}) could not be loaded: {exc}") from exc
