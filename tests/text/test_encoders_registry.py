@@ -1,5 +1,7 @@
 """resolve_encoder routes the registry names through semcollab.modelhub (no network, no real weights)."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -83,8 +85,17 @@ def test_smollm2_old_cache_layout_is_moved_not_refetched(monkeypatch):
     assert not (root / e.file_name).exists()
 
 
-def test_local_folders_and_hub_ids_still_work(tiny_llama):
+def test_local_folders_and_cached_hub_ids_work_and_an_unknown_name_fails_at_once(tiny_llama, monkeypatch):
+    from semcollab.text.encoders import ModelFolderError
+
     spec = resolve_encoder(str(tiny_llama))
     assert (spec.kind, spec.path, spec.pooling) == ("hf", str(tiny_llama), "mean")
-    hub = resolve_encoder("someone/some-encoder")
-    assert (hub.kind, hub.path) == ("hf", "someone/some-encoder")
+    # a hub id is used only from the local Hugging Face cache: nothing is downloaded
+    monkeypatch.setattr(modelhub, "_hub_cache_folder", lambda rid: str(tiny_llama) if rid == "someone/enc" else None)
+    hub = resolve_encoder("someone/enc")
+    assert (hub.name, hub.kind, hub.path) == ("someone/enc", "hf", str(tiny_llama))
+    for typo in ("no-such-model", "someone/not-cached"):
+        t0 = time.monotonic()
+        with pytest.raises(ModelFolderError, match="neither a registry name.*minilm"):
+            resolve_encoder(typo)
+        assert time.monotonic() - t0 < 5

@@ -155,8 +155,14 @@ def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max
     if p.is_absolute() or name.startswith(("~", ".")) or name.count("/") > 1 or "\\" in name:
         raise ModelFolderError(f"encoder {name!r}: no folder at {p}; expected {expected}, a registry name "
                                f"({', '.join(modelhub.MODELS)}) or a hub id (namespace/name)")
-    # a hub id: works for users with internet; fails with transformers' own message offline
-    return EncoderSpec(name, "hf", name, None, pooling or "mean", prompt, max_length)
+    # a hub id: only one already in the local Hugging Face cache (nothing is downloaded; a typo fails at once)
+    cached = modelhub._hub_cache_folder(name) if "/" in name else None
+    if cached is None:
+        raise ModelFolderError(f"encoder {name!r} is neither a registry name ({', '.join(modelhub.MODELS)}; see "
+                               f"`semcollab models`), nor a local folder, nor a hub id in the local Hugging Face "
+                               f"cache; expected {expected}. Models are not downloaded from the hub")
+    kind = "sentence-transformers" if (Path(cached) / "modules.json").exists() else "hf"
+    return EncoderSpec(name, kind, cached, None, pooling or "mean", prompt, max_length)
 
 
 class TextEncoder:
