@@ -129,6 +129,23 @@ def test_lm_ctr_step_cache_never_runs_code(tiny_yes_no_lm, tmp_path):
     refused(e, marker, r"step1-lora-[0-9a-f]+/checkpoint\.pt.*delete it")
 
 
+def test_lora_adapters_are_safetensors_and_a_planted_bin_never_runs(tiny_causal_lm, tmp_path):
+    """Not a fix but a guard on what PEFT does for us (checked in peft 0.21): save_adapter writes safetensors only,
+    and an adapter_model.bin planted in its place is read with weights_only=True, so it cannot run code."""
+    from semcollab.lm import LoRAConfig, add_lora, load_adapter, load_causal_lm, save_adapter
+
+    model, _ = load_causal_lm(str(tiny_causal_lm))
+    d = save_adapter(add_lora(model, LoRAConfig(rank=2)), tmp_path / "adapter")
+    assert (d / "adapter_model.safetensors").exists() and not list(d.glob("*.bin")) and not list(d.glob("*.pt"))
+    (d / "adapter_model.safetensors").unlink()
+    marker = tmp_path / "MARKER"
+    torch.save({"base_model.model.x": Payload(marker)}, d / "adapter_model.bin")
+    base, _ = load_causal_lm(str(tiny_causal_lm))
+    with pytest.raises(Exception) as e:
+        load_adapter(base, d)
+    assert not marker.exists() and "weights_only" in str(e.value), repr(e.value)
+
+
 # ------------------------------------------------------------------ CoLLM-format pickles
 def _frames(**cols):
     base = {"uid": [1, 2, 1], "iid": [3, 4, 3], "label": [1, 0, 1], "timestamp": [1, 2, 3], "title": ["A", "B", "A"],

@@ -235,7 +235,7 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
 
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, "checkpoint")  # weights_only: a planted pickle is refused, never run
+        state = load_checkpoint(ckpt, "checkpoint")  # weights_only=True: a foreign file is refused, its code never runs
         if state["key"] != key:
             raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
                                           "use a new checkpoint dir or delete it to start over")

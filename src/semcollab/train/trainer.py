@@ -133,7 +133,7 @@ class EpochCheckpoint:
         lock_resume_file(ckpt)  # a second process running the same command stops here, before reading the file
         if not ckpt.exists():
             return None
-        state = load_checkpoint(ckpt)  # weights_only: a planted pickle is refused, never run
+        state = load_checkpoint(ckpt)  # weights_only=True: a foreign file is refused, its code never runs
         old_key = state["key"]
         if old_key != self.key:
             diff = key_diff(old_key, self.key)
