@@ -71,7 +71,8 @@ def test_train_resume_checkpoint_never_runs_code(toy_dir, tmp_path, as_torch):
     r = CliRunner().invoke(app, ["train", "--model", "sasrec", "--dataset", "atomic:toy", *[f"--{o}" for o in over]])
     assert not marker.exists()
     assert r.exit_code == 2 and "error:" in r.output, r.output
-    assert ckpt.name in r.output.replace("\n", "") and "delete it" in r.output
+    text = re.sub(r"\s+", "", r.output)  # the console may wrap anywhere
+    assert ckpt.name in text and "deleteit" in text
 
 
 def test_ctr_embedding_loop_checkpoint_never_runs_code(tmp_path):
@@ -168,7 +169,7 @@ def test_collm_zip_at_a_user_path_is_not_unpickled_without_the_opt_in(tmp_path):
     r = CliRunner().invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={z}", "--train.epochs=1",
                                  "--train.progress=false", f"--output_dir={tmp_path / 'runs'}"])
     assert not marker.exists()
-    text = r.output.replace("\n", "")
+    text = re.sub(r"\s+", "", r.output)  # the console may wrap anywhere
     assert r.exit_code == 2 and "mine.zip:train_ood2.pkl" in text and "--data.allow_pickle=true" in text, r.output
     # a folder of pickles likewise; the opt-in (and only it) reads an ordinary DataFrame pickle
     d = tmp_path / "folder"
