@@ -77,10 +77,11 @@ def load_checkpoint(path: Path, what: str = "resume checkpoint") -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign or unsafe file: say which, never guess
-        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise CheckpointMismatchError(f"{what} {path} cannot be read safely ({type(exc).__name__}: {msg}); it is "
-                                      "damaged, from an older semcollab or not a semcollab checkpoint: delete it "
-                                      "to start over") from None
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        why = ("it holds objects other than tensors and plain data, which are not loaded"
+               if type(exc).__name__ == "UnpicklingError" else f"{type(exc).__name__}: {text}")
+        raise CheckpointMismatchError(f"{what} {path} cannot be read safely ({why}); it is damaged, from an older "
+                                      "semcollab or not a semcollab checkpoint: delete it to start over") from None
     if not isinstance(state, dict) or "key" not in state:
         raise CheckpointMismatchError(f"{what} {path} is not a semcollab checkpoint (no key); delete it to start over")
     return state
