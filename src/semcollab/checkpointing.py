@@ -1,10 +1,17 @@
-"""Pieces every resumable loop shares: RNG capture, atomic checkpoint writes, the mismatch error.
+"""Pieces every resumable loop shares: RNG capture, atomic checkpoint writes and safe reads, the resume-file
+lock, the mismatch error.
 
-Kept outside ``train/`` and ``lm/`` so the ID-model trainer and the LM loop use one implementation."""
+Kept outside ``train/`` and ``lm/`` so the ID-model trainer and the LM loop use one implementation.
+
+A checkpoint holds only tensors and plain containers of numbers and strings (:func:`plain`), written with
+``torch.save`` and read with ``torch.load(weights_only=True)``, which builds tensors and those containers
+and nothing else: a planted or foreign file can fail to load but never runs code."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -20,9 +27,18 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint holds a run made with other settings or data; it is never silently reused."""
 
 
+class CheckpointInUseError(CheckpointMismatchError):
+    """Another live process owns this resume checkpoint (its lock is held)."""
+
+
 def rng_state() -> dict:
-    """Every global RNG a training step may draw from (torch, CUDA, NumPy's legacy one, Python's)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global RNG a training step may draw from (torch, CUDA, NumPy's legacy one, Python's), as tensors
+    and plain lists / numbers (see :func:`plain`)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
+             "python": [int(version), list(internal), gauss_next]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -30,10 +46,45 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def plain(obj, where: str = "checkpoint"):
+    """``obj`` with NumPy scalars and arrays turned into Python numbers and tensors, so that
+    ``torch.load(weights_only=True)`` reads it back; anything else but tensors, str / int / float / bool / None
+    and dicts, lists, tuples of them is a TypeError (a checkpoint that could not be resumed)."""
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj.item() if isinstance(obj, np.generic) else obj  # np.float64 is a float subclass
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, dict):  # dict or OrderedDict (a state_dict)
+        return type(obj)((k, plain(v, f"{where}[{k!r}]")) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    raise TypeError(f"{where} holds a {type(obj).__name__}, which a checkpoint cannot store")
+
+
+def load_checkpoint(path: Path, what: str = "resume checkpoint") -> dict:
+    """Read a checkpoint written by :func:`save_atomic` with ``weights_only=True`` (no code runs); a file that
+    does not load that way (truncated, from an older semcollab, not a checkpoint at all) is refused by name."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign or unsafe file: say which, never guess
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        why = ("it holds objects other than tensors and plain data, which are not loaded"
+               if type(exc).__name__ == "UnpicklingError" else f"{type(exc).__name__}: {text}")
+        raise CheckpointMismatchError(f"{what} {path} cannot be read safely ({why}); it is damaged, from an older "
+                                      "semcollab or not a semcollab checkpoint: delete it to start over") from None
+    if not isinstance(state, dict) or "key" not in state:
+        raise CheckpointMismatchError(f"{what} {path} is not a semcollab checkpoint (no key); delete it to start over")
+    return state
 
 
 def remove_stale_temporaries(path: Path) -> None:
@@ -49,6 +100,7 @@ def save_atomic(obj, path: Path) -> None:
     path = Path(path)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    obj = plain(obj)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
@@ -149,12 +201,72 @@ def note_other_resume_files(path: Path | None, log) -> None:
             "them: rerun with their settings to continue one, or delete them")
 
 
+# resume files this process owns: {resolved path: open lock file}; the lock lasts until remove_resume_file,
+# release_resume_lock or the process's end (the kernel drops a dead process's flock)
+_LOCKS: dict[str, object] = {}
+
+
+def lock_path(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+def lock_resume_file(path: Path) -> None:
+    """Own ``path`` for this process: an exclusive, non-blocking ``flock`` on ``<path>.lock``. Another live
+    process holding it is a :class:`CheckpointInUseError` naming the lock and its PID; a lock left by a dead
+    process is free (the kernel released it). Calling it again in the owning process is a no-op."""
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _LOCKS:
+        return
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fh = open(lock, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.seek(0)
+            owner = fh.read().strip() or "unknown"
+            fh.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise CheckpointInUseError(f"another process (PID {owner}) is running the same run and owns its resume "
+                                       f"checkpoint {path} (lock {lock}); wait for it to finish or stop it, or use "
+                                       "another output_dir") from None
+        try:  # the owner may have removed the lock file between our open and flock: lock the file now there
+            same = os.fstat(fh.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    _LOCKS[key] = fh
+
+
+def release_resume_lock(path: Path | None, remove: bool = False) -> None:
+    """Give up this process's lock of ``path`` (``remove``: delete the lock file too, while still holding it)."""
+    if path is None:
+        return
+    fh = _LOCKS.pop(str(Path(path).resolve()), None)
+    if fh is None:
+        return
+    if remove:
+        lock_path(path).unlink(missing_ok=True)
+    fh.close()  # closing the only descriptor releases the flock
+
+
 def remove_resume_file(path: Path | None) -> None:
-    """Once the run is saved: its checkpoint (and any half-written copy) is no longer needed."""
+    """Once the run is saved: its checkpoint (and any half-written copy) is no longer needed, nor its lock."""
     if path is None:
         return
     remove_stale_temporaries(path)
     path.unlink(missing_ok=True)
+    release_resume_lock(path, remove=True)
     try:  # other runs' checkpoints (or a race with them) keep the folder
         path.parent.rmdir()
     except OSError:

@@ -35,8 +35,8 @@ def write_collm_folder(directory, n_users=12, n_items=15, rows=(240, 60, 60), se
 def test_ctr_train_evaluate_table(tmp_path):
     data = write_collm_folder(tmp_path / "collm")
     out = tmp_path / "runs"
-    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--train.epochs=3",
-                            "--train.progress=false", f"--output_dir={out}", "--model_params.dim=8"])
+    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--data.allow_pickle=true",
+                            "--train.epochs=3", "--train.progress=false", f"--output_dir={out}", "--model_params.dim=8"])
     assert r.exit_code == 0, r.output
     (run,) = out.iterdir()
     saved = json.loads((run / "metrics.json").read_text())
@@ -50,9 +50,10 @@ def test_ctr_train_evaluate_table(tmp_path):
     md = tmp_path / "t.md"
     r = runner.invoke(app, ["ctr", "table", str(run), "--out", str(md)])
     assert r.exit_code == 0 and md.read_text().count("|") > 10
-    r = runner.invoke(app, ["ctr", "train", "--model", "nosuch", f"--data.path={data}"])
+    r = runner.invoke(app, ["ctr", "train", "--model", "nosuch", f"--data.path={data}", "--data.allow_pickle=true"])
     assert r.exit_code == 2 and "unknown CTR model" in r.output
-    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--data.history_len=0"])
+    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--data.allow_pickle=true",
+                            "--data.history_len=0"])
     assert r.exit_code == 2 and "data.history_len" in r.output
 
 
@@ -63,8 +64,8 @@ def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
 
     data = write_collm_folder(tmp_path / "collm")
     out = tmp_path / "runs"
-    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--train.epochs=2",
-                            "--train.progress=false", f"--output_dir={out}", "--model_params.dim=8"])
+    r = runner.invoke(app, ["ctr", "train", "--model", "mf", f"--data.path={data}", "--data.allow_pickle=true",
+                            "--train.epochs=2", "--train.progress=false", f"--output_dir={out}", "--model_params.dim=8"])
     assert r.exit_code == 0, r.output
     (run,) = out.iterdir()
     res = evaluate_ctr_run(run, max_rows=20, subsample_seed=3)
@@ -73,7 +74,7 @@ def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
     from semcollab.config import DataConfig
     from semcollab.data import load_ctr
 
-    raw = load_ctr(DataConfig(name="collm-ml-1m", path=str(data)))
+    raw = load_ctr(DataConfig(name="collm-ml-1m", path=str(data)), allow_pickle=True)
     lm_split = prepare_ctr(raw, CTRDataConfig().history_len, {"test": 20}, seed=3)
     full = prepare_ctr(raw, CTRDataConfig().history_len)
     idx = subsample_index(len(full.parts["test"]), 20, 3)
@@ -88,8 +89,8 @@ def test_killed_ctr_run_resumes_from_output_dir(tmp_path):
     from semcollab.ctr import run_ctr
 
     data = write_collm_folder(tmp_path / "collm")
-    over = [f"data.path={data}", "train.epochs=4", "train.progress=false", "train.checkpoint_minutes=0",
-            "model_params.dim=8"]
+    over = [f"data.path={data}", "data.allow_pickle=true", "train.epochs=4", "train.progress=false",
+            "train.checkpoint_minutes=0", "model_params.dim=8"]
     whole = run_ctr(model="mf", overrides=[*over, f"output_dir={tmp_path / 'whole'}"], log=None)
     out = tmp_path / "out"
     with pytest.raises(Killed):

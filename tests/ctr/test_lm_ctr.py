@@ -107,7 +107,8 @@ def test_ctr_cli_with_an_lm_model(tmp_path, tiny_yes_no_lm):
 
     data = write_collm_folder(tmp_path / "collm", rows=(64, 24, 24))
     out = tmp_path / "runs"
-    args = ["ctr", "train", "--model", "collm", f"--data.path={data}", "--train.progress=false", f"--output_dir={out}",
+    args = ["ctr", "train", "--model", "collm", f"--data.path={data}", "--data.allow_pickle=true", "--train.progress=false",
+            f"--output_dir={out}",
             f"--model_params.lm={tiny_yes_no_lm}", "--model_params.mf_dim=8", "--model_params.proj_hidden=16",
             "--model_params.mf_epochs=2", "--model_params.batch_size=16", "--model_params.lora_rank=2"]
     r = CliRunner().invoke(app, args)

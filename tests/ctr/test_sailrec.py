@@ -147,7 +147,8 @@ def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
 
     data = write_collm_folder(tmp_path / "collm", rows=(64, 24, 24))
     out = tmp_path / "runs"
-    common = [f"--data.path={data}", "--train.progress=false", f"--model_params.lm={tiny_lm4}",
+    common = [f"--data.path={data}", "--data.allow_pickle=true", "--train.progress=false",
+              f"--model_params.lm={tiny_lm4}",
               "--model_params.mf_dim=8", "--model_params.proj_hidden=16", "--model_params.mf_epochs=2",
               "--model_params.batch_size=16", "--model_params.lora_rank=2"]
     r = CliRunner().invoke(app, ["ctr", "train", "--model", "collm", f"--output_dir={out / 'collm'}", *common])

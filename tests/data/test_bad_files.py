@@ -276,16 +276,16 @@ def test_collm_bad_files(tmp_path):
         for s in ("train", "valid", "test"):
             zf.writestr(f"{s}_ood2.pkl", b"not a pickle")
     with pytest.raises(DataError, match=r"ml-1m\.zip.*train_ood2\.pkl"):
-        load_collm_ctr(z)
+        load_collm_ctr(z, allow_pickle=True)
     d = tmp_path / "folder"
     d.mkdir()
     df = pd.DataFrame({"uid": [1], "iid": [3], "label": [1], "timestamp": [1], "title": ["A"]})
     for s in ("train", "valid", "test"):
         (d / f"{s}_ood2.pkl").write_bytes(gzip.compress(_pickle_bytes(df)))
-    assert len(load_collm_ctr(d).train) == 1
+    assert len(load_collm_ctr(d, allow_pickle=True).train) == 1
     (d / "train_ood2.pkl").write_bytes(_pickle_bytes([1, 2]))
     with pytest.raises(DataError, match=r"train_ood2\.pkl.*DataFrame"):
-        load_collm_ctr(d)
+        load_collm_ctr(d, allow_pickle=True)
 
 
 def _pickle_bytes(obj):

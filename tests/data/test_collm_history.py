@@ -37,7 +37,7 @@ def _frames():
 
 
 def test_history_lists_without_padding_and_titles_of_all_items(tmp_path):
-    ctr = load_collm_ctr(_zip(tmp_path, _frames()))
+    ctr = load_collm_ctr(_zip(tmp_path, _frames()), allow_pickle=True)
     assert ctr.train["history"].tolist() == [[], ["10"], ["10", "11"], ["99"]]
     assert ctr.valid["history"].tolist() == [["10", "11"]]
     assert ctr.test["history"].tolist() == [["10", "11", "13"], ["99", "10"]]
@@ -52,14 +52,14 @@ def test_history_lists_without_padding_and_titles_of_all_items(tmp_path):
 def test_his_title_may_leave_out_the_padding(tmp_path):
     frames = _frames()
     frames["train"]["his_title"] = [[], ["Ten"], ["Ten", "Eleven"], ["Ninety-nine"]]
-    ctr = load_collm_ctr(_zip(tmp_path, frames))
+    ctr = load_collm_ctr(_zip(tmp_path, frames), allow_pickle=True)
     assert ctr.train["history"].tolist()[2] == ["10", "11"]
     assert ctr.items.set_index("item").loc["99", "title"] == "Ninety-nine"
 
 
 def test_without_his_columns_there_is_no_history(tmp_path):
     frames = {k: v.drop(columns=["his", "his_title"]) for k, v in _frames().items()}
-    ctr = load_collm_ctr(_zip(tmp_path, frames))
+    ctr = load_collm_ctr(_zip(tmp_path, frames), allow_pickle=True)
     assert "history" not in ctr.train.columns and ctr.stats == {}
     assert set(ctr.items["item"]) == {"10", "11", "12", "13", "14"}
 
@@ -75,7 +75,7 @@ def test_bad_histories_are_data_errors(tmp_path, column, row, value, message):
     frames = _frames()
     frames["train"].at[row, column] = value
     with pytest.raises(DataError, match=message):
-        load_collm_ctr(_zip(tmp_path, frames))
+        load_collm_ctr(_zip(tmp_path, frames), allow_pickle=True)
 
 
 def test_shared_collm_histories(shared_dir):

@@ -122,7 +122,7 @@ def test_collm_ctr_pickles(tmp_path):
             buf = tmp_path / f"{s}.pkl"
             df.to_pickle(buf)
             zf.write(buf, f"ml-1m/{s}_ood2.pkl")
-    ctr = load_collm_ctr(z)
+    ctr = load_collm_ctr(z, allow_pickle=True)
     assert ctr.test["warm"].tolist() == [True, False, True]
     assert set(ctr.items["title"]) == {"A", "B"}
 

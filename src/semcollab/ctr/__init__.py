@@ -63,7 +63,7 @@ def load_ctr_split(cfg: CTRRunConfig) -> CTRSplit:
     from ..data import load_ctr
 
     d = cfg.data
-    data = load_ctr(DataConfig(name=d.name, path=d.path))
+    data = load_ctr(DataConfig(name=d.name, path=d.path), allow_pickle=d.allow_pickle)
     return prepare_ctr(data, d.history_len, {"train": d.max_train_rows, "valid": d.max_valid_rows,
                                              "test": d.max_test_rows}, d.subsample_seed)
 

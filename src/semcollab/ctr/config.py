@@ -17,6 +17,8 @@ class CTRDataConfig:
     max_valid_rows: int | None = at_least(None, 1)
     max_test_rows: int | None = at_least(None, 1)
     subsample_seed: int = at_least(0, 0)
+    # read a CoLLM-format pickle other than the known CoLLM ML-1M split (unpickling runs the file's code)
+    allow_pickle: bool = False
 
 
 @dataclass

@@ -83,6 +83,7 @@ def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, l
             log(f"epoch={epoch} loss={record['loss']:.4f} valid_auc={val_auc:.4f}")
         if reason:
             break
+    saver.save_final(result.epochs_run, first_epoch, model, opt, stopper, rng, result.history, result.train_seconds)
     if reason:
         result.stopped_by = reason
     stopper.restore_best(model)

@@ -140,11 +140,12 @@ def load_split(cfg: DataConfig, log=None) -> Split:
     return split
 
 
-def load_ctr(cfg: DataConfig) -> CTRData:
-    """CTR data: the CoLLM pickles for ``collm-ml-1m``, else a rating > 3 temporal split of ``cfg.name``."""
+def load_ctr(cfg: DataConfig, allow_pickle: bool = False) -> CTRData:
+    """CTR data: the CoLLM pickles for ``collm-ml-1m``, else a rating > 3 temporal split of ``cfg.name``.
+    ``allow_pickle``: read CoLLM-format pickles other than the known split (unpickling runs code)."""
     if cfg.name.lower() in ("collm-ml-1m", "collm"):
         path = Path(cfg.path) if cfg.path else _shared_file("data/collm/ml-1m.zip")
-        return load_collm_ctr(path)
+        return load_collm_ctr(path, allow_pickle=allow_pickle)
     return ctr_from_ratings(load_raw(cfg), 3.0, cfg.valid_frac, cfg.test_frac)
 
 

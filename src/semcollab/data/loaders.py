@@ -670,7 +670,32 @@ def load_table(
 
 
 # --------------------------------------------------------------------------- CoLLM CTR pickles
-def _unpickle_frame(data: bytes, where: str) -> pd.DataFrame:
+# Unpickling runs whatever code the file names, so only these known files are read without the user's opt-in
+# (data.allow_pickle): the SHA-256 of each member of the CoLLM ML-1M split, ml-1m/{train,valid,test}_ood2.pkl
+# (and valid_small_ood2.pkl) in ../shared/data/collm/ml-1m.zip (that zip's own SHA-256:
+# 3e24968eca5707fbd0bd14d375ee47ef9a6f281de91bba06ef9fc19b66699503). Checked per member, so the same files in a
+# folder or another zip are recognised too.
+KNOWN_COLLM_FILES = {
+    "a0c4cb50a61a27453aa8c14a81cb1b41b1fdc874362e46960956b0bc720c21fe": "train_ood2.pkl",
+    "02d4f13a5845f6f86304c2624ef5858d1753cd9d1d5fb7250c960b9dc5e613f5": "valid_ood2.pkl",
+    "a35ec4a7d93a76f2a81a0c0c926a95ad5fa5fe4ea8190f02dc1630c58a0e167a": "test_ood2.pkl",
+    "e1cd4f7f4f7505ee160571a38117e7f153f2d928cd6f6f1705db6f4ffe64e41a": "valid_small_ood2.pkl",
+}
+
+
+def _check_trusted(data: bytes, where: str, allow_pickle: bool) -> None:
+    """Refuse an unknown pickle unless the user opted in: nothing of it is unpickled before this passes."""
+    import hashlib
+
+    if allow_pickle or hashlib.sha256(data).hexdigest() in KNOWN_COLLM_FILES:
+        return
+    raise DataError(f"{where} is a pickle that is not part of the known CoLLM ML-1M split, and reading a pickle "
+                    "can run any code it holds; if you trust this file, rerun with --data.allow_pickle=true "
+                    "(config key data.allow_pickle)")
+
+
+def _unpickle_frame(data: bytes, where: str, allow_pickle: bool = False) -> pd.DataFrame:
+    _check_trusted(data, where, allow_pickle)
     if data.startswith(_GZIP_MAGIC):
         try:
             data = gzip.decompress(data)
@@ -735,7 +760,19 @@ def _collm_histories(df: pd.DataFrame, where: str) -> tuple[list[list[str]], dic
     return histories, titles
 
 
-def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
+def _binary_labels(col: pd.Series, where: str, split: str) -> np.ndarray:
+    """0/1 labels as int8; anything else (2, -1, 0.9, text, missing) is a DataError naming the first bad row."""
+    values = col.reset_index(drop=True)
+    num = pd.to_numeric(values, errors="coerce") if values.dtype != bool else values.astype("int8")
+    bad = ~num.isin([0, 1])
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(f"{where} ({split} split): column 'label' must hold 0 or 1; row {row} has "
+                        f"{values.iloc[row]!r} ({int(bad.sum())} bad row(s))")
+    return num.to_numpy().astype("int8")
+
+
+def load_collm_ctr(path: Path, variant: str = "ood2", allow_pickle: bool = False) -> CTRData:
     """The CoLLM / SeLLa-Rec ML-1M CTR split (zip or folder of ``{train,valid,test}_<variant>.pkl``).
 
     Columns used: ``uid``, ``iid``, ``label`` (rating > 3), ``timestamp``, ``title``; ``not_cold``
@@ -744,8 +781,10 @@ def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
     strings with CoLLM's front 0-padding removed (in the shared ml-1m files ``his`` is exactly that:
     one leading 0, then the label-1 items of the same user that precede the row in time, over
     train+valid+test). The item table has a ``title`` for every item appearing anywhere, target or
-    history (``his_title``). ``stats``: ``<split>_history_max`` / ``<split>_history_mean``. The pickles
-    are trusted input (unpickling runs code); gzip-compressed pickles are read too."""
+    history (``his_title``). ``stats``: ``<split>_history_max`` / ``<split>_history_mean``. Labels other
+    than 0 / 1 are refused. A split without ``not_cold`` gets it from the training rows (an item is cold when
+    it has no training row), with a warning. Unpickling runs code, so only the known CoLLM files
+    (:data:`KNOWN_COLLM_FILES`) are read unless ``allow_pickle``; gzip-compressed pickles are read too."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
@@ -778,21 +817,22 @@ def load_collm_ctr(path: Path, variant: str = "ood2") -> CTRData:
                     data = zf.read(names[0])
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
                 raise DataError(f"{path}: damaged zip archive ({type(exc).__name__}: {exc})") from None
-        df = _unpickle_frame(data, where)
+        df = _unpickle_frame(data, where, allow_pickle)
         require_columns(df, ["uid", "iid", "label", "timestamp", "title"], where)
-        try:
-            out = pd.DataFrame({
-                "user": id_strings(df["uid"], where, "uid").to_numpy(),
-                "item": id_strings(df["iid"], where, "iid").to_numpy(),
-                "label": df["label"].astype("int8").to_numpy(),
-                "timestamp": parse_timestamps(df["timestamp"], where, "timestamp").to_numpy(),
-            })
-        except (ValueError, TypeError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(f"{where}: column 'label' must hold 0/1 labels without gaps ({exc})") from None
+        out = pd.DataFrame({
+            "user": id_strings(df["uid"], where, "uid").to_numpy(),
+            "item": id_strings(df["iid"], where, "iid").to_numpy(),
+            "label": _binary_labels(df["label"], where, split),
+            "timestamp": parse_timestamps(df["timestamp"], where, "timestamp").to_numpy(),
+        })
         if "not_cold" in df.columns:
             out["warm"] = df["not_cold"].astype(bool).to_numpy()
+        else:  # cold = no training row for the item (what not_cold means in the CoLLM files)
+            if split != "train":
+                warnings.warn(f"{where}: no 'not_cold' column; warm / cold rows of the {split} split are derived "
+                              "from the training items (cold: the item has no training row)", stacklevel=2)
+            seen = set(frames["train"]["item"]) if split != "train" else set(out["item"])
+            out["warm"] = out["item"].isin(seen).to_numpy()
         if "his" in df.columns:
             hist, hist_titles = _collm_histories(df, where)
             out["history"] = pd.Series(hist, dtype=object).to_numpy()

@@ -6,7 +6,8 @@ a wall-clock cap and checkpoints. A checkpoint holds everything the remaining st
 trainable parameters, optimizer and scheduler state, RNG states and the data position (epoch, batch
 within the epoch, that epoch's batch order) — so stopping and rerunning the same call gives the same
 parameters and loss history as an uninterrupted run. Checkpoints are written only after an optimizer
-step (no half-accumulated gradients) and atomically (temp file, then ``os.replace``).
+step (no half-accumulated gradients) and atomically (temp file, then ``os.replace``), and read back with
+``torch.load(weights_only=True)`` (tensors and plain containers only: a planted file never runs code).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpointing import CheckpointMismatchError, key_diff
+from ..checkpointing import CheckpointMismatchError, key_diff, load_checkpoint
 from ..checkpointing import rng_state as _rng_state
 from ..checkpointing import save_atomic as _save_atomic
 from ..checkpointing import set_rng_state as _set_rng_state
@@ -234,12 +235,7 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
 
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            state["key"]
-        except Exception as exc:  # truncated or foreign file: name it
-            raise CheckpointMismatchError(f"checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
-                                          "delete it to start over") from None
+        state = load_checkpoint(ckpt, "checkpoint")  # weights_only=True: a foreign file is refused, its code never runs
         if state["key"] != key:
             raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
                                           "use a new checkpoint dir or delete it to start over")

@@ -22,6 +22,8 @@ from ..checkpointing import (
     CheckpointMismatchError,
     code_fingerprint,
     key_diff,
+    load_checkpoint,
+    lock_resume_file,
     mismatch_hint,
     rng_state,
     save_atomic,
@@ -109,9 +111,11 @@ def make_checkpoint_key(model, train: dict, extra: dict | None = None) -> dict:
 
 class EpochCheckpoint:
     """The resume file of an epoch loop (the ranking and CTR trainers): after an epoch, at most every
-    ``every_minutes`` (None: never), it holds the weights, optimizer, early-stopping state, the loop's NumPy
-    generator and the global RNG states, the history and the training time, written atomically. A failed
-    write (full disk) warns once and turns checkpointing off, never the run."""
+    ``every_minutes`` (None: never), and after the last epoch, it holds the weights, optimizer, early-stopping
+    state, the loop's NumPy generator and the global RNG states, the history and the training time, written
+    atomically and read back with ``weights_only=True``. The process that loads it owns it (a lock next to
+    it) until :func:`~semcollab.checkpointing.remove_resume_file`. A failed write (full disk) warns once and
+    turns checkpointing off, never the run."""
 
     def __init__(self, path, key: dict | None, every_minutes: float | None, log=print):
         self.path = Path(path) if path is not None else None
@@ -124,14 +128,13 @@ class EpochCheckpoint:
         """Restore from the file when there is one and say so (``metric``, ``epochs``: for that line):
         ``{"epoch", "history", "train_time"}``, else None."""
         ckpt = self.path
-        if ckpt is None or not ckpt.exists():
+        if ckpt is None:
             return None
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            old_key = state["key"]
-        except Exception as exc:  # truncated or foreign file: say which, never guess
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} cannot be read ({type(exc).__name__}: {exc}); "
-                                          "delete it to start the run over") from None
+        lock_resume_file(ckpt)  # a second process running the same command stops here, before reading the file
+        if not ckpt.exists():
+            return None
+        state = load_checkpoint(ckpt)  # weights_only=True: a foreign file is refused, its code never runs
+        old_key = state["key"]
         if old_key != self.key:
             diff = key_diff(old_key, self.key)
             raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
@@ -152,6 +155,13 @@ class EpochCheckpoint:
             self.log(f"resuming from epoch {out['epoch']} of {epochs} (best {metric} {stopper.best:.4f} at epoch "
                      f"{stopper.best_epoch}) from {ckpt}")
         return out
+
+    def save_final(self, epoch: int, first_epoch: int, model, opt, stopper: EarlyStopping, rng, history: list,
+                   train_time: float) -> None:
+        """After the last epoch this call trained (whatever stopped the loop), before the final evaluation: a run
+        killed during that evaluation resumes straight into it instead of retraining since the last checkpoint."""
+        if self.on and epoch >= first_epoch:
+            self.save(epoch, model, opt, stopper, rng, history, train_time)
 
     def due(self) -> bool:
         return self.on and time.perf_counter() - self.last >= 60 * self.every
@@ -245,6 +255,7 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if reason:
             break
+    saver.save_final(result.epochs_run, first_epoch, model, opt, stopper, rng, result.history, train_time)
     if reason:
         result.stopped_by = reason
     stopper.restore_best(model)
