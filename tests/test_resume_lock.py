@@ -142,3 +142,33 @@ def test_ctr_kill_during_the_final_evaluation_resumes_straight_into_it(tmp_path,
     res = run_ctr(model="mf", overrides=[*over, f"output_dir={out}"], log=lines.append)
     assert res.fit.resumed_from_epoch == 3 and not any(line.startswith("epoch=") for line in lines)
     assert res.test == whole.test and res.fit.history == whole.fit.history
+
+
+def test_the_lm_step_loop_refuses_a_checkpoint_dir_another_live_process_owns(tmp_path):
+    """Two LM-CTR runs of equal step-1 settings share one step cache: the second must not read or overwrite it."""
+    import torch
+
+    from semcollab.checkpointing import CheckpointInUseError
+    from semcollab.lm import LMTrainConfig, train_lm
+
+    ckpt_dir = tmp_path / "step1-lora-abc"
+    code = (f"from semcollab.checkpointing import lock_resume_file; lock_resume_file({str(ckpt_dir / 'checkpoint.pt')!r}); "
+            "print('locked', flush=True); import time; time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True)
+    lin = torch.nn.Linear(2, 1)
+    rows, lengths = [torch.ones(2)] * 4, [1] * 4
+    cfg = LMTrainConfig(epochs=1, batch_size=2, lr=1e-2, progress=False)
+
+    def run():
+        return train_lm(lambda b: lin(b).pow(2).mean(), [lin], rows, lengths, torch.stack, cfg, ckpt_dir, log=None)
+
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointInUseError, match=rf"PID {holder.pid}.*checkpoint\.pt\.lock"):
+            run()
+        assert not (ckpt_dir / "checkpoint.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run().steps == 2 and (ckpt_dir / "checkpoint.pt").exists()  # the dead holder does not block
+    assert not (ckpt_dir / "checkpoint.pt.lock").exists()  # released and removed when the call returns

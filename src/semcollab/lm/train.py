@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpointing import CheckpointMismatchError, key_diff, load_checkpoint
+from ..checkpointing import CheckpointMismatchError, key_diff, load_checkpoint, lock_resume_file, release_resume_lock
 from ..checkpointing import rng_state as _rng_state
 from ..checkpointing import save_atomic as _save_atomic
 from ..checkpointing import set_rng_state as _set_rng_state
@@ -188,6 +188,24 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
              log: Callable[[str], None] | None = print,
              lr_scale: Mapping[str, float] | None = None) -> LMTrainResult:
+    """:func:`_train_lm` holding ``checkpoint_dir``'s checkpoint for this process (an ``flock``), so a second
+    run of the same settings (e.g. two LM-CTR runs sharing a step cache) is refused instead of reading or
+    overwriting a live checkpoint; a killed owner's lock is released by the kernel."""
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    if ckpt is not None:
+        lock_resume_file(ckpt)
+    try:
+        return _train_lm(loss_fn, trainable, rows, lengths, collate, cfg, checkpoint_dir, model, should_stop, log,
+                         lr_scale)
+    finally:
+        release_resume_lock(ckpt, remove=True)
+
+
+def _train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
+              collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
+              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
+              log: Callable[[str], None] | None = print,
+              lr_scale: Mapping[str, float] | None = None) -> LMTrainResult:
     """Train the parameters in ``trainable`` (modules — only their ``requires_grad`` parameters — or
     parameters; a dict gives them stable names in checkpoints) on ``rows``.
 
