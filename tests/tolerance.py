@@ -55,8 +55,8 @@ def transformer_reductions(config, seq_len: int, lora_rank: int = 0, pooled: boo
     norms (hidden size), a LoRA adapter (its rank); then the final norm and, when ``pooled``, the mean over tokens,
     when ``head``, the LM head (hidden size)."""
     hidden, inter = config.hidden_size, config.intermediate_size
-    head = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
-    per_layer = [hidden] * 4 + [head, seq_len, seq_len] + [hidden, inter] + [hidden] * 2
+    head_size = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    per_layer = [hidden] * 4 + [head_size, seq_len, seq_len] + [hidden, inter] + [hidden] * 2
     if lora_rank:
         per_layer += [hidden + lora_rank] * 4
     return per_layer * config.num_hidden_layers + [hidden] + ([seq_len] if pooled else []) + ([hidden] if head else [])
