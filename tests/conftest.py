@@ -6,8 +6,21 @@ import pandas as pd
 import pytest
 import torch
 
-# one thread: the suite is many tiny ops, and CI's 2 cores may be shared with other work
-torch.set_num_threads(1)
+
+def _test_threads() -> int:
+    """Threads for torch in the test process: SEMCOLLAB_TEST_THREADS, else OMP_NUM_THREADS, else 1 (the suite is
+    many tiny ops, and CI's 2 cores may be shared). scripts/test_matrix.sh sets both to run the suite under 1 and 2
+    threads, since a kernel's summation order, and so its rounding, may change with the thread count."""
+    for name in ("SEMCOLLAB_TEST_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise pytest.UsageError(f"{name}={value!r}: expected a positive whole number of threads")
+            return int(value)
+    return 1
+
+
+torch.set_num_threads(_test_threads())
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

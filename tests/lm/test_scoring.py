@@ -13,6 +13,7 @@ from semcollab.lm import (
     yes_probability,
 )
 
+from ..tolerance import assert_close_rounding, transformer_reductions
 from .conftest import randomize_lora
 
 TEXTS = ["toy story drama . answer :", "the golden eye action thriller of 1995 ; space war love . answer :",
@@ -24,8 +25,12 @@ def _check_matches_full_head(model, enc, yes_id, no_id):
         two = yes_no_logits(model, enc["input_ids"], enc["attention_mask"], yes_id, no_id)
         full = yes_no_logits_full_head(model, enc["input_ids"], enc["attention_mask"], yes_id, no_id)
     assert two.shape == (len(enc["input_ids"]), 2)
-    torch.testing.assert_close(two, full, atol=1e-5, rtol=0)
-    torch.testing.assert_close(yes_probability(two), torch.softmax(full, -1)[:, 0], atol=1e-5, rtol=0)
+    # the same body; only the head's product differs (2 rows vs the whole vocabulary): one reduction of the hidden
+    # size, and a softmax over two (its slope is at most 1/4 per logit), both relative to the logits' magnitude
+    hidden = model.config.hidden_size
+    assert_close_rounding(two, full, [hidden], "two head rows vs full head")
+    assert_close_rounding(yes_probability(two), torch.softmax(full, -1)[:, 0], [hidden, 2], "yes probability",
+                          scale=full)
     return two
 
 
@@ -38,14 +43,17 @@ def test_two_rows_match_full_head_left_padded(lm, lora):
     enc = tok(TEXTS, padding=True, return_tensors="pt")
     assert (enc["attention_mask"][:, -1] == 1).all() and (enc["attention_mask"] == 0).any()  # left padded
     two = _check_matches_full_head(model, enc, yes_id, no_id)
-    # padding does not change a row's score (positions counted over real tokens)
+    # padding does not change a row's score (positions counted over real tokens); one row alone runs other kernel
+    # shapes than the padded batch: the whole forward pass's rounding (tests/tolerance.py)
+    reductions = transformer_reductions(model.config, enc["input_ids"].shape[1], lora_rank=4 if lora else 0,
+                                        pooled=False, head=True)
     for i, text in enumerate(TEXTS):
         one = tok([text], return_tensors="pt")
         with torch.no_grad():
-            torch.testing.assert_close(yes_no_logits(model, one["input_ids"], one["attention_mask"], yes_id, no_id),
-                                       two[i:i + 1], atol=1e-5, rtol=0)
+            assert_close_rounding(yes_no_logits(model, one["input_ids"], one["attention_mask"], yes_id, no_id),
+                                  two[i:i + 1], reductions, f"row {i} alone vs padded")
     probs = score_prompts(model, tok, TEXTS, yes_id, no_id, batch_size=2)
-    torch.testing.assert_close(probs, yes_probability(two), atol=1e-5, rtol=0)
+    assert_close_rounding(probs, yes_probability(two), reductions + [2], "batches of 2 vs 3", scale=two)
 
 
 def test_lora_changes_scores(lm):
