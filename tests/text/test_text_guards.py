@@ -252,3 +252,12 @@ def test_truncated_tokenizer_json_is_named(tiny_bert, tiny_causal_lm, tmp_path, 
         load_causal_lm(str(llama))
     _fails(["embed", "--dataset", "atomic:toy", f"--data.path={toy_dir}", "--encoder", bert, "--out", tmp_path / "o"],
            "error:", "tokenizer.json is damaged")
+
+
+def test_saerec_refuses_empty_text_skip_before_any_data_is_read(tmp_path):
+    """The SAE would fit every skipped item's all-zero row as one shared, bias-only intent."""
+    import semcollab
+
+    with pytest.raises(ConfigError, match="'model_params.empty_text'.*not supported by saerec"):
+        semcollab.run(model="saerec", dataset="table",
+                      overrides=["model_params.empty_text=skip", f"data.path={tmp_path / 'nope.csv'}"])

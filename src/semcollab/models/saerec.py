@@ -95,6 +95,9 @@ class SAERecConfig(SASRecConfig, TextSettings):
 
     def _check(self):
         yield from super()._check()
+        if self.empty_text == "skip":  # an all-zero row would be fitted by the SAE as one shared, bias-only intent
+            yield "empty_text", ("'skip' is not supported by saerec (the SAE needs a text vector for every item); "
+                                 "use 'template' or 'refuse'")
         if self.intents_file is not None and not Path(self.intents_file).is_file():
             yield "intents_file", f"must name an existing intents.json, got {self.intents_file!r} (not a file)"
         from ..config import from_dict
