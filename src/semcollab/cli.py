@@ -70,6 +70,8 @@ def _handled(fn):
         except (ConfigError, DataError, CacheError, UnknownIdError, KeyError, IncompatibleRunError, IntentFileError,
                 RunFileError, DataChangedError, ModelError, CheckpointMismatchError) as exc:
             _fail(exc)
+        except FloatingPointError as exc:  # NaN scores/losses: a diverged run (e.g. --train.lr=1e9), not a crash
+            _fail(f"{exc}: the training diverged; lower train.lr (or check the data) and run again")
         except OSError as exc:  # unreadable/unwritable paths, full disk: the message names the file
             _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
 

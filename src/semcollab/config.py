@@ -6,6 +6,7 @@ annotated type, and the resolved config is saved with every run."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -203,7 +204,10 @@ def _coerce(value, tp, key: str):
             return None
         raise ConfigError(f"config key '{key}' may not be null")
     if isinstance(value, str) and base is not str:
-        value = yaml.safe_load(value)  # "--train.lr=1e-3" arrives as a string
+        try:
+            value = yaml.safe_load(value)  # "--train.lr=1e-3" arrives as a string
+        except yaml.YAMLError:  # "\x1f", "{a: 1": not a value at all
+            raise ConfigError(f"config key '{key}' expects {getattr(base, '__name__', base)}, got {value!r}") from None
         if value is None and optional:
             return None
     origin = typing.get_origin(base)
@@ -215,11 +219,17 @@ def _coerce(value, tp, key: str):
         if base is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
-            return int(value)
+            value = int(value)
+            if not -2**63 <= value < 2**63:  # beyond int64 every array library overflows (data.user_k=2**63)
+                raise ConfigError(f"config key '{key}' expects an integer in the 64-bit range, got {value}")
+            return value
         if base is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            value = float(value)
+            if not math.isfinite(value):  # nan passed "> 0" checks as False, inf passed them as True
+                raise ConfigError(f"config key '{key}' expects a finite number, got {value!r}")
+            return value
         if base is str:
             return str(value)
         if origin is list or base is list:
@@ -231,7 +241,7 @@ def _coerce(value, tp, key: str):
             if not isinstance(value, dict):
                 raise TypeError
             return dict(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
         raise ConfigError(f"config key '{key}' expects {getattr(base, '__name__', base)}, got {value!r}") from None
     return value
 
