@@ -271,3 +271,23 @@ def test_ctr_table_names_a_ranking_run_folder(toy_dir, tmp_path):
     # was: "error: 'all'"
     _fails(["ctr", "table", ctr_run, rank_run], str(rank_run), "not a CTR run", "ranking run", "semcollab table")
     assert json.loads((ctr_run / "metrics.json").read_text())["test"]["all"]["auc"] is not None
+
+
+# ----------------------------------------------------------------- found by tests/test_cli_fuzz.py
+@pytest.mark.parametrize("override,needle", [
+    ("train.lr=inf", "expects a finite number"),  # was: accepted (inf > 0), then NaN scores
+    ("train.lr=nan", "expects a finite number"),
+    (f"train.lr={10**400}", "train.lr"),  # was: OverflowError traceback (int too large to convert to float)
+    ("data.user_k=9223372036854775808", "64-bit range"),  # was: OverflowError traceback from pandas
+    ("train.epochs=\x1f", "train.epochs"),  # was: yaml ReaderError traceback
+    ("train.epochs={a: 1", "train.epochs"),
+])
+def test_override_values_the_fuzz_found(toy, tmp_path, override, needle):
+    _fails(["train", "--model", "pop", *toy, f"--{override}", f"--output_dir={tmp_path}"], needle)
+
+
+def test_a_diverged_run_is_a_message_not_a_traceback(toy, tmp_path):
+    # was: FloatingPointError("model produced NaN scores") traceback
+    _fails(["train", "--model", "sasrec", *toy, "--train.lr=2147483648", "--train.epochs=2", "--train.progress=false",
+            "--model_params.hidden=8", "--model_params.layers=1", f"--output_dir={tmp_path}"], "NaN", "diverged",
+           "train.lr")

@@ -241,6 +241,8 @@ def _coerce(value, tp, key: str):
             if not isinstance(value, dict):
                 raise TypeError
             return dict(value)
+    except ConfigError:  # a ValueError too: the range messages above stand as written
+        raise
     except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
         raise ConfigError(f"config key '{key}' expects {getattr(base, '__name__', base)}, got {value!r}") from None
     return value
