@@ -4,7 +4,8 @@ Random values (integers incl. 0, negatives and huge ones; floats incl. nan, inf,
 numeric options of ``train``, ``embed``, ``intents``, ``ctr train`` and ``reaemb table``. Property: never a
 traceback (exit 0, or 2 with an ``error``/``Error`` line; 3 only with "not finished", the documented time cap),
 never a hang (a per-example alarm), never exit 0 with non-finite or all-zero output. Deterministic
-(``derandomize``) so CI is reproducible; ``SEMCOLLAB_FUZZ_RANDOM=1`` explores new examples."""
+(``derandomize``) so CI is reproducible; ``SEMCOLLAB_FUZZ_RANDOM=1`` explores new examples; ``FUZZ_SHOW=1`` (with -s) prints every
+exit-2 message."""
 
 import json
 import math
