@@ -31,6 +31,27 @@ def _warn(message: str) -> None:
     console.print("[bold yellow]warning:[/bold yellow] " + escape(message))
 
 
+SEED = {"min": 0, "max": 2**32 - 1}  # numpy's seed range: a negative or larger seed was a traceback
+
+
+def _named(value: str | None, option: str) -> str | None:
+    """An option naming a model, dataset or template must not be blank: ``--lm ""`` once silently meant the
+    default LM and ``--encoder ""`` the current folder."""
+    from .config import ConfigError
+
+    if value is not None and not value.strip():
+        raise ConfigError(f"{option} must not be empty")
+    return value
+
+
+def _dataset(option: str | None, config: Path | None, overrides: list[str], flag: str = "--dataset") -> str | None:
+    """The dataset of a command: ``--dataset`` or the config's ``data.name`` (YAML or override); both given and
+    different is an error naming both (see :func:`semcollab.config.dataset_name`)."""
+    from .config import dataset_name
+
+    return dataset_name(_named(option, flag), config, overrides, flag=flag)
+
+
 def _handled(fn):
     """Turn expected user errors into a one-line message and exit code 2 instead of a traceback."""
     import functools
@@ -49,6 +70,8 @@ def _handled(fn):
         except (ConfigError, DataError, CacheError, UnknownIdError, KeyError, IncompatibleRunError, IntentFileError,
                 RunFileError, DataChangedError, ModelError, CheckpointMismatchError) as exc:
             _fail(exc)
+        except FloatingPointError as exc:  # NaN scores/losses: a diverged run (e.g. --train.lr=1e9), not a crash
+            _fail(f"{exc}: the training diverged; lower train.lr (or check the data) and run again")
         except OSError as exc:  # unreadable/unwritable paths, full disk: the message names the file
             _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
 
@@ -64,7 +87,7 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="ml
     from .data import load_split
 
     cfg = load_config(config, ctx.args)
-    cfg.data.name = dataset
+    cfg.data.name = _dataset(dataset, config, ctx.args, flag="the DATASET argument")
     split = load_split(cfg.data, log=console.print)
     console.print_json(json.dumps({"dataset": split.name, "protocol": split.protocol, **split.stats}))
 
@@ -83,11 +106,12 @@ def _train(model, dataset, config, overrides, epochs=None, quiet=False):
 @app.command(context_settings=EXTRA)
 @_handled
 def train(ctx: typer.Context, model: str = typer.Option("sasrec", help="pop, mf-bpr, sasrec, gru4rec, bert4rec"),
-          dataset: str = typer.Option("ml-100k"), config: Path | None = typer.Option(None, help="YAML config")):
+          dataset: str | None = typer.Option(None, help="default: the config's data.name, else ml-100k"),
+          config: Path | None = typer.Option(None, help="YAML config")):
     """Train and evaluate one model; saves config, metrics and weights under output_dir."""
     from .report import rich_table
 
-    res = _train(model, dataset, config, ctx.args)
+    res = _train(_named(model, "--model"), _dataset(dataset, config, ctx.args), config, ctx.args)
     console.print(rich_table({res.config.model: res.test}, title=f"{res.split.name} test (full ranking)"))
     console.print(f"run saved to {res.run_dir}")
 
@@ -129,16 +153,19 @@ def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a fol
 @app.command(context_settings=EXTRA)
 @_handled
 def compare(ctx: typer.Context, models: str = typer.Option("pop,mf-bpr,sasrec,gru4rec,bert4rec"),
-            dataset: str = typer.Option("ml-100k"), config: Path | None = typer.Option(None),
-            out: Path | None = typer.Option(None, help="write the Markdown table here")):
+            dataset: str | None = typer.Option(None, help="default: the config's data.name, else ml-100k"),
+            config: Path | None = typer.Option(None), out: Path | None = typer.Option(None, help="write the "
+                                                                                     "Markdown table here")):
     """Train several models on one protocol and print one table."""
     from .report import markdown_table, rich_table
 
+    dataset = _dataset(dataset, config, ctx.args)
+    names = [_named(m.strip(), "--models (each name)") for m in models.split(",")]
     results = {}
-    for m in models.split(","):
-        res = _train(m.strip(), dataset, config, ctx.args)
+    for m in names:
+        res = _train(m, dataset, config, ctx.args)
         results[res.config.model] = res.test
-    console.print(rich_table(results, title=f"{dataset} test (full ranking)"))
+    console.print(rich_table(results, title=f"{res.split.name} test (full ranking)"))
     if out:
         out.write_text(markdown_table(results) + "\n")
         console.print(f"table written to {out}")
@@ -178,8 +205,8 @@ QUICKSTART = ["train.progress=false", "train.lr=3e-3"]  # a higher rate than the
 
 @app.command(context_settings=EXTRA)
 @_handled
-def quickstart(ctx: typer.Context, epochs: int = typer.Option(15, help="SASRec training epochs (early stopping "
-                                                                         "applies)")):
+def quickstart(ctx: typer.Context, epochs: int = typer.Option(15, min=1, help="SASRec training epochs (early "
+                                                                                "stopping applies)")):
     """SASRec vs popularity on MovieLens-100K (read offline from the recbole wheel) in about a minute on 2 cores.
 
     The full-length run: ``semcollab quickstart --epochs 200 --train.lr=1e-3`` (early-stopped, several
@@ -201,28 +228,84 @@ def quickstart(ctx: typer.Context, epochs: int = typer.Option(15, help="SASRec t
     console.print("Full-length run: semcollab quickstart --epochs 200 --train.lr=1e-3")
 
 
+def _encoder_facts(encoder: str) -> tuple[str | None, int | None]:
+    """``(kind, output dim)`` of an encoder known before loading it: ``sentence-transformers`` (pools with its own
+    modules) or ``hf`` from the registry or the folder's files; None where it is not known (a hub id)."""
+    from .modelhub import MODELS
+
+    if encoder in MODELS:
+        e = MODELS[encoder]
+        return ("sentence-transformers" if e.kind == "sentence-encoder" else "hf"), e.hidden_size
+    p = Path(encoder).expanduser()
+    if not p.is_dir():
+        return None, None
+    if (p / "modules.json").exists():
+        return "sentence-transformers", None  # a Dense module may change the dim: known once loaded
+    try:
+        dim = json.loads((p / "config.json").read_text(encoding="utf-8")).get("hidden_size")
+    except (OSError, ValueError, AttributeError):
+        dim = None
+    return "hf", dim if isinstance(dim, int) and not isinstance(dim, bool) else None
+
+
+def _check_embed_options(encoder: str, pooling: str | None, pca_dim: int | None, whiten: bool, split) -> int | None:
+    """Refuse embed settings that would be ignored or fail after the encoding: a pooling the encoder cannot
+    apply, ``--whiten`` without PCA, a PCA dim above the training items or the encoder's dim. Returns the
+    encoder's dim when known before encoding."""
+    from .config import ConfigError
+
+    kind, dim = _encoder_facts(encoder)
+    if pooling is not None and pooling not in ("mean", "last"):
+        raise ConfigError(f"--pooling must be mean or last, got {pooling!r}")
+    if kind == "sentence-transformers" and pooling not in (None, "mean"):
+        raise ConfigError(f"--pooling {pooling}: {encoder} is a sentence-transformers model and pools with its own "
+                          "(mean) module; leave --pooling out (mean and last apply to Hugging Face models)")
+    if whiten and pca_dim is None:  # whitening divides each PCA component by its standard deviation
+        raise ConfigError("--whiten scales the PCA components and needs --pca-dim D (D = the encoder's dim "
+                          f"{'' if dim is None else f'{dim} '}whitens without reducing)")
+    if pca_dim is not None:
+        n_train = len(np.unique(split.train["item"].to_numpy()))
+        if pca_dim > n_train:
+            raise ConfigError(f"--pca-dim must be at most the {n_train} training items of {split.name} (PCA is "
+                              f"fitted on them), got {pca_dim}")
+        if dim is not None and pca_dim > dim:
+            raise ConfigError(f"--pca-dim must be at most the encoder's dim ({encoder}: {dim}), got {pca_dim}")
+    return dim
+
+
 @app.command(context_settings=EXTRA)
 @_handled
-def embed(ctx: typer.Context, dataset: str = typer.Option("ml-100k"),
+def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="default: data.name, else ml-100k"),
           encoder: str = typer.Option("minilm", help="minilm, smollm2-135m, a local model folder or a hub id"),
           template: str | None = typer.Option(None, help='e.g. "{title} ({year}). Genres: {genres}"; default: the '
                                                  "dataset's own template"),
-          pooling: str | None = typer.Option(None, help="mean or last (default per encoder)"),
+          pooling: str | None = typer.Option(None, help="mean or last (Hugging Face models; default per encoder)"),
           prompt: str = typer.Option("", help="instruction prepended to every item text"),
-          pca_dim: int | None = typer.Option(None, help="PCA dimension, fitted on training items only"),
-          whiten: bool = typer.Option(False), batch_size: int = typer.Option(64),
+          pca_dim: int | None = typer.Option(None, min=1, help="PCA dimension, fitted on training items only"),
+          whiten: bool = typer.Option(False, help="whiten the PCA components (needs --pca-dim)"),
+          batch_size: int = typer.Option(64, min=1),
           out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats")):
     """Encode every item's text with a language model (cached by model + text hash)."""
-    from .config import load_config
+    import dataclasses
+
+    from .config import ConfigError, load_config
     from .data import load_split
     from .text import EmbedConfig, item_embeddings
 
+    _named(encoder, "--encoder")
+    _named(template, "--template")
     cfg = load_config(None, ctx.args)
-    cfg.data.name = dataset
+    cfg.data.name = _dataset(dataset, None, ctx.args) or cfg.data.name
     split = load_split(cfg.data)
-    vecs, stats = item_embeddings(split, EmbedConfig(encoder=encoder, template=template, pooling=pooling, prompt=prompt,
-                                                     pca_dim=pca_dim, whiten=whiten, batch_size=batch_size,
-                                                     progress=True), out_dir=out / split.name)
+    dim = _check_embed_options(encoder, pooling, pca_dim, whiten, split)
+    ecfg = EmbedConfig(encoder=encoder, template=template, pooling=pooling, prompt=prompt, pca_dim=pca_dim,
+                       whiten=whiten, batch_size=batch_size, progress=True)
+    if pca_dim is not None and dim is None:  # dim known only once encoded: encode (cached), check, then reduce
+        vecs, _ = item_embeddings(split, dataclasses.replace(ecfg, pca_dim=None, whiten=False))
+        if pca_dim > vecs.shape[1]:
+            raise ConfigError(f"--pca-dim must be at most the encoder's dim ({encoder}: {vecs.shape[1]}), got "
+                              f"{pca_dim}")
+    vecs, stats = item_embeddings(split, ecfg, out_dir=out / split.name)
     console.print_json(json.dumps(stats))
     console.print(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to {out / split.name}")
 
@@ -312,20 +395,23 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
 
 @app.command(context_settings=EXTRA)
 @_handled
-def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder: str = typer.Option("minilm"),
+def intents(ctx: typer.Context, dataset: str | None = typer.Option(None, help="default: data.name, else ml-100k"),
+            encoder: str = typer.Option("minilm"),
             template: str | None = typer.Option(None, help="default: the dataset's own template"),
-            top: int = typer.Option(20, help="intents to print"),
+            top: int = typer.Option(20, min=1, help="intents to print"),
             out: Path = typer.Option(Path("intents"), help="folder for intents.json and sae_quality.json"),
             lm_labels: str | None = typer.Option(None, help="also name intents with this causal LM "
                                                    "(smollm2-135m, a folder or a hub id)"),
-            lm_top: int = typer.Option(50, help="how many intents the LM names (most used in training first)"),
+            lm_top: int = typer.Option(50, min=1, help="how many intents the LM names (most used in training "
+                                       "first)"),
             judge: str | None = typer.Option(None, help="ask this causal LM whether each intent is a shopping intent "
                                                "(keep flags for --model_params.intents_file; gemma3-270m or larger)"),
-            judge_top: int | None = typer.Option(None, help="judge only the N most used intents (default: all live)")):
+            judge_top: int | None = typer.Option(None, min=1, help="judge only the N most used intents (default: "
+                                                 "all live)")):
     """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
 
     SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
-    from .config import apply_overrides, from_dict, load_config
+    from .config import ConfigError, apply_overrides, from_dict, load_config
     from .data import load_split
     from .data.loaders import default_cache_dir
     from .explain import build_library, item_activations
@@ -333,12 +419,20 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
     from .models.saerec import fit_or_load_sae
     from .text import EmbedConfig, item_embeddings
 
+    for value, option in ((encoder, "--encoder"), (template, "--template"), (lm_labels, "--lm-labels"),
+                          (judge, "--judge")):
+        _named(value, option)
     sae_args = [a for a in ctx.args if a.lstrip("-").startswith("sae.")]
-    cfg = load_config(None, [a for a in ctx.args if a not in sae_args])
-    cfg.data.name = dataset
+    rest = [a for a in ctx.args if a not in sae_args]
+    cfg = load_config(None, rest)
+    cfg.data.name = _dataset(dataset, None, rest) or cfg.data.name
     sae_cfg = from_dict(SAEConfig, apply_overrides({}, sae_args).get("sae", {}), prefix="sae.")
     split = load_split(cfg.data)
     vecs, _ = item_embeddings(split, EmbedConfig(encoder=encoder, template=template))
+    width = sae_cfg.expansion * vecs.shape[1]  # the SAE's latents; top-k of fewer is undefined
+    if sae_cfg.k > width:
+        raise ConfigError(f"config key 'sae.k' must be between 1 and the SAE width (sae.expansion "
+                          f"{sae_cfg.expansion} x encoder dim {vecs.shape[1]} = {width}), got {sae_cfg.k}")
     sae, quality = fit_or_load_sae(vecs, split, sae_cfg, Path(cfg.data.cache_dir or default_cache_dir()),
                                    log=console.print)
     idx, val = item_activations(sae, vecs)
@@ -381,7 +475,7 @@ def intents(ctx: typer.Context, dataset: str = typer.Option("ml-100k"), encoder:
 def branch_stats(run_dirs: list[Path] = typer.Argument(..., help="SAERec run folders"),
                  stage: str = typer.Option("test", help="valid or test"),
                  max_users: int = typer.Option(2000, help="random evaluation users (0: all)"),
-                 seed: int = typer.Option(0), out: Path | None = typer.Option(None, help="write all results as JSON"),
+                 seed: int = typer.Option(0, **SEED), out: Path | None = typer.Option(None, help="write all results as JSON"),
                  allow_data_change: bool = typer.Option(False, help="run even if the data changed")):
     """How SAERec's intent branches are used at the scoring position: fusion weights, norms, score share,
     top-10 changes and HR/NDCG with vs without the intent branches, attention entropy, intent coverage."""
@@ -502,12 +596,15 @@ def _ctr_table(results: dict[str, dict], title: str):
 @_handled
 def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasrec-ctr, tallrec, collm, sellarec, "
                                                           "sailrec"),
-              dataset: str = typer.Option("collm-ml-1m"), config: Path | None = typer.Option(None, help="YAML config")):
+              dataset: str | None = typer.Option(None, help="default: the config's data.name, else collm-ml-1m"),
+              config: Path | None = typer.Option(None, help="YAML config")):
     """Train one CTR model; select on validation AUC; report test AUC / UAUC on all, warm and cold rows."""
     from .ctr import TrainingIncomplete, run_ctr
 
+    dataset = _dataset(dataset, config, ctx.args)
     try:
-        res = run_ctr(model=model, dataset=dataset, config=config, overrides=list(ctx.args), log=console.print)
+        res = run_ctr(model=_named(model, "--model"), dataset=dataset, config=config, overrides=list(ctx.args),
+                      log=console.print)
     except TrainingIncomplete as exc:  # a time cap, not a failure: the same command continues
         console.print(f"[bold yellow]not finished:[/bold yellow] {escape(str(exc))}")
         raise typer.Exit(code=3) from None
@@ -522,7 +619,7 @@ def ctr_evaluate(run_dir: Path = typer.Argument(..., help="a folder written by `
                  allow_data_change: bool = typer.Option(False, help="evaluate even if the data changed"),
                  max_rows: int | None = typer.Option(None, help="score the fixed random subset that "
                                                      "data.max_<stage>_rows=N selects (compare with LM runs)"),
-                 subsample_seed: int = typer.Option(0, help="data.subsample_seed of that subset")):
+                 subsample_seed: int = typer.Option(0, **SEED, help="data.subsample_seed of that subset")):
     """Re-evaluate a saved CTR run (optionally on the same row subset as a CPU-budget LM run)."""
     from .ctr import evaluate_ctr_run
 
@@ -541,7 +638,7 @@ def ctr_attention(run_dir: Path = typer.Argument(..., help="a collm / sellarec /
                   out: Path | None = typer.Option(None, help="folder for attention.json / .png (default: the run)"),
                   stage: str = typer.Option("test", help="valid or test"),
                   rows: int = typer.Option(256, help="random rows of the stage to record"),
-                  seed: int = typer.Option(0, help="which random rows"),
+                  seed: int = typer.Option(0, **SEED, help="which random rows"),
                   batch_size: int = typer.Option(8),
                   allow_data_change: bool = typer.Option(False, help="run even if the data changed")):
     """Per-layer attention mass on the collaborative soft tokens (answer position and text positions,
@@ -593,6 +690,11 @@ def ctr_table(run_dirs: list[Path] = typer.Argument(..., help="CTR run folders")
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise RunFileError(f"{d / 'metrics.json'} is missing or has no {stage!r} metrics ({exc})") from None
         meta = read_run_record(d)
+        if not (isinstance(m, dict) and all(isinstance(m.get(g), dict) for g in ("all", "warm", "cold"))):
+            task = meta.get("task") or "ranking"
+            what = ("a ranking run (semcollab train: full-ranking metrics); tabulate it with `semcollab table`"
+                    if task != "ctr" else "a CTR run without all / warm / cold metrics; the folder is damaged")
+            raise RunFileError(f"{d} is not a CTR run with AUC metrics: it is {what}")
         name = _ctr_label(d)
         name = name if name not in results else f"{name} ({d.name})"
         results[name] = m
@@ -608,6 +710,15 @@ def ctr_table(run_dirs: list[Path] = typer.Argument(..., help="CTR run folders")
     if out:
         out.write_text("\n".join(md) + "\n")
         console.print(f"table written to {out}")
+
+
+def _reaemb_dataset(dataset: str | None, config: Path | None, args: list[str]) -> str | None:
+    """ReaEmb names its data with the top-level ``dataset`` key (``data.name`` follows it): ``--dataset``, a
+    config's ``dataset`` and its ``data.name`` must agree where given."""
+    from .config import dataset_name
+
+    name = _dataset(dataset, config, args)
+    return dataset_name(name, config, args, key="dataset", flag="--dataset" if dataset is not None else "data.name")
 
 
 def _run_arg(run_dir: Path | None, args: list[str]) -> tuple[Path | None, list[str]]:
@@ -637,7 +748,8 @@ def reaemb_train(ctx: typer.Context, dataset: str | None = typer.Option(None, he
     command continues it. Settings: --stage1.max_steps=200 --stage1.batch_size=16 --stage2.max_anchors=2000 ..."""
     from .reaemb import ReaEmbIncomplete, load_pipeline_config, train_reaemb
 
-    cfg = load_pipeline_config(config, ctx.args, dataset=dataset, lm=lm, output_dir=out)
+    dataset = _reaemb_dataset(dataset, config, ctx.args)
+    cfg = load_pipeline_config(config, ctx.args, dataset=dataset, lm=_named(lm, "--lm"), output_dir=out)
     try:
         res = train_reaemb(cfg, stages, log=console.print)
     except ReaEmbIncomplete as exc:  # a time cap, not a failure: the same command continues
@@ -663,7 +775,8 @@ def reaemb_table_cmd(ctx: typer.Context,
                      dataset: str | None = typer.Option(None, help="the dataset (a plain table without a run)"),
                      lm: str | None = typer.Option(None, help="the LM of a plain table without a run"),
                      config: Path | None = typer.Option(None, help="YAML config of a plain table without a run"),
-                     batch_size: int | None = typer.Option(None, help="items per batch (default table_batch_size)"),
+                     batch_size: int | None = typer.Option(None, min=1, help="items per batch (default "
+                                                           "table_batch_size)"),
                      out: Path | None = typer.Option(None, help="copy the table here (.npy; its meta .json beside)")):
     """The item table of a dataset's whole catalogue (n_items + 1 rows, row 0 = padding = zeros), cached by
     texts + LM + trained state + mode; its path goes to --model_params.item_table of sasrec/gru4rec/bert4rec."""
@@ -673,7 +786,8 @@ def reaemb_table_cmd(ctx: typer.Context,
     run_dir, args = _run_arg(run_dir, ctx.args)
     if run_dir is not None and (lm is not None or config is not None):
         raise typer.BadParameter("--lm and --config are for a plain table without a run; a run folder has its own")
-    overrides = args + ([f"lm={lm}"] if lm else [])
+    dataset = _reaemb_dataset(dataset, config, args)
+    overrides = args + ([f"lm={_named(lm, '--lm')}"] if lm is not None else [])
     path, meta = reaemb_table(run_dir, dataset, stage, mode, config=config, overrides=overrides,
                               batch_size=batch_size, out=out, progress=True, log=console.print)
     console.print_json(json.dumps(meta))
@@ -689,8 +803,8 @@ def reaemb_bench_kv(ctx: typer.Context,
                     stage: str | None = typer.Option(None, help="plain, stage1 or stage2 (the encoder's weights)"),
                     dataset: str | None = typer.Option(None), lm: str | None = typer.Option(None),
                     config: Path | None = typer.Option(None),
-                    n_items: int = typer.Option(256, help="item texts timed (a fixed random subset)"),
-                    batch_size: int | None = typer.Option(None), repeats: int = typer.Option(1),
+                    n_items: int = typer.Option(256, min=1, help="item texts timed (a fixed random subset)"),
+                    batch_size: int | None = typer.Option(None, min=1), repeats: int = typer.Option(1, min=1),
                     json_out: Path | None = typer.Option(None, help="write the report as JSON")):
     """Seconds of (a) one plain pass, (b) the naive full second pass, (c) the KV-cache second pass on the same
     texts; prints (c)/(a) and (b)/(a) and checks that (c) equals (b) (exit code 1 if not)."""
@@ -699,7 +813,9 @@ def reaemb_bench_kv(ctx: typer.Context,
     run_dir, args = _run_arg(run_dir, ctx.args)
     if run_dir is not None and (lm is not None or config is not None):
         raise typer.BadParameter("--lm and --config are for a benchmark without a run; a run folder has its own")
-    rep = kv_reuse_benchmark(run_dir, dataset, stage, config=config, overrides=args + ([f"lm={lm}"] if lm else []),
+    dataset = _reaemb_dataset(dataset, config, args)
+    lm_ov = [f"lm={_named(lm, '--lm')}"] if lm is not None else []
+    rep = kv_reuse_benchmark(run_dir, dataset, stage, config=config, overrides=args + lm_ov,
                              n_items=n_items, batch_size=batch_size, repeats=repeats, log=console.print)
     console.print_json(json.dumps(rep))
     if json_out:

@@ -6,6 +6,7 @@ annotated type, and the resolved config is saved with every run."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -62,6 +63,17 @@ def one_of(default, *choices):
     return allowed(default, lambda v: v in choices, "one of " + ", ".join(map(str, choices)))
 
 
+# Upper bounds of the integer settings that size a tensor, by field name, in every config class (ranking and
+# CTR models, SAE, CTR data): ``--model_params.dim=100000000`` or ``--data.history_len=100000000`` once died in
+# the allocator with a traceback. Generous for the models here (hidden sizes of the LMs used are <= 896), far
+# below what exhausts a machine's memory on its own; a combination of large values can still need more memory
+# than there is.
+SIZE_MAX = {"dim": 8192, "mf_dim": 8192, "hidden": 8192, "table_hidden": 8192, "proj_hidden": 8192,
+            "mapper_hidden": 8192, "layers": 64, "heads": 64, "mapper_heads": 64, "max_len": 1000,
+            "history_len": 1000, "expansion": 256, "n_user_tokens": 256, "lora_rank": 1024,
+            "neg_samples": 100_000, "n_negatives": 100_000}
+
+
 def validate(cfg, prefix: str = "", recursive: bool = True) -> None:
     """Check every ranged field of dataclass ``cfg`` (and its cross-field ``_check`` rules).
 
@@ -81,6 +93,10 @@ def validate(cfg, prefix: str = "", recursive: bool = True) -> None:
             good = False
         if not good:
             raise ConfigError(f"config key '{prefix}{f.name}' must be {f.metadata['allowed']}, got {value!r}")
+        hi = SIZE_MAX.get(f.name)
+        if hi is not None and isinstance(value, int) and not isinstance(value, bool) and value > hi:
+            raise ConfigError(f"config key '{prefix}{f.name}' must be {f.metadata['allowed']} and at most {hi} "
+                              f"(it sizes a tensor: a larger value exhausts memory), got {value!r}")
     extra = getattr(cfg, "_check", None)
     if extra is not None:
         for key, message in extra():
@@ -188,7 +204,10 @@ def _coerce(value, tp, key: str):
             return None
         raise ConfigError(f"config key '{key}' may not be null")
     if isinstance(value, str) and base is not str:
-        value = yaml.safe_load(value)  # "--train.lr=1e-3" arrives as a string
+        try:
+            value = yaml.safe_load(value)  # "--train.lr=1e-3" arrives as a string
+        except yaml.YAMLError:  # "\x1f", "{a: 1": not a value at all
+            raise ConfigError(f"config key '{key}' expects {getattr(base, '__name__', base)}, got {value!r}") from None
         if value is None and optional:
             return None
     origin = typing.get_origin(base)
@@ -200,11 +219,17 @@ def _coerce(value, tp, key: str):
         if base is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
-            return int(value)
+            value = int(value)
+            if not -2**63 <= value < 2**63:  # beyond int64 every array library overflows (data.user_k=2**63)
+                raise ConfigError(f"config key '{key}' expects an integer in the 64-bit range, got {value}")
+            return value
         if base is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            value = float(value)
+            if not math.isfinite(value):  # nan passed "> 0" checks as False, inf passed them as True
+                raise ConfigError(f"config key '{key}' expects a finite number, got {value!r}")
+            return value
         if base is str:
             return str(value)
         if origin is list or base is list:
@@ -216,7 +241,9 @@ def _coerce(value, tp, key: str):
             if not isinstance(value, dict):
                 raise TypeError
             return dict(value)
-    except (TypeError, ValueError):
+    except ConfigError:  # a ValueError too: the range messages above stand as written
+        raise
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
         raise ConfigError(f"config key '{key}' expects {getattr(base, '__name__', base)}, got {value!r}") from None
     return value
 
@@ -269,24 +296,90 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 **top):
     """Read YAML (optional), apply keyword sections and overrides, and validate into ``schema`` (a RunConfig by
     default; the CTR task passes its CTRRunConfig)."""
+    return from_dict(schema, raw_config(path, overrides, **top))
+
+
+def raw_config(path: str | Path | None = None, overrides: list[str] | None = None, **top) -> dict:
+    """The nested dict :func:`load_config` validates: YAML (optional), keyword sections, then overrides."""
     data: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
-        data = loaded
+        data = read_config_file(path)
     for k, v in top.items():
         if v is None:
             continue
-        if isinstance(v, dict):
+        if isinstance(v, dict) and isinstance(data.get(k, {}), dict):
             data[k] = {**data.get(k, {}), **v}
         else:
             data[k] = v
-    data = apply_overrides(data, overrides or [])
-    return from_dict(schema, data)
+    return apply_overrides(data, overrides or [])
+
+
+def dataset_name(option: str | None, path: str | Path | None = None, overrides: list[str] | None = None,
+                 key: str = "data.name", flag: str = "--dataset") -> str | None:
+    """One source of truth for the dataset of a command: the ``flag`` option (None when not given) or the
+    config's ``key`` (from the YAML at ``path`` or an override). Both given and different is a ConfigError
+    naming both; ``--data.name=X`` was once silently replaced by the ``--dataset`` default. Returns the name to
+    use, or None when neither was given (the config's default applies)."""
+    node = raw_config(path, overrides)
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    from_config = None if node is None else str(node)
+    if option is not None and from_config is not None and option != from_config:
+        overridden = any(o.lstrip("-").split("=", 1)[0] == key for o in overrides or [])
+        where = "an override" if overridden or path is None else str(path)
+        raise ConfigError(f"{flag} {option} and {key}={from_config} (from {where}) name different datasets; give "
+                          "one of them")
+    if option is not None and not option.strip():
+        raise ConfigError(f"{flag} must name a dataset, got an empty name")
+    return option if option is not None else from_config
+
+
+CONFIG_MAX_BYTES = 1 << 20  # a run config is a few hundred bytes; /dev/zero once grew to 5 GB in 3 s
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A YAML config file as a dict. Checked before it is opened: it must be a regular file (a FIFO blocked
+    forever, /dev/zero read without end) of at most :data:`CONFIG_MAX_BYTES`; invalid YAML or bytes that are
+    not UTF-8 are a :class:`ConfigError` naming the file (and the line, where YAML knows it)."""
+    import stat
+
+    p = Path(path)
+    try:
+        st = p.stat()  # follows symlinks: a link to a regular file is fine
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as exc:  # a symlink loop, a component that is a file, no permission
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"config file {p} is a folder; --config takes a YAML file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"config file {p} is not a regular file (a pipe, socket or device); --config takes a "
+                          "YAML file")
+    if st.st_size > CONFIG_MAX_BYTES:
+        raise ConfigError(f"config file {p} has {st.st_size} bytes, more than the {CONFIG_MAX_BYTES} a config may "
+                          "have; is it the right file?")
+    with open(p, "rb") as fh:  # the size may change between stat and read: never read more than the limit
+        raw = fh.read(CONFIG_MAX_BYTES + 1)
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"config file {p} has more than {CONFIG_MAX_BYTES} bytes; is it the right file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}, line {line}); is it a YAML "
+                          "file?") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping (key: value lines), got {type(loaded).__name__}")
+    return loaded
 
 
 def resolve_config(config, overrides: list[str] | None = None, schema: type = RunConfig):
