@@ -174,8 +174,8 @@ def test_embed_uses_data_name_alone(toy_dir, tiny_bert, tmp_path):
 def test_ctr_train_data_name_alone_is_used(tmp_path):
     data = write_collm_folder(tmp_path / "collm")
     # was: trained on the CoLLM ML-1M split (the --dataset default), exit 0
-    _fails(["ctr", "train", "--data.name=nosuch", f"--data.path={data}", f"--output_dir={tmp_path}"], "nosuch")
-    _fails(["ctr", "train", "--dataset", "collm-ml-1m", "--data.name=nosuch", f"--data.path={data}"],
+    _fails(["ctr", "train", "--data.name=nosuch", f"--data.path={data}", "--data.allow_pickle=true", f"--output_dir={tmp_path}"], "nosuch")
+    _fails(["ctr", "train", "--dataset", "collm-ml-1m", "--data.name=nosuch", f"--data.path={data}", "--data.allow_pickle=true"],
            "--dataset collm-ml-1m", "data.name=nosuch")
 
 
@@ -239,7 +239,7 @@ def test_config_invalid_or_binary_yaml_names_file_and_line(tmp_path):
 def test_ctr_sizes_have_an_upper_bound(tmp_path, key, value):
     # was: an allocator traceback (or a machine out of memory)
     data = write_collm_folder(tmp_path / "collm")
-    _fails(["ctr", "train", f"--data.path={data}", f"--{key}={value}", f"--output_dir={tmp_path}"], key, "at most")
+    _fails(["ctr", "train", f"--data.path={data}", "--data.allow_pickle=true", f"--{key}={value}", f"--output_dir={tmp_path}"], key, "at most")
 
 
 @pytest.mark.parametrize("model,key", [("sasrec", "hidden"), ("sasrec", "max_len"), ("sasrec", "layers"),
@@ -263,7 +263,7 @@ def test_intents_sae_k_above_the_width_is_a_config_error(toy, tiny_bert, tmp_pat
 
 def test_ctr_table_names_a_ranking_run_folder(toy_dir, tmp_path):
     data = write_collm_folder(tmp_path / "collm")
-    _ok(["ctr", "train", "--model", "mf", f"--data.path={data}", "--train.epochs=1", "--train.progress=false",
+    _ok(["ctr", "train", "--model", "mf", f"--data.path={data}", "--data.allow_pickle=true", "--train.epochs=1", "--train.progress=false",
          f"--output_dir={tmp_path / 'ctr'}", "--model_params.dim=4"])
     _ok(["train", "--model", "pop", "--dataset", "atomic:toy", f"--data.path={toy_dir}",
          f"--output_dir={tmp_path / 'rank'}"])
