@@ -122,3 +122,38 @@ def test_damaged_or_missing_runs_and_a_failed_write_leave_nothing(runs, tmp_path
     r = runner.invoke(app, ["report", str(runs["pop"]), "--out", str(out / "r.html")])
     assert r.exit_code == 2 and "No space left on device" in r.output
     assert list(out.iterdir()) == []
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_report_in_headless_chromium_and_screenshot(runs, tmp_path):
+    """The page opens offline in Chromium with no console error, every image decoded; saves docs/images/report.png."""
+    import os
+    from pathlib import Path
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: the browser check needs Debian's chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser check needs playwright")
+    page_file = write_report([runs["gru1"], runs["gru2"], runs["pop"], runs["other"], runs["ctr"]],
+                             tmp_path / "report.html", diagnose=runs["diag"], allow_mixed_datasets=True)
+    errors, requests = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri())
+            page.wait_for_load_state("load")
+            images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+            assert len(images) == 10 and all(done and width > 0 for done, width in images), images
+            assert page.title().startswith("semcollab report")
+            out = Path(__file__).resolve().parents[1] / "docs" / "images" / "report.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing from the network

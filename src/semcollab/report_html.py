@@ -211,8 +211,8 @@ def _html_table(head: list[str], rows: list[list], cls: str) -> str:
     return f'<div class=scroll><table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _figure(title: str, png_b64: str, note: str = "") -> str:
-    return (f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{png_b64}">'
+def _figure(title: str, png_b64: str, note: str = "", wide: bool = False) -> str:
+    return (f'<figure{" class=wide" if wide else ""}><img alt="{escape(title)}" src="data:image/png;base64,{png_b64}">'
             f"<figcaption>{escape(title)}{(' ' + escape(note)) if note else ''}</figcaption></figure>")
 
 
@@ -260,7 +260,8 @@ def _diagnose_section(folder: Path) -> str:
     if png.is_file():
         import base64
 
-        fig = _figure(f"complementarity of {a} (A) and {b} (B), top-{k}", base64.b64encode(png.read_bytes()).decode())
+        fig = _figure(f"complementarity of {a} (A) and {b} (B), top-{k}", base64.b64encode(png.read_bytes()).decode(),
+                      wide=True)
     else:
         fig = f"<p class=note>{escape(str(png))} is missing: the plots were not written.</p>"
     return (f"<section><h2>Complementarity: {escape(str(a))} (A) vs {escape(str(b))} (B)</h2>"
@@ -294,7 +295,7 @@ th,td{padding:4px 6px;border-bottom:1px solid #e3e6eb;text-align:right;white-spa
 th{background:#eef1f5;font-weight:600;white-space:normal;vertical-align:bottom}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
 table.intents td{white-space:normal;text-align:left}tbody tr:hover{background:#f8fafc}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(430px,1fr));gap:14px;margin-top:10px}
-figure{margin:0;border:1px solid #e3e6eb;border-radius:6px;padding:6px;background:#fff}
+figure.wide{grid-column:1/-1}figure{margin:0;border:1px solid #e3e6eb;border-radius:6px;padding:6px;background:#fff}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:#555;padding:4px 2px 0}
 .meta,.note{color:#5a6272;font-size:12px;margin:2px 0 6px}code{font-size:12px}
 """
@@ -343,7 +344,7 @@ def render_report(runs: list[Run], diagnose: Path | None = None, allow_mixed_dat
     if diagnose is not None:
         sections.append(_diagnose_section(Path(diagnose)))
     folders = ", ".join(r.path.name for r in runs)
-    created = sorted(str(r.record.get("created", "")) for r in runs if r.record.get("created"))
+    created = sorted(str(r.record.get("created", "")).replace("T", " ") for r in runs if r.record.get("created"))
     when = f"trained {created[0]} to {created[-1]}" if created else "training dates not recorded"
     header = (f"<header><h1>semcollab report: {len(runs)} run{'s' * (len(runs) != 1)}, {len(groups)} setting"
               f"{'s' * (len(groups) != 1)}</h1><p>dataset{'s' * (len(names) != 1)}: {escape(', '.join(names))}"
