@@ -173,31 +173,13 @@ def compare(ctx: typer.Context, models: str = typer.Option("pop,mf-bpr,sasrec,gr
 
 @app.command()
 @_handled
-def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written by `semcollab train`"),
+def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written by `semcollab train` or `ctr train`"),
           stage: str = typer.Option("test"), out: Path | None = typer.Option(None, help="write Markdown here")):
-    """One results table from saved runs (each may have been trained with its own settings)."""
-    from .api import RunFileError, read_run_config
-    from .config import to_dict
-    from .report import markdown_table, rich_table, run_label
+    """One results table from saved runs (each may have been trained with its own settings), with a dataset
+    column, sorted by dataset; CTR runs get their own table; a folder that is no run is skipped with a warning."""
+    from .cli_report import table_command
 
-    results = {}
-    for d in run_dirs:
-        for f in ("metrics.json", "config.yaml"):
-            if not (d / f).exists():
-                raise typer.BadParameter(f"{d} is not a finished run folder: {f} is missing")
-        try:
-            m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunFileError(f"{d / 'metrics.json'} is not valid JSON ({exc}); the run folder is damaged") from None
-        if not isinstance(m, dict) or stage not in m or not isinstance(m[stage], dict) or "overall" not in m[stage]:
-            raise RunFileError(f"{d / 'metrics.json'} has no '{stage}' metrics"
-                               + (f" (has {sorted(m)})" if isinstance(m, dict) else ""))
-        name = run_label(to_dict(read_run_config(d)))
-        results[name if name not in results else f"{name} ({d.name})"] = m[stage]
-    console.print(rich_table(results, title=f"{stage} (full ranking)"))
-    if out:
-        out.write_text(markdown_table(results) + "\n")
-        console.print(f"table written to {out}")
+    table_command(run_dirs, stage, out)
 
 
 QUICKSTART = ["train.progress=false", "train.lr=3e-3"]  # a higher rate than the default: 15 epochs suffice
@@ -826,6 +808,9 @@ def reaemb_bench_kv(ctx: typer.Context,
     if not rep["equal"]:
         console.print("[bold red]error:[/bold red] kv_reuse does not reproduce two_pass")
         raise typer.Exit(code=1)
+
+
+from . import cli_report  # noqa: E402,F401  (registers `semcollab report`)
 
 
 def main() -> None:  # pragma: no cover

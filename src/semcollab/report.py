@@ -39,8 +39,9 @@ def seeded_runs(group: str | Path) -> list[Path]:
     return runs
 
 
-def rows_for(name: str, res: dict, columns=DEFAULT_COLUMNS) -> list[str]:
-    row = [name] + [f"{res['overall'].get(c, float('nan')):.4f}" for c in columns]
+def rows_for(name: str, res: dict, columns=DEFAULT_COLUMNS, dataset: str | None = None) -> list[str]:
+    row = [name] + ([dataset] if dataset is not None else []) + [f"{res['overall'].get(c, float('nan')):.4f}"
+                                                                 for c in columns]
     for g in ("head", "tail"):
         if g in res and "ndcg@10" in res[g]:
             row.append(f"{res[g]['ndcg@10']:.4f}")
@@ -49,23 +50,34 @@ def rows_for(name: str, res: dict, columns=DEFAULT_COLUMNS) -> list[str]:
     return row
 
 
-def header(columns=DEFAULT_COLUMNS) -> list[str]:
-    return ["model"] + [c.upper().replace("HR", "HR").replace("NDCG", "NDCG") for c in columns] + ["head NDCG@10", "tail NDCG@10"]
+def header(columns=DEFAULT_COLUMNS, with_dataset: bool = False) -> list[str]:
+    return ["model"] + (["dataset"] if with_dataset else []) + [c.upper().replace("HR", "HR").replace("NDCG", "NDCG") for c in columns] + ["head NDCG@10", "tail NDCG@10"]
 
 
 def markdown_table(results: dict[str, dict], columns=DEFAULT_COLUMNS) -> str:
-    lines = ["| " + " | ".join(header(columns)) + " |", "|" + "---|" * (len(columns) + 3)]
-    for name, res in results.items():
-        lines.append("| " + " | ".join(rows_for(name, res, columns)) + " |")
+    return markdown_rows([(name, None, res) for name, res in results.items()], columns)
+
+
+def markdown_rows(rows: list[tuple[str, str | None, dict]], columns=DEFAULT_COLUMNS) -> str:
+    """Rows of (name, dataset, results); a dataset column after the model when any row has a dataset."""
+    head = header(columns, any(d is not None for _, d, _ in rows))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, ds, res in rows:
+        lines.append("| " + " | ".join(rows_for(name, res, columns, ds)) + " |")
     return "\n".join(lines)
 
 
 def rich_table(results: dict[str, dict], title: str = "", columns=DEFAULT_COLUMNS):
+    return rich_rows([(name, None, res) for name, res in results.items()], title, columns)
+
+
+def rich_rows(rows: list[tuple[str, str | None, dict]], title: str = "", columns=DEFAULT_COLUMNS):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title)
-    for h in header(columns):
-        t.add_column(h, justify="right" if h != "model" else "left")
-    for name, res in results.items():
-        t.add_row(*rows_for(name, res, columns))
+    for h in header(columns, any(d is not None for _, d, _ in rows)):
+        t.add_column(h, justify="right" if h not in ("model", "dataset") else "left")
+    for name, ds, res in rows:
+        t.add_row(*map(escape, rows_for(name, res, columns, ds)))
     return t
