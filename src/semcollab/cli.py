@@ -120,7 +120,8 @@ def train(ctx: typer.Context, model: str = typer.Option("sasrec", help="pop, mf-
 @_handled
 def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a folder written by `semcollab train`"),
              stage: str = typer.Option("test", help="valid or test"),
-             allow_data_change: bool = typer.Option(False, help="evaluate even if the run's data source changed")):
+             allow_data_change: bool = typer.Option(False, help="evaluate even if the run's data source changed"),
+             config: Path | None = typer.Option(None, help="the data config given to train: where the data is now")):
     """Re-evaluate a saved run (eval.* overrides allowed, e.g. --eval.protocol=sampled)."""
     from .api import read_run_config
     from .config import EvalConfig, apply_overrides, from_dict, to_dict
@@ -137,7 +138,7 @@ def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a fol
                                  f"--data.cache_dir=...; got {bad}")
     ev = from_dict(EvalConfig, apply_overrides({"eval": to_dict(read_run_config(run_dir).eval)}, args)["eval"],
                    prefix="eval.")
-    cfg, net, split = _load_run(run_dir, allow_data_change, data_paths)
+    cfg, net, split = _load_run(run_dir, allow_data_change, _config_data_paths(config, run_dir, data_paths))
     if max(ev.ks) > split.n_items:
         raise typer.BadParameter(f"eval.ks asks for @{max(ev.ks)}, but {split.name} has only {split.n_items} items")
     device = resolve_device(cfg.train.device)
@@ -307,6 +308,34 @@ def _data_path_args(args: list[str]) -> tuple[list[str], dict]:
         else:
             rest.append(a)
     return rest, paths
+
+
+def _config_data_paths(config: Path | None, run_dir: Path, data_paths: dict) -> dict:
+    """``--config FILE`` for a saved run (evaluate, recommend): the file's ``data:`` section, the one given to
+    ``train``, says where the data is now (data.path/meta_path/cache_dir; --data.* options win); its other data
+    settings must be the run's, since they decide what the model was trained on. Other sections are not used
+    (the run keeps its own): a warning names them."""
+    import yaml
+
+    from .api import DATA_PATH_KEYS, read_run_config
+    from .config import ConfigError, load_config
+
+    if config is None:
+        return data_paths
+    from_file = load_config(config).data  # the whole file validated: unknown keys and bad values are errors
+    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    section = raw.get("data") or {}
+    run_data = read_run_config(run_dir).data
+    for key in section:
+        if key not in DATA_PATH_KEYS and getattr(from_file, key) != getattr(run_data, key):
+            raise ConfigError(f"{config}: data.{key} is {getattr(from_file, key)!r}, but run {run_dir} was trained "
+                              f"with {getattr(run_data, key)!r}; a saved run keeps the data settings it was trained "
+                              "on (only data.path, data.meta_path and data.cache_dir may change)")
+    unused = sorted(k for k in raw if k != "data")
+    if unused:
+        _warn(f"{config}: section(s) {unused} not used: run {run_dir} keeps its own; only data.* is read")
+    paths = {k: section[k] for k in DATA_PATH_KEYS if section.get(k)}
+    return {**paths, **data_paths}
 
 
 def _load_run(run_dir: Path, allow_data_change: bool, data_paths: dict | None = None):
@@ -495,11 +524,12 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
               stage: str = typer.Option("all", help="history to use: all, or what preceded valid/test"),
               intents: Path | None = typer.Option(None, help="intents.json of the same SAE (from `semcollab "
                                                    "intents --lm-labels`): show its LM labels too"),
-              allow_data_change: bool = typer.Option(False, help="use the run even if its data source changed")):
+              allow_data_change: bool = typer.Option(False, help="use the run even if its data source changed"),
+              config: Path | None = typer.Option(None, help="the data config given to train: where the data is now")):
     """Top-k recommendations for one user from a saved run, optionally explained by named intents.
 
     Data that moved since training: --data.path=... (checked against the run's recorded fingerprint)."""
-    from .explain import explain_recommendations
+    from .explain import explain_recommendations, user_history
     from .textsafe import printable, safe_text
 
     args, data_paths = _data_path_args(ctx.args)
@@ -508,7 +538,7 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
                                  f"its options; got {args}")
     if k < 1:
         raise typer.BadParameter(f"--k must be at least 1, got {k}")
-    cfg, model, split = _load_run(run_dir, allow_data_change, data_paths)
+    cfg, model, split = _load_run(run_dir, allow_data_change, _config_data_paths(config, run_dir, data_paths))
     _check_k(k, split)
     if explain and not hasattr(model, "explain"):
         raise typer.BadParameter(f"--explain needs an intent model (saerec); this run is {cfg.model}")
@@ -518,10 +548,15 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
     if "note" in res:
         _warn(printable(res["note"]))
     # titles, ids and labels are data: printed as written (markup escaped, control characters made visible)
+    # an item without text (data without titles) shows as "item <id>", not as an empty cell
+    hist_ids = [split.item_vocab.decode(i) for i in user_history(split, user, stage)[-len(res["history"]):]]
     console.print(f"[bold]user[/bold] {safe_text(user)}, recent history: "
-                  + " | ".join(safe_text(h, 40) for h in res["history"]))
+                  + " | ".join(safe_text(h, 40) if h.strip() else f"item {safe_text(i)}"
+                               for h, i in zip(res["history"], hist_ids)))
     for rank, r in enumerate(res["recommendations"], 1):
-        console.print(f"{rank:>2}. {safe_text(r['text'], 70)}  (item {safe_text(r['item'])}, score {r['score']:.3f})")
+        text = f"{safe_text(r['text'], 70)}  (item {safe_text(r['item'])}, " if r["text"].strip() else \
+            f"item {safe_text(r['item'])}  ("
+        console.print(f"{rank:>2}. {text}score {r['score']:.3f})")
         if explain:
             g = r["gate"]
             console.print(f"      gate: sequence {g['sequence']:.2f} / personal {g['personal']:.2f} / public {g['public']:.2f}")

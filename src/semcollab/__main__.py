@@ -1,0 +1,5 @@
+"""``python -m semcollab``: the command line."""
+
+from .cli import main
+
+main()
