@@ -172,3 +172,20 @@ def test_the_lm_step_loop_refuses_a_checkpoint_dir_another_live_process_owns(tmp
         holder.wait()
     assert run().steps == 2 and (ckpt_dir / "checkpoint.pt").exists()  # the dead holder does not block
     assert not (ckpt_dir / "checkpoint.pt.lock").exists()  # released and removed when the call returns
+
+
+def test_a_run_that_fails_in_process_gives_up_its_resume_lock(toy_dir, tmp_path):
+    """A Python session (or a server) whose run raised must not keep other processes off the checkpoint."""
+    from semcollab.checkpointing import _LOCKS
+
+    with pytest.raises(Exception, match="NaN"):
+        semcollab.run(model="sasrec", dataset="atomic:toy",
+                      overrides=[f"data.path={toy_dir}", f"output_dir={tmp_path}", "train.lr=2147483648",
+                                 "train.epochs=2", "train.progress=false", "model_params.hidden=8",
+                                 "model_params.layers=1", "train.checkpoint_minutes=0"])
+    (lock,) = (tmp_path / ".resume").glob("*.pt.lock")
+    ckpt = lock.with_suffix("")
+    assert str(ckpt.resolve()) not in _LOCKS
+    code = (f"from semcollab.checkpointing import lock_resume_file; lock_resume_file({str(ckpt)!r}); print('ok')")
+    other = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert other.returncode == 0 and other.stdout.strip() == "ok", other.stderr

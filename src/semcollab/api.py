@@ -11,7 +11,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpointing import note_other_resume_files, remove_resume_file, run_resume_target, trajectory_settings
+from .checkpointing import (
+    note_other_resume_files,
+    release_resume_lock,
+    remove_resume_file,
+    run_resume_target,
+    trajectory_settings,
+)
 from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
 from .data import Split, load_split
 from .evaluate.evaluator import evaluate_ranking
@@ -82,23 +88,26 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
         ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params, data, fingerprint,
                                         {"train": trajectory_settings(cfg.train), "eval": trajectory_settings(cfg.eval)})
         note_other_resume_files(ckpt, log)
-    result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
-    device = resolve_device(cfg.train.device)
-    pop = split.item_popularity()
-    valid = evaluate_ranking(net, split.eval_set("valid"), split.n_items, pop, cfg.eval, device)
-    test = evaluate_ranking(net, split.eval_set("test"), split.n_items, pop, cfg.eval, device)
-    run_dir = None
-    if save:
-        def write(tmp: Path) -> None:
-            (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
-            if cfg.save_model:
-                save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
-                          str(tmp / "model.safetensors"))
-            save_run_record(tmp, cfg, {"dataset_stats": split.stats, "data_fingerprint": fingerprint,
-                                       "fit": result.__dict__})
+    try:  # a failed run gives up its resume lock (the checkpoint stays for the rerun)
+        result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
+        device = resolve_device(cfg.train.device)
+        pop = split.item_popularity()
+        valid = evaluate_ranking(net, split.eval_set("valid"), split.n_items, pop, cfg.eval, device)
+        test = evaluate_ranking(net, split.eval_set("test"), split.n_items, pop, cfg.eval, device)
+        run_dir = None
+        if save:
+            def write(tmp: Path) -> None:
+                (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
+                if cfg.save_model:
+                    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                              str(tmp / "model.safetensors"))
+                save_run_record(tmp, cfg, {"dataset_stats": split.stats, "data_fingerprint": fingerprint,
+                                           "fit": result.__dict__})
 
-        run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
-        remove_resume_file(ckpt)
+            run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
+            remove_resume_file(ckpt)
+    finally:
+        release_resume_lock(ckpt)
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 
 

@@ -123,7 +123,13 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
     from safetensors.torch import save_file
 
-    from ..checkpointing import note_other_resume_files, remove_resume_file, run_resume_target, trajectory_settings
+    from ..checkpointing import (
+        note_other_resume_files,
+        release_resume_lock,
+        remove_resume_file,
+        run_resume_target,
+        trajectory_settings,
+    )
     from ..fsutil import check_writable
     from ..runinfo import save_run_record, write_run_dir
     from ..train.trainer import resolve_device, seed_everything
@@ -150,28 +156,31 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     net.to(device)
     ckpt = None
     fingerprint = ctr_fingerprint(split) if save else None  # once: the resume key and run.json both record it
-    if hasattr(net, "fit_ctr"):  # LM models: their own step-wise loop resumes from its checkpoint folder
-        result = net.fit_ctr(split, cfg.train, device, log)
-    else:
-        ident = None
-        if save:  # the same command resumes a killed run (output_dir/.resume/), as `semcollab train` does
-            ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params,
-                                            to_dict(cfg.data), fingerprint, {"train": trajectory_settings(cfg.train)})
-            note_other_resume_files(ckpt, log)
-        result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key=ident)
-    valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
-    test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
-    run_dir = None
-    if save:
-        def write(tmp: Path) -> None:
-            (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
-            if cfg.save_model:
-                save_file(_state(net), str(tmp / "model.safetensors"))
-            save_run_record(tmp, cfg, {"task": "ctr", "data_stats": split.stats(),
-                                       "data_fingerprint": fingerprint, "fit": result.__dict__})
+    try:  # a failed run gives up its resume lock (the checkpoint stays for the rerun)
+        if hasattr(net, "fit_ctr"):  # LM models: their own step-wise loop resumes from its checkpoint folder
+            result = net.fit_ctr(split, cfg.train, device, log)
+        else:
+            ident = None
+            if save:  # the same command resumes a killed run (output_dir/.resume/), as `semcollab train` does
+                ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params,
+                                                to_dict(cfg.data), fingerprint, {"train": trajectory_settings(cfg.train)})
+                note_other_resume_files(ckpt, log)
+            result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key=ident)
+        valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
+        test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
+        run_dir = None
+        if save:
+            def write(tmp: Path) -> None:
+                (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
+                if cfg.save_model:
+                    save_file(_state(net), str(tmp / "model.safetensors"))
+                save_run_record(tmp, cfg, {"task": "ctr", "data_stats": split.stats(),
+                                           "data_fingerprint": fingerprint, "fit": result.__dict__})
 
-        run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
-        remove_resume_file(ckpt)
+            run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
+            remove_resume_file(ckpt)
+    finally:
+        release_resume_lock(ckpt)
     return CTRRunResult(cfg, valid, test, result, run_dir, net, split)
 
 
