@@ -712,5 +712,8 @@ def reaemb_bench_kv(ctx: typer.Context,
         raise typer.Exit(code=1)
 
 
+__import__("semcollab.cli_serve", fromlist=["register"]).register(app)  # `semcollab serve` (cli_serve.py)
+
+
 def main() -> None:  # pragma: no cover
     app()
