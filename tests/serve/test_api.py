@@ -250,3 +250,30 @@ def test_start_up_errors(sasrec_run, tmp_path):
         create_app([str(sasrec_run), str(sasrec_run)])
     with pytest.raises(RunFileError, match="not a folder"):
         create_app([str(tmp_path / "missing")])
+
+
+def test_a_wrong_factoring_falls_back_to_the_models_own_scoring(sasrec_run, monkeypatch):
+    """The start-up self-check compares the factored scores with model.score: a factoring that does not
+    reproduce them (here: a stale item matrix) is dropped, and the model's own scoring is served."""
+    import torch
+
+    from semcollab.api import load_run, read_run_record
+    from semcollab.explain import explain_recommendations
+    from semcollab.serve import ranker
+
+    real = ranker._encoder
+
+    def stale(model):
+        table, encode, mask = real(model)
+        return table + 0.5 * torch.randn_like(table), encode, mask
+
+    monkeypatch.setattr(ranker, "_encoder", stale)
+    cfg, model, split = load_run(sasrec_run)
+    run = ranker.RankRun(sasrec_run.name, sasrec_run, cfg, model, split,
+                         read_run_record(sasrec_run)["data_fingerprint"], {})
+    assert run.factored is False and run.item_matrix is None
+    with TestClient(create_app([run])) as c:
+        got = c.post("/v1/recommend", json={"user_id": "5", "k": 6}).json()["items"]
+        assert c.get("/v1/models").json()["models"][0]["factored"] is False
+    want = explain_recommendations(model, split, "5", 6)["recommendations"]
+    assert [g["id"] for g in got] == [w["item"] for w in want]
