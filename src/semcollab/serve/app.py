@@ -103,10 +103,10 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
         return {"user": user, "history": history, "k": req.k, "exclude_seen": req.exclude_seen, "allow": allow,
                 "deny": deny}
 
-    def response(run: RankRun, user_id: str | None, q: dict, res: dict) -> dict:
+    def response(run: RankRun, user_id: str | None, q: dict, res: dict, history: bool = True) -> dict:
         out = {"model": run.name, "version": run.version, "user_id": user_id,
-               "history": [run.item_record(i) for i in res["history"][-HISTORY_SHOWN:]],
-               "items": [run.item_record(i, s) for i, s in res["items"]]}
+               "history": [run.item_record(i) for i in res["history"][-HISTORY_SHOWN:]] if history else [],
+               "items": [run.item_record(i, s) for i, s in res["items"]], "note": None}
         if len(res["items"]) < q["k"]:
             out["note"] = f"only {len(res['items'])} items are left after exclusions; {q['k']} were asked for"
         return out
@@ -128,7 +128,7 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
         run = pick(req.model, "rank", "/v1/recommend")
         q = query(run, req)
         (res,) = run.recommend([q])
-        return response(run, req.user_id, q, res)
+        return JSONResponse(response(run, req.user_id, q, res))  # built to the response model: not re-validated
 
     @app.post("/v1/recommend/batch", response_model=S.BatchResponse, responses=ERRORS)
     async def recommend_batch(req: S.BatchRequest):
@@ -158,8 +158,8 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
             else:
                 qs.append(query(run, r, f"{field}.{i}"))
         results = run.recommend(qs)
-        return {"model": run.name, "version": run.version,
-                "results": [response(run, r.user_id, q, res) for r, q, res in zip(reqs, qs, results)]}
+        return JSONResponse({"model": run.name, "version": run.version, "results": [
+            response(run, r.user_id, q, res, req.include_history) for r, q, res in zip(reqs, qs, results)]})
 
     @app.post("/v1/similar-items", response_model=S.SimilarResponse)
     async def similar_items(req: S.SimilarRequest):
@@ -243,10 +243,17 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
 
 
 def serve(runs: list, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, max_batch: int = 1024,
-          max_body_bytes: int = 1 << 20, allow_data_change: bool = False, log_level: str = "info") -> None:
-    """Load ``runs`` and serve them with uvicorn on ``host:port`` (loopback unless told otherwise)."""
+          max_body_bytes: int = 1 << 20, allow_data_change: bool = False, log_level: str = "info",
+          torch_threads: int | None = 1) -> None:
+    """Load ``runs`` and serve them with uvicorn on ``host:port`` (loopback unless told otherwise).
+
+    ``torch_threads``: intra-op threads of the scoring (1: a single request's matmul is too small to split, and
+    the requests are served one after another by the event loop; None: torch's default)."""
+    import torch
     import uvicorn
 
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     if workers != 1:
         from ..config import ConfigError
 

@@ -58,6 +58,7 @@ class BatchRequest(Strict):
     requests: list[RecommendRequest] | None = Field(None, min_length=1, description="full requests (their own k ...)")
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
+    include_history: bool = Field(False, description="return each user's recent history too (off: smaller, faster)")
 
 
 class BatchResponse(BaseModel):
