@@ -277,3 +277,30 @@ def test_a_wrong_factoring_falls_back_to_the_models_own_scoring(sasrec_run, monk
         assert c.get("/v1/models").json()["models"][0]["factored"] is False
     want = explain_recommendations(model, split, "5", 6)["recommendations"]
     assert [g["id"] for g in got] == [w["item"] for w in want]
+
+
+def test_a_stalled_body_gets_408_not_a_hang():
+    """A client that declares a body and stops sending is answered 408 after body_timeout_s (ASGI-level:
+    the middleware reads the body before the app)."""
+    import asyncio
+    import time
+
+    from semcollab.serve.middleware import Metrics, ServeMiddleware
+
+    async def never_called(scope, receive, send):
+        raise AssertionError("the app must not see a body that never arrived")
+
+    mw = ServeMiddleware(never_called, Metrics(), {"/v1/recommend"}, 4096, None, set(), body_timeout_s=0.3)
+    sent = []
+
+    async def receive():
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/recommend", "headers": [(b"content-length", b"100")]}
+    t0 = time.monotonic()
+    asyncio.run(asyncio.wait_for(mw(scope, receive, send), 5))
+    assert time.monotonic() - t0 < 2
+    assert sent[0]["status"] == 408 and b'"body"' in sent[1]["body"]

@@ -34,11 +34,12 @@ def _err(field: str, msg: str, kind: str = "value_error", input=None) -> dict:
 
 
 def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: int = 1024,
-               max_body_bytes: int = 1 << 20, allow_data_change: bool = False) -> FastAPI:
+               max_body_bytes: int = 1 << 20, allow_data_change: bool = False, body_timeout_s: float = 10.0) -> FastAPI:
     """An app serving ``runs`` (run folders, or runs already loaded by :func:`load_serving_run`).
 
     ``api_key_env``: the environment variable holding the API key (unset or empty: no key needed);
-    ``max_batch``: most users per batch request (413 above); ``max_body_bytes``: most bytes per body (413)."""
+    ``max_batch``: most users per batch request (413 above); ``max_body_bytes``: most bytes per body (413);
+    ``body_timeout_s``: a body not fully received by then is answered 408."""
     from ..config import ConfigError
 
     if not runs:
@@ -238,7 +239,7 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
     known = {r.path for r in app.routes if hasattr(r, "path")} | {"/openapi.json"}
     open_paths = {"/", "/healthz", "/openapi.json"}
     app.add_middleware(ServeMiddleware, metrics=metrics, known_paths=known, max_body_bytes=max_body_bytes,
-                       api_key=api_key, open_paths=open_paths)
+                       api_key=api_key, open_paths=open_paths, body_timeout_s=body_timeout_s)
     return app
 
 

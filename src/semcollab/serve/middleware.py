@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import threading
@@ -70,8 +71,8 @@ class ServeMiddleware:
     one or longer than declared) with 413 before the app sees it, checks the API key, and records metrics."""
 
     def __init__(self, app, metrics: Metrics, known_paths: set[str], max_body_bytes: int, api_key: str | None,
-                 open_paths: set[str]):
-        self.app, self.metrics, self.known = app, metrics, known_paths
+                 open_paths: set[str], body_timeout_s: float = 10.0):
+        self.app, self.metrics, self.known, self.body_timeout = app, metrics, known_paths, body_timeout_s
         self.max_body, self.api_key, self.open_paths = max_body_bytes, api_key, open_paths
 
     async def __call__(self, scope, receive, send):
@@ -111,8 +112,13 @@ class ServeMiddleware:
                 return await _send_json(send, 413, _error("body", f"request body of {n} bytes is over the limit of "
                                                           f"{self.max_body} bytes", "body_too_large"))
         chunks, size = [], 0
+        deadline = time.monotonic() + self.body_timeout
         while True:  # read the whole (bounded) body, then replay it to the app
-            message = await receive()
+            try:  # a client that stops sending mid-body gets 408, not a request held open forever
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return await _send_json(send, 408, _error("body", f"the request body did not arrive within "
+                                                          f"{self.body_timeout:g} s", "body_timeout"))
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
