@@ -83,9 +83,19 @@ def test_recommend_history_titles_allow_deny(client):
         {"id": "3", "title": HOSTILE}]
 
 
-def test_batch_is_the_single_requests(client):
+def test_batch_is_the_single_requests(client, monkeypatch):
+    """A batch is scored in length-sorted chunks, each padded to its own longest history: same items, same
+    scores (to float32 rounding) as one request per user. CHUNK=2 makes several chunks of different widths."""
     name = rank_name(client)
-    users = ["1", "2", "3", "9"]
+    monkeypatch.setattr(client.app.state.runs[name], "CHUNK", 2)
+    users = ["1", "2", "3", "9", "12", "30", "17"]
+    # different history lengths in one batch, new users among them (an ad-hoc history of 1 and of 5 items)
+    adhoc = client.post("/v1/recommend/batch", json={"model": name, "requests": [
+        {"user_id": "4", "k": 3}, {"history": ["1"], "k": 4}, {"history": ["5", "6", "7", "8", "9"]}]}).json()
+    for req, res in zip([{"user_id": "4", "k": 3}, {"history": ["1"], "k": 4},
+                         {"history": ["5", "6", "7", "8", "9"]}], adhoc["results"]):
+        one = client.post("/v1/recommend", json={"model": name, **req}).json()
+        assert [i["id"] for i in res["items"]] == [i["id"] for i in one["items"]]
     batch = client.post("/v1/recommend/batch", json={"model": name, "user_ids": users, "k": 5})
     assert batch.status_code == 200, batch.text
     for u, res in zip(users, batch.json()["results"]):

@@ -196,18 +196,39 @@ class RankRun:
             scores = scores.masked_fill(self._extra_mask, -torch.inf)
         return scores
 
+    CHUNK = 64  # rows per forward pass of a batch (64-256 measured alike on Beauty; 64 a little faster)
+
     @torch.inference_mode()
     def recommend(self, queries: list[dict]) -> list[dict]:
         """Top-k for each query ``{"user": idx | None, "history": [idx] | None, "k", "exclude_seen", "allow",
-        "deny"}`` (indices already checked), scored in one forward pass."""
+        "deny"}`` (indices already checked).
+
+        A batch is scored in chunks of :attr:`CHUNK` rows (memory stays at ``CHUNK x n_items`` floats); for a
+        padding-invariant model the rows are sorted by history length first and each chunk is padded only to its
+        own longest history, as evaluation does: on short-history data (Amazon: ~9 items per user, max_len 50)
+        that is several times fewer positions through the encoder, with the same scores (padding is masked,
+        positions right-aligned)."""
         seqs = [self.histories[q["user"]] if q["history"] is None else np.asarray(q["history"], dtype=np.int64)
                 for q in queries]
         users = torch.as_tensor([q["user"] if q["user"] is not None else 0 for q in queries])
-        scores = self._scores(users, self._pad(seqs)).float()
+        if len(seqs) > 1 and getattr(self.model, "padding_invariant", False):
+            order = np.argsort([min(len(s), self.max_len or len(s)) for s in seqs], kind="stable")
+        else:
+            order = np.arange(len(seqs))
+        out: list[dict | None] = [None] * len(queries)
+        for start in range(0, len(order), self.CHUNK):
+            idx = order[start:start + self.CHUNK]
+            scores = self._scores(users[torch.as_tensor(idx)], self._pad([seqs[i] for i in idx])).float()
+            for r, res in zip(idx, self._top(scores, [queries[i] for i in idx], [seqs[i] for i in idx])):
+                out[r] = res
+        return out
+
+    def _top(self, scores: torch.Tensor, queries: list[dict], seqs: list[np.ndarray]) -> list[dict]:
+        """Mask padding, exclusions and allow / deny lists in ``scores`` (one row per query), then top-k."""
         scores[:, 0] = -torch.inf
         kmax = max(q["k"] for q in queries)
         seen = [r for r, q in enumerate(queries) if q["exclude_seen"] and len(seqs[r])]
-        if seen:  # every row's history masked in one indexing op (a batch of 1000 users: one call, not 1000)
+        if seen:  # every row's history masked in one indexing op
             rows = np.concatenate([np.full(len(seqs[r]), r) for r in seen])
             scores[torch.as_tensor(rows), torch.as_tensor(np.concatenate([seqs[r] for r in seen]))] = -torch.inf
         for r, q in enumerate(queries):
@@ -218,13 +239,9 @@ class RankRun:
             if q["deny"]:
                 scores[r, torch.as_tensor(q["deny"], dtype=torch.long)] = -torch.inf
         top = scores.topk(min(kmax, scores.shape[1]), dim=1)
-        finite = torch.isfinite(top.values)
-        out = []
-        vals, idx, fin = top.values.tolist(), top.indices.tolist(), finite.tolist()
-        for r, q in enumerate(queries):
-            items = [(i, v) for i, v, f in zip(idx[r][: q["k"]], vals[r][: q["k"]], fin[r][: q["k"]]) if f]
-            out.append({"items": items, "history": seqs[r]})
-        return out
+        vals, idx, fin = top.values.tolist(), top.indices.tolist(), torch.isfinite(top.values).tolist()
+        return [{"items": [(i, v) for i, v, f in zip(idx[r][: q["k"]], vals[r][: q["k"]], fin[r][: q["k"]]) if f],
+                 "history": seqs[r]} for r, q in enumerate(queries)]
 
     def item_record(self, i: int, score: float | None = None) -> dict:
         rec = {"id": self.item_ids[i], "title": self.titles[i]}
