@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import schemas as S
 from .middleware import Metrics, ServeMiddleware
@@ -60,6 +62,12 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
         return JSONResponse(_err(exc.field, exc.message, "value_error", exc.input), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not UTF-8 / JSON text
+            return JSONResponse(_err("body", f"the body is not valid JSON ({exc.detail})", "json_invalid"), 422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
