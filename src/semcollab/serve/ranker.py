@@ -97,6 +97,8 @@ class RankRun:
     metrics: dict
     titles: list = field(default_factory=list)
     kind: str = "rank"
+    # encode every known user's history once at start-up: a request by user id is then one row of a matmul
+    precompute_users: bool = True
 
     def __post_init__(self):
         self.model.eval()
@@ -116,6 +118,7 @@ class RankRun:
             self.factored = fac is not None and self._self_check()
             if not self.factored:
                 self.item_matrix = self._encode = self._extra_mask = None
+            self.user_vectors = self._precompute_users() if self.factored and self.precompute_users else None
 
     @property
     def version(self) -> str:
@@ -148,6 +151,21 @@ class RankRun:
         same_inf = torch.equal(torch.isfinite(want), torch.isfinite(got))
         tol = 1e-4 * max(1.0, float(want[both].abs().max()) if both.any() else 1.0)
         return same_inf and bool(((want - got)[both].abs() <= tol).all())
+
+    def _precompute_users(self) -> torch.Tensor:
+        """(n_users, D) encodings of every known user's whole history, computed in length-sorted chunks as a batch
+        request is; a request by ``user_id`` (no ad-hoc history) reads its row instead of running the encoder."""
+        n = self.split.n_users
+        users = torch.arange(n)
+        order = np.argsort([min(len(h), self.max_len or len(h)) for h in self.histories], kind="stable")
+        out = None
+        for start in range(0, n, 256):
+            idx = order[start:start + 256]
+            vec = self._encode(users[torch.as_tensor(idx)], self._pad([self.histories[i] for i in idx])).float()
+            if out is None:
+                out = torch.empty(n, vec.shape[1])
+            out[torch.as_tensor(idx)] = vec
+        return out if out is not None else torch.empty(0, self.item_matrix.shape[1])
 
     # ---------------------------------------------------------------- inputs
     def user_index(self, raw: str, field: str = "body.user_id") -> int:
@@ -216,6 +234,15 @@ class RankRun:
         else:
             order = np.arange(len(seqs))
         out: list[dict | None] = [None] * len(queries)
+        if self.user_vectors is not None and all(q["history"] is None for q in queries):
+            for start in range(0, len(queries), 1024):  # known users: precomputed rows, one matmul per 1024
+                rows = list(range(start, min(start + 1024, len(queries))))
+                scores = self.user_vectors[users[rows]] @ self.item_matrix.T
+                if self._extra_mask is not None:
+                    scores = scores.masked_fill(self._extra_mask, -torch.inf)
+                for r, res in zip(rows, self._top(scores.float(), [queries[i] for i in rows], [seqs[i] for i in rows])):
+                    out[r] = res
+            return out
         for start in range(0, len(order), self.CHUNK):
             idx = order[start:start + self.CHUNK]
             scores = self._scores(users[torch.as_tensor(idx)], self._pad([seqs[i] for i in idx])).float()
@@ -364,7 +391,7 @@ class CTRRun:
             return torch.sigmoid(self.model.logits(batch).float()).tolist()
 
 
-def load_serving_run(path: str | Path, allow_data_change: bool = False):
+def load_serving_run(path: str | Path, allow_data_change: bool = False, precompute_users: bool = True):
     """Load one run folder for serving (ranking or CTR, told apart by ``run.json``'s ``task``)."""
     import warnings
 
@@ -393,4 +420,5 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False):
                           metrics)
         cfg, net, split = load_run(path, allow_data_change=allow_data_change)
     net.to("cpu")
-    return RankRun(path.name, path, cfg, net, split, meta.get("data_fingerprint") or split.fingerprint(), metrics)
+    return RankRun(path.name, path, cfg, net, split, meta.get("data_fingerprint") or split.fingerprint(), metrics,
+                   precompute_users=precompute_users)
