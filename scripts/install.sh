@@ -8,7 +8,7 @@
 #         (on macOS plain PyPI, whose wheels there are CPU builds). Plain PyPI on Linux is a CUDA build (~3 GB).
 #   gpu   the default build from PyPI (on Linux the CUDA build): pip install "torch<range>"
 #   auto  gpu when `nvidia-smi` runs, else cpu
-# then: pip install -e ".[dev,llm]" (SEMCOLLAB_EXTRAS changes the extras, e.g. dev,llm,serve).
+# then: pip install -e ".[dev,llm,serve,test-serve]" (SEMCOLLAB_EXTRAS changes the extras, e.g. llm for a user install).
 # <range> is torch's requirement in pyproject.toml. --dry-run prints the commands instead of running them.
 #
 # A torch that is already installed, in the range and of the chosen kind (CPU: torch.version.cuda is None) is kept:
@@ -96,4 +96,4 @@ else
         fi
     fi
 fi
-run "$PY" -m pip install -e ".[${SEMCOLLAB_EXTRAS:-dev,llm}]"
+run "$PY" -m pip install -e ".[${SEMCOLLAB_EXTRAS:-dev,llm,serve,test-serve}]"

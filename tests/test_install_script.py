@@ -49,7 +49,7 @@ def test_auto_picks_gpu_when_nvidia_smi_runs_else_the_cpu_index(tmp_path, bare_p
     assert out.returncode == 0, out.stderr
     assert "chose gpu" in out.stdout
     assert len(lines) == 2 and "pip install torch" in lines[0] and "index-url" not in lines[0]  # PyPI: CUDA on Linux
-    assert lines[1].endswith("-e .\\[dev\\,llm\\]")
+    assert lines[1].endswith("-e .\\[dev\\,llm\\,serve\\,test-serve\\]")
     out, lines = install(tmp_path, python=bare_python, nvidia_smi_rc=9)  # a broken driver is no GPU
     assert out.returncode == 0 and "chose cpu" in out.stdout
     assert lines[0].endswith(f"--index-url {CPU_INDEX}") and "torch\\>=2.2\\,\\<2.15" in lines[0]  # pyproject's range
