@@ -701,9 +701,10 @@ def ctr_evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a
     console.print_json(json.dumps(res))
 
 
-@ctr_app.command("attention")
+@ctr_app.command("attention", context_settings=EXTRA)
 @_handled
-def ctr_attention(run_dir: Path = typer.Argument(..., help="a collm / sellarec / sailrec run folder"),
+def ctr_attention(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a collm / sellarec / sailrec run "
+                                                                      "folder"),
                   out: Path | None = typer.Option(None, help="folder for attention.json / .png (default: the run)"),
                   stage: str = typer.Option("test", help="valid or test"),
                   rows: int = typer.Option(256, help="random rows of the stage to record"),
@@ -711,14 +712,16 @@ def ctr_attention(run_dir: Path = typer.Argument(..., help="a collm / sellarec /
                   batch_size: int = typer.Option(8),
                   allow_data_change: bool = typer.Option(False, help="run even if the data changed")):
     """Per-layer attention mass on the collaborative soft tokens (answer position and text positions,
-    warm vs cold rows): writes attention.json and attention.png."""
+    warm vs cold rows): writes attention.json and attention.png. Data pickles other than the known CoLLM split:
+    --data.allow_pickle=true (given here; a run's recorded opt-in is not honoured)."""
     from .diagnose.lm_attention import attention_diagnostic
 
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
     if rows < 1 or batch_size < 1:
         raise typer.BadParameter(f"--rows and --batch-size must be at least 1, got {rows} and {batch_size}")
-    rep = attention_diagnostic(run_dir, out, stage, rows, seed, batch_size, allow_data_change)
+    rep = attention_diagnostic(run_dir, out, stage, rows, seed, batch_size, allow_data_change,
+                               allow_pickle=_allow_pickle_arg(ctx.args, "ctr attention"))
     from rich.table import Table
 
     t = Table(title=safe_text(f"{rep['model']}: attention mass on collaborative tokens, answer position "
