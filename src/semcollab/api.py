@@ -39,6 +39,10 @@ class RunResult:
 
 
 def _as_config(config, model, dataset, overrides) -> RunConfig:
+    from .config import dataset_name
+
+    # one source of truth: dataset= and a data.name of the config / overrides must agree (as on the command line)
+    dataset = dataset_name(dataset, config, overrides, flag="the dataset= argument")
     cfg = resolve_config(config, overrides)
     if model is not None:
         cfg.model = model
@@ -123,9 +127,20 @@ class DataChangedError(RuntimeError):
     """The data a saved run was trained on is no longer what its source files give."""
 
 
+def read_run_config_file(path: Path) -> dict:
+    """A saved run's ``config.yaml`` as a dict, with the guards of ``--config`` files (a FIFO, a device, an
+    oversized file or a symlink loop is refused before anything is read: a run folder may come from anyone);
+    a :class:`RunFileError` naming the file."""
+    from .config import read_config_file
+
+    try:
+        return read_config_file(path, expected="a run's config.yaml is the YAML file `semcollab train` wrote")
+    except ConfigError as exc:
+        raise RunFileError(f"{exc}; the run folder is damaged") from None
+
+
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The validated config of a saved run, with a message naming the file when it is damaged."""
-    import yaml
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -136,14 +151,9 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
                                "give the real run folder")
         raise RunFileError(f"{run_dir} is not a folder; give a run folder written by `semcollab train`")
     cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
+    if not cfg_path.exists() and not cfg_path.is_symlink():
         raise RunFileError(f"{run_dir} is not a semcollab run folder (no config.yaml)")
-    try:
-        data = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{cfg_path} is not valid YAML ({type(exc).__name__}); the run folder is damaged") from None
-    if not isinstance(data, dict):
-        raise RunFileError(f"{cfg_path} does not hold a run config (a mapping); the run folder is damaged")
+    data = read_run_config_file(cfg_path)
     try:
         return from_dict(RunConfig, data)
     except ConfigError as exc:

@@ -5,12 +5,14 @@ Any extra ``--section.key=value`` argument overrides the config (``--train.epoch
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from .textsafe import safe_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset preparation.")
@@ -22,15 +24,31 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _fail(exc: Exception | str) -> None:
-    # escaped: a message holding "[...]" (example ids, lists of keys) must print as written, not as markup
-    console.print("[bold red]error:[/bold red] " + escape(str(exc)))
+    # a message quotes data (ids, titles, paths, lists of keys): markup escaped, control characters made visible
+    console.print("[bold red]error:[/bold red] " + safe_text(exc))
     raise typer.Exit(code=2)
 
 
 def _warn(message: str) -> None:
-    console.print("[bold yellow]warning:[/bold yellow] " + escape(message))
+    console.print("[bold yellow]warning:[/bold yellow] " + safe_text(message))
 
 
+def _log(message: object) -> None:
+    """The ``log`` of every command: log lines carry paths, dataset names and titles, printed as written (markup
+    escaped, ESC / bidi / newline characters made visible), never read as rich markup."""
+    console.print(safe_text(message))
+
+
+class EmptyText(StrEnum):
+    """``--empty-text`` of embed / intents: what items with an empty text get (semcollab.text.TextSettings)."""
+
+    template = "template"  # encoded from a fallback text (the item's other text fields, else "item <id>")
+    skip = "skip"  # no text vector (an all-zero row)
+    refuse = "refuse"  # stop with an error naming the items
+
+
+EMPTY_TEXT_HELP = ("items with an empty text: template (encode a fallback text), skip (no text vector) or refuse "
+                   "(stop); each case is reported")
 SEED = {"min": 0, "max": 2**32 - 1}  # numpy's seed range: a negative or larger seed was a traceback
 
 
@@ -88,7 +106,7 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="ml
 
     cfg = load_config(config, ctx.args)
     cfg.data.name = _dataset(dataset, config, ctx.args, flag="the DATASET argument")
-    split = load_split(cfg.data, log=console.print)
+    split = load_split(cfg.data, log=_log)
     console.print_json(json.dumps({"dataset": split.name, "protocol": split.protocol, **split.stats}))
 
 
@@ -100,7 +118,7 @@ def _train(model, dataset, config, overrides, epochs=None, quiet=False):
         ov.append(f"train.epochs={epochs}")
     if quiet:
         ov.append("train.progress=false")
-    return run(model=model, dataset=dataset, config=config, overrides=ov, log=console.print)
+    return run(model=model, dataset=dataset, config=config, overrides=ov, log=_log)
 
 
 @app.command(context_settings=EXTRA)
@@ -113,7 +131,7 @@ def train(ctx: typer.Context, model: str = typer.Option("sasrec", help="pop, mf-
 
     res = _train(_named(model, "--model"), _dataset(dataset, config, ctx.args), config, ctx.args)
     console.print(rich_table({res.config.model: res.test}, title=f"{res.split.name} test (full ranking)"))
-    console.print(f"run saved to {res.run_dir}")
+    console.print(safe_text(f"run saved to {res.run_dir}"))
 
 
 @app.command(context_settings=EXTRA)
@@ -169,7 +187,7 @@ def compare(ctx: typer.Context, models: str = typer.Option("pop,mf-bpr,sasrec,gr
     console.print(rich_table(results, title=f"{res.split.name} test (full ranking)"))
     if out:
         out.write_text(markdown_table(results) + "\n")
-        console.print(f"table written to {out}")
+        console.print(safe_text(f"table written to {out}"))
 
 
 @app.command()
@@ -204,10 +222,10 @@ def quickstart(ctx: typer.Context, epochs: int = typer.Option(15, min=1, help="S
         results[m] = res.test
     console.print(rich_table(results, title="MovieLens-100K, leave-one-out, full ranking (test)"))
     p, f, t = res.config.model_params, res.fit, res.config.train
-    console.print(f"trained SASRec (hidden {p.get('hidden', 64)}, {p.get('layers', 2)} layers, max_len "
-                  f"{p.get('max_len', 50)}, lr {t.lr}, loss {t.loss}) for {f.epochs_run} epochs (best epoch "
-                  f"{f.best_epoch}, {f.stopped_by}) in {f.train_seconds:.0f} s; whole quickstart "
-                  f"{time.perf_counter() - t0:.0f} s. Runs saved under {res.config.output_dir}/.")
+    console.print(safe_text(f"trained SASRec (hidden {p.get('hidden', 64)}, {p.get('layers', 2)} layers, max_len "
+                            f"{p.get('max_len', 50)}, lr {t.lr}, loss {t.loss}) for {f.epochs_run} epochs (best "
+                            f"epoch {f.best_epoch}, {f.stopped_by}) in {f.train_seconds:.0f} s; whole quickstart "
+                            f"{time.perf_counter() - t0:.0f} s. Runs saved under {res.config.output_dir}/."))
     console.print("Full-length run: semcollab quickstart --epochs 200 --train.lr=1e-3")
 
 
@@ -267,7 +285,8 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
           pca_dim: int | None = typer.Option(None, min=1, help="PCA dimension, fitted on training items only"),
           whiten: bool = typer.Option(False, help="whiten the PCA components (needs --pca-dim)"),
           batch_size: int = typer.Option(64, min=1),
-          out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats")):
+          out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats"),
+          empty_text: EmptyText = typer.Option(EmptyText.template, help=EMPTY_TEXT_HELP)):
     """Encode every item's text with a language model (cached by model + text hash)."""
     import dataclasses
 
@@ -282,7 +301,7 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
     split = load_split(cfg.data)
     dim = _check_embed_options(encoder, pooling, pca_dim, whiten, split)
     ecfg = EmbedConfig(encoder=encoder, template=template, pooling=pooling, prompt=prompt, pca_dim=pca_dim,
-                       whiten=whiten, batch_size=batch_size, progress=True)
+                       whiten=whiten, batch_size=batch_size, progress=True, empty_text=empty_text.value)
     if pca_dim is not None and dim is None:  # dim known only once encoded: encode (cached), check, then reduce
         vecs, _ = item_embeddings(split, dataclasses.replace(ecfg, pca_dim=None, whiten=False))
         if pca_dim > vecs.shape[1]:
@@ -290,7 +309,8 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
                               f"{pca_dim}")
     vecs, stats = item_embeddings(split, ecfg, out_dir=out / split.name)
     console.print_json(json.dumps(stats))
-    console.print(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to {out / split.name}")
+    console.print(safe_text(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to "
+                            f"{out / split.name}"))
 
 
 def _data_path_args(args: list[str]) -> tuple[list[str], dict]:
@@ -347,7 +367,7 @@ def _load_run(run_dir: Path, allow_data_change: bool, data_paths: dict | None = 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = load_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
-                          log=(lambda m: console.print(escape(m))) if data_paths else None)
+                          log=_log if data_paths else None)
     for w in caught:
         _warn(str(w.message))
     return loaded
@@ -389,7 +409,7 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
               "model? Complementarity figures are meaningless then")
     from rich.table import Table
 
-    t = Table(title=f"{split.name}: {cfg_a.model} (A) vs {cfg_b.model} (B), top-{k}, test users")
+    t = Table(title=safe_text(f"{split.name}: {cfg_a.model} (A) vs {cfg_b.model} (B), top-{k}, test users"))
     for col in ("group", "users", "Jaccard", "HR A", "HR B", "only A", "only B", "oracle HR", "fused HR", "RRF HR",
                 "NDCG gap closed"):
         t.add_column(col)
@@ -401,7 +421,7 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
                   f"{v['only_b']:.4f}", f"{v['oracle_hr']:.4f}", f"{v['fusion_weighted']['hr']:.4f}",
                   f"{v['fusion_rrf']['hr']:.4f}", "-" if gc is None else f"{gc:.2f}")
     console.print(t)
-    console.print(f"report written to {out}/report.json and {out}/report.png")
+    console.print(safe_text(f"report written to {out}/report.json and {out}/report.png"))
 
 
 @app.command(context_settings=EXTRA)
@@ -418,7 +438,8 @@ def intents(ctx: typer.Context, dataset: str | None = typer.Option(None, help="d
             judge: str | None = typer.Option(None, help="ask this causal LM whether each intent is a shopping intent "
                                                "(keep flags for --model_params.intents_file; gemma3-270m or larger)"),
             judge_top: int | None = typer.Option(None, min=1, help="judge only the N most used intents (default: "
-                                                 "all live)")):
+                                                 "all live)"),
+            empty_text: EmptyText = typer.Option(EmptyText.template, help=EMPTY_TEXT_HELP)):
     """Train (or reuse) the TopK SAE over item text vectors and print the named intent library.
 
     SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
@@ -433,19 +454,22 @@ def intents(ctx: typer.Context, dataset: str | None = typer.Option(None, help="d
     for value, option in ((encoder, "--encoder"), (template, "--template"), (lm_labels, "--lm-labels"),
                           (judge, "--judge")):
         _named(value, option)
+    if empty_text is EmptyText.skip:  # as for saerec: an all-zero row would be fitted as one shared intent
+        raise ConfigError("--empty-text skip is not supported by intents (the SAE needs a text vector for every "
+                          "item); use template or refuse")
     sae_args = [a for a in ctx.args if a.lstrip("-").startswith("sae.")]
     rest = [a for a in ctx.args if a not in sae_args]
     cfg = load_config(None, rest)
     cfg.data.name = _dataset(dataset, None, rest) or cfg.data.name
     sae_cfg = from_dict(SAEConfig, apply_overrides({}, sae_args).get("sae", {}), prefix="sae.")
     split = load_split(cfg.data)
-    vecs, _ = item_embeddings(split, EmbedConfig(encoder=encoder, template=template))
+    vecs, _ = item_embeddings(split, EmbedConfig(encoder=encoder, template=template, empty_text=empty_text.value))
     width = sae_cfg.expansion * vecs.shape[1]  # the SAE's latents; top-k of fewer is undefined
     if sae_cfg.k > width:
         raise ConfigError(f"config key 'sae.k' must be between 1 and the SAE width (sae.expansion "
                           f"{sae_cfg.expansion} x encoder dim {vecs.shape[1]} = {width}), got {sae_cfg.k}")
     sae, quality = fit_or_load_sae(vecs, split, sae_cfg, Path(cfg.data.cache_dir or default_cache_dir()),
-                                   log=console.print)
+                                   log=_log)
     idx, val = item_activations(sae, vecs)
     texts = split.render_texts(template)
     lib = build_library(idx, val, texts, sae.n_latents)
@@ -456,10 +480,10 @@ def intents(ctx: typer.Context, dataset: str | None = typer.Option(None, help="d
         # the intents with most activation mass over training interactions: the ones explanations show most
         by_mass = public_intents(idx, val, split.train["item"].to_numpy(), sae.n_latents, sae.n_latents)
         if lm_labels:
-            with console.status(f"naming {lm_top} intents with {lm_labels}"):
+            with console.status(safe_text(f"naming {lm_top} intents with {lm_labels}")):
                 label_library(lib, texts, LMLabeler(lm_labels), top=lm_top, priority=by_mass)
         if judge:
-            with console.status(f"judging intents with {judge}"):
+            with console.status(safe_text(f"judging intents with {judge}")):
                 kept = judge_library(lib, texts, LMLabeler(judge), top=judge_top, priority=by_mass)
             console.print(f"{sum(kept.values())} of {len(kept)} judged intents kept as shopping intents")
     out = out / split.name
@@ -468,17 +492,18 @@ def intents(ctx: typer.Context, dataset: str | None = typer.Option(None, help="d
     (out / "sae_quality.json").write_text(json.dumps(quality, indent=2))
     from rich.table import Table
 
-    t = Table(title=f"{split.name}: {top} densest live intents of {sae.n_latents} latents")
+    t = Table(title=safe_text(f"{split.name}: {top} densest live intents of {sae.n_latents} latents"))
     cols = ("latent", "label", *(("LM label",) if lm_labels else ()), "density", "example item")
     for col in cols:
         t.add_column(col)
     live = [j for j in np.argsort(-lib.density) if lib.density[j] > 0][:top]
     for j in live:
-        lm = (lib.lm_labels.get(j, ""),) if lm_labels else ()
-        t.add_row(str(j), lib.labels[j], *lm, f"{lib.density[j]:.3f}", texts[lib.top_items[j][0] - 1][:60])
+        lm = (safe_text(lib.lm_labels.get(j, "")),) if lm_labels else ()  # labels and texts are data
+        t.add_row(str(j), safe_text(lib.labels[j]), *lm, f"{lib.density[j]:.3f}",
+                  safe_text(texts[lib.top_items[j][0] - 1], 60))
     console.print(t)
     console.print_json(json.dumps(quality))
-    console.print(f"library written to {out}/intents.json")
+    console.print(safe_text(f"library written to {out}/intents.json"))
 
 
 @app.command("branch-stats")
@@ -508,12 +533,12 @@ def branch_stats(run_dirs: list[Path] = typer.Argument(..., help="SAERec run fol
     for c in cols:
         t.add_column(c)
     for d, r in zip(run_dirs, results):
-        t.add_row(d.name, *("-" if r.get(c) is None else (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]))
+        t.add_row(safe_text(d.name), *("-" if r.get(c) is None else (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]))
                             for c in cols))
     console.print(t)
     if out:
         out.write_text(json.dumps(results, indent=1))
-        console.print(f"written to {out}")
+        console.print(safe_text(f"written to {out}"))
 
 
 @app.command(context_settings=EXTRA)
@@ -530,7 +555,7 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
 
     Data that moved since training: --data.path=... (checked against the run's recorded fingerprint)."""
     from .explain import explain_recommendations, user_history
-    from .textsafe import printable, safe_text
+    from .textsafe import printable
 
     args, data_paths = _data_path_args(ctx.args)
     if args:
@@ -596,7 +621,7 @@ def models_fetch(name: str = typer.Argument(..., help="a registry name, e.g. gem
 def _ctr_table(results: dict[str, dict], title: str):
     from rich.table import Table
 
-    t = Table(title=title)
+    t = Table(title=safe_text(title))
     for col in ("model", "AUC", "UAUC", "log-loss", "warm AUC", "warm UAUC", "cold AUC", "cold UAUC"):
         t.add_column(col)
 
@@ -604,7 +629,7 @@ def _ctr_table(results: dict[str, dict], title: str):
         return "-" if v is None else f"{v:.4f}"
 
     for name, r in results.items():
-        t.add_row(name, f(r["all"].get("auc")), f(r["all"].get("uauc")), f(r["all"].get("logloss")),
+        t.add_row(safe_text(name), f(r["all"].get("auc")), f(r["all"].get("uauc")), f(r["all"].get("logloss")),
                   f(r["warm"].get("auc")), f(r["warm"].get("uauc")), f(r["cold"].get("auc")), f(r["cold"].get("uauc")))
     return t
 
@@ -621,37 +646,65 @@ def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help="mf, sasr
     dataset = _dataset(dataset, config, ctx.args)
     try:
         res = run_ctr(model=_named(model, "--model"), dataset=dataset, config=config, overrides=list(ctx.args),
-                      log=console.print)
+                      log=_log)
     except TrainingIncomplete as exc:  # a time cap, not a failure: the same command continues
-        console.print(f"[bold yellow]not finished:[/bold yellow] {escape(str(exc))}")
+        console.print(f"[bold yellow]not finished:[/bold yellow] {safe_text(exc)}")
         raise typer.Exit(code=3) from None
     console.print(_ctr_table({res.config.model: res.test}, f"{res.split.name} test"))
-    console.print(f"run saved to {res.run_dir}")
+    console.print(safe_text(f"run saved to {res.run_dir}"))
 
 
-@ctr_app.command("evaluate")
+def _allow_pickle_arg(args: list[str], command: str) -> bool:
+    """``--data.allow_pickle=true|false``, the only extra argument of ``command``: the opt-in to read the run's
+    data pickles, given now (the value a saved run's config.yaml records is not honoured)."""
+    import yaml
+
+    allow = False
+    for a in args:
+        key, eq, value = a.lstrip("-").partition("=")
+        parsed = yaml.safe_load(value) if eq and value.lower() in ("true", "false") else None
+        if key != "data.allow_pickle" or not isinstance(parsed, bool):
+            raise typer.BadParameter(f"{command} takes only --data.allow_pickle=true|false besides its options; "
+                                     f"got {a!r}")
+        allow = parsed
+    return allow
+
+
+@ctr_app.command("evaluate", context_settings=EXTRA)
 @_handled
-def ctr_evaluate(run_dir: Path = typer.Argument(..., help="a folder written by `semcollab ctr train`"),
+def ctr_evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a folder written by `semcollab ctr "
+                                                                     "train`"),
                  stage: str = typer.Option("test", help="valid or test"),
                  allow_data_change: bool = typer.Option(False, help="evaluate even if the data changed"),
                  max_rows: int | None = typer.Option(None, help="score the fixed random subset that "
                                                      "data.max_<stage>_rows=N selects (compare with LM runs)"),
                  subsample_seed: int = typer.Option(0, **SEED, help="data.subsample_seed of that subset")):
-    """Re-evaluate a saved CTR run (optionally on the same row subset as a CPU-budget LM run)."""
+    """Re-evaluate a saved CTR run (optionally on the same row subset as a CPU-budget LM run).
+
+    Data pickles that are not the known CoLLM split are read only with --data.allow_pickle=true given here."""
     from .ctr import evaluate_ctr_run
 
+    args = list(ctx.args)
+    if str(run_dir).startswith("--"):  # click hands an override given first to the positional argument
+        args, rest = [str(run_dir)], [a for a in args if not a.startswith("--")]
+        args += [a for a in ctx.args if a.startswith("--")]
+        if len(rest) != 1:
+            raise typer.BadParameter("give one run folder")
+        run_dir = Path(rest[0])
+    allow_pickle = _allow_pickle_arg(args, "ctr evaluate")
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
     if max_rows is not None and max_rows < 1:
         raise typer.BadParameter(f"--max-rows must be at least 1, got {max_rows}")
-    res = evaluate_ctr_run(run_dir, stage, allow_data_change, max_rows, subsample_seed)
+    res = evaluate_ctr_run(run_dir, stage, allow_data_change, max_rows, subsample_seed, allow_pickle=allow_pickle)
     console.print(_ctr_table({run_dir.name: res}, f"{stage}"))
     console.print_json(json.dumps(res))
 
 
-@ctr_app.command("attention")
+@ctr_app.command("attention", context_settings=EXTRA)
 @_handled
-def ctr_attention(run_dir: Path = typer.Argument(..., help="a collm / sellarec / sailrec run folder"),
+def ctr_attention(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a collm / sellarec / sailrec run "
+                                                                      "folder"),
                   out: Path | None = typer.Option(None, help="folder for attention.json / .png (default: the run)"),
                   stage: str = typer.Option("test", help="valid or test"),
                   rows: int = typer.Option(256, help="random rows of the stage to record"),
@@ -659,24 +712,27 @@ def ctr_attention(run_dir: Path = typer.Argument(..., help="a collm / sellarec /
                   batch_size: int = typer.Option(8),
                   allow_data_change: bool = typer.Option(False, help="run even if the data changed")):
     """Per-layer attention mass on the collaborative soft tokens (answer position and text positions,
-    warm vs cold rows): writes attention.json and attention.png."""
+    warm vs cold rows): writes attention.json and attention.png. Data pickles other than the known CoLLM split:
+    --data.allow_pickle=true (given here; a run's recorded opt-in is not honoured)."""
     from .diagnose.lm_attention import attention_diagnostic
 
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
     if rows < 1 or batch_size < 1:
         raise typer.BadParameter(f"--rows and --batch-size must be at least 1, got {rows} and {batch_size}")
-    rep = attention_diagnostic(run_dir, out, stage, rows, seed, batch_size, allow_data_change)
+    rep = attention_diagnostic(run_dir, out, stage, rows, seed, batch_size, allow_data_change,
+                               allow_pickle=_allow_pickle_arg(ctx.args, "ctr attention"))
     from rich.table import Table
 
-    t = Table(title=f"{rep['model']}: attention mass on collaborative tokens, answer position ({rep['rows']} rows)")
+    t = Table(title=safe_text(f"{rep['model']}: attention mass on collaborative tokens, answer position "
+                              f"({rep['rows']} rows)"))
     t.add_column("layer")
     for k in rep["kinds"]:
         t.add_column(f"{k} (uniform {rep['groups']['all']['uniform'][k]:.3f})")
     for layer in range(rep["layers"]):
         t.add_row(str(layer), *(f"{rep['groups']['all']['answer'][k][layer]:.4f}" for k in rep["kinds"]))
     console.print(t)
-    console.print(f"written to {(out or run_dir) / 'attention.json'} and attention.png")
+    console.print(safe_text(f"written to {(out or run_dir) / 'attention.json'} and attention.png"))
 
 
 def _ctr_label(run_dir: Path) -> str:
@@ -726,7 +782,7 @@ def ctr_table(run_dirs: list[Path] = typer.Argument(..., help="CTR run folders")
     console.print(_ctr_table(results, stage))
     if out:
         out.write_text("\n".join(md) + "\n")
-        console.print(f"table written to {out}")
+        console.print(safe_text(f"table written to {out}"))
 
 
 def _reaemb_dataset(dataset: str | None, config: Path | None, args: list[str]) -> str | None:
@@ -768,16 +824,17 @@ def reaemb_train(ctx: typer.Context, dataset: str | None = typer.Option(None, he
     dataset = _reaemb_dataset(dataset, config, ctx.args)
     cfg = load_pipeline_config(config, ctx.args, dataset=dataset, lm=_named(lm, "--lm"), output_dir=out)
     try:
-        res = train_reaemb(cfg, stages, log=console.print)
+        res = train_reaemb(cfg, stages, log=_log)
     except ReaEmbIncomplete as exc:  # a time cap, not a failure: the same command continues
-        console.print(f"[bold yellow]not finished:[/bold yellow] {escape(str(exc))}")
+        console.print(f"[bold yellow]not finished:[/bold yellow] {safe_text(exc)}")
         raise typer.Exit(code=3) from None
     for name, st in res.stages.items():
         t = res.timing.get(name, {})
-        console.print(f"{name}: {st['steps']} steps, {t.get('seconds', 0):.0f} s over {len(t.get('calls', []))} "
-                      f"call(s), peak RSS {t.get('peak_rss_mb', 0):.0f} MiB; saved to {res.run_dir / name / 'final'}")
-    console.print(f"next: semcollab reaemb table {res.run_dir} --stage stage2 --out PATH, then semcollab train "
-                  f"--model sasrec --dataset {cfg.dataset} --model_params.item_table=PATH")
+        console.print(safe_text(f"{name}: {st['steps']} steps, {t.get('seconds', 0):.0f} s over "
+                                f"{len(t.get('calls', []))} call(s), peak RSS {t.get('peak_rss_mb', 0):.0f} MiB; "
+                                f"saved to {res.run_dir / name / 'final'}"))
+    console.print(safe_text(f"next: semcollab reaemb table {res.run_dir} --stage stage2 --out PATH, then semcollab "
+                            f"train --model sasrec --dataset {cfg.dataset} --model_params.item_table=PATH"))
 
 
 @reaemb_app.command("table", context_settings=EXTRA)
@@ -806,10 +863,10 @@ def reaemb_table_cmd(ctx: typer.Context,
     dataset = _reaemb_dataset(dataset, config, args)
     overrides = args + ([f"lm={_named(lm, '--lm')}"] if lm is not None else [])
     path, meta = reaemb_table(run_dir, dataset, stage, mode, config=config, overrides=overrides,
-                              batch_size=batch_size, out=out, progress=True, log=console.print)
+                              batch_size=batch_size, out=out, progress=True, log=_log)
     console.print_json(json.dumps(meta))
-    console.print(f"{stage} table {tuple(meta['shape'])} at {path}; use it with: semcollab train --model sasrec "
-                  f"--dataset {meta['config_dataset']} --model_params.item_table={path}")
+    console.print(safe_text(f"{stage} table {tuple(meta['shape'])} at {path}; use it with: semcollab train --model "
+                            f"sasrec --dataset {meta['config_dataset']} --model_params.item_table={path}"))
 
 
 @reaemb_app.command("bench-kv", context_settings=EXTRA)
@@ -833,7 +890,7 @@ def reaemb_bench_kv(ctx: typer.Context,
     dataset = _reaemb_dataset(dataset, config, args)
     lm_ov = [f"lm={_named(lm, '--lm')}"] if lm is not None else []
     rep = kv_reuse_benchmark(run_dir, dataset, stage, config=config, overrides=args + lm_ov,
-                             n_items=n_items, batch_size=batch_size, repeats=repeats, log=console.print)
+                             n_items=n_items, batch_size=batch_size, repeats=repeats, log=_log)
     console.print_json(json.dumps(rep))
     if json_out:
         json_out.write_text(json.dumps(rep, indent=2) + "\n")

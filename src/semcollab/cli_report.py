@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .cli import _fail, _handled, app, console
+from .textsafe import safe_text
 
 
 @app.command("report")
@@ -25,7 +26,7 @@ def report(runs: list[Path] = typer.Argument(..., help="run folders (ranking and
         path = write_report(runs, out, diagnose=diagnose, allow_mixed_datasets=allow_mixed_datasets)
     except ReportError as exc:
         _fail(exc)
-    console.print(f"report written to {path} ({path.stat().st_size / 1e3:.0f} kB, {len(runs)} runs)")
+    console.print(safe_text(f"report written to {path} ({path.stat().st_size / 1e3:.0f} kB, {len(runs)} runs)"))
 
 
 def table_command(run_dirs: list[Path], stage: str, out: Path | None) -> None:
@@ -33,8 +34,6 @@ def table_command(run_dirs: list[Path], stage: str, out: Path | None) -> None:
 
     A folder that is not a finished run (e.g. ``runs/ctr``, a folder *of* runs) is skipped with one warning
     line naming it; with no run left it is an error."""
-    from rich.markup import escape
-
     from .cli import _ctr_table, _warn
     from .report import markdown_rows, rich_rows
     from .report_html import ReportError, _datasets, _label, load_run
@@ -72,11 +71,11 @@ def table_command(run_dirs: list[Path], stage: str, out: Path | None) -> None:
             console.print(rich_rows(rows, title=f"{stage} (full ranking)"))
             md.append(markdown_rows(rows))
         else:
-            console.print(_ctr_table({escape(f"{n} ({ds})"): m for n, ds, m in rows}, f"{stage} (CTR)"))
+            console.print(_ctr_table({f"{n} ({ds})": m for n, ds, m in rows}, f"{stage} (CTR)"))
             md.append(_ctr_markdown(rows))
     if out:
         out.write_text("\n\n".join(md) + "\n")
-        console.print(f"table written to {out}")
+        console.print(safe_text(f"table written to {out}"))
 
 
 def _ctr_markdown(rows: list[tuple[str, str, dict]]) -> str:

@@ -314,19 +314,37 @@ def raw_config(path: str | Path | None = None, overrides: list[str] | None = Non
     return apply_overrides(data, overrides or [])
 
 
+def _config_tree(config, overrides: list[str] | None, key: str) -> tuple[dict, str]:
+    """The nested settings of the API's ``config`` argument (a YAML path, a nested dict or a config object) with
+    the overrides on top, and how to name where they came from. A config object sets every key: its ``key`` counts
+    as given only where it differs from the class's default."""
+    if config is None or isinstance(config, (str, Path)):
+        return raw_config(config, overrides), str(config)
+    if isinstance(config, dict):
+        return raw_config(None, overrides, **config), "the config dict"
+    tree, default = to_dict(config), to_dict(type(config)())
+    node, base = tree, default
+    for part in key.split("."):
+        node, base = (node.get(part) if isinstance(node, dict) else None), (base.get(part) if isinstance(base, dict)
+                                                                              else None)
+    if node == base:  # the class default: not a choice the caller made
+        tree = {}
+    return apply_overrides(tree, overrides or []), f"the {type(config).__name__} object"
+
+
 def dataset_name(option: str | None, path: str | Path | None = None, overrides: list[str] | None = None,
                  key: str = "data.name", flag: str = "--dataset") -> str | None:
     """One source of truth for the dataset of a command: the ``flag`` option (None when not given) or the
     config's ``key`` (from the YAML at ``path`` or an override). Both given and different is a ConfigError
     naming both; ``--data.name=X`` was once silently replaced by the ``--dataset`` default. Returns the name to
     use, or None when neither was given (the config's default applies)."""
-    node = raw_config(path, overrides)
+    node, source = _config_tree(path, overrides, key)
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     from_config = None if node is None else str(node)
     if option is not None and from_config is not None and option != from_config:
         overridden = any(o.lstrip("-").split("=", 1)[0] == key for o in overrides or [])
-        where = "an override" if overridden or path is None else str(path)
+        where = "an override" if overridden or path is None else source
         raise ConfigError(f"{flag} {option} and {key}={from_config} (from {where}) name different datasets; give "
                           "one of them")
     if option is not None and not option.strip():
@@ -337,10 +355,11 @@ def dataset_name(option: str | None, path: str | Path | None = None, overrides: 
 CONFIG_MAX_BYTES = 1 << 20  # a run config is a few hundred bytes; /dev/zero once grew to 5 GB in 3 s
 
 
-def read_config_file(path: str | Path) -> dict:
+def read_config_file(path: str | Path, expected: str = "--config takes a YAML file") -> dict:
     """A YAML config file as a dict. Checked before it is opened: it must be a regular file (a FIFO blocked
     forever, /dev/zero read without end) of at most :data:`CONFIG_MAX_BYTES`; invalid YAML or bytes that are
-    not UTF-8 are a :class:`ConfigError` naming the file (and the line, where YAML knows it)."""
+    not UTF-8 are a :class:`ConfigError` naming the file (and the line, where YAML knows it). ``expected`` ends
+    the message of a file of the wrong kind (a run's config.yaml is read here too)."""
     import stat
 
     p = Path(path)
@@ -351,10 +370,9 @@ def read_config_file(path: str | Path) -> dict:
     except OSError as exc:  # a symlink loop, a component that is a file, no permission
         raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"config file {p} is a folder; --config takes a YAML file")
+        raise ConfigError(f"config file {p} is a folder; {expected}")
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"config file {p} is not a regular file (a pipe, socket or device); --config takes a "
-                          "YAML file")
+        raise ConfigError(f"config file {p} is not a regular file (a pipe, socket or device); {expected}")
     if st.st_size > CONFIG_MAX_BYTES:
         raise ConfigError(f"config file {p} has {st.st_size} bytes, more than the {CONFIG_MAX_BYTES} a config may "
                           "have; is it the right file?")

@@ -72,12 +72,14 @@ def rich_table(results: dict[str, dict], title: str = "", columns=DEFAULT_COLUMN
 
 
 def rich_rows(rows: list[tuple[str, str | None, dict]], title: str = "", columns=DEFAULT_COLUMNS):
-    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title)
+    from .textsafe import safe_text
+
+    # run names, dataset names and titles are data (folder names, config values): printed as written
+    t = Table(title=safe_text(title))
     for h in header(columns, any(d is not None for _, d, _ in rows)):
         t.add_column(h, justify="right" if h not in ("model", "dataset") else "left")
     for name, ds, res in rows:
-        t.add_row(*map(escape, rows_for(name, res, columns, ds)))
+        t.add_row(*map(safe_text, rows_for(name, res, columns, ds)))
     return t

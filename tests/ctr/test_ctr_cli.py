@@ -43,7 +43,7 @@ def test_ctr_train_evaluate_table(tmp_path):
     assert {"all", "warm", "cold"} <= set(saved["test"])
     meta = json.loads((run / "run.json").read_text())
     assert meta["task"] == "ctr" and len(meta["data_fingerprint"]) == 64
-    r = runner.invoke(app, ["ctr", "evaluate", str(run)])
+    r = runner.invoke(app, ["ctr", "evaluate", str(run), "--data.allow_pickle=true"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output[r.output.index("{"):])
     assert res["all"]["auc"] == saved["test"]["all"]["auc"]
@@ -68,7 +68,7 @@ def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
                             "--train.epochs=2", "--train.progress=false", f"--output_dir={out}", "--model_params.dim=8"])
     assert r.exit_code == 0, r.output
     (run,) = out.iterdir()
-    res = evaluate_ctr_run(run, max_rows=20, subsample_seed=3)
+    res = evaluate_ctr_run(run, max_rows=20, subsample_seed=3, allow_pickle=True)
     assert res["rows"]["scored"] == 20 and res["all"]["n"] == 20
     # exactly the rows that data.max_test_rows=20, data.subsample_seed=3 give an LM run
     from semcollab.config import DataConfig
@@ -79,7 +79,7 @@ def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
     full = prepare_ctr(raw, CTRDataConfig().history_len)
     idx = subsample_index(len(full.parts["test"]), 20, 3)
     assert (full.parts["test"].items[idx] == lm_split.parts["test"].items).all()
-    r = runner.invoke(app, ["ctr", "evaluate", str(run), "--max-rows", "0"])
+    r = runner.invoke(app, ["ctr", "evaluate", str(run), "--max-rows", "0", "--data.allow_pickle=true"])
     assert r.exit_code == 2 and "--max-rows" in r.output
 
 

@@ -115,7 +115,7 @@ def test_ctr_cli_with_an_lm_model(tmp_path, tiny_yes_no_lm):
     assert r.exit_code == 0, r.output
     (run,) = out.iterdir()
     saved = json.loads((run / "metrics.json").read_text())
-    r = CliRunner().invoke(app, ["ctr", "evaluate", str(run)])
+    r = CliRunner().invoke(app, ["ctr", "evaluate", str(run), "--data.allow_pickle=true"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output[r.output.index("{"):])
     assert res["all"]["logloss"] == pytest.approx(saved["test"]["all"]["logloss"], abs=1e-6)

@@ -160,7 +160,8 @@ def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
     reports = {}
     for name in ("collm", "sailrec"):
         (run,) = (out / name).iterdir()
-        r = CliRunner().invoke(app, ["ctr", "attention", str(run), "--rows", "20", "--out", str(tmp_path / name)])
+        r = CliRunner().invoke(app, ["ctr", "attention", str(run), "--rows", "20", "--out", str(tmp_path / name),
+                                     "--data.allow_pickle=true"])
         assert r.exit_code == 0, r.output
         reports[name] = json.loads((tmp_path / name / "attention.json").read_text())
         assert (tmp_path / name / "attention.png").stat().st_size > 1000
@@ -182,7 +183,7 @@ def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
                                  *common[:3], "--model_params.batch_size=16", "--model_params.lora_rank=2"])
     assert r.exit_code == 0, r.output
     (run,) = (out / "tallrec").iterdir()
-    r = CliRunner().invoke(app, ["ctr", "attention", str(run), "--rows", "4"])
+    r = CliRunner().invoke(app, ["ctr", "attention", str(run), "--rows", "4", "--data.allow_pickle=true"])
     assert r.exit_code != 0 and "collaborative soft tokens" in r.output
 
 

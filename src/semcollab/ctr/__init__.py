@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, from_dict, resolve_config, to_dict
+from ..config import ConfigError, dataset_name, from_dict, resolve_config, to_dict
 from .collm import CoLLM, CoLLMConfig
 from .config import CTRRunConfig
 from .data import CTRSplit, prepare_ctr
@@ -134,6 +134,8 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     from ..runinfo import save_run_record, write_run_dir
     from ..train.trainer import resolve_device, seed_everything
 
+    # one source of truth: dataset= and a data.name of the config / overrides must agree (as on the command line)
+    dataset = dataset_name(dataset, config, overrides, flag="the dataset= argument")
     cfg = resolve_config(config, overrides, CTRRunConfig)
     if model is not None:
         cfg.model = model
@@ -184,26 +186,38 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     return CTRRunResult(cfg, valid, test, result, run_dir, net, split)
 
 
-def load_ctr_run(run_dir, allow_data_change: bool = False):
-    """Rebuild a saved CTR run: its config, model (trained weights loaded) and data."""
+def load_ctr_run(run_dir, allow_data_change: bool = False, allow_pickle: bool = False):
+    """Rebuild a saved CTR run: its config, model (trained weights loaded) and data.
+
+    A run folder may come from anyone, so the ``data.allow_pickle`` its config.yaml records is not honoured:
+    unknown pickles are read only with ``allow_pickle=True`` given now (``ctr evaluate --data.allow_pickle=true``)."""
     import warnings
 
-    import yaml
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..api import DataChangedError, IncompatibleRunError, RunFileError, read_run_record
+    from ..api import DataChangedError, IncompatibleRunError, RunFileError, read_run_config_file, read_run_record
+    from ..data import DataError
 
     run_dir = Path(run_dir)
     path = run_dir / "config.yaml"
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise RunFileError(f"{run_dir} is not a CTR run folder (no config.yaml)")
     try:
-        cfg = from_dict(CTRRunConfig, yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (yaml.YAMLError, UnicodeDecodeError, ConfigError, TypeError, AttributeError) as exc:
+        cfg = from_dict(CTRRunConfig, read_run_config_file(path))
+    except (ConfigError, TypeError, AttributeError) as exc:
         raise RunFileError(f"{path} is not a CTR run config ({exc})") from None
     meta = read_run_record(run_dir)
-    split = load_ctr_split(cfg)
+    recorded, cfg.data.allow_pickle = cfg.data.allow_pickle, allow_pickle
+    try:
+        split = load_ctr_split(cfg)
+    except DataError as exc:
+        if recorded and not allow_pickle and "allow_pickle" in str(exc):
+            raise DataError(f"CTR run {run_dir} records data.allow_pickle=true, but a saved run cannot opt itself in "
+                            f"(its config.yaml may come from anyone): {exc}. If you trust {cfg.data.path}, pass "
+                            "--data.allow_pickle=true to `semcollab ctr evaluate` (allow_pickle=True to "
+                            "load_ctr_run)") from None
+        raise
     fp = ctr_fingerprint(split)
     if meta.get("data_fingerprint") not in (None, fp):
         msg = f"the data of CTR run {run_dir} has changed since it was trained"
@@ -227,7 +241,7 @@ def load_ctr_run(run_dir, allow_data_change: bool = False):
 
 
 def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = False, max_rows: int | None = None,
-                     subsample_seed: int = 0) -> dict:
+                     subsample_seed: int = 0, allow_pickle: bool = False) -> dict:
     """Metrics of a saved run on its ``stage`` rows; ``max_rows`` scores the same fixed random subset that
     ``data.max_<stage>_rows`` / ``data.subsample_seed`` select, so a full-data baseline can be compared with
     LM runs scored on a CPU-budget subset (the run's own data fingerprint is still checked first)."""
@@ -236,7 +250,7 @@ def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = Fal
 
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be valid or test, got {stage!r}")
-    cfg, net, split = load_ctr_run(run_dir, allow_data_change)
+    cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
     part = split.unsubsampled().parts[stage]
     if max_rows is not None:
         part = part.take(subsample_index(len(part), max_rows, subsample_seed))

@@ -109,7 +109,7 @@ def plot_attention(report: dict, path: Path, title: str = "") -> None:
 
 
 def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int = 256, seed: int = 0,
-                         batch_size: int = 8, allow_data_change: bool = False) -> dict:
+                         batch_size: int = 8, allow_data_change: bool = False, allow_pickle: bool = False) -> dict:
     """Load a CTR run with soft tokens (collm, sellarec, sailrec), record its per-layer attention to the
     collaborative tokens on ``rows`` random ``stage`` rows, write ``attention.json`` / ``attention.png`` to
     ``out_dir`` (default: the run folder) and return the report. A steered run (SAILRec with a nonzero
@@ -125,7 +125,7 @@ def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int =
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     run_dir = Path(run_dir)
-    cfg, net, split = load_ctr_run(run_dir, allow_data_change)
+    cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
     if not isinstance(net, LMCTRModel) or type(net).soft_vectors is LMCTRModel.soft_vectors:
         raise IncompatibleRunError(f"{run_dir} is a {cfg.model!r} run: the attention diagnostic needs an LM model with "
                          "collaborative soft tokens (collm, sellarec, sailrec)")

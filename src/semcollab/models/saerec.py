@@ -191,6 +191,13 @@ class SAERec(SASRec):
 
         vecs, _ = item_embeddings(split, EmbedConfig.from_model_config(cfg))
         sae_cfg = from_dict(SAEConfig, cfg.sae, prefix="model_params.sae.")
+        width = sae_cfg.expansion * vecs.shape[1]  # the SAE's latents, known once the text vectors are made
+        if sae_cfg.k > width:  # top-k of fewer latents is undefined: refused before the SAE trains
+            from ..config import ConfigError
+
+            raise ConfigError(f"config key 'model_params.sae.k' must be between 1 and the SAE width "
+                              f"(model_params.sae.expansion {sae_cfg.expansion} x text vector dim {vecs.shape[1]} "
+                              f"= {width}), got {sae_cfg.k}")
         sae, _ = fit_or_load_sae(vecs, split, sae_cfg, Path(cfg.cache_dir or default_cache_dir()),
                                  random=cfg.intent_source == "random", log=log)
         if cfg.intent_source not in ("sae", "random", "shuffled"):
