@@ -17,6 +17,8 @@ def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (
                   torch_threads: int = typer.Option(1, min=1, help="torch intra-op threads for scoring"),
                   precompute_users: bool = typer.Option(True, help="encode every known user once at start-up "
                                                         "(requests by user id skip the encoder)"),
+                  allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read a CTR run's CoLLM-format "
+                                                    "pickles other than the known split (unpickling runs code)"),
                   log_level: str = typer.Option("info")):
     """Serve saved runs over HTTP (FastAPI): /v1/recommend, /v1/recommend/batch, /v1/similar-items, /v1/explain,
     /v1/score, /metrics, the OpenAPI schema at /openapi.json and a page at /. Set SEMCOLLAB_API_KEY to require
@@ -35,7 +37,8 @@ def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (
 
         serve([str(r) for r in run_dirs], host=host, port=port, workers=workers, max_batch=max_batch,
               max_body_bytes=max_body_kb * 1024, allow_data_change=allow_data_change, log_level=log_level,
-              torch_threads=torch_threads, precompute_users=precompute_users)
+              torch_threads=torch_threads, precompute_users=precompute_users,
+              allow_pickle=allow_pickle)
 
     go()
 

@@ -14,7 +14,7 @@ from .conftest import HOSTILE  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client(sasrec_run, ctr_run):
-    app = create_app([str(sasrec_run), str(ctr_run)], max_batch=8, max_body_bytes=4096)
+    app = create_app([str(sasrec_run), str(ctr_run)], max_batch=8, max_body_bytes=4096, allow_pickle=True)
     with TestClient(app) as c:
         yield c
 
@@ -125,7 +125,7 @@ def test_ctr_score(client, ctr_run):
     r = client.post("/v1/score", json={"model": name, "user_id": "1", "item_ids": ["2", "3"]})
     assert r.status_code == 200, r.text
     probs = [s["probability"] for s in r.json()["scores"]]
-    _, net, split = load_ctr_run(ctr_run)
+    _, net, split = load_ctr_run(ctr_run, allow_pickle=True)
     import torch
 
     u = split.user_vocab.encode("1")
@@ -346,3 +346,12 @@ def test_a_stalled_body_gets_408_not_a_hang():
     asyncio.run(asyncio.wait_for(mw(scope, receive, send), 5))
     assert time.monotonic() - t0 < 2
     assert sent[0]["status"] == 408 and b'"body"' in sent[1]["body"]
+
+
+def test_a_ctr_run_on_unknown_pickles_needs_the_opt_in_given_now(ctr_run):
+    """The run folder records data.allow_pickle=true, but a run folder may come from anyone: serving it reads its
+    hand-made CoLLM pickles only with allow_pickle given to the server (--allow-pickle)."""
+    from semcollab.data import DataError
+
+    with pytest.raises(DataError, match="allow_pickle"):
+        create_app([str(ctr_run)])

@@ -42,7 +42,7 @@ def _realistic(body, rng, users, items):
 @pytest.mark.parametrize("which", ["sasrec", "ctr"])
 def test_no_server_errors(which, sasrec_run, ctr_run):
     run = sasrec_run if which == "sasrec" else ctr_run
-    app = create_app([str(run)], max_batch=64)
+    app = create_app([str(run)], max_batch=64, allow_pickle=True)
     loaded = next(iter(app.state.runs.values()))
     users = [str(u) for u in loaded.split.user_vocab.ids]
     items = [str(i) for i in loaded.split.item_vocab.ids]

@@ -391,7 +391,8 @@ class CTRRun:
             return torch.sigmoid(self.model.logits(batch).float()).tolist()
 
 
-def load_serving_run(path: str | Path, allow_data_change: bool = False, precompute_users: bool = True):
+def load_serving_run(path: str | Path, allow_data_change: bool = False, precompute_users: bool = True,
+                     allow_pickle: bool = False):
     """Load one run folder for serving (ranking or CTR, told apart by ``run.json``'s ``task``)."""
     import warnings
 
@@ -412,7 +413,7 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False, precompu
         if meta.get("task") == "ctr":
             from ..ctr import ctr_fingerprint, load_ctr_run
 
-            cfg, net, split = load_ctr_run(path, allow_data_change)
+            cfg, net, split = load_ctr_run(path, allow_data_change, allow_pickle)
             if cfg.model not in CTRRun.SUPPORTED:
                 raise ConfigError(f"{path}: serving supports the CTR models {list(CTRRun.SUPPORTED)}; {cfg.model!r} "
                                   "builds its prompts from dataset rows and cannot score ad-hoc requests")
