@@ -23,6 +23,17 @@ from . import schemas as S
 from .middleware import Metrics, ServeMiddleware
 from .ranker import CTRRun, RankRun, RequestError, load_serving_run
 
+try:  # orjson (in the [serve] extra) encodes a 1,000-user batch answer several times faster than json
+    import orjson
+
+    class FastJSON(JSONResponse):
+        """A JSON answer built to its response model already (not re-validated), encoded by orjson."""
+
+        def render(self, content) -> bytes:
+            return orjson.dumps(content)
+except ImportError:  # pragma: no cover
+    FastJSON = JSONResponse
+
 STATIC = Path(__file__).parent / "static"
 HISTORY_SHOWN = 20
 ERRORS = {413: {"description": "batch or body over the configured limit"}}
@@ -140,7 +151,7 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
         run = pick(req.model, "rank", "/v1/recommend")
         q = query(run, req)
         (res,) = run.recommend([q])
-        return JSONResponse(response(run, req.user_id, q, res))  # built to the response model: not re-validated
+        return FastJSON(response(run, req.user_id, q, res))  # built to the response model: not re-validated
 
     @app.post("/v1/recommend/batch", response_model=S.BatchResponse, responses=ERRORS)
     async def recommend_batch(req: S.BatchRequest):
@@ -157,21 +168,17 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
                 raise RequestError(f"body.requests.{bad[0]}.model", "every request of a batch must name the batch's "
                                    f"model ({run.name!r}) or none", req.requests[bad[0]].model)
             reqs = req.requests
-        else:
-            reqs = [S.RecommendRequest(user_id=u, k=req.k, exclude_seen=req.exclude_seen) for u in req.user_ids]
-        field = "body.requests" if req.requests is not None else "body"
-        qs = []
-        for i, r in enumerate(reqs):
-            if req.user_ids is not None:
-                if req.k > run.n_items:
-                    raise RequestError("body.k", f"k must be between 1 and {run.n_items}, got {req.k}", req.k)
-                qs.append({"user": run.user_index(r.user_id, f"body.user_ids.{i}"), "history": None, "k": r.k,
-                           "exclude_seen": r.exclude_seen, "allow": None, "deny": []})
-            else:
-                qs.append(query(run, r, f"{field}.{i}"))
+            qs = [query(run, r, f"body.requests.{i}") for i, r in enumerate(reqs)]
+            user_ids = [r.user_id for r in reqs]
+        else:  # plain user ids: checked and turned into queries without a request object each
+            if req.k > run.n_items:
+                raise RequestError("body.k", f"k must be between 1 and {run.n_items}, got {req.k}", req.k)
+            user_ids = req.user_ids
+            qs = [{"user": run.user_index(u, f"body.user_ids.{i}"), "history": None, "k": req.k,
+                   "exclude_seen": req.exclude_seen, "allow": None, "deny": []} for i, u in enumerate(user_ids)]
         results = run.recommend(qs)
-        return JSONResponse({"model": run.name, "version": run.version, "results": [
-            response(run, r.user_id, q, res, req.include_history) for r, q, res in zip(reqs, qs, results)]})
+        return FastJSON({"model": run.name, "version": run.version, "results": [
+            response(run, u, q, res, req.include_history) for u, q, res in zip(user_ids, qs, results)]})
 
     @app.post("/v1/similar-items", response_model=S.SimilarResponse)
     async def similar_items(req: S.SimilarRequest):

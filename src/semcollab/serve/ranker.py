@@ -214,6 +214,7 @@ class RankRun:
             scores = scores.masked_fill(self._extra_mask, -torch.inf)
         return scores
 
+    SCORE_BLOCK_BYTES = 1 << 20  # float32 scores per block of precomputed users: fits a 1 MiB+ L2 cache
     CHUNK = 64  # rows per forward pass of a batch (64-256 measured alike on Beauty; 64 a little faster)
 
     @torch.inference_mode()
@@ -235,8 +236,12 @@ class RankRun:
             order = np.arange(len(seqs))
         out: list[dict | None] = [None] * len(queries)
         if self.user_vectors is not None and all(q["history"] is None for q in queries):
-            for start in range(0, len(queries), 1024):  # known users: precomputed rows, one matmul per 1024
-                rows = list(range(start, min(start + 1024, len(queries))))
+            # known users: precomputed rows; scored in blocks of at most SCORE_BLOCK_BYTES so that each block of
+            # scores is still in the core's L2 cache when it is masked and top-k'ed (Beauty, 12,101 items, 1 thread:
+            # 21 rows a block 24,800 users/s, 1,000 rows a block 10,200: the scores' round trip to memory dominates)
+            step = max(1, min(256, self.SCORE_BLOCK_BYTES // (4 * (self.n_items + 1))))
+            for start in range(0, len(queries), step):
+                rows = list(range(start, min(start + step, len(queries))))
                 scores = self.user_vectors[users[rows]] @ self.item_matrix.T
                 if self._extra_mask is not None:
                     scores = scores.masked_fill(self._extra_mask, -torch.inf)
