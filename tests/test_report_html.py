@@ -37,7 +37,7 @@ def test_metrics_table_has_mean_sd_over_seeds_and_a_dataset_column(runs, tmp_pat
     head = re.search(r"<thead><tr>(.*?)</tr></thead>", page).group(1)
     assert head.startswith("<th>dataset</th><th>model</th><th>seeds</th>")
     rows = re.findall(r"<tr><td>atomic:toy</td><td>([^<]*)</td><td>([^<]*)</td>", page)
-    assert rows == [("gru4rec", "1, 2"), ("pop", "42")]
+    assert rows == [("gru4rec", "2 (seeds 1, 2)"), ("pop", "1 (seed 42)")]
     captions = re.findall(r"<figcaption>([^<]*)</figcaption>", page)
     assert [c.split(": ", 1)[1].split(" (")[0] for c in captions] == [
         "training loss per epoch", "valid ndcg@10 per epoch", "NDCG@10 on head vs tail items",

@@ -179,6 +179,12 @@ def _mean_sd(vals: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
+def _seeds(g: Group) -> str:
+    """How many seeds, then which: '1 (seed 42)', '3 (seeds 1, 2, 3)'."""
+    seeds = [str(r.seed) for r in g.runs]
+    return f"{len(seeds)} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
+
+
 def _ranking_table(groups: list[Group]) -> str:
     head = ["dataset", "model", "seeds"] + [c.upper() for c in DEFAULT_COLUMNS] + ["head NDCG@10", "tail NDCG@10",
                                                                                    "epochs (best)"]
@@ -189,7 +195,7 @@ def _ranking_table(groups: list[Group]) -> str:
         cells += [_cell([(m.get(part) or {}).get("ndcg@10") for m in ms]) for part in ("head", "tail")]
         fits = [r.record.get("fit") or {} for r in g.runs]
         ep = ", ".join(f"{f.get('epochs_run', '?')} ({f.get('best_epoch', '?')})" for f in fits)
-        rows.append([g.runs[0].dataset, g.label, ", ".join(str(r.seed) for r in g.runs)] + cells + [ep])
+        rows.append([g.runs[0].dataset, g.label, _seeds(g)] + cells + [ep])
     return _html_table(head, rows, "metrics")
 
 
@@ -201,7 +207,7 @@ def _ctr_table(groups: list[Group]) -> str:
         cells = [_cell([(m.get(part) or {}).get(key) for m in ms]) for part, key, _ in CTR_COLUMNS]
         m0 = ms[0]
         n = f"{m0['all'].get('n', '?')} ({(m0.get('warm') or {}).get('n', '?')} / {(m0.get('cold') or {}).get('n', '?')})"
-        rows.append([g.runs[0].dataset, g.label, ", ".join(str(r.seed) for r in g.runs)] + cells + [n])
+        rows.append([g.runs[0].dataset, g.label, _seeds(g)] + cells + [n])
     return _html_table(head, rows, "metrics ctr")
 
 
