@@ -903,6 +903,7 @@ def reaemb_bench_kv(ctx: typer.Context,
 
 
 from . import cli_report  # noqa: E402,F401  (registers `semcollab report`)
+
 __import__("semcollab.cli_serve", fromlist=["register"]).register(app)  # `semcollab serve` (cli_serve.py)
 
 

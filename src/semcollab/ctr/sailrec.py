@@ -190,7 +190,7 @@ class SAILRec(CoLLM):
         vecs = None
         if path.exists():
             try:
-                vecs = np.load(path)
+                vecs = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:  # a damaged cache file is recomputed, not trusted
                 if log:
                     log(f"semantic cache {path} is unreadable ({exc}); recomputing")
