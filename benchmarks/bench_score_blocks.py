@@ -28,7 +28,7 @@ def main() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         u, m = users.to(dtype), items.to(dtype)
         for block in (8, 16, 21, 32, 64, 256, a.users):
-            def run():
+            def run(u=u, m=m, block=block):
                 for s in range(0, a.users, block):
                     sc = u[s:s + block] @ m.T
                     sc[:, 0] = -torch.inf
