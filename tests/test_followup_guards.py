@@ -249,3 +249,19 @@ def test_read_run_config_names_a_symlink_loop_in_the_run_folder(tmp_path):
     (run / "config.yaml").symlink_to(run / "config.yaml")
     with pytest.raises(RunFileError, match="config.yaml cannot be read: Too many levels of symbolic links"):
         read_run_config(run)
+
+
+def test_an_override_typed_before_the_run_folder_is_not_taken_for_the_folder(toy_dir, tmp_path):
+    """Click hands an override given first to the required RUN argument: evaluate and recommend once tried to
+    open a run folder named '--data.path=...'; ctr evaluate had its own copy of the repair."""
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "--model", "pop", "--dataset", "atomic:toy", f"--data.path={toy_dir}",
+                            f"--output_dir={tmp_path}"])
+    assert r.exit_code == 0, r.output
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
+    r = runner.invoke(app, ["evaluate", f"--data.path={toy_dir}", str(run)])
+    assert r.exit_code == 0 and "toy test (full)" in r.output, r.output
+    r = runner.invoke(app, ["recommend", f"--data.path={toy_dir}", str(run), "--user", "1", "--k", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", f"--data.path={toy_dir}", str(run), str(run)])
+    assert r.exit_code == 2 and "give one run folder" in r.output

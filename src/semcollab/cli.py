@@ -149,7 +149,8 @@ def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a fol
 
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
-    args, data_paths = _data_path_args(ctx.args)
+    run_dir, args = _required_run_arg(run_dir, ctx.args)
+    args, data_paths = _data_path_args(args)
     bad = [a for a in args if not a.lstrip("-").startswith("eval.")]
     if bad:
         raise typer.BadParameter(f"evaluate takes only eval.* overrides and --data.path/--data.meta_path/"
@@ -335,15 +336,13 @@ def _config_data_paths(config: Path | None, run_dir: Path, data_paths: dict) -> 
     ``train``, says where the data is now (data.path/meta_path/cache_dir; --data.* options win); its other data
     settings must be the run's, since they decide what the model was trained on. Other sections are not used
     (the run keeps its own): a warning names them."""
-    import yaml
-
     from .api import DATA_PATH_KEYS, read_run_config
-    from .config import ConfigError, load_config
+    from .config import ConfigError, RunConfig, from_dict, raw_config
 
     if config is None:
         return data_paths
-    from_file = load_config(config).data  # the whole file validated: unknown keys and bad values are errors
-    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    raw = raw_config(config)  # read once, through the config-file guards (not a FIFO, not oversized, valid YAML)
+    from_file = from_dict(RunConfig, raw).data  # the whole file validated: unknown keys and bad values are errors
     section = raw.get("data") or {}
     run_data = read_run_config(run_dir).data
     for key in section:
@@ -557,7 +556,8 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
     from .explain import explain_recommendations, user_history
     from .textsafe import printable
 
-    args, data_paths = _data_path_args(ctx.args)
+    run_dir, args = _required_run_arg(run_dir, ctx.args)
+    args, data_paths = _data_path_args(args)
     if args:
         raise typer.BadParameter(f"recommend takes only --data.path/--data.meta_path/--data.cache_dir=... besides "
                                  f"its options; got {args}")
@@ -684,13 +684,7 @@ def ctr_evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a
     Data pickles that are not the known CoLLM split are read only with --data.allow_pickle=true given here."""
     from .ctr import evaluate_ctr_run
 
-    args = list(ctx.args)
-    if str(run_dir).startswith("--"):  # click hands an override given first to the positional argument
-        args, rest = [str(run_dir)], [a for a in args if not a.startswith("--")]
-        args += [a for a in ctx.args if a.startswith("--")]
-        if len(rest) != 1:
-            raise typer.BadParameter("give one run folder")
-        run_dir = Path(rest[0])
+    run_dir, args = _required_run_arg(run_dir, ctx.args)
     allow_pickle = _allow_pickle_arg(args, "ctr evaluate")
     if stage not in ("valid", "test"):
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
@@ -720,8 +714,9 @@ def ctr_attention(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="
         raise typer.BadParameter(f"--stage must be valid or test, got {stage!r}")
     if rows < 1 or batch_size < 1:
         raise typer.BadParameter(f"--rows and --batch-size must be at least 1, got {rows} and {batch_size}")
+    run_dir, args = _required_run_arg(run_dir, ctx.args)
     rep = attention_diagnostic(run_dir, out, stage, rows, seed, batch_size, allow_data_change,
-                               allow_pickle=_allow_pickle_arg(ctx.args, "ctr attention"))
+                               allow_pickle=_allow_pickle_arg(args, "ctr attention"))
     from rich.table import Table
 
     t = Table(title=safe_text(f"{rep['model']}: attention mass on collaborative tokens, answer position "
@@ -800,6 +795,18 @@ def _run_arg(run_dir: Path | None, args: list[str]) -> tuple[Path | None, list[s
     if run_dir is not None and str(run_dir).startswith("--"):
         return None, [str(run_dir), *args]
     return run_dir, list(args)
+
+
+def _required_run_arg(run_dir: Path, args: list[str]) -> tuple[Path, list[str]]:
+    """:func:`_run_arg` for a required run folder: an override typed before the folder lands in ``run_dir`` and
+    the folder among the extra arguments; take the one argument that is not an override as the folder."""
+    found, args = _run_arg(run_dir, args)
+    if found is not None:
+        return found, args
+    rest = [a for a in args if not a.startswith("--")]
+    if len(rest) != 1:
+        raise typer.BadParameter("give one run folder")
+    return Path(rest[0]), [a for a in args if a.startswith("--")]
 
 
 reaemb_app = typer.Typer(no_args_is_help=True, help="ReaEmb: LM item embeddings that 'think' one latent token "
