@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from .checkpointing import (
     note_other_resume_files,
-    release_resume_lock,
     remove_resume_file,
+    resume_lock,
     run_resume_target,
     trajectory_settings,
 )
@@ -92,7 +92,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
         ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params, data, fingerprint,
                                         {"train": trajectory_settings(cfg.train), "eval": trajectory_settings(cfg.eval)})
         note_other_resume_files(ckpt, log)
-    try:  # a failed run gives up its resume lock (the checkpoint stays for the rerun)
+    with resume_lock(ckpt):  # owned while it trains; a failed run gives it up (the checkpoint stays)
         result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
         device = resolve_device(cfg.train.device)
         pop = split.item_popularity()
@@ -110,8 +110,6 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
 
             run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
             remove_resume_file(ckpt)
-    finally:
-        release_resume_lock(ckpt)
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 
 

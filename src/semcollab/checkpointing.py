@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -258,6 +259,18 @@ def release_resume_lock(path: Path | None, remove: bool = False) -> None:
     if remove:
         lock_path(path).unlink(missing_ok=True)
     fh.close()  # closing the only descriptor releases the flock
+
+
+@contextmanager
+def resume_lock(path: Path | None, remove: bool = False):
+    """Hold ``path``'s lock for the block (nothing when ``path`` is None); given up when the block ends, also by
+    an exception (``remove``: the lock file is deleted too)."""
+    if path is not None:
+        lock_resume_file(path)
+    try:
+        yield
+    finally:
+        release_resume_lock(path, remove=remove)
 
 
 def remove_resume_file(path: Path | None) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpointing import CheckpointMismatchError, key_diff, load_checkpoint, lock_resume_file, release_resume_lock
+from ..checkpointing import CheckpointMismatchError, key_diff, load_checkpoint, resume_lock
 from ..checkpointing import rng_state as _rng_state
 from ..checkpointing import save_atomic as _save_atomic
 from ..checkpointing import set_rng_state as _set_rng_state
@@ -188,24 +188,6 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
              log: Callable[[str], None] | None = print,
              lr_scale: Mapping[str, float] | None = None) -> LMTrainResult:
-    """:func:`_train_lm` holding ``checkpoint_dir``'s checkpoint for this process (an ``flock``), so a second
-    run of the same settings (e.g. two LM-CTR runs sharing a step cache) is refused instead of reading or
-    overwriting a live checkpoint; a killed owner's lock is released by the kernel."""
-    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if ckpt is not None:
-        lock_resume_file(ckpt)
-    try:
-        return _train_lm(loss_fn, trainable, rows, lengths, collate, cfg, checkpoint_dir, model, should_stop, log,
-                         lr_scale)
-    finally:
-        release_resume_lock(ckpt, remove=True)
-
-
-def _train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
-              collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
-              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
-              log: Callable[[str], None] | None = print,
-              lr_scale: Mapping[str, float] | None = None) -> LMTrainResult:
     """Train the parameters in ``trainable`` (modules — only their ``requires_grad`` parameters — or
     parameters; a dict gives them stable names in checkpoints) on ``rows``.
 
@@ -252,90 +234,93 @@ def _train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequen
     step, epoch, pos, order, losses, resumed = 0, 0, 0, None, [], None
 
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, "checkpoint")  # weights_only=True: a foreign file is refused, its code never runs
-        if state["key"] != key:
-            raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
-                                          "use a new checkpoint dir or delete it to start over")
-        with torch.no_grad():
-            for n, p in named.items():
-                p.copy_(state["trainable"][n])
-        losses = list(state["losses"])
-        if state["finished"]:
-            say(f"training already finished ({state['step']} steps, checkpoint {ckpt}); loaded its parameters")
-            return LMTrainResult(steps=state["step"], total_steps=total, epochs_completed=state["epoch"],
-                                 losses=losses, stopped_by="already_finished", resumed_from_step=state["step"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        step, epoch, pos, order = state["step"], state["epoch"], state["batch"], state["order"]
-        resumed = step
-        say(f"resuming from step {step}/{total} (epoch {epoch + 1}, batch {pos}) from {ckpt}")
-    elif ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    # this process owns the checkpoint while it trains: a second run of the same settings (two LM-CTR runs sharing
+    # a step cache) is refused instead of reading or overwriting it; a killed owner's lock is freed by the kernel
+    with resume_lock(ckpt, remove=True):
+        if ckpt is not None and ckpt.exists():
+            state = load_checkpoint(ckpt, "checkpoint")  # weights_only=True: a foreign file is refused, its code never runs
+            if state["key"] != key:
+                raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
+                                              "use a new checkpoint dir or delete it to start over")
+            with torch.no_grad():
+                for n, p in named.items():
+                    p.copy_(state["trainable"][n])
+            losses = list(state["losses"])
+            if state["finished"]:
+                say(f"training already finished ({state['step']} steps, checkpoint {ckpt}); loaded its parameters")
+                return LMTrainResult(steps=state["step"], total_steps=total, epochs_completed=state["epoch"],
+                                     losses=losses, stopped_by="already_finished", resumed_from_step=state["step"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"])
+            step, epoch, pos, order = state["step"], state["epoch"], state["batch"], state["order"]
+            resumed = step
+            say(f"resuming from step {step}/{total} (epoch {epoch + 1}, batch {pos}) from {ckpt}")
+        elif ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
 
-    def save(finished: bool) -> None:
-        if ckpt is None:
-            return
-        _save_atomic({"key": key, "finished": finished, "step": step, "epoch": epoch, "batch": pos, "order": order,
-                      "losses": losses, "trainable": {n: p.detach().cpu().clone() for n, p in named.items()},
-                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
-                      "config": asdict(cfg)}, ckpt)
+        def save(finished: bool) -> None:
+            if ckpt is None:
+                return
+            _save_atomic({"key": key, "finished": finished, "step": step, "epoch": epoch, "batch": pos, "order": order,
+                          "losses": losses, "trainable": {n: p.detach().cpu().clone() for n, p in named.items()},
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                          "config": asdict(cfg)}, ckpt)
 
-    checkpointing = (on_cuda and cfg.gradient_checkpointing and model is not None
-                     and hasattr(model, "gradient_checkpointing_enable"))
-    if checkpointing:  # non-reentrant: works with a frozen base and inputs_embeds that need no grad
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.to(device).train()
-    result = LMTrainResult(total_steps=total, resumed_from_step=resumed)
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="train", disable=not cfg.progress)
-    try:
-        while step < total:
-            if order is None:
-                order = length_bucketed_batches(lengths, cfg.batch_size, cfg.seed, epoch)
-            group = order[pos:pos + cfg.grad_accum]
-            opt.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for idx in group:
-                batch = _to_device(collate([rows[i] for i in idx]), device)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = loss_fn(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower LMTrainConfig.lr")
-                (loss / len(group)).backward()
-                step_loss += loss.item() / len(group)
-                result.tokens += int(sum(lengths[i] for i in idx))
-            if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(step_loss)
-            pos += len(group)
-            if pos >= len(order):
-                epoch, pos, order = epoch + 1, 0, None
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            done = step >= total
-            timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
-            stop = should_stop is not None and should_stop(step)
-            if done or timed_out or stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                save(finished=done)
-            if not done and (timed_out or stop):
-                result.stopped_by = "max_minutes" if timed_out else "stop_requested"
-                say(f"stopped at step {step}/{total} ({result.stopped_by})" +
-                    (f"; rerun with checkpoint dir {ckpt.parent} to continue" if ckpt else ""))
-                break
-    finally:
-        bar.close()
-        if checkpointing:
-            model.gradient_checkpointing_disable()
-        for m, was in zip(modules, modes):
-            m.train(was)
-    result.steps, result.epochs_completed, result.losses = step, epoch, losses
-    result.seconds = time.perf_counter() - t0
-    result.tokens_per_second = result.tokens / max(result.seconds, 1e-9)
-    return result
+        checkpointing = (on_cuda and cfg.gradient_checkpointing and model is not None
+                         and hasattr(model, "gradient_checkpointing_enable"))
+        if checkpointing:  # non-reentrant: works with a frozen base and inputs_embeds that need no grad
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.to(device).train()
+        result = LMTrainResult(total_steps=total, resumed_from_step=resumed)
+        t0 = time.perf_counter()
+        bar = tqdm(total=total, initial=step, desc="train", disable=not cfg.progress)
+        try:
+            while step < total:
+                if order is None:
+                    order = length_bucketed_batches(lengths, cfg.batch_size, cfg.seed, epoch)
+                group = order[pos:pos + cfg.grad_accum]
+                opt.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for idx in group:
+                    batch = _to_device(collate([rows[i] for i in idx]), device)
+                    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        loss = loss_fn(batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower LMTrainConfig.lr")
+                    (loss / len(group)).backward()
+                    step_loss += loss.item() / len(group)
+                    result.tokens += int(sum(lengths[i] for i in idx))
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(step_loss)
+                pos += len(group)
+                if pos >= len(order):
+                    epoch, pos, order = epoch + 1, 0, None
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+                done = step >= total
+                timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+                stop = should_stop is not None and should_stop(step)
+                if done or timed_out or stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                    save(finished=done)
+                if not done and (timed_out or stop):
+                    result.stopped_by = "max_minutes" if timed_out else "stop_requested"
+                    say(f"stopped at step {step}/{total} ({result.stopped_by})" +
+                        (f"; rerun with checkpoint dir {ckpt.parent} to continue" if ckpt else ""))
+                    break
+        finally:
+            bar.close()
+            if checkpointing:
+                model.gradient_checkpointing_disable()
+            for m, was in zip(modules, modes):
+                m.train(was)
+        result.steps, result.epochs_completed, result.losses = step, epoch, losses
+        result.seconds = time.perf_counter() - t0
+        result.tokens_per_second = result.tokens / max(result.seconds, 1e-9)
+        return result
