@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import schemas as S
-from .middleware import Metrics, ServeMiddleware
+from .middleware import Metrics, ServeMiddleware, _error
 from .ranker import CTRRun, RankRun, RequestError, load_serving_run
 
 try:  # orjson (in the [serve] extra) encodes a 1,000-user batch answer several times faster than json
@@ -37,13 +37,6 @@ except ImportError:  # pragma: no cover
 STATIC = Path(__file__).parent / "static"
 HISTORY_SHOWN = 20
 ERRORS = {413: {"description": "batch or body over the configured limit"}}
-
-
-def _err(field: str, msg: str, kind: str = "value_error", input=None) -> dict:
-    d = {"loc": field.split("."), "msg": msg, "type": kind}
-    if input is not None:
-        d["input"] = input
-    return {"detail": [d]}
 
 
 def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: int = 1024,
@@ -75,12 +68,12 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
-        return JSONResponse(_err(exc.field, exc.message, "value_error", exc.input), status_code=exc.status)
+        return JSONResponse(_error(exc.field, exc.message, "value_error", exc.input), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not UTF-8 / JSON text
-            return JSONResponse(_err("body", f"the body is not valid JSON ({exc.detail})", "json_invalid"), 422)
+            return JSONResponse(_error("body", f"the body is not valid JSON ({exc.detail})", "json_invalid"), 422)
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)

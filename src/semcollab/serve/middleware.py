@@ -61,9 +61,13 @@ async def _send_json(send, status: int, body: dict, headers: list | None = None)
     await send({"type": "http.response.body", "body": data})
 
 
-def _error(field: str, msg: str, kind: str) -> dict:
-    """The one error shape of this API (that of FastAPI's validation errors): ``{"detail": [{loc, msg, type}]}``."""
-    return {"detail": [{"loc": field.split("."), "msg": msg, "type": kind}]}
+def _error(field: str, msg: str, kind: str = "value_error", input=None) -> dict:
+    """The one error shape of this API (that of FastAPI's validation errors): ``{"detail": [{loc, msg, type}]}``,
+    with the offending ``input`` when there is one (unknown ids listed)."""
+    d = {"loc": field.split("."), "msg": msg, "type": kind}
+    if input is not None:
+        d["input"] = input
+    return {"detail": [d]}
 
 
 class ServeMiddleware:

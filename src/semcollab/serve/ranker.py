@@ -108,6 +108,7 @@ class RankRun:
         self.max_len = getattr(self.model, "max_len", None)
         self._lock = threading.Lock()
         self._library = None
+        self._unit_tables: dict[str, tuple] = {}
         self._title_index: dict[str, int] = {}
         for i in range(self.split.n_items, 0, -1):  # the lowest index wins for a repeated title
             if self.titles[i]:
@@ -209,10 +210,11 @@ class RankRun:
     def _scores(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         if self.item_matrix is None:
             return self.model.score(users, seqs)
-        scores = self._encode(users, seqs) @ self.item_matrix.T
-        if self._extra_mask is not None:
-            scores = scores.masked_fill(self._extra_mask, -torch.inf)
-        return scores
+        return self._masked(self._encode(users, seqs) @ self.item_matrix.T)
+
+    def _masked(self, scores: torch.Tensor) -> torch.Tensor:
+        """Items the factoring says the model never ranks (a semantic model's items without text) get -inf."""
+        return scores if self._extra_mask is None else scores.masked_fill(self._extra_mask, -torch.inf)
 
     SCORE_BLOCK_BYTES = 1 << 20  # float32 scores per block of precomputed users: fits a 1 MiB+ L2 cache
     CHUNK = 64  # rows per forward pass of a batch (64-256 measured alike on Beauty; 64 a little faster)
@@ -242,9 +244,7 @@ class RankRun:
             step = max(1, min(256, self.SCORE_BLOCK_BYTES // (4 * (self.n_items + 1))))
             for start in range(0, len(queries), step):
                 rows = list(range(start, min(start + step, len(queries))))
-                scores = self.user_vectors[users[rows]] @ self.item_matrix.T
-                if self._extra_mask is not None:
-                    scores = scores.masked_fill(self._extra_mask, -torch.inf)
+                scores = self._masked(self.user_vectors[users[rows]] @ self.item_matrix.T)
                 for r, res in zip(rows, self._top(scores.float(), [queries[i] for i in rows], [seqs[i] for i in rows])):
                     out[r] = res
             return out
@@ -302,15 +302,25 @@ class RankRun:
             raise RequestError("body.model", f"run {self.name!r} ({self.model_name}) has no item embeddings")
         return "id", table[: self.n_items + 1]
 
+    def _unit_table(self, which: str) -> tuple[str, torch.Tensor, torch.Tensor | None]:
+        """(source, unit-length item table, rows without a vector or None), built on first use and kept: the
+        weights never change while serving, and a text-adapter model's item_table() is a pass over the catalogue."""
+        with self._lock:
+            if which not in self._unit_tables:
+                source, table = self.embedding_table(which)
+                with torch.inference_mode():
+                    dead = (table == 0).all(-1) if source == "semantic" else None
+                    self._unit_tables[which] = (source, F.normalize(table.float(), dim=-1), dead)
+            return self._unit_tables[which]
+
     def similar(self, item: int, k: int, which: str) -> tuple[str, list[tuple[int, float]]]:
-        source, table = self.embedding_table(which)
+        source, t, dead = self._unit_table(which)
         with torch.inference_mode():
-            t = F.normalize(table.float(), dim=-1)
             sims = t @ t[item]
             sims[0] = -torch.inf
             sims[item] = -torch.inf
-            if source == "semantic":
-                sims[(table == 0).all(-1)] = -torch.inf
+            if dead is not None:
+                sims[dead] = -torch.inf
             top = sims.topk(min(k, self.n_items))
         return source, [(i, v) for i, v in zip(top.indices.tolist(), top.values.tolist()) if np.isfinite(v)]
 
@@ -369,17 +379,12 @@ class CTRRun:
     n_items = RankRun.n_items
     item_record = RankRun.item_record
     user_index = RankRun.user_index
+    item_indices = RankRun.item_indices  # ids only: a CTR request never passes titles
 
     @property
     def model_name(self) -> str:
         return self.cfg.model
 
-    def item_indices(self, raws, field, titles=False):
-        index = self.split.item_vocab._index
-        unknown = [r for r in raws if str(r) not in index]
-        if unknown:
-            raise RequestError(field, f"unknown item ids for model {self.name!r}: {unknown[:20]}", unknown)
-        return [index[str(r)] for r in raws]
 
     def score(self, user: int, items: list[int], history: list[int] | None) -> list[float]:
         L = self.split.history_len
