@@ -265,3 +265,12 @@ def test_an_override_typed_before_the_run_folder_is_not_taken_for_the_folder(toy
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["evaluate", f"--data.path={toy_dir}", str(run), str(run)])
     assert r.exit_code == 2 and "give one run folder" in r.output
+
+
+def test_ctr_table_shows_a_run_without_warm_or_cold_rows_as_dashes():
+    """A CTR metrics.json with only 'all' (no warm / cold split) once raised KeyError in the table."""
+    t = cli._ctr_table({"mf": {"all": {"auc": 0.7, "uauc": 0.6, "logloss": 0.5}}}, "test")
+    out = Console(width=200, record=True)
+    out.print(t)
+    text = out.export_text()
+    assert "0.7000" in text and text.count("-") >= 4

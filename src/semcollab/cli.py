@@ -554,7 +554,6 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
 
     Data that moved since training: --data.path=... (checked against the run's recorded fingerprint)."""
     from .explain import explain_recommendations, user_history
-    from .textsafe import printable
 
     run_dir, args = _required_run_arg(run_dir, ctx.args)
     args, data_paths = _data_path_args(args)
@@ -571,7 +570,7 @@ def recommend(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a ru
         raise typer.BadParameter("--intents only adds labels to --explain output; pass --explain too")
     res = explain_recommendations(model, split, user, k, stage, intents_file=intents)
     if "note" in res:
-        _warn(printable(res["note"]))
+        _warn(res["note"])
     # titles, ids and labels are data: printed as written (markup escaped, control characters made visible)
     # an item without text (data without titles) shows as "item <id>", not as an empty cell
     hist_ids = [split.item_vocab.decode(i) for i in user_history(split, user, stage)[-len(res["history"]):]]
@@ -630,7 +629,7 @@ def _ctr_table(results: dict[str, dict], title: str):
 
     for name, r in results.items():
         t.add_row(safe_text(name), f(r["all"].get("auc")), f(r["all"].get("uauc")), f(r["all"].get("logloss")),
-                  f(r["warm"].get("auc")), f(r["warm"].get("uauc")), f(r["cold"].get("auc")), f(r["cold"].get("uauc")))
+                  *(f((r.get(part) or {}).get(key)) for part in ("warm", "cold") for key in ("auc", "uauc")))
     return t
 
 

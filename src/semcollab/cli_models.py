@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from . import modelhub
+from .textsafe import safe_text
 
 
 def models_command(console: Console | None = None) -> list[dict]:
@@ -29,7 +29,7 @@ def models_command(console: Console | None = None) -> list[dict]:
     for name, entry in modelhub.MODELS.items():
         st = modelhub.model_status(name)
         rows.append(st)
-        how = escape(st["how"].replace(home, "~"))
+        how = safe_text(st["how"].replace(home, "~"))
         table.add_row(name, entry.kind, entry.params.split(" ")[0], str(entry.hidden_size or ""),
                       f"[{colours[st['state']]}]{st['state']}[/]", *((entry.upstream,) if wide else ()), how)
     console.print(table)
@@ -47,9 +47,9 @@ def fetch_command(name: str, console: Console | None = None) -> str:
     t0 = time.perf_counter()
     try:
         # repair: a damaged cached copy (sizes, then every sha256) is rebuilt; stale temporaries are removed
-        path = modelhub.resolve_model(name, log=lambda msg: console.print(f"[dim]{escape(msg)}[/]"), repair=True)
+        path = modelhub.resolve_model(name, log=lambda msg: console.print(safe_text(msg), style="dim"), repair=True)
     except modelhub.ModelError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]")
+        console.print(safe_text(exc), style="red")
         raise SystemExit(1) from None
     size = modelhub._du(Path(path)) / 1e9
     console.print(f"[green]{name}[/] ready at {path} ({size:.2f} GB, {time.perf_counter() - t0:.1f} s)")
