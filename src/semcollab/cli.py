@@ -733,11 +733,10 @@ def _ctr_label(run_dir: Path) -> str:
     """Row name of a CTR run: its model and the model_params that set it apart (not the LM or CPU budget)."""
     import yaml
 
+    from .report import ctr_label
+
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        params = {k: v for k, v in (cfg.get("model_params") or {}).items()
-                  if k not in ("lm", "soft_max_rows", "max_minutes", "checkpoint_every", "score_batch_size")}
-        return cfg["model"] + (f" [{', '.join(f'{k}={v}' for k, v in params.items())}]" if params else "")
+        return ctr_label(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return run_dir.name
 

@@ -19,6 +19,16 @@ def run_label(cfg: dict) -> str:
     return cfg["model"] + (f" [{', '.join(tags)}]" if tags else "")
 
 
+# CTR model_params that do not set a model apart (the LM and the CPU budget): left out of a CTR row's name
+CTR_UNLABELLED = ("lm", "soft_max_rows", "max_minutes", "checkpoint_every", "score_batch_size")
+
+
+def ctr_label(cfg: dict) -> str:
+    """Row name for a saved CTR run's config: the model plus the model_params that set it apart."""
+    params = {k: v for k, v in (cfg.get("model_params") or {}).items() if k not in CTR_UNLABELLED}
+    return str(cfg["model"]) + (f" [{', '.join(f'{k}={v}' for k, v in params.items())}]" if params else "")
+
+
 def seeded_runs(group: str | Path) -> list[Path]:
     """The finished runs (``metrics.json`` written) in a group folder of seeded runs of one setting, sorted.
 

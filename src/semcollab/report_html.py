@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import DEFAULT_COLUMNS, LABEL_PARAMS
+from .report import DEFAULT_COLUMNS, ctr_label, run_label
 from .report_plots import bar_chart, curves_chart
 
 # settings that do not change what a run measures: left out when runs are grouped over seeds
@@ -112,11 +112,7 @@ def _attach_intents(run: Run) -> None:
 
 
 def _label(run: Run) -> str:
-    params = run.config.get("model_params") or {}
-    keys = LABEL_PARAMS if run.kind == "ranking" else [k for k in params if k not in (
-        "lm", "soft_max_rows", "max_minutes", "checkpoint_every", "score_batch_size")]
-    tags = [f"{k}={params[k]}" for k in keys if k in params]
-    return str(run.config["model"]) + (f" [{', '.join(tags)}]" if tags else "")
+    return (run_label if run.kind == "ranking" else ctr_label)(run.config)
 
 
 def _datasets(runs: list[Run]) -> None:
