@@ -1,5 +1,5 @@
 """LM-core throughput on CPU (or CUDA): LoRA training tokens/s and yes/no scoring rows/s, two-row head vs
-the full vocabulary head, for the offline causal LMs of ``semcollab.modelhub``.
+the full vocabulary head, for the offline causal LMs of ``semcollab.hub.models``.
 
 Usage: python benchmarks/bench_lm_core.py [--models smollm2-135m,gemma3-270m] [--steps 4] [--out result.json]
 Prompts are synthetic TALLRec-style rows ("MovieList: ... TargetMovie: ...") cut to ~``--tokens`` tokens."""

@@ -12,7 +12,7 @@ import itertools
 import json
 from pathlib import Path
 
-from semcollab.ctr import run_ctr
+from semcollab.tasks.ctr import run_ctr
 
 GRID = {
     "mf": {"train.lr": [1e-2], "train.weight_decay": [0.0, 1e-6, 1e-5, 1e-4, 1e-3], "model_params.bias": [False, True]},

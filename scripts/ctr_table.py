@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from semcollab.ctr import evaluate_ctr_run
+from semcollab.tasks.ctr import evaluate_ctr_run
 
 # the run folders of scripts/ctr_lm.sh, in table order, with what each row is
 LM_ROWS = {

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semcollab.lm.reaemb import _masked_sum, rank_reward, rollout_sigma
-from semcollab.reaemb import _load_data, build_encoder, load_pipeline_config, stage2_candidates
+from semcollab.methods.reaemb.encoder import _masked_sum, rank_reward, rollout_sigma
+from semcollab.methods.reaemb.pipeline import _load_data, build_encoder, load_pipeline_config, stage2_candidates
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir", type=Path)

@@ -3,7 +3,7 @@
 Usage: python scripts/saerec_branch_stats.py RUN_DIR [RUN_DIR ...] [--stage test] [--max-users 2000]
        [--batch-size 256] [--seed 0] [--json OUT.json]
 
-Columns (last position of each evaluated user's history; see semcollab.explain.branch_stats):
+Columns (last position of each evaluated user's history; see semcollab.methods.saerec.branch_stats):
 w_per / w_pub = mean fusion weight (gate or attention) of the personal / public branch; |int|/|seq| = mean
 ||g_per h_per + g_pub h_pub|| / ||h_seq||; int share = mean |intent term| / (|seq term| + |intent term|) over
 the fused top-10; top10 chg = users whose top-10 set changes without the intents; ovl@10 = mean overlap of the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from semcollab.explain import branch_stats
-from semcollab.report import run_label
+from semcollab.methods.saerec import branch_stats
+from semcollab.report.table import run_label
 
 COLUMNS = [  # (header, key, format)
     ("users", "users", "d"), ("w_per", "weight_personal_mean", ".3f"), ("w_pub", "weight_public_mean", ".3f"),

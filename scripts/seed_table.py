@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import yaml
 
-from semcollab.report import run_label, seeded_runs
+from semcollab.report.table import run_label, seeded_runs
 
 COLS = ("hr@10", "ndcg@10")
 print("| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 | epochs (best) |")

@@ -10,7 +10,7 @@ import json
 import numpy as np
 from scipy import stats
 
-from semcollab.report import seeded_runs
+from semcollab.report.table import seeded_runs
 
 
 def values(group: str, part: str, metric: str) -> np.ndarray:

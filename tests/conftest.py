@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.lm_helpers import lm  # noqa: F401  (the `lm` fixture, for every test folder)
+
 
 def _test_threads() -> int:
     """Threads for torch in the test process: SEMCOLLAB_TEST_THREADS, else OMP_NUM_THREADS, else 1 (the suite is

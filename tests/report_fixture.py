@@ -5,9 +5,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from semcollab.cli import app
+from semcollab.cli.core import app
 from tests.conftest import write_atomic
-from tests.ctr.test_ctr_cli import write_collm_folder
+from tests.tasks.test_ctr_cli import write_collm_folder
 
 runner = CliRunner()
 

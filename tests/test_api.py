@@ -8,7 +8,7 @@ import pytest
 
 import semcollab
 from semcollab.api import DataChangedError, load_run
-from semcollab.fsutil import OutputError
+from semcollab.runs.files import OutputError
 from tests.conftest import Killed, kill_after
 
 

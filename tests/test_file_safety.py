@@ -17,9 +17,9 @@ import torch
 from typer.testing import CliRunner
 
 import semcollab
-from semcollab.checkpointing import CheckpointMismatchError
-from semcollab.cli import app
+from semcollab.cli.core import app
 from semcollab.data import DataError, load_collm_ctr
+from semcollab.runs.checkpoints import CheckpointMismatchError
 from tests.conftest import Killed, kill_after
 
 
@@ -65,7 +65,7 @@ def test_train_resume_checkpoint_never_runs_code(toy_dir, tmp_path, as_torch):
         semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=kill_after(1))
     (ckpt,) = (out / ".resume").glob("*.pt")
     plant(ckpt, marker, as_torch)
-    from semcollab.checkpointing import release_resume_lock
+    from semcollab.runs.checkpoints import release_resume_lock
 
     release_resume_lock(ckpt)  # the killed call above ran in this process: let the CLI call below own the file
     r = CliRunner().invoke(app, ["train", "--model", "sasrec", "--dataset", "atomic:toy", *[f"--{o}" for o in over]])
@@ -76,10 +76,10 @@ def test_train_resume_checkpoint_never_runs_code(toy_dir, tmp_path, as_torch):
 
 
 def test_ctr_embedding_loop_checkpoint_never_runs_code(tmp_path):
-    from semcollab.ctr import build_ctr_model, fit_ctr, prepare_ctr
-    from semcollab.ctr.config import CTRTrainConfig
+    from semcollab.tasks.ctr import build_ctr_model, fit_ctr, prepare_ctr
+    from semcollab.tasks.ctr_config import CTRTrainConfig
 
-    from .ctr.test_ctr import toy_ctr
+    from .tasks.test_ctr import toy_ctr
 
     split = prepare_ctr(toy_ctr(), history_len=5)
     cfg = CTRTrainConfig(epochs=3, lr=1e-2, batch_size=64, progress=False, checkpoint_minutes=0)
@@ -92,9 +92,9 @@ def test_ctr_embedding_loop_checkpoint_never_runs_code(tmp_path):
 
 def test_reaemb_stage_checkpoint_never_runs_code(tiny_causal_lm, tmp_path):
     """`semcollab reaemb train`: a pickle planted as <output_dir>/stage1/checkpoint.pt of a started run."""
-    from semcollab.reaemb import ReaEmbIncomplete, train_reaemb
+    from semcollab.methods.reaemb.pipeline import ReaEmbIncomplete, train_reaemb
 
-    from .test_reaemb_pipeline import base_overrides, write_toy_s3rec
+    from .methods.reaemb.test_pipeline import base_overrides, write_toy_s3rec
 
     out, marker = tmp_path / "run", tmp_path / "MARKER"
     over = base_overrides(write_toy_s3rec(tmp_path / "data"), tiny_causal_lm, out, **{"stage1.max_minutes": 1e-9})
@@ -111,12 +111,12 @@ def test_reaemb_stage_checkpoint_never_runs_code(tiny_causal_lm, tmp_path):
 def test_lm_ctr_step_cache_never_runs_code(tiny_yes_no_lm, tmp_path):
     """The shared step-1 LoRA cache (~/.cache/semcollab/lm-ctr/step1-lora-<hash>/checkpoint.pt) of
     tallrec / collm / sellarec / sailrec."""
-    from semcollab.assets import default_cache_dir
-    from semcollab.ctr import build_ctr_model, prepare_ctr
-    from semcollab.ctr.config import CTRTrainConfig
-    from semcollab.ctr.lm_base import _hash
+    from semcollab.hub.wheels import default_cache_dir
+    from semcollab.methods.lm_ctr.base import _hash
+    from semcollab.tasks.ctr import build_ctr_model, prepare_ctr
+    from semcollab.tasks.ctr_config import CTRTrainConfig
 
-    from .ctr.test_ctr import toy_ctr
+    from .tasks.test_ctr import toy_ctr
 
     split = prepare_ctr(toy_ctr(rows=40), history_len=3)
     model = build_ctr_model("tallrec", {"lm": str(tiny_yes_no_lm), "batch_size": 16, "max_length": 64,
@@ -212,7 +212,7 @@ def test_collm_split_without_not_cold_derives_cold_from_the_training_items(tmp_p
         ctr = load_collm_ctr(z, allow_pickle=True)
     assert ctr.test["warm"].tolist() == [True, False, True]
     assert ctr.train["warm"].all() and ctr.valid["warm"].all()
-    from semcollab.ctr import prepare_ctr
+    from semcollab.tasks.ctr import prepare_ctr
 
     assert prepare_ctr(ctr, 3).stats()["test"]["cold"] == 1
     assert np.array_equal(load_collm_ctr(_zip(tmp_path / "w.zip", {"*": _frames(not_cold=[1, 0, 1])}),

@@ -16,11 +16,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import semcollab
-from semcollab import cli
-from semcollab.cli import app
+import semcollab.cli.core as cli
+from semcollab.cli.core import app
 from semcollab.config import CONFIG_MAX_BYTES, ConfigError, RunConfig
 from tests.conftest import write_atomic
-from tests.ctr.test_ctr_cli import write_collm_folder
+from tests.tasks.test_ctr_cli import write_collm_folder
 from tests.test_file_safety import Payload
 
 runner = CliRunner()
@@ -94,7 +94,7 @@ def test_intents_table_shows_labels_and_item_texts_as_data(tmp_path, tiny_bert, 
 
 
 def test_result_tables_show_titles_and_run_names_as_data():
-    from semcollab.report import rich_table
+    from semcollab.report.table import rich_table
 
     res = {"overall": {"hr@10": 0.5}}
     console = Console(width=400, record=True, color_system=None)
@@ -171,8 +171,8 @@ def test_ctr_evaluate_ignores_the_allow_pickle_a_run_folder_records(tmp_path):
     assert not marker.exists(), "the recorded opt-in let a run folder unpickle its data"
     text = "".join(r.output.split())
     assert r.exit_code == 2 and f"CTRrun{run}".replace(" ", "") in text and "--data.allow_pickle=true" in text, r.output
-    from semcollab.ctr import load_ctr_run
     from semcollab.data import DataError
+    from semcollab.tasks.ctr import load_ctr_run
 
     with pytest.raises(DataError, match="allow_pickle=True"):
         load_ctr_run(run)
@@ -183,7 +183,7 @@ def test_ctr_evaluate_ignores_the_allow_pickle_a_run_folder_records(tmp_path):
 
 # ------------------------------------------------------------------ 4. one dataset source in the Python API
 def test_api_dataset_and_a_config_data_name_must_agree(tmp_path, toy_dir):
-    from semcollab.ctr import run_ctr
+    from semcollab.tasks.ctr import run_ctr
 
     yml = tmp_path / "c.yaml"
     yml.write_text("data:\n  name: atomic:toy\n")
@@ -205,7 +205,7 @@ def test_api_dataset_and_a_config_data_name_must_agree(tmp_path, toy_dir):
 
 # ------------------------------------------------------------------ 5. saerec: sae.k above the SAE width
 def test_saerec_sae_k_above_the_width_is_a_config_error_before_the_sae_trains(toy_dir, tiny_bert, monkeypatch):
-    import semcollab.models.sae as sae
+    import semcollab.methods.saerec.sae as sae
 
     def no_training(*a, **kw):
         raise AssertionError("the SAE started training")

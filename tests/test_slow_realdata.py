@@ -50,7 +50,7 @@ def test_saerec_intents_stay_in_use_on_ml100k(ml100k_dir, tmp_path):
     """Regression: a softmax gate once collapsed onto the sequence branch, leaving intents unused."""
     import torch
 
-    from semcollab.explain import explain_recommendations
+    from semcollab.methods.saerec.explain import explain_recommendations
 
     split = load_split(DataConfig(name="ml-100k", path=str(ml100k_dir), cache=False))
     m = build_model("saerec", {"template": "{title} ({year}). Genres: {genres}", "sae": {"steps": 300}}, split)
@@ -70,7 +70,7 @@ def test_quickstart_under_90_seconds_and_sasrec_clearly_beats_popularity(ml100k_
 
     from typer.testing import CliRunner
 
-    from semcollab.cli import app
+    from semcollab.cli.core import app
 
     monkeypatch.setenv("SEMCOLLAB_ML100K", str(ml100k_dir))
     monkeypatch.chdir(tmp_path)

@@ -11,19 +11,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpointing import (
+from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
+from .data import Split, load_split
+from .errors import DataChangedError, IncompatibleRunError, RunFileError  # noqa: F401  (defined in errors.py)
+from .evaluate.evaluator import evaluate_ranking
+from .models import build_model, canonical_name, typed_params
+from .runs.checkpoints import (
     note_other_resume_files,
     remove_resume_file,
     resume_lock,
     run_resume_target,
     trajectory_settings,
 )
-from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
-from .data import Split, load_split
-from .evaluate.evaluator import evaluate_ranking
-from .fsutil import check_writable
-from .models import build_model, canonical_name, typed_params
-from .runinfo import save_run_record, write_run_dir
+from .runs.files import check_writable
+from .runs.record import save_run_record, write_run_dir
 from .train.trainer import FitResult, fit, resolve_device, seed_everything
 
 
@@ -112,17 +113,6 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
             remove_resume_file(ckpt)
     return RunResult(cfg, valid, test, result, run_dir, net, split)
 
-
-class IncompatibleRunError(RuntimeError):
-    """A saved run's weights do not fit the model this version builds from the run's config."""
-
-
-class RunFileError(RuntimeError):
-    """A file of a saved run folder is missing, truncated or not what it claims to be."""
-
-
-class DataChangedError(RuntimeError):
-    """The data a saved run was trained on is no longer what its source files give."""
 
 
 def read_run_config_file(path: Path) -> dict:

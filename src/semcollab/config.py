@@ -16,9 +16,7 @@ from pathlib import Path
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config key is unknown, a value has the wrong type, or it lies outside its allowed range."""
+from .errors import ConfigError  # noqa: F401  (defined in errors.py)
 
 
 def resolve_device(name: str, key: str = "train.device"):

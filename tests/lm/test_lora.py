@@ -3,7 +3,7 @@ import torch
 
 from semcollab.lm import LoRAConfig, add_lora, load_adapter, load_causal_lm, save_adapter
 
-from .conftest import prepare_lm, randomize_lora
+from ..lm_helpers import prepare_lm, randomize_lora
 
 
 @pytest.mark.parametrize("kw,key", [({"rank": 0}, "rank"), ({"alpha": -1}, "alpha"), ({"dropout": 1.0}, "dropout"),

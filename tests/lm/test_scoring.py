@@ -13,8 +13,8 @@ from semcollab.lm import (
     yes_probability,
 )
 
+from ..lm_helpers import randomize_lora
 from ..tolerance import assert_close_rounding, transformer_reductions
-from .conftest import randomize_lora
 
 TEXTS = ["toy story drama . answer :", "the golden eye action thriller of 1995 ; space war love . answer :",
          "comedy . answer :"]

@@ -133,7 +133,7 @@ def test_a_folder_means_its_item_table_npy(toy_split, tmp_path):
 
 
 def test_other_models_refuse_an_item_table(toy_split, tmp_path):
-    from semcollab.ctr.sasrec_ctr import SASRecCTR, SASRecCTRConfig
+    from semcollab.models.sasrec_ctr import SASRecCTR, SASRecCTRConfig
 
     table = str(write_table(tmp_path / "t.npy", toy_split.n_items))
     with pytest.raises(ConfigError, match="not by SASRec"):

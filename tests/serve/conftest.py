@@ -41,8 +41,8 @@ def train_sasrec(base: Path) -> Path:
 
 
 def train_ctr_mf(base: Path) -> Path:
-    from semcollab.ctr import run_ctr
-    from tests.ctr.test_ctr_cli import write_collm_folder
+    from semcollab.tasks.ctr import run_ctr
+    from tests.tasks.test_ctr_cli import write_collm_folder
 
     data = write_collm_folder(base / "collm")
     res = run_ctr("mf", overrides=[f"data.path={data}", "data.allow_pickle=true", "train.epochs=2",

@@ -47,7 +47,7 @@ def test_healthz_and_models(client, sasrec_run):
 def test_recommend_equals_the_models_own_ranking(client, sasrec_run):
     """The served top-k is `semcollab recommend`'s (explain_recommendations over model.score), for several users."""
     from semcollab.api import load_run
-    from semcollab.explain import explain_recommendations
+    from semcollab.methods.saerec.explain import explain_recommendations
 
     _, model, split = load_run(sasrec_run)
     name = rank_name(client)
@@ -119,7 +119,7 @@ def test_similar_items(client):
 
 
 def test_ctr_score(client, ctr_run):
-    from semcollab.ctr import load_ctr_run
+    from semcollab.tasks.ctr import load_ctr_run
 
     name = ctr_name(client)
     r = client.post("/v1/score", json={"model": name, "user_id": "1", "item_ids": ["2", "3"]})
@@ -272,7 +272,7 @@ def test_a_wrong_factoring_falls_back_to_the_models_own_scoring(sasrec_run, monk
     import torch
 
     from semcollab.api import load_run, read_run_record
-    from semcollab.explain import explain_recommendations
+    from semcollab.methods.saerec.explain import explain_recommendations
     from semcollab.serve import ranker
 
     real = ranker._encoder

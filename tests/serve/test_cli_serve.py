@@ -4,7 +4,7 @@ import importlib.util
 
 from typer.testing import CliRunner
 
-from semcollab.cli import app
+from semcollab.cli.core import app
 
 runner = CliRunner()
 

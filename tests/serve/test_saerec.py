@@ -24,7 +24,7 @@ def saerec_run(serve_env, tiny_bert):
 
 def test_explain_matches_recommend_explain(saerec_run):
     from semcollab.api import load_run
-    from semcollab.explain import explain_recommendations
+    from semcollab.methods.saerec.explain import explain_recommendations
 
     _, model, split = load_run(saerec_run)
     with TestClient(create_app([str(saerec_run)])) as c:

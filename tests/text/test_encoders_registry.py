@@ -1,11 +1,11 @@
-"""resolve_encoder routes the registry names through semcollab.modelhub (no network, no real weights)."""
+"""resolve_encoder routes the registry names through semcollab.hub.models (no network, no real weights)."""
 
 import time
 
 import numpy as np
 import pytest
 
-from semcollab import modelhub
+from semcollab.hub import models as modelhub
 from semcollab.text.encoders import SMOLLM2_GGUF, TextEncoder, resolve_encoder
 
 

@@ -123,7 +123,7 @@ class _FakeModel(torch.nn.Module):
 
 
 def test_explain_recommendations_shows_the_default_template_texts(tmp_path):
-    from semcollab.explain import explain_recommendations
+    from semcollab.methods.saerec.explain import explain_recommendations
 
     sp = _split(tmp_path, "{title}[ by {brand}]")
     out = explain_recommendations(_FakeModel(), sp, "u1", k=3, stage="valid")

@@ -13,10 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 import semcollab.text.encoders as encoders
-from semcollab.cli import app
+from semcollab.cli.core import app
 from semcollab.config import ConfigError, from_dict
 from semcollab.data import DataError
-from semcollab.modelhub import ModelError
+from semcollab.hub.models import ModelError
 from semcollab.text import EmbedConfig, embed_texts, item_embeddings, resolve_encoder
 from semcollab.text.cache import EmbeddingCache
 from semcollab.text.encoders import EncoderOutputError, EncoderSpec, ModelFolderError, TextEncoder

@@ -63,7 +63,7 @@ def test_fit_killed_and_called_again_ends_like_an_unbroken_run(toy_split, tmp_pa
 
 
 def test_fit_refuses_a_checkpoint_made_with_other_settings_or_damaged(toy_split, tmp_path):
-    from semcollab.checkpointing import CheckpointMismatchError
+    from semcollab.runs.checkpoints import CheckpointMismatchError
 
     cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
     ckpt = tmp_path / "resume.pt"
@@ -120,7 +120,7 @@ def test_resumed_run_already_past_its_time_cap_stops_at_once(toy_split, tmp_path
 
 
 def test_checkpoint_from_other_code_is_refused(toy_split, tmp_path, monkeypatch):
-    from semcollab.checkpointing import CheckpointMismatchError
+    from semcollab.runs.checkpoints import CheckpointMismatchError
     from semcollab.train import trainer
 
     cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
@@ -151,7 +151,7 @@ def test_a_failed_checkpoint_write_warns_and_training_goes_on(toy_split, tmp_pat
 
 
 def test_a_stale_temporary_from_a_killed_write_is_removed(tmp_path):
-    from semcollab.checkpointing import save_atomic
+    from semcollab.runs.checkpoints import save_atomic
 
     stale = tmp_path / ".resume.pt.99999.tmp"
     stale.write_bytes(b"half a checkpoint")

@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 
 from ..config import DataConfig
+from ..errors import DataError, UnknownIdError
 from .cache import CacheError, cache_key, entry_dir, load_split_cache, save_split
 from .dataset import EvalSet, Split, prepare
-from .errors import DataError, UnknownIdError
 from .loaders import (
     CTRData,
     RawDataset,

@@ -18,21 +18,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..assets import remove_stale_temporaries
+from ..errors import (
+    CacheError,  # noqa: F401  (defined in errors.py)
+    DataError,
+)
+from ..hub.wheels import remove_stale_temporaries
 from .dataset import Split
-from .errors import DataError
 from .vocab import Vocab
 
 FORMAT_VERSION = 3  # 2: ids read as written, timestamps not truncated (float64 when fractional);
 #                      3: meta.json carries default_template, stats carry items_without_text
 
-
-class CacheError(RuntimeError):
-    """A cache entry exists but cannot be trusted; ``reason`` says why."""
-
-    def __init__(self, message: str, reason: str = ""):
-        super().__init__(message)
-        self.reason = reason or message
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:

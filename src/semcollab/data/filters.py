@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def k_core(df: pd.DataFrame, user_k: int = 5, item_k: int = 5, max_iter: int = 100) -> pd.DataFrame:

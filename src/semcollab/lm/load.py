@@ -12,7 +12,7 @@ def _resolve(name_or_path: str, log=None) -> str:
     """A local folder for a registry name, a folder or a hub id already in the local HF cache; any other name
     fails at once with the registry's names (no hub call: a typo must not wait on retries offline)."""
     try:
-        from ..modelhub import ModelError, ModelIntegrityError, local_model_path
+        from ..hub.models import ModelError, ModelIntegrityError, local_model_path
     except ImportError:  # the registry is optional: local folders still work
         return name_or_path
     try:
@@ -54,7 +54,7 @@ def set_padding(tokenizer, model=None) -> None:
 
 def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "cpu",
                    attn_implementation: str | None = None, log=None):
-    """``(model, tokenizer)`` for a registry name (see ``semcollab.modelhub``), a local folder or a hub id
+    """``(model, tokenizer)`` for a registry name (see ``semcollab.hub.models``), a local folder or a hub id
     already in the local Hugging Face cache (nothing is fetched from the hub; any other name fails at once).
 
     ``dtype`` None: bfloat16 on CUDA, float32 elsewhere. A folder holding only a GGUF file is dequantised

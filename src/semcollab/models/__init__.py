@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ..config import from_dict, to_dict
+from ..methods.saerec.model import SAERec, SAERecConfig
 from .base import Recommender
 from .bert4rec import BERT4Rec, BERT4RecConfig
 from .fusion import FusionConfig, SemCollabFusion
 from .gru4rec import GRU4Rec, GRU4RecConfig
 from .mf_bpr import MFBPR, MFConfig
 from .pop import PopConfig, Popularity
-from .saerec import SAERec, SAERecConfig
 from .sasrec import SASRec, SASRecConfig
 from .semantic import SemanticConfig, SemanticMean
 

@@ -19,13 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-class RequestError(ValueError):
-    """Bad input of one request: ``field`` names it (``body.user_id``), ``input`` the offending values."""
-
-    def __init__(self, field: str, message: str, input=None, status: int = 422):
-        super().__init__(message)
-        self.field, self.message, self.input, self.status = field, message, input, status
+from ..errors import RequestError  # noqa: F401  (defined in errors.py)
 
 
 def _titles(split) -> list[str | None]:
@@ -47,12 +41,12 @@ def _titles(split) -> list[str | None]:
 
 def _encoder(model):
     """(item_matrix (n+1, D), encode(users, seqs) -> (B, D), extra_mask or None), or None: no factoring known."""
+    from ..methods.saerec.model import SAERec
     from ..models.bert4rec import BERT4Rec
     from ..models.fusion import SemCollabFusion
     from ..models.gru4rec import GRU4Rec
     from ..models.mf_bpr import MFBPR
     from ..models.pop import Popularity
-    from ..models.saerec import SAERec
     from ..models.sasrec import SASRec
     from ..models.semantic import SemanticMean
 
@@ -331,7 +325,7 @@ class RankRun:
     def library(self):
         with self._lock:
             if self._library is None:
-                from ..explain import build_library
+                from ..methods.saerec.explain import build_library
 
                 texts = self.split.render_texts(getattr(self.model.cfg, "template", None))
                 m = self.model
@@ -421,7 +415,7 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False, precompu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if allow_data_change else "default")
         if meta.get("task") == "ctr":
-            from ..ctr import ctr_fingerprint, load_ctr_run
+            from ..tasks.ctr import ctr_fingerprint, load_ctr_run
 
             cfg, net, split = load_ctr_run(path, allow_data_change, allow_pickle)
             if cfg.model not in CTRRun.SUPPORTED:

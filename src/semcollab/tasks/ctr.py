@@ -1,0 +1,266 @@
+"""Click-through-rate prediction: does user u like item i? (the task of CoLLM, TALLRec, SeLLa-Rec, SAILRec)
+
+``semcollab ctr train --model mf --dataset collm-ml-1m`` or :func:`run_ctr`; metrics AUC, UAUC and
+log-loss on all / warm / cold rows of valid and test; model selection on validation AUC.
+
+A CTR model is a ``torch.nn.Module`` with ``logits(batch) -> (B,)`` and ``loss(batch) -> scalar`` over
+batches from :meth:`CTRPart.batch` (``users``, ``items``, ``history``, ``labels``, ``row``). Models that
+need the data to be built define ``from_split(split, cfg)``; models with their own schedule (the LM
+ones) define ``fit_ctr(split, train_cfg, device, log)``; models with large frozen parts define
+``trainable_state_dict()`` / ``load_trainable_state_dict(state)`` so a run saves only what was trained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, dataset_name, from_dict, resolve_config, to_dict
+from ..data.ctr import CTRSplit, prepare_ctr
+from ..evaluate.ctr import ctr_report, predict
+from ..methods.lm_ctr.base import TrainingIncomplete
+from ..methods.lm_ctr.collm import CoLLM, CoLLMConfig
+from ..methods.lm_ctr.sailrec import SAILRec, SAILRecConfig
+from ..methods.lm_ctr.sellarec import SeLLaRec, SeLLaRecConfig
+from ..methods.lm_ctr.tallrec import TALLRec, TALLRecConfig
+from ..models.mf_ctr import MFCTR, MFCTRConfig
+from ..models.sasrec_ctr import SASRecCTR, SASRecCTRConfig
+from ..train.ctr import CTRFitResult, fit_ctr
+from .ctr_config import CTRRunConfig
+
+CTR_MODELS: dict[str, tuple[type, type]] = {
+    "mf": (MFCTR, MFCTRConfig),
+    "sasrec-ctr": (SASRecCTR, SASRecCTRConfig),
+    "tallrec": (TALLRec, TALLRecConfig),
+    "collm": (CoLLM, CoLLMConfig),
+    "sellarec": (SeLLaRec, SeLLaRecConfig),
+    "sailrec": (SAILRec, SAILRecConfig),
+}
+
+
+def register_ctr(name: str, model_cls: type, config_cls: type) -> None:
+    CTR_MODELS[name] = (model_cls, config_cls)
+
+
+def _model_entry(name: str):
+    if name not in CTR_MODELS:
+        raise ConfigError(f"unknown CTR model {name!r}; available: {sorted(CTR_MODELS)}")
+    return CTR_MODELS[name]
+
+
+def build_ctr_model(name: str, params: dict, split: CTRSplit) -> torch.nn.Module:
+    cls, cfg_cls = _model_entry(name)
+    cfg = from_dict(cfg_cls, params, prefix="model_params.")
+    return cls.from_split(split, cfg) if hasattr(cls, "from_split") else cls(split.n_users, split.n_items, cfg)
+
+
+def load_ctr_split(cfg: CTRRunConfig) -> CTRSplit:
+    from ..config import DataConfig
+    from ..data import load_ctr
+
+    d = cfg.data
+    data = load_ctr(DataConfig(name=d.name, path=d.path), allow_pickle=d.allow_pickle)
+    return prepare_ctr(data, d.history_len, {"train": d.max_train_rows, "valid": d.max_valid_rows,
+                                             "test": d.max_test_rows}, d.subsample_seed)
+
+
+def ctr_fingerprint(split: CTRSplit) -> str:
+    """SHA-256 of every row the run used (ids, labels, warm flags, histories) and the item titles."""
+    h = hashlib.sha256(split.name.encode())
+    for s in ("train", "valid", "test"):
+        p = split.parts[s]
+        for a in (p.users, p.items, p.labels, p.warm.astype(np.int8), p.history):
+            h.update(np.ascontiguousarray(a).tobytes())
+    h.update("\x00".join(map(str, split.user_vocab.ids)).encode())
+    h.update("\x00".join(map(str, split.item_vocab.ids)).encode())
+    h.update("\x00".join(split.titles).encode())
+    return h.hexdigest()
+
+
+def _state(model) -> dict:
+    state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+# LM models run their own schedule from model_params; these train.* keys have equivalents there
+LM_TRAIN_KEYS = {"epochs": "lm_epochs", "lr": "lm_lr / soft_lr", "batch_size": "batch_size", "seed": "seed",
+                 "max_minutes": "max_minutes", "weight_decay": None, "patience": None,
+                 "checkpoint_minutes": "checkpoint_every (optimizer steps)"}
+
+
+def _refuse_ignored_train_keys(cls, cfg: CTRRunConfig) -> None:
+    """An LM model would silently ignore ``train.epochs`` etc.: refuse them, naming the key to use."""
+    from ..methods.lm_ctr.base import LMCTRModel
+    from .ctr_config import CTRTrainConfig
+
+    if not issubclass(cls, LMCTRModel):
+        return
+    default = CTRTrainConfig()
+    for key, instead in LM_TRAIN_KEYS.items():
+        if getattr(cfg.train, key) != getattr(default, key):
+            hint = f"use model_params.{instead}" if instead else "it has no equivalent"
+            raise ConfigError(f"config key 'train.{key}' does not apply to the LM model {cfg.model!r} "
+                              f"(its schedule is set in model_params); {hint}")
+
+
+@dataclass
+class CTRRunResult:
+    config: CTRRunConfig
+    valid: dict
+    test: dict
+    fit: CTRFitResult
+    run_dir: Path | None
+    model: torch.nn.Module
+    split: CTRSplit
+
+
+def run_ctr(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
+            log=print, save: bool = True) -> CTRRunResult:
+    """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
+    from safetensors.torch import save_file
+
+    from ..runs.checkpoints import (
+        note_other_resume_files,
+        release_resume_lock,
+        remove_resume_file,
+        run_resume_target,
+        trajectory_settings,
+    )
+    from ..runs.files import check_writable
+    from ..runs.record import save_run_record, write_run_dir
+    from ..train.trainer import resolve_device, seed_everything
+
+    # one source of truth: dataset= and a data.name of the config / overrides must agree (as on the command line)
+    dataset = dataset_name(dataset, config, overrides, flag="the dataset= argument")
+    cfg = resolve_config(config, overrides, CTRRunConfig)
+    if model is not None:
+        cfg.model = model
+    if dataset is not None:
+        cfg.data.name = dataset
+    cls, cfg_cls = _model_entry(cfg.model)
+    _refuse_ignored_train_keys(cls, cfg)
+    cfg.model_params = {k: v for k, v in to_dict(from_dict(cfg_cls, cfg.model_params, "model_params.")).items()
+                        if k in cfg.model_params}
+    if cfg.data.path:
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    if save:
+        check_writable(cfg.output_dir)
+    split = load_ctr_split(cfg)
+    if log:
+        log(f"CTR data {split.name}: {json.dumps(split.stats())}")
+    seed_everything(cfg.train.seed)
+    net = build_ctr_model(cfg.model, cfg.model_params, split)
+    device = resolve_device(cfg.train.device)
+    net.to(device)
+    ckpt = None
+    fingerprint = ctr_fingerprint(split) if save else None  # once: the resume key and run.json both record it
+    try:  # a failed run gives up its resume lock (the checkpoint stays for the rerun)
+        if hasattr(net, "fit_ctr"):  # LM models: their own step-wise loop resumes from its checkpoint folder
+            result = net.fit_ctr(split, cfg.train, device, log)
+        else:
+            ident = None
+            if save:  # the same command resumes a killed run (output_dir/.resume/), as `semcollab train` does
+                ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params,
+                                                to_dict(cfg.data), fingerprint, {"train": trajectory_settings(cfg.train)})
+                note_other_resume_files(ckpt, log)
+            result = fit_ctr(net, split, cfg.train, device, log, checkpoint=ckpt, checkpoint_key=ident)
+        valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
+        test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
+        run_dir = None
+        if save:
+            def write(tmp: Path) -> None:
+                (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
+                if cfg.save_model:
+                    save_file(_state(net), str(tmp / "model.safetensors"))
+                save_run_record(tmp, cfg, {"task": "ctr", "data_stats": split.stats(),
+                                           "data_fingerprint": fingerprint, "fit": result.__dict__})
+
+            run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
+            remove_resume_file(ckpt)
+    finally:
+        release_resume_lock(ckpt)
+    return CTRRunResult(cfg, valid, test, result, run_dir, net, split)
+
+
+def load_ctr_run(run_dir, allow_data_change: bool = False, allow_pickle: bool = False):
+    """Rebuild a saved CTR run: its config, model (trained weights loaded) and data.
+
+    A run folder may come from anyone, so the ``data.allow_pickle`` its config.yaml records is not honoured:
+    unknown pickles are read only with ``allow_pickle=True`` given now (``ctr evaluate --data.allow_pickle=true``)."""
+    import warnings
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..api import DataChangedError, IncompatibleRunError, RunFileError, read_run_config_file, read_run_record
+    from ..data import DataError
+
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not path.exists() and not path.is_symlink():
+        raise RunFileError(f"{run_dir} is not a CTR run folder (no config.yaml)")
+    try:
+        cfg = from_dict(CTRRunConfig, read_run_config_file(path))
+    except (ConfigError, TypeError, AttributeError) as exc:
+        raise RunFileError(f"{path} is not a CTR run config ({exc})") from None
+    meta = read_run_record(run_dir)
+    recorded, cfg.data.allow_pickle = cfg.data.allow_pickle, allow_pickle
+    try:
+        split = load_ctr_split(cfg)
+    except DataError as exc:
+        if recorded and not allow_pickle and "allow_pickle" in str(exc):
+            raise DataError(f"CTR run {run_dir} records data.allow_pickle=true, but a saved run cannot opt itself in "
+                            f"(its config.yaml may come from anyone): {exc}. If you trust {cfg.data.path}, pass "
+                            "--data.allow_pickle=true to `semcollab ctr evaluate` (allow_pickle=True to "
+                            "load_ctr_run)") from None
+        raise
+    fp = ctr_fingerprint(split)
+    if meta.get("data_fingerprint") not in (None, fp):
+        msg = f"the data of CTR run {run_dir} has changed since it was trained"
+        if not allow_data_change:
+            raise DataChangedError(msg + "; restore it or pass --allow-data-change")
+        warnings.warn(msg, stacklevel=2)
+    net = build_ctr_model(cfg.model, cfg.model_params, split)
+    weights = run_dir / "model.safetensors"
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunFileError(f"{weights} is missing or not a readable safetensors file ({exc})") from None
+    try:
+        if hasattr(net, "load_trainable_state_dict"):
+            net.load_trainable_state_dict(state)
+        else:
+            net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise IncompatibleRunError(f"{weights} does not fit the {cfg.model!r} model: {exc}") from exc
+    return cfg, net, split
+
+
+def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = False, max_rows: int | None = None,
+                     subsample_seed: int = 0, allow_pickle: bool = False) -> dict:
+    """Metrics of a saved run on its ``stage`` rows; ``max_rows`` scores the same fixed random subset that
+    ``data.max_<stage>_rows`` / ``data.subsample_seed`` select, so a full-data baseline can be compared with
+    LM runs scored on a CPU-budget subset (the run's own data fingerprint is still checked first)."""
+    from ..data.ctr import subsample_index
+    from ..train.trainer import resolve_device
+
+    if stage not in ("valid", "test"):
+        raise ValueError(f"stage must be valid or test, got {stage!r}")
+    cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
+    part = split.unsubsampled().parts[stage]
+    if max_rows is not None:
+        part = part.take(subsample_index(len(part), max_rows, subsample_seed))
+    device = resolve_device(cfg.train.device)
+    net.to(device)
+    out = ctr_report(part, predict(net, part, device=device))
+    out["rows"] = {"scored": len(part), "subsample": None if max_rows is None else {"rows": max_rows,
+                                                                                    "seed": subsample_seed}}
+    return out
+
+
+__all__ = ["CTR_MODELS", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_report", "evaluate_ctr_run",
+           "fit_ctr", "load_ctr_run", "predict", "prepare_ctr", "register_ctr", "run_ctr"]

@@ -1,0 +1,326 @@
+"""A generic, exactly resumable training loop for LM recommenders.
+
+The model-specific part is ``loss_fn(batch) -> scalar``; the loop owns batching (length buckets),
+gradient accumulation, AdamW, warmup + decay, clipping, bf16 autocast / gradient checkpointing on CUDA,
+a wall-clock cap and checkpoints. A checkpoint holds everything the remaining steps depend on — the
+trainable parameters, optimizer and scheduler state, RNG states and the data position (epoch, batch
+within the epoch, that epoch's batch order) — so stopping and rerunning the same call gives the same
+parameters and loss history as an uninterrupted run. Checkpoints are written only after an optimizer
+step (no half-accumulated gradients) and atomically (temp file, then ``os.replace``), and read back with
+``torch.load(weights_only=True)`` (tensors and plain containers only: a planted file never runs code).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..config import resolve_device
+from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoint, resume_lock
+from ..runs.checkpoints import rng_state as _rng_state
+from ..runs.checkpoints import save_atomic as _save_atomic
+from ..runs.checkpoints import set_rng_state as _set_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class LMTrainConfig:
+    """Optimisation settings; ``max_steps`` caps the optimizer steps (the schedule spans the capped run)."""
+
+    epochs: int = 1
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    schedule: str = "cosine"  # cosine | linear
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    checkpoint_every: int = 0  # optimizer steps; 0: only when stopping or finishing
+    device: str = "auto"
+    bf16: bool = True  # autocast, CUDA only
+    gradient_checkpointing: bool = True  # CUDA only
+    progress: bool = True
+
+    def validate(self) -> LMTrainConfig:
+        def need(ok: bool, key: str, what: str):
+            if not ok:
+                raise ValueError(f"LMTrainConfig.{key} must be {what}, got {getattr(self, key)!r}")
+
+        for key in ("epochs", "batch_size", "grad_accum"):
+            v = getattr(self, key)
+            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, key, "a positive integer")
+        need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "> 0")
+        need(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)")
+        need(self.schedule in ("cosine", "linear"), "schedule", "'cosine' or 'linear'")
+        need(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "> 0 or None")
+        need(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "> 0 or None")
+        need(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0), "max_steps",
+             "a positive integer or None")
+        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0, "checkpoint_every",
+             "an integer >= 0")
+        need(isinstance(self.seed, int), "seed", "an integer")
+        need(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith(("cuda", "mps"))),
+             "device", "'auto', 'cpu', 'cuda[:n]' or 'mps'")
+        return self
+
+    def trajectory_key(self) -> dict:
+        """Settings the parameter trajectory depends on; a checkpoint made under others is refused."""
+        skip = {"max_minutes", "checkpoint_every", "device", "progress"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+@dataclass
+class LMTrainResult:
+    steps: int = 0
+    total_steps: int = 0
+    epochs_completed: int = 0
+    losses: list[float] = field(default_factory=list)  # mean loss per optimizer step, whole run
+    stopped_by: str = "finished"  # finished | max_minutes | stop_requested | already_finished
+    resumed_from_step: int | None = None
+    seconds: float = 0.0  # this call
+    tokens: int = 0  # this call
+    tokens_per_second: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped_by in ("finished", "already_finished")
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Rows sorted by length (ties broken at random) and chunked, so a batch pads little; chunk order is
+    shuffled. A pure function of ``(seed, epoch)``."""
+    rng = np.random.default_rng([seed, epoch])
+    order = np.lexsort((rng.random(len(lengths)), np.asarray(lengths)))
+    chunks = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    return [chunks[i] for i in rng.permutation(len(chunks))]
+
+
+def longest_first_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Row indices chunked longest first (ties in input order): the inference counterpart of
+    :func:`length_bucketed_batches`, for encoding and scoring that write each chunk back with ``out[idx] = ...``.
+    The longest batch comes first, so running out of memory shows at once."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def _named_trainable(trainable) -> dict[str, nn.Parameter]:
+    items = trainable.items() if isinstance(trainable, Mapping) else ((str(i), t) for i, t in enumerate(trainable))
+    named, seen = {}, set()
+    for key, obj in items:
+        pairs = obj.named_parameters() if isinstance(obj, nn.Module) else [("", obj)]
+        for n, p in pairs:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                named[f"{key}.{n}" if n else key] = p
+    return named
+
+
+def _scaled_entries(trainable: Mapping, lr_scale: dict[str, float]) -> dict[int, str]:
+    """``{id(parameter): key}`` for the trainable parameters of each entry that ``lr_scale`` names, found by
+    walking the entries themselves (not by name prefix). A parameter reachable from two entries with
+    different rates, or a scaled entry with nothing to train, is an error rather than a silent no-op."""
+    unknown = sorted(set(lr_scale) - set(trainable))
+    if unknown:
+        raise ValueError(f"lr_scale names {unknown}, which are not keys of `trainable` ({sorted(trainable)})")
+    for k, v in lr_scale.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"lr_scale[{k!r}] must be a finite number > 0, got {v!r}")
+    rate = {k: lr_scale.get(k, 1.0) for k in trainable}
+    owner: dict[int, str] = {}
+    for key, obj in trainable.items():
+        params = [p for p in (obj.parameters() if isinstance(obj, nn.Module) else [obj]) if p.requires_grad]
+        if key in lr_scale and not params:
+            raise ValueError(f"lr_scale[{key!r}] names an entry with no trainable parameter")
+        for p in params:
+            other = owner.get(id(p), key)
+            if rate[other] != rate[key]:
+                raise ValueError(f"a parameter is shared by trainable entries {other!r} and {key!r}, which "
+                                 f"lr_scale gives different rates ({rate[other]} and {rate[key]})")
+            owner.setdefault(id(p), key)
+    return {i: k for i, k in owner.items() if k in lr_scale}
+
+
+def _param_groups(params: list[nn.Parameter], cfg: LMTrainConfig, scaled: dict[int, str],
+                  lr_scale: dict[str, float]) -> list[dict]:
+    """Matrices decay, vectors (biases, norms) do not. The first two groups are always the unscaled
+    matrices and vectors (so a run without ``lr_scale`` builds exactly the optimizer it always did and old
+    checkpoints load); each scaled entry adds its own non-empty pair after them."""
+    groups = []
+    for key in [None, *lr_scale]:
+        ps = [p for p in params if scaled.get(id(p)) == key]
+        lr = cfg.lr * (lr_scale[key] if key is not None else 1.0)
+        for decay in (True, False):
+            chosen = [p for p in ps if (p.ndim >= 2) == decay]
+            if chosen or key is None:
+                groups.append({"params": chosen, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr})
+    return groups
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: _to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
+             collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
+             model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
+             log: Callable[[str], None] | None = print,
+             lr_scale: Mapping[str, float] | None = None) -> LMTrainResult:
+    """Train the parameters in ``trainable`` (modules — only their ``requires_grad`` parameters — or
+    parameters; a dict gives them stable names in checkpoints) on ``rows``.
+
+    ``lengths[i]`` is row i's token length (for bucketing and tokens/s); ``collate(list_of_rows)`` builds a
+    batch, moved to the device (tensors inside dicts/lists too). ``model`` (optional) is the LM, for
+    gradient checkpointing on CUDA. ``should_stop(step)``, asked after each optimizer step, stops the run
+    like the time cap does (checkpoint, return). ``lr_scale`` ({key of ``trainable``: factor}) trains that
+    entry at ``cfg.lr * factor`` on the same schedule, e.g. LoRA slower than freshly initialised mappers.
+    Rerunning with the same ``checkpoint_dir`` resumes; a finished run loads its final parameters and returns
+    at once."""
+    cfg.validate()
+    if len(rows) != len(lengths):
+        raise ValueError(f"rows ({len(rows)}) and lengths ({len(lengths)}) differ in length")
+    if not len(rows):
+        raise ValueError("no training rows")
+    say = log or (lambda _msg: None)
+    device = resolve_device(cfg.device, key="LMTrainConfig.device")
+    named = _named_trainable(trainable)
+    if not named:
+        raise ValueError("nothing to train: no parameter in `trainable` has requires_grad=True")
+    modules = [m for m in (trainable.values() if isinstance(trainable, Mapping) else trainable) if isinstance(m, nn.Module)]
+    params = list(named.values())
+    lr_scale = dict(lr_scale or {})
+    if lr_scale and not isinstance(trainable, Mapping):
+        raise ValueError("lr_scale needs `trainable` as a dict: its keys name the entries to scale")
+    scaled = _scaled_entries(trainable, lr_scale) if lr_scale else {}
+    on_cuda = device.type == "cuda"
+    use_bf16 = cfg.bf16 and on_cuda
+
+    n_batches = math.ceil(len(rows) / cfg.batch_size)
+    steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    torch.manual_seed(cfg.seed)
+    from transformers import get_scheduler
+
+    opt = torch.optim.AdamW(_param_groups(params, cfg, scaled, lr_scale), lr=cfg.lr)
+    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * total), num_training_steps=total)
+    key = {"config": cfg.trajectory_key(), "n_rows": len(rows),
+           "params": {n: tuple(p.shape) for n, p in named.items()}}
+    if lr_scale:  # only when given, so checkpoints written before the setting existed still resume
+        key["lr_scale"] = {k: float(v) for k, v in sorted(lr_scale.items())}
+    step, epoch, pos, order, losses, resumed = 0, 0, 0, None, [], None
+
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    # this process owns the checkpoint while it trains: a second run of the same settings (two LM-CTR runs sharing
+    # a step cache) is refused instead of reading or overwriting it; a killed owner's lock is freed by the kernel
+    with resume_lock(ckpt, remove=True):
+        if ckpt is not None and ckpt.exists():
+            state = load_checkpoint(ckpt, "checkpoint")  # weights_only=True: a foreign file is refused, its code never runs
+            if state["key"] != key:
+                raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
+                                              "use a new checkpoint dir or delete it to start over")
+            with torch.no_grad():
+                for n, p in named.items():
+                    p.copy_(state["trainable"][n])
+            losses = list(state["losses"])
+            if state["finished"]:
+                say(f"training already finished ({state['step']} steps, checkpoint {ckpt}); loaded its parameters")
+                return LMTrainResult(steps=state["step"], total_steps=total, epochs_completed=state["epoch"],
+                                     losses=losses, stopped_by="already_finished", resumed_from_step=state["step"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"])
+            step, epoch, pos, order = state["step"], state["epoch"], state["batch"], state["order"]
+            resumed = step
+            say(f"resuming from step {step}/{total} (epoch {epoch + 1}, batch {pos}) from {ckpt}")
+        elif ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+
+        def save(finished: bool) -> None:
+            if ckpt is None:
+                return
+            _save_atomic({"key": key, "finished": finished, "step": step, "epoch": epoch, "batch": pos, "order": order,
+                          "losses": losses, "trainable": {n: p.detach().cpu().clone() for n, p in named.items()},
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                          "config": asdict(cfg)}, ckpt)
+
+        checkpointing = (on_cuda and cfg.gradient_checkpointing and model is not None
+                         and hasattr(model, "gradient_checkpointing_enable"))
+        if checkpointing:  # non-reentrant: works with a frozen base and inputs_embeds that need no grad
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.to(device).train()
+        result = LMTrainResult(total_steps=total, resumed_from_step=resumed)
+        t0 = time.perf_counter()
+        bar = tqdm(total=total, initial=step, desc="train", disable=not cfg.progress)
+        try:
+            while step < total:
+                if order is None:
+                    order = length_bucketed_batches(lengths, cfg.batch_size, cfg.seed, epoch)
+                group = order[pos:pos + cfg.grad_accum]
+                opt.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for idx in group:
+                    batch = _to_device(collate([rows[i] for i in idx]), device)
+                    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        loss = loss_fn(batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower LMTrainConfig.lr")
+                    (loss / len(group)).backward()
+                    step_loss += loss.item() / len(group)
+                    result.tokens += int(sum(lengths[i] for i in idx))
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(step_loss)
+                pos += len(group)
+                if pos >= len(order):
+                    epoch, pos, order = epoch + 1, 0, None
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+                done = step >= total
+                timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+                stop = should_stop is not None and should_stop(step)
+                if done or timed_out or stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                    save(finished=done)
+                if not done and (timed_out or stop):
+                    result.stopped_by = "max_minutes" if timed_out else "stop_requested"
+                    say(f"stopped at step {step}/{total} ({result.stopped_by})" +
+                        (f"; rerun with checkpoint dir {ckpt.parent} to continue" if ckpt else ""))
+                    break
+        finally:
+            bar.close()
+            if checkpointing:
+                model.gradient_checkpointing_disable()
+            for m, was in zip(modules, modes):
+                m.train(was)
+        result.steps, result.epochs_completed, result.losses = step, epoch, losses
+        result.seconds = time.perf_counter() - t0
+        result.tokens_per_second = result.tokens / max(result.seconds, 1e-9)
+        return result
