@@ -76,7 +76,7 @@ def shared_dir():
 def ml100k_dir():
     """RecBole's ML-100K files (fetched once from PyPI's recbole wheel into the user cache)."""
     from semcollab.data import DataError
-    from semcollab.data.loaders import locate_ml100k
+    from semcollab.data.sources.ml100k import locate_ml100k
 
     try:
         return locate_ml100k(Path(os.environ.get("SEMCOLLAB_REAL_CACHE", Path.home() / ".cache" / "semcollab")))

@@ -185,7 +185,7 @@ def test_the_known_collm_split_needs_no_opt_in(shared_dir):
     """The shared CoLLM ML-1M files are recognised by the SHA-256 of each member (what gets unpickled)."""
     import hashlib
 
-    from semcollab.data.loaders import KNOWN_COLLM_FILES, _check_trusted
+    from semcollab.data.sources.collm import KNOWN_COLLM_FILES, _check_trusted
 
     with zipfile.ZipFile(shared_dir / "data/collm/ml-1m.zip") as zf:
         names = {n.rsplit("/", 1)[-1]: zf.read(n) for n in zf.namelist() if n.endswith(".pkl")}

@@ -50,7 +50,7 @@ def test_s3rec_name_with_a_path_is_a_message_not_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", "/etc/passwd", "..", "a\0b", "x..y"])
 def test_check_dataset_name_refuses_path_like_names(name):
-    from semcollab.data.loaders import check_dataset_name
+    from semcollab.data.sources.files import check_dataset_name
 
     with pytest.raises(DataError, match="must be a plain file name"):
         check_dataset_name(name, "atomic")

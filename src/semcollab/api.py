@@ -132,7 +132,7 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        from .data.loaders import symlink_loop
+        from .data.sources.files import symlink_loop
 
         if symlink_loop(run_dir):
             raise RunFileError(f"{run_dir}: symlink loop (a symbolic link on this path points back to itself); "
@@ -169,7 +169,7 @@ def _moved_data_config(cfg: RunConfig, data_paths: dict) -> list[str]:
     """Point ``cfg.data`` at ``data_paths`` (``{"path": ...}``; keys of :data:`DATA_PATH_KEYS`) as absolute
     paths; returns the keys that locate the data itself (not the cache) and changed."""
     from .data import DataError
-    from .data.loaders import symlink_loop
+    from .data.sources.files import symlink_loop
 
     moved = []
     for key, value in data_paths.items():

@@ -26,6 +26,13 @@ class UnknownIdError(SemcollabError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownNameError(ConfigError, KeyError):
+    """A model name the registry does not hold (the message lists the registered ones)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class TemplateError(SemcollabError, KeyError, ValueError):
     """A text template that cannot be rendered: unknown column, positional field, unbalanced brackets."""
 

@@ -8,16 +8,19 @@ import pandas as pd
 import pytest
 
 from semcollab.config import DataConfig
-from semcollab.data import DataError, load_amazon, load_split, load_table
-from semcollab.data.loaders import (
+from semcollab.data import (
+    DataError,
+    load_amazon,
     load_collm_ctr,
     load_ml1m_raw,
     load_ml100k_raw,
     load_recbole_atomic,
     load_s3rec,
-    read_atomic,
-    read_table,
+    load_split,
+    load_table,
 )
+from semcollab.data.sources.atomic import read_atomic
+from semcollab.data.sources.files import read_table
 
 JUNK = bytes(range(256)) * 4
 LATIN1 = "user,item,timestamp\nJosé,a,1\n".encode("latin-1")

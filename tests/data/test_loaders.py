@@ -8,12 +8,13 @@ import pytest
 from semcollab.data import (
     DataError,
     load_amazon,
+    load_collm_ctr,
+    load_ml1m_raw,
     load_ml100k_raw,
     load_recbole_atomic,
     load_s3rec,
     load_table,
 )
-from semcollab.data.loaders import load_collm_ctr, load_ml1m_raw
 
 
 def test_recbole_atomic_reads_text_fields(toy_dir):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from semcollab.data import CTRData
 from semcollab.data.ctr import CTRPart
-from semcollab.data.loaders import CTRData
 from semcollab.evaluate.ctr import group_metrics
 from semcollab.tasks.ctr import build_ctr_model, ctr_report, fit_ctr, predict, prepare_ctr
 from semcollab.tasks.ctr_config import CTRTrainConfig

@@ -444,7 +444,7 @@ def intents(ctx: typer.Context, dataset: str | None = typer.Option(None, help="d
     SAE settings: --sae.k=15 --sae.expansion=16 --sae.kind=topk --sae.tied=false --sae.steps=2000 ..."""
     from ..config import ConfigError, apply_overrides, from_dict, load_config
     from ..data import load_split
-    from ..data.loaders import default_cache_dir
+    from ..hub.wheels import default_cache_dir
     from ..methods.saerec.explain import build_library, item_activations
     from ..methods.saerec.model import fit_or_load_sae
     from ..methods.saerec.sae import SAEConfig

@@ -1,4 +1,5 @@
-"""Datasets: loaders, filters, leakage-free splits and the prepared-data cache."""
+"""Datasets: the sources (one file per format, found by name in the registry), filters, leakage-free splits
+and the prepared-data cache."""
 
 from __future__ import annotations
 
@@ -8,25 +9,21 @@ from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import DataError, UnknownIdError
+from ..hub.wheels import default_cache_dir
+from ..registry import find_source, list_sources, source_entry
 from .cache import CacheError, cache_key, entry_dir, load_split_cache, save_split
 from .dataset import EvalSet, Split, prepare
-from .loaders import (
-    CTRData,
-    RawDataset,
-    ctr_from_ratings,
-    default_cache_dir,
-    find_shared,
-    load_amazon,
-    load_collm_ctr,
-    load_ml1m_raw,
-    load_ml100k_raw,
-    load_recbole_atomic,
-    load_s3rec,
-    load_table,
-    locate_ml100k,
-)
+from .sources.amazon import load_amazon
+from .sources.atomic import load_recbole_atomic
+from .sources.collm import load_collm_ctr
+from .sources.ml1m import load_ml1m_raw
+from .sources.ml100k import load_ml100k_raw
+from .sources.raw import CTRData, RawDataset, ctr_from_ratings
+from .sources.s3rec import load_s3rec
+from .sources.table import load_table
 
-S3REC_ALIASES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
+# the dataset forms in the order the "unknown dataset" message has always listed them; plugin sources follow
+_BUILTIN_FORM_ORDER = ("ml-100k", "ml-1m", "s3rec", "atomic", "amazon", "table")
 
 __all__ = [
     "CTRData",
@@ -51,48 +48,22 @@ __all__ = [
 ]
 
 
-def _shared_file(rel: str) -> Path:
-    shared = find_shared()
-    if shared is None:
-        raise DataError(f"cannot find the shared/ asset folder for {rel}; set data.path or SEMCOLLAB_SHARED")
-    return shared / rel
+def _dataset_forms() -> str:
+    """``ml-100k, ml-1m, ..., amazon or table``: how each interactions source is named."""
+    names = list_sources("interactions")
+    order = {n: i for i, n in enumerate(_BUILTIN_FORM_ORDER)}
+    forms = [source_entry(n).usage for n in sorted(names, key=lambda n: (order.get(n, len(order)), n))]
+    return ", ".join(forms[:-1]) + " or " + forms[-1] if len(forms) > 1 else "".join(forms)
 
 
 def load_raw(cfg: DataConfig) -> RawDataset:
-    """Read the source named by ``cfg.name`` (see :class:`~semcollab.config.DataConfig`)."""
-    name = cfg.name
-    key = name.lower()
-    if key == "ml-100k":
-        path = Path(cfg.path) if cfg.path else locate_ml100k(cfg.cache_dir)
-        if (path / "u.data").exists():
-            return load_ml100k_raw(path)
-        return load_recbole_atomic(path, "ml-100k")
-    if key == "ml-1m":
-        if not cfg.path:
-            raise DataError("ml-1m needs data.path pointing at the folder with ratings.dat and movies.dat")
-        return load_ml1m_raw(Path(cfg.path))
-    if key.startswith("s3rec:") or key in S3REC_ALIASES:
-        ds = name.split(":", 1)[1] if ":" in name else S3REC_ALIASES[key]
-        ds = S3REC_ALIASES.get(ds.lower(), ds)
-        path = Path(cfg.path) if cfg.path else _shared_file(f"data/s3rec/{ds}.txt")
-        return load_s3rec(path, ds)
-    if key.startswith("atomic:"):
-        if not cfg.path:
-            raise DataError("atomic datasets need data.path (the folder with <name>.inter)")
-        return load_recbole_atomic(Path(cfg.path), name.split(":", 1)[1])
-    if key == "amazon":
-        if not cfg.path:
-            raise DataError("amazon needs data.path (reviews JSON lines) and optionally data.meta_path")
-        return load_amazon(Path(cfg.path), Path(cfg.meta_path) if cfg.meta_path else None)
-    if key == "table":
-        if not cfg.path:
-            raise DataError("table needs data.path (CSV/TSV/Parquet) and data.user_col/item_col/time_col")
-        return load_table(Path(cfg.path), cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col,
-                          Path(cfg.meta_path) if cfg.meta_path else None, cfg.item_text_cols)
-    raise DataError(
-        f"unknown dataset {name!r}; use ml-100k, ml-1m, s3rec:<Beauty|Sports_and_Outdoors|Toys_and_Games|Yelp>, "
-        "atomic:<name>, amazon or table"
-    )
+    """Read the source named by ``cfg.name`` (see :class:`~semcollab.config.DataConfig`): a registered dataset
+    source (:func:`semcollab.registry.register_source`), ``name`` or ``name:<argument>``, or one of its aliases."""
+    found = find_source(cfg.name)
+    if found is None or found[0].kind != "interactions":
+        raise DataError(f"unknown dataset {cfg.name!r}; use {_dataset_forms()}")
+    entry, arg = found
+    return entry.load(cfg, arg)
 
 
 _SPLIT_KEYS = ("duplicates", "min_rating", "user_k", "item_k", "split", "valid_frac", "test_frac")
@@ -141,11 +112,10 @@ def load_split(cfg: DataConfig, log=None) -> Split:
 
 
 def load_ctr(cfg: DataConfig, allow_pickle: bool = False) -> CTRData:
-    """CTR data: the CoLLM pickles for ``collm-ml-1m``, else a rating > 3 temporal split of ``cfg.name``.
-    ``allow_pickle``: read CoLLM-format pickles other than the known split (unpickling runs code)."""
-    if cfg.name.lower() in ("collm-ml-1m", "collm"):
-        path = Path(cfg.path) if cfg.path else _shared_file("data/collm/ml-1m.zip")
-        return load_collm_ctr(path, allow_pickle=allow_pickle)
+    """CTR data: a click-data source such as ``collm-ml-1m`` as it is, else a rating > 3 temporal split of
+    ``cfg.name``. ``allow_pickle``: read CoLLM-format pickles other than the known split (unpickling runs code)."""
+    found = find_source(cfg.name)
+    if found is not None and found[0].kind == "ctr":
+        entry, arg = found
+        return entry.load(cfg, arg, allow_pickle=allow_pickle)
     return ctr_from_ratings(load_raw(cfg), 3.0, cfg.valid_frac, cfg.test_frac)
-
-

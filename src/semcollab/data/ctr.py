@@ -1,6 +1,6 @@
 """CTR data as integer tensors: who (user), what (item), what came before (history), and the label.
 
-Data flows one way: :class:`~semcollab.data.loaders.CTRData` (raw string ids, per-row histories) ->
+Data flows one way: :class:`~semcollab.data.sources.raw.CTRData` (raw string ids, per-row histories) ->
 :func:`prepare_ctr` -> :class:`CTRSplit` -> models -> probabilities -> AUC / UAUC / log-loss.
 Users and items are indexed over all three parts (ids are known in advance; labels are not), so a
 cold item keeps its untrained embedding instead of crashing; ``warm`` says whether the row's item
@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
-from .loaders import CTRData
+from .sources.raw import CTRData
 from .vocab import Vocab
 
 STAGES = ("train", "valid", "test")

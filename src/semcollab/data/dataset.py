@@ -1,6 +1,6 @@
 """Prepared datasets: filtered, id-remapped and split without leakage.
 
-Data flows one way: :class:`~semcollab.data.loaders.RawDataset` -> :func:`prepare` -> :class:`Split`
+Data flows one way: :class:`~semcollab.data.sources.raw.RawDataset` -> :func:`prepare` -> :class:`Split`
 -> models -> scores -> metrics. A Split holds integer ids (users ``0..U-1``, items ``1..N``; 0 pads)."""
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import fraction
+from ..registry import register
 from .base import next_item_loss, table_loss_rows
 from .sasrec import SASRec, SASRecConfig
 
@@ -22,6 +23,7 @@ class BERT4RecConfig(SASRecConfig):
     mask_prob: float = fraction(0.2, lo_open=True)
 
 
+@register("bert4rec", task="ranking", config=BERT4RecConfig)
 class BERT4Rec(SASRec):
     batch_kind = "cloze"
     # sampled_ce: the cloze softmax over the target and shared uniform negatives (never [MASK]: the scoring

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import at_least, one_of, positive
+from ..registry import register
 from ..text import TextSettings
 from .base import info_nce, next_item_loss
 from .sasrec import SASRec, SASRecConfig
@@ -36,6 +37,7 @@ class FusionConfig(SASRecConfig, TextSettings):
     align_items: int = at_least(1024, 1)  # items per batch in the contrastive loss
 
 
+@register("fusion", task="ranking", config=FusionConfig)
 class SemCollabFusion(SASRec):
     def __init__(self, n_users: int, n_items: int, cfg: FusionConfig, item_vectors: np.ndarray):
         super().__init__(n_users, n_items, cfg)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import at_least, fraction
+from ..registry import register
 from .base import Recommender, next_item_loss, table_loss_rows
 from .text_table import ItemTableSettings, build_text_table, check_table_support
 
@@ -24,6 +25,7 @@ class GRU4RecConfig(ItemTableSettings):
     max_len: int = at_least(50, 1)
 
 
+@register("gru4rec", task="ranking", config=GRU4RecConfig)
 class GRU4Rec(Recommender):
     batch_kind = "next_item"
     supported_losses = ("ce", "bce", "sampled_ce")

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import at_least
+from ..registry import register
 from .base import Recommender
 
 
@@ -18,6 +19,7 @@ class MFConfig:
     reg: float = at_least(1e-4, 0, integer=False)  # L2 on the embeddings touched by each batch
 
 
+@register("mf-bpr", task="ranking", config=MFConfig, aliases=("mf", "bpr", "mfbpr"))
 class MFBPR(Recommender):
     batch_kind = "pairs"
     natural_loss = "bpr"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..registry import register
 from .base import Recommender
 
 
@@ -15,6 +16,7 @@ class PopConfig:
     pass
 
 
+@register("pop", task="ranking", config=PopConfig, aliases=("popularity",))
 class Popularity(Recommender):
     batch_kind = None
 

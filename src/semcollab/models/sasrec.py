@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..registry import register
 from .base import Recommender, SequenceModelConfig, next_item_loss, table_loss_rows
 from .layers import TransformerBlock, attention_mask
 from .text_table import ItemTableSettings, build_text_table, check_table_support
@@ -21,6 +22,7 @@ class SASRecConfig(SequenceModelConfig, ItemTableSettings):
     _item_table_ok = True  # not a field: subclasses (fusion, SAERec, SASRec-CTR) must set it themselves
 
 
+@register("sasrec", task="ranking", config=SASRecConfig)
 class SASRec(Recommender):
     batch_kind = "next_item"
     supported_losses = ("ce", "bce", "sampled_ce")

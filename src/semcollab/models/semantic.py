@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import at_least, fraction
+from ..registry import register
 from ..text import TextSettings
 from .base import Recommender
 
@@ -26,6 +27,7 @@ class SemanticConfig(TextSettings):
     recency_decay: float = fraction(1.0, lo_open=True, hi_open=False)  # weight of the item k steps back = decay**k (1.0 = plain mean)
 
 
+@register("semantic", task="ranking", config=SemanticConfig)
 class SemanticMean(Recommender):
     batch_kind = None
 

@@ -66,6 +66,7 @@ from torch import nn
 from ...config import allowed, at_least, fraction, one_of
 from ...models.base import next_item_loss
 from ...models.sasrec import SASRec, SASRecConfig
+from ...registry import register
 from ...runs.files import write_dir_atomic
 from ...text import TextSettings
 
@@ -137,6 +138,7 @@ class IntentBranch(nn.Module):
 COSINE_CHUNK_ELEMS = 1 << 23
 
 
+@register("saerec", task="ranking", config=SAERecConfig)
 class SAERec(SASRec):
     def __init__(self, n_users: int, n_items: int, cfg: SAERecConfig, act_idx: np.ndarray, act_val: np.ndarray,
                  directions: np.ndarray, idf: np.ndarray, public: np.ndarray, keep: np.ndarray | None = None):
@@ -177,7 +179,7 @@ class SAERec(SASRec):
     @classmethod
     def from_split(cls, split, cfg: SAERecConfig, log=None) -> SAERec:
         from ...config import from_dict
-        from ...data.loaders import default_cache_dir
+        from ...hub.wheels import default_cache_dir
         from ...text import EmbedConfig, item_embeddings
         from .intents import (
             build_library,
