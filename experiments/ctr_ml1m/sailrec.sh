@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# SAILRec rows of the CoLLM ML-1M CTR table, on the budget of scripts/ctr_lm.sh (same LM, same training /
+# SAILRec rows of the CoLLM ML-1M CTR table, on the budget of experiments/ctr_ml1m/lm.sh (same LM, same training /
 # valid / test subsets, same prompt history length, same step-1 LoRA from the cache), with its ablations,
 # steering schedules and a sweep of the bias magnitude; then the attention diagnostic of the CoLLM and
-# SeLLa-Rec runs of ctr_lm.sh and of the SAILRec runs.
-#   OUT=runs/ctr/lm LM=gemma3-270m scripts/ctr_sailrec.sh
+# SeLLa-Rec runs of lm.sh and of the SAILRec runs.
+#   OUT=runs/ctr/lm LM=gemma3-270m experiments/ctr_ml1m/sailrec.sh
 # Rerunning into the same OUT skips finished runs; an unfinished one (time cap) continues from its checkpoint.
 # Env: MAGNITUDES (default "0.5 2 4", beside the default 1), ROWS (attention diagnostic rows, default 256),
 # ONLY="name ..." (run just those runs, then stop: no table, no diagnostic; e.g. ONLY="sailrec sailrec-lora-lr-1e-4").

@@ -2,7 +2,7 @@
 of collaborative token over the shallow (first 30%), middle and deep (last 20%) layers, all rows, with the
 uniform-attention reference; for steered runs also the same weights with the bias removed.
 
-Usage: python scripts/attention_summary.py docs/diagnostics/attention/*/attention.json > table.md"""
+Usage: python experiments/ctr_ml1m/attention_summary.py docs/diagnostics/attention/*/attention.json > table.md"""
 
 import json
 import sys

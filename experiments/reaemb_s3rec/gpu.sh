@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ReaEmb on one GPU, with the CPU study's settings (scripts/reaemb_s3rec.sh: bfloat16 LM, 150 stage-1 steps of 16
+# ReaEmb on one GPU, with the CPU study's settings (experiments/reaemb_s3rec/run.sh: bfloat16 LM, 150 stage-1 steps of 16
 # pairs, 60 stage-2 steps of 4 anchors, configs/s3rec_converge*.yaml downstream):
 #   1. timings, on the GPU alone: the per-stage benchmark (benchmarks/run_reaemb_stages.sh) and the KV-reuse
 #      benchmark at batch 16 (the CPU rows' setting) and at batch 128 (a GPU-sized batch);
@@ -8,7 +8,7 @@
 #      JOBS at a time on the one GPU: the recommenders are small, so one run alone leaves the GPU mostly idle.
 # Outputs land where the CPU study puts them (RUNS, benchmarks/results/*_cuda_*), so the same table script reads
 # both; every step is skipped when its output exists, so the same command continues an interrupted run.
-#   DATASETS=Yelp JOBS=6 scripts/reaemb_gpu.sh
+#   DATASETS=Yelp JOBS=6 experiments/reaemb_s3rec/gpu.sh
 # Env: DATASETS, JOBS, RUNS, LM, SKIP_BENCH=1 (no timings), DEVICE_TAG (default cuda).
 set -euo pipefail
 DATASETS=${DATASETS:-Yelp}
@@ -16,7 +16,7 @@ JOBS=${JOBS:-6}
 RUNS=${RUNS:-runs/reaemb-s3rec}
 LM=${LM:-smollm2-135m}
 TAG=${DEVICE_TAG:-cuda}
-python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'reaemb_gpu.sh: torch sees no CUDA device')"
+python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'experiments/reaemb_s3rec/gpu.sh: torch sees no CUDA device')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 mkdir -p "$RUNS/logs" benchmarks/results
 if [ -z "${SKIP_BENCH:-}" ]; then
@@ -28,13 +28,13 @@ if [ -z "${SKIP_BENCH:-}" ]; then
       --batch-size $bs --repeats 3 --json-out "$res"
   done
 fi
-DATASETS="$DATASETS" LM=$LM LM_ONLY=1 OUT=$RUNS scripts/reaemb_s3rec.sh  # it loops over DATASETS itself
+DATASETS="$DATASETS" LM=$LM LM_ONLY=1 OUT=$RUNS experiments/reaemb_s3rec/run.sh  # it loops over DATASETS itself
 for ds in $DATASETS; do
   res=benchmarks/results/reaemb_stage_summary_$ds-$LM-$TAG.json
-  [ -f "$res" ] || python scripts/reaemb_stage_summary.py "$RUNS/$ds-$LM" --json-out "$res"
+  [ -f "$res" ] || python experiments/reaemb_s3rec/stage_summary.py "$RUNS/$ds-$LM" --json-out "$res"
 done
 queue=$(mktemp)
-DATASETS="$DATASETS" LM=$LM OUT=$RUNS QUEUE=$queue scripts/reaemb_s3rec.sh
+DATASETS="$DATASETS" LM=$LM OUT=$RUNS QUEUE=$queue experiments/reaemb_s3rec/run.sh
 echo "$(wc -l < "$queue") downstream runs, $JOBS at a time"
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 export OMP_NUM_THREADS=$threads RUNS

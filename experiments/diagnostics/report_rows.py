@@ -1,6 +1,6 @@
 """Markdown rows of complementarity reports (semcollab diagnose ... --out DIR -> DIR/report.json).
 
-Usage: python scripts/diagnostics_rows.py docs/diagnostics/<name>/report.json [...]
+Usage: python experiments/diagnostics/report_rows.py docs/diagnostics/<name>/report.json [...]
 One row per report and item group (all / head / tail): Jaccard@K of the two top-K lists, HR@K of A and B, the
 users only A or only B hits, the oracle (either hits) HR, the validation-weighted and RRF fusions and the share of
 the oracle gap the weighted fusion closes; then the linear probe's R² (A -> B item vectors) in distribution and

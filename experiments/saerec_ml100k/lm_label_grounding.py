@@ -1,7 +1,7 @@
 """How grounded are LM intent labels? Share of LM-labelled intents whose label has a word that occurs in
 the texts of the intent's top items, and share that repeat another intent's label (generic labels).
 
-Usage: python scripts/lm_label_grounding.py docs/saerec/ml-100k/intents.json"""
+Usage: python experiments/saerec_ml100k/lm_label_grounding.py docs/saerec/ml-100k/intents.json"""
 
 import json
 import re

@@ -1,7 +1,7 @@
 """Per dataset: SASRec, semantic-only with attribute-id text and with real text per encoder (test, full ranking),
-from the run folders of scripts/semantic_s3rec.sh (Markdown to stdout).
+from the run folders of experiments/semantic_s3rec/run.sh (Markdown to stdout).
 
-Usage: python scripts/semantic_realtext_table.py [OUT=runs/semantic-s3rec]"""
+Usage: python experiments/semantic_s3rec/realtext_table.py [OUT=runs/semantic-s3rec]"""
 
 import json
 import sys

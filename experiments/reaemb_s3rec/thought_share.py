@@ -11,7 +11,7 @@ This measures, on stage-2 anchors of a trained run, for each trained state:
 --sigmas: further noise scales (in the run's noise units) whose share of reward-changing rollouts is also
 measured, to see how much exploration the rank reward needs before it responds.
 
-Usage: python scripts/reaemb_thought_share.py RUN_DIR [--anchors 64] [--sigmas 1 10] [--json-out FILE]"""
+Usage: python experiments/reaemb_s3rec/thought_share.py RUN_DIR [--anchors 64] [--sigmas 1 10] [--json-out FILE]"""
 
 import argparse
 import json

@@ -6,7 +6,7 @@
 # protocol (100 random negatives, named "sampled-uniform-100"); tail items = the evaluator's tail group: the
 # 80% least popular items in training (eval.head_frac=0.2), a cut stated in each metrics.json as
 # tail_max_train_interactions (the paper uses a fixed threshold of ~16-20 interactions).
-#   DATASETS="Beauty Toys_and_Games Yelp" LM=smollm2-135m S1_STEPS=150 S2_STEPS=60 scripts/reaemb_s3rec.sh
+#   DATASETS="Beauty Toys_and_Games Yelp" LM=smollm2-135m S1_STEPS=150 S2_STEPS=60 experiments/reaemb_s3rec/run.sh
 # Every step is skipped when its output exists; a stage stopped by its time cap exits with code 3 and the same
 # command continues it. DRY=1 prints the commands instead of running them. LM_ONLY=1 stops after the tables;
 # QUEUE=FILE appends each unfinished downstream run (train, then the sampled re-evaluation) to FILE as one line
@@ -71,7 +71,7 @@ for ds in $DATASETS; do
                --train.epochs="$EPOCHS" --output_dir="$d" "${extra[@]}")
         # the paper's protocol on the same trained model (writes sampled-uniform-100.json beside metrics.json),
         # then 100 negatives drawn by popularity (sampled-popularity-100.json); each skipped when its file exists
-        sampled="python scripts/evaluate_sampled.py $d/*/ && python scripts/evaluate_sampled.py $d/*/ --negatives popularity"
+        sampled="python experiments/reaemb_s3rec/evaluate_sampled.py $d/*/ && python experiments/reaemb_s3rec/evaluate_sampled.py $d/*/ --negatives popularity"
         # then the run's result files into the committed archive (runs/ does not outlive its machine)
         [ -z "$ARCHIVE" ] || sampled="$sampled && python scripts/archive_runs.py $OUT $ARCHIVE"
         if [ -n "${QUEUE:-}" ]; then

@@ -1,8 +1,8 @@
 """The CoLLM ML-1M CTR table of docs/results.md: baselines (chosen on validation AUC among the runs of
-scripts/ctr_baselines.py) on the full test split AND on the test subset the LM runs were scored on, then the
-LM runs of scripts/ctr_lm.sh.
+experiments/ctr_ml1m/baselines.py) on the full test split AND on the test subset the LM runs were scored on, then the
+LM runs of experiments/ctr_ml1m/lm.sh.
 
-    python scripts/ctr_table.py [--baselines runs/ctr/baselines] [--lm runs/ctr/lm] [--test-rows 1024]
+    python experiments/ctr_ml1m/table.py [--baselines runs/ctr/baselines] [--lm runs/ctr/lm] [--test-rows 1024]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from semcollab.tasks.ctr import evaluate_ctr_run
 
-# the run folders of scripts/ctr_lm.sh, in table order, with what each row is
+# the run folders of experiments/ctr_ml1m/lm.sh, in table order, with what each row is
 LM_ROWS = {
     "tallrec": "TALLRec (LoRA, text prompt only)",
     "collm": "CoLLM (MF -> MLP -> <User_ID>, <Item_ID>)",

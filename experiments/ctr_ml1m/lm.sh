@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LM rows of the CoLLM ML-1M CTR table on a CPU budget: TALLRec, CoLLM, SeLLa-Rec and three SeLLa-Rec
 # ablations, all on the same LM, the same training/valid/test subsets and the same prompt history length.
-#   OUT=runs/ctr/lm LM=gemma3-270m scripts/ctr_lm.sh
+#   OUT=runs/ctr/lm LM=gemma3-270m experiments/ctr_ml1m/lm.sh
 # Rerunning into the same OUT skips finished runs; an unfinished one (time cap) continues from its checkpoint
 # (step 1, LoRA on the text prompt, is trained once and shared by every model through the cache).
 set -euo pipefail

@@ -22,7 +22,7 @@ semcollab train --model saerec "${common[@]}" --output_dir=$out/ablation --train
 wait
 semcollab train --model saerec "${common[@]}" --output_dir=$out/ablation --train.seed=1 "--model_params.template=$T" \
   --model_params.intent_source=random
-python scripts/seed_table.py $out/sasrec $out/saerec $out/ablation > docs/tables/saerec_ml100k.md
+python experiments/seed_table.py $out/sasrec $out/saerec $out/ablation > docs/tables/saerec_ml100k.md
 run=$(ls -d $out/saerec/* | head -n 1)
 : > docs/saerec/ml100k_explanations.txt
 for u in 1 50 200 500 900; do

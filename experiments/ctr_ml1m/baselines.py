@@ -1,6 +1,6 @@
 """MF and SASRec-CTR on the CoLLM ML-1M split: a small grid per model, chosen on validation AUC.
 
-    python scripts/ctr_baselines.py [--out runs/ctr/baselines] [--table docs/tables/ctr_baselines.md]
+    python experiments/ctr_ml1m/baselines.py [--out runs/ctr/baselines] [--table docs/tables/ctr_baselines.md]
 
 Every grid point is a saved run (`semcollab ctr train` with the same overrides); a rerun skips grid
 points whose run folder already exists. Whole training set, whole valid and test parts."""

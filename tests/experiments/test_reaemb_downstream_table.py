@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "reaemb_downstream_table.py"
+SCRIPT = ROOT / "experiments" / "reaemb_s3rec" / "downstream_table.py"
 ARCHIVE = ROOT / "scripts" / "archive_runs.py"
 
 

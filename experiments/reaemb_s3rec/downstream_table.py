@@ -7,11 +7,11 @@ epoch cap or the time cap (train.epochs / max_minutes), not by early stopping. M
 are several; Welch t-tests for the claims (stage2 vs stage1, stage1 vs plain, each table vs id) where both sides
 have >= 2 runs.
 
-Usage: python scripts/reaemb_downstream_table.py [OUT_DIR ...] [--earlier TABLE.md] > docs/tables/reaemb_downstream.md
+Usage: python experiments/reaemb_s3rec/downstream_table.py [OUT_DIR ...] [--earlier TABLE.md] > docs/tables/reaemb_downstream.md
 Each OUT_DIR (default runs/reaemb-s3rec; or its committed copy benchmarks/runs/reaemb-s3rec made by
-scripts/archive_runs.py) holds <dataset>/<model>/<embedding>/seed<N>/<run>/ as written by scripts/reaemb_s3rec.sh;
+scripts/archive_runs.py) holds <dataset>/<model>/<embedding>/seed<N>/<run>/ as written by experiments/reaemb_s3rec/run.sh;
 a run counts once it has metrics.json (its sampled column stays empty until sampled-uniform-100.json is there; the
-popularity column likewise, from `python scripts/evaluate_sampled.py RUN_DIR --negatives popularity`).
+popularity column likewise, from `python experiments/reaemb_s3rec/evaluate_sampled.py RUN_DIR --negatives popularity`).
 
 --earlier TABLE.md: a table this script printed before, whose run folders are gone. Its one-run cells count as
 that run (seed1; values as printed, 4 decimals; the popularity tail it did not print stays out of tests on that
@@ -24,8 +24,8 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: the one seed / Welch tool
+from seed_table import mean_sd, summary, welch  # noqa: E402
 
 MODELS = ("sasrec", "gru4rec", "bert4rec")
 EMBS = ("id", "plain", "stage1", "stage2")
@@ -146,24 +146,21 @@ def cell(s, mark):
         return "–"
     if s[0] == "stats":
         return f"{s[1]:.4f} ± {s[2]:.4f}†" if s[3] > 1 else f"{s[1]:.4f}†"
-    v = np.asarray(s[1])
-    text = f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
-    return text + ("†" if mark else "")
+    return mean_sd(s[1]) + ("†" if mark else "")
 
 
-def welch(a, b):
-    """(difference, p) for two samples of >= 2 each, from values or printed statistics."""
-    def summary(s):
+def difference_and_p(a, b):
+    """(difference, Welch p) for two samples of >= 2 each, from values or printed statistics."""
+    def stats_of(s):
         if s[0] == "values":
-            v = np.asarray(s[1])
-            return v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v)
+            return summary(s[1])
         return s[1], s[2] if s[2] is not None else float("nan"), s[3]
     if a is None or b is None:
         return None
-    (ma, sa, na), (mb, sb, nb) = summary(a), summary(b)
-    if na < 2 or nb < 2:
+    sa, sb = stats_of(a), stats_of(b)
+    if sa[2] < 2 or sb[2] < 2:
         return None
-    return ma - mb, stats.ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=False).pvalue
+    return sa[0] - sb[0], welch(sa, sb)[1]
 
 
 def main():
@@ -211,8 +208,8 @@ def main():
                         if not table[a][0] and not table[b][0] and key in EARLIER_TESTS:
                             r = EARLIER_TESTS[key]  # both cells only as printed: keep the test made from their runs
                         else:
-                            r = welch(sample(*table[a], which, group, "ndcg@10"),
-                                      sample(*table[b], which, group, "ndcg@10"))
+                            r = difference_and_p(sample(*table[a], which, group, "ndcg@10"),
+                                                 sample(*table[b], which, group, "ndcg@10"))
                         if r is not None:
                             tests.append((ds, model, f"{a} vs {b}", which, group, *r))
     if tests:

@@ -3,8 +3,8 @@ stage-1 loss as means of equal windows and the learnt temperature; stage-2 noise
 its steps against the chance level of a uniformly random rank; and how far apart the tables are (mean cosine per
 item: plain LM vs stage 1, stage 1 vs stages 1+2), over the items with text (row 0 is padding).
 
-Usage: python scripts/reaemb_stage_summary.py RUN_DIR [--windows 10] [--json-out FILE]
-(tables are read from RUN_DIR/tables/{plain,stage1,stage2}.npy, as scripts/reaemb_s3rec.sh writes them)"""
+Usage: python experiments/reaemb_s3rec/stage_summary.py RUN_DIR [--windows 10] [--json-out FILE]
+(tables are read from RUN_DIR/tables/{plain,stage1,stage2}.npy, as experiments/reaemb_s3rec/run.sh writes them)"""
 
 import argparse
 import json

@@ -2,7 +2,7 @@
 # Semantic-only recommender and complementarity diagnostics on the S3-Rec files with their REAL item text
 # (titles / brands / categories; each dataset's default template), for MiniLM and mpnet, next to the old
 # attribute-id text; SASRec trained once per dataset with configs/s3rec_converge.yaml.
-#   DATASETS="Beauty Toys_and_Games Yelp" ENCODERS="minilm mpnet" OUT=runs/semantic-s3rec scripts/semantic_s3rec.sh
+#   DATASETS="Beauty Toys_and_Games Yelp" ENCODERS="minilm mpnet" OUT=runs/semantic-s3rec experiments/semantic_s3rec/run.sh
 # Reports: docs/diagnostics/<dataset>-<encoder>/report.{json,png}; table docs/tables/semantic_s3rec.md.
 # Rerunning into the same OUT skips finished runs.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SAERec ablations on an S3-Rec file, 3 seeds, the settings and epoch budget of scripts/saerec_s3rec.sh:
+# SAERec ablations on an S3-Rec file, 3 seeds, the settings and epoch budget of experiments/saerec_s3rec/run.sh:
 # without personal intents, without public intents, random (untrained) latents in place of the SAE's.
 # The full SAERec and SASRec rows come from that script's runs in the same OUT, so run it first (or after:
 # the table step reads whatever finished). Finished (variant, seed) runs are skipped on a rerun.
@@ -13,7 +13,7 @@ out=${OUT:-runs/saerec-s3rec/main}
 T="{attributes}"
 base="$out/$DATASET/ablation"
 mkdir -p "$base" docs/tables
-source "$(dirname "$0")/run_finished.sh"
+source "$(dirname "$0")/../run_finished.sh"
 jobs_file="$base/jobs.txt"
 : > "$jobs_file"
 declare -A VARIANT=([no_personal]="--model_params.use_personal=false" [no_public]="--model_params.use_public=false"
@@ -26,6 +26,6 @@ for seed in $SEEDS; do for v in no_personal no_public random_latents; do
 done; done
 export OMP_NUM_THREADS=1
 xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$base"'/log.XXXXXX)" 2>&1' < "$jobs_file"
-python scripts/seed_table.py "$out/$DATASET/sasrec" "$out/$DATASET/saerec" "$base"/no_personal "$base"/no_public \
+python experiments/seed_table.py "$out/$DATASET/sasrec" "$out/$DATASET/saerec" "$base"/no_personal "$base"/no_public \
   "$base"/random_latents > "docs/tables/saerec_ablation_${DATASET}.md"
 echo "table in docs/tables/saerec_ablation_${DATASET}.md"

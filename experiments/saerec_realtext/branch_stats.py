@@ -1,6 +1,6 @@
 """How trained SAERec runs use their intent branches: one Markdown row per run folder (stdout).
 
-Usage: python scripts/saerec_branch_stats.py RUN_DIR [RUN_DIR ...] [--stage test] [--max-users 2000]
+Usage: python experiments/saerec_realtext/branch_stats.py RUN_DIR [RUN_DIR ...] [--stage test] [--max-users 2000]
        [--batch-size 256] [--seed 0] [--json OUT.json]
 
 Columns (last position of each evaluated user's history; see semcollab.methods.saerec.branch_stats):

@@ -23,7 +23,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
 PHASES=${PHASES:-"A B C D E F G"}
 mkdir -p "$OUT" docs/tables
-source "$(dirname "$0")/run_finished.sh"
+source "$(dirname "$0")/../run_finished.sh"
 jobs_file="$OUT/jobs.txt"
 : > "$jobs_file"
 CFG="--config configs/s3rec_converge.yaml"
@@ -66,12 +66,12 @@ xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$OUT"'/logs/log.XXXXXX)"
     echo "### $ds"
     groups=()
     for g in sasrec saerec authors branch_dropout no_personal no_public random_latents shuffled; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
-    python scripts/seed_table.py "${groups[@]}"
+    python experiments/seed_table.py "${groups[@]}"
     echo
   done
 } > docs/tables/saerec_realtext.md
 echo "table in docs/tables/saerec_realtext.md"
-# Welch t-tests (scripts/seed_ttest.py) of each pair whose both groups have >= 2 finished runs
+# Welch t-tests (experiments/seed_table.py --welch) of each pair whose both groups have >= 2 finished runs
 pairs=()
 for ds in Beauty Toys_and_Games Yelp Sports_and_Outdoors; do
   for pair in "saerec sasrec" "saerec random_latents" "no_personal sasrec" "no_personal saerec" "no_public saerec" \
@@ -84,6 +84,6 @@ for ds in Beauty Toys_and_Games Yelp Sports_and_Outdoors; do
   done
 done
 if [ "${#pairs[@]}" -gt 0 ]; then
-  (cd "$OUT" && python "$OLDPWD/scripts/seed_ttest.py" "${pairs[@]}") > docs/tables/saerec_realtext_tests.md
+  (cd "$OUT" && python "$OLDPWD/experiments/seed_table.py" --welch "${pairs[@]}") > docs/tables/saerec_realtext_tests.md
   echo "t-tests in docs/tables/saerec_realtext_tests.md"
 fi

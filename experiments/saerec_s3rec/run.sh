@@ -20,7 +20,7 @@ mkdir -p "$out" docs/saerec docs/tables
 jobs_file="$out/jobs.txt"
 : > "$jobs_file"
 # a rerun into the same OUT skips (dataset, model, seed) runs that already finished (metrics.json written)
-source "$(dirname "$0")/run_finished.sh"
+source "$(dirname "$0")/../run_finished.sh"
 for seed in $SEEDS; do for ds in $DATASETS; do  # seed-major: a cut-short queue still covers every dataset
   common="--dataset s3rec:$ds --config configs/s3rec_fast.yaml --train.seed=$seed --train.epochs=$EPOCHS --train.eval_every=5 --train.patience=1000"
   run_finished "$out/$ds/saerec" "$seed" || \
@@ -38,7 +38,7 @@ for ds in $DATASETS; do
 done
 for ds in $DATASETS; do
   echo "### $ds"
-  python scripts/seed_table.py "$out/$ds/sasrec" "$out/$ds/saerec"
+  python experiments/seed_table.py "$out/$ds/sasrec" "$out/$ds/saerec"
   echo
 done > docs/tables/saerec_s3rec.md
 run=$(ls -d "$out"/Beauty/saerec/* 2>/dev/null | head -n 1 || true)

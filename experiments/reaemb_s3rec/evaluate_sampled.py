@@ -2,7 +2,7 @@
 writing one JSON per run beside its metrics.json (`sampled-<negatives>-<n>.json`); existing files are kept,
 unfinished run folders (no metrics.json) are skipped.
 
-Usage: python scripts/evaluate_sampled.py RUN_DIR [RUN_DIR ...] [--n 100] [--negatives uniform]"""
+Usage: python experiments/reaemb_s3rec/evaluate_sampled.py RUN_DIR [RUN_DIR ...] [--n 100] [--negatives uniform]"""
 
 import argparse
 import json
