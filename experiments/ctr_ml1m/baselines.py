@@ -2,7 +2,7 @@
 
     python experiments/ctr_ml1m/baselines.py [--out runs/ctr/baselines] [--table docs/tables/ctr_baselines.md]
 
-Every grid point is a saved run (`semcollab ctr train` with the same overrides); a rerun skips grid
+The grids and the overrides every run gets: experiments/ctr_ml1m/baselines.yaml. Every grid point is a saved run (`semcollab ctr train` with the same overrides); a rerun skips grid
 points whose run folder already exists. Whole training set, whole valid and test parts."""
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import itertools
 import json
 from pathlib import Path
 
+import yaml
+
 from semcollab.tasks.ctr import run_ctr
 
-GRID = {
-    "mf": {"train.lr": [1e-2], "train.weight_decay": [0.0, 1e-6, 1e-5, 1e-4, 1e-3], "model_params.bias": [False, True]},
-    "sasrec-ctr": {"train.lr": [1e-3], "train.weight_decay": [0.0, 1e-4],
-                   "model_params.dropout": [0.2, 0.5], "model_params.hidden": [64]},
-}
-COMMON = ["train.progress=false", "train.epochs=200", "train.patience=10", "model_params.dim=256"]
+STUDY = yaml.safe_load((Path(__file__).with_name("baselines.yaml")).read_text(encoding="utf-8"))
+GRID: dict[str, dict[str, list]] = STUDY["grid"]
+COMMON: list[str] = STUDY["common"]
 
 
 def overrides(model: str, point: dict) -> list[str]:

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SAE variants on ML-100K's MiniLM item vectors: TopK (untied / tied decoder) vs ReLU + L1 (two penalties).
 # Each trains once (2,000 steps; cached by inputs + settings, so reruns are quick); quality table to stdout
-# and docs/tables/sae_variants_ml100k.md.
+# and docs/tables/sae_variants_ml100k.md. The variants (row name -> flags): experiments/saerec_ml100k/sae_variants.yaml.
 set -euo pipefail
 T="{title} ({year}). Genres: {genres}"
+variants=$(python "$(dirname "$0")/../study_config.py" "$(dirname "$0")/sae_variants.yaml" variants)
+declare -a NAMES=() FLAGS=()
+while IFS=$'\t' read -r name flags; do NAMES+=("$name"); FLAGS+=("$flags"); done <<< "$variants"
 tmp=$(mktemp -d)
-declare -a NAMES=("TopK k=15, untied (default)" "TopK k=15, tied" "ReLU + L1 1e-3" "ReLU + L1 1e-2")
-declare -a FLAGS=("" "--sae.tied=true" "--sae.kind=relu --sae.l1=0.001" "--sae.kind=relu --sae.l1=0.01")
 {
   echo "| SAE (6,144 latents) | explained variance | mean L0 | dead latents |"
   echo "|---|---|---|---|"

@@ -14,6 +14,7 @@
 # Rerunning into the same OUT only adds the runs that have not finished (metrics.json written); the first
 # SAERec run of a dataset embeds its text and trains the SAE, later ones reuse both from the caches.
 # Then: per-dataset tables (docs/tables/saerec_realtext.md), ablation tables, branch statistics.
+# Variants, table rows and t-test pairs: experiments/saerec_realtext/config.yaml.
 # Env: OUT (default runs/saerec-realtext), SEEDS, JOBS, PHASES (default "A B C D E F G"), TABLES_ONLY=1 (no training:
 # rewrite the tables from the runs that finished), QUEUE_ONLY=1 (write the queue of missing runs, one command per
 # line, to $OUT/jobs.txt and stop: for draining it with another worker pool).
@@ -27,10 +28,10 @@ source "$(dirname "$0")/../run_finished.sh"
 jobs_file="$OUT/jobs.txt"
 : > "$jobs_file"
 CFG="--config configs/s3rec_converge.yaml"
-AUTHORS="--model_params.retrieval=cosine --model_params.public=low_idf --model_params.fusion=attention"
-declare -A ABL=([no_personal]="--model_params.use_personal=false" [no_public]="--model_params.use_public=false"
-                [random_latents]="--model_params.intent_source=random" [authors]="$AUTHORS"
-                [branch_dropout]="--model_params.branch_dropout=0.5" [shuffled]="--model_params.intent_source=shuffled")
+study() { python "$(dirname "$0")/../study_config.py" "$(dirname "$0")/config.yaml" "$1"; }  # study KEY
+variants=$(study variants); table_groups=$(study table_groups); welch_pairs=$(study welch_pairs)
+declare -A ABL=()
+while IFS=$'\t' read -r v flags; do ABL[$v]=$flags; done <<< "$variants"
 add() {  # add DATASET GROUP SEED MODEL [FLAGS...]: queue one run unless it already finished
   local ds=$1 group=$2 seed=$3 model=$4; shift 4
   run_finished "$OUT/$ds/$group" "$seed" && return 0
@@ -65,7 +66,7 @@ xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$OUT"'/logs/log.XXXXXX)"
     [ -d "$OUT/$ds" ] || continue
     echo "### $ds"
     groups=()
-    for g in sasrec saerec authors branch_dropout no_personal no_public random_latents shuffled; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
+    for g in $table_groups; do [ -d "$OUT/$ds/$g" ] && groups+=("$OUT/$ds/$g"); done
     python experiments/seed_table.py "${groups[@]}"
     echo
   done
@@ -74,14 +75,12 @@ echo "table in docs/tables/saerec_realtext.md"
 # Welch t-tests (experiments/seed_table.py --welch) of each pair whose both groups have >= 2 finished runs
 pairs=()
 for ds in Beauty Toys_and_Games Yelp Sports_and_Outdoors; do
-  for pair in "saerec sasrec" "saerec random_latents" "no_personal sasrec" "no_personal saerec" "no_public saerec" \
-              "authors saerec" "branch_dropout saerec" "branch_dropout sasrec" \
-              "saerec shuffled" "random_latents shuffled"; do
+  while read -r pair; do
     set -- $pair
     ok=1
     for g in "$1" "$2"; do [ "$(ls "$OUT/$ds/$g"/*/metrics.json 2>/dev/null | wc -l)" -ge 2 ] || ok=0; done
     [ "$ok" = 1 ] && pairs+=("$ds/$1" "$ds/$2")
-  done
+  done <<< "$welch_pairs"
 done
 if [ "${#pairs[@]}" -gt 0 ]; then
   (cd "$OUT" && python "$OLDPWD/experiments/seed_table.py" --welch "${pairs[@]}") > docs/tables/saerec_realtext_tests.md
