@@ -181,7 +181,7 @@ def test_script_prints_one_row_per_run_and_reports_failures(toy_split, tmp_path,
 
     import semcollab.methods.saerec.branch_stats as bs
 
-    path = Path(__file__).resolve().parents[3] / "scripts" / "saerec_branch_stats.py"
+    path = Path(__file__).resolve().parents[3] / "experiments" / "saerec_realtext" / "branch_stats.py"
     spec = importlib.util.spec_from_file_location("saerec_branch_stats_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

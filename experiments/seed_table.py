@@ -1,0 +1,98 @@
+"""Seeded-run tables (Markdown to stdout): mean ± std over seeds of each setting's test metrics, or Welch's t-test
+between two groups of seeded runs. The one copy of both statistics: the study scripts and
+experiments/reaemb_s3rec/downstream_table.py format and test with `mean_sd` and `welch` from here.
+
+Usage: python experiments/seed_table.py GROUP [GROUP ...]
+           each group folder holds runs of one setting; a group with one run is printed without std (ablations)
+       python experiments/seed_table.py --welch GROUP_A GROUP_B [GROUP_A GROUP_B ...] [--metric ndcg@10]
+           one row per pair and part (overall, head and tail items) on the test metric. With three seeds a side
+           the test has few degrees of freedom: read p as a guide, not a verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from semcollab.report.table import run_label, seeded_runs
+
+# a sample's summary for a Welch test: (mean, std with ddof=1 or nan for one value, n)
+Summary = tuple[float, float, int]
+
+
+def mean_sd(values) -> str:
+    """``mean ± std`` (sample std, ddof=1) to 4 decimals; a single value alone."""
+    v = np.asarray(values)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+
+
+def summary(values) -> Summary:
+    v = np.asarray(values)
+    return v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v)
+
+
+def welch(a: Summary, b: Summary) -> tuple[float, float]:
+    """Welch's unequal-variance t-test from two summaries: (t, two-sided p)."""
+    r = stats.ttest_ind_from_stats(a[0], a[1], a[2], b[0], b[1], b[2], equal_var=False)
+    return r.statistic, r.pvalue
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())["test"]
+
+
+def seed_rows(groups: list[str]) -> Iterator[str]:
+    """The mean ± std table, line by line: one row per setting (run label) in each group, in the groups' order."""
+    yield "| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 | epochs (best) |"
+    yield "|---|---|---|---|---|---|---|"
+    for group in groups:
+        by_setting: dict[str, list[Path]] = {}
+        for r in seeded_runs(group):
+            by_setting.setdefault(run_label(yaml.safe_load((r / "config.yaml").read_text())), []).append(r)
+        for name, rs in by_setting.items():
+            m = [_metrics(r) for r in rs]
+            fits = [json.loads((r / "run.json").read_text())["fit"] for r in rs]
+            ep = ", ".join(f"{f['epochs_run']} ({f['best_epoch']})" for f in fits)
+            yield (f"| {name} | {len(rs)} | {mean_sd([x['overall']['hr@10'] for x in m])} | "
+                   f"{mean_sd([x['overall']['ndcg@10'] for x in m])} | {mean_sd([x['head']['ndcg@10'] for x in m])} | "
+                   f"{mean_sd([x['tail']['ndcg@10'] for x in m])} | {ep} |")
+
+
+def _values(group: str, part: str, metric: str) -> np.ndarray:
+    runs = seeded_runs(group)
+    if len(runs) < 2:
+        raise SystemExit(f"{group}: needs at least 2 finished runs for a t-test, found {len(runs)}")
+    return np.array([_metrics(r)[part][metric] for r in runs])
+
+
+def welch_rows(groups: list[str], metric: str) -> Iterator[str]:
+    """The t-test table, line by line: groups in pairs A B [A B ...], one row per pair and part."""
+    if len(groups) % 2:
+        raise SystemExit("give the groups in pairs: A B [A B ...]")
+    yield f"| A | B | part | {metric} A | {metric} B | diff | t | p |"
+    yield "|---|---|---|---|---|---|---|---|"
+    for ga, gb in zip(groups[::2], groups[1::2]):
+        for part in ("overall", "head", "tail"):
+            x, y = _values(ga, part, metric), _values(gb, part, metric)
+            t, p = welch(summary(x), summary(y))
+            yield (f"| {ga} | {gb} | {part} | {x.mean():.4f} (n={len(x)}) | {y.mean():.4f} (n={len(y)}) | "
+                   f"{x.mean() - y.mean():+.4f} | {t:.2f} | {p:.3f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("groups", nargs="+", metavar="GROUP")
+    ap.add_argument("--welch", action="store_true", help="Welch's t-test between groups given in pairs")
+    ap.add_argument("--metric", default="ndcg@10", help="the --welch test's metric")
+    a = ap.parse_args(argv)
+    for line in welch_rows(a.groups, a.metric) if a.welch else seed_rows(a.groups):
+        print(line)  # line by line: a group that fails leaves the rows before it, as the table is written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""experiments/seed_table.py, the one seed / Welch tool: mean ± std over seeds on a tiny fixture of run folders,
+Welch's p against a hand computation, and the --welch table; experiments/study_config.py, which the study
+scripts read their grids with."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import special
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "experiments" / "seed_table.py"
+STUDY_CONFIG = ROOT / "experiments" / "study_config.py"
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+seed_table = load(TOOL)
+
+
+def write_run(group: Path, seed: int, ndcg: float, params: str = "{}") -> None:
+    run = group / f"20260101-00000{seed}-sasrec"
+    run.mkdir(parents=True)
+    part = {"ndcg@10": ndcg, "hr@10": 2 * ndcg}
+    (run / "metrics.json").write_text(json.dumps({"test": {"overall": part, "head": part, "tail": part}}))
+    (run / "run.json").write_text(json.dumps({"fit": {"epochs_run": 10 + seed, "best_epoch": seed}}))
+    (run / "config.yaml").write_text(f"model: sasrec\nmodel_params: {params}\ntrain:\n  seed: {seed}\n")
+
+
+def tool(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_welch_p_matches_a_hand_computation():
+    a, b = [1.0, 2.0, 3.0], [4.0, 6.0, 8.0, 10.0]
+    # by hand: means 2 and 7, variances 1 and 20/3; se² = 1/3 + 5/3 = 2, t = -5/√2;
+    # Welch–Satterthwaite df = 2² / ((1/3)²/2 + (5/3)²/3) = 4 / (1/18 + 25/27) = 216/53
+    t, df = -5 / math.sqrt(2), 216 / 53
+    p = special.betainc(df / 2, 0.5, df / (df + t * t))  # two-sided p of Student's t with df degrees of freedom
+    got_t, got_p = seed_table.welch(seed_table.summary(a), seed_table.summary(b))
+    assert got_t == pytest.approx(t, rel=1e-12)
+    assert got_p == pytest.approx(p, rel=1e-9)
+    assert 0.02 < got_p < 0.05  # the sanity anchor: t = -3.54 on ~4 df
+
+
+def test_mean_sd_uses_the_sample_std_and_prints_one_value_alone():
+    assert seed_table.mean_sd([0.1, 0.2, 0.3]) == "0.2000 ± 0.1000"
+    assert seed_table.mean_sd([0.12345]) == "0.1235"
+    assert seed_table.summary([0.5])[0] == 0.5 and math.isnan(seed_table.summary([0.5])[1])
+
+
+def test_table_gives_mean_sd_per_setting_from_run_folders(tmp_path):
+    for seed, v in ((1, 0.10), (2, 0.20), (3, 0.30)):
+        write_run(tmp_path / "sasrec", seed, v)
+    write_run(tmp_path / "ablation", 1, 0.05, "{use_personal: false}")
+    r = tool(tmp_path / "sasrec", tmp_path / "ablation")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("| setting | runs | HR@10 | NDCG@10 |")
+    assert lines[2] == ("| sasrec | 3 | 0.4000 ± 0.2000 | 0.2000 ± 0.1000 | 0.2000 ± 0.1000 | 0.2000 ± 0.1000 | "
+                        "11 (1), 12 (2), 13 (3) |")
+    assert lines[3] == "| sasrec [use_personal=False] | 1 | 0.1000 | 0.0500 | 0.0500 | 0.0500 | 11 (1) |"
+
+
+def test_welch_table_from_run_folders(tmp_path):
+    a, b = [0.10, 0.20, 0.30], [0.40, 0.60, 0.80, 1.00]
+    for seed, v in enumerate(a, 1):
+        write_run(tmp_path / "a", seed, v)
+    for seed, v in enumerate(b, 1):
+        write_run(tmp_path / "b", seed, v)
+    r = tool("--welch", tmp_path / "a", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()[2:]
+    assert len(rows) == 3 and [row.split(" | ")[2] for row in rows] == ["overall", "head", "tail"]
+    t, p = seed_table.welch(seed_table.summary(a), seed_table.summary(b))  # the hand-checked case, scaled by 0.1
+    assert rows[0].endswith(f"| 0.2000 (n=3) | 0.7000 (n=4) | -0.5000 | {t:.2f} | {p:.3f} |")
+    assert f"{t:.2f}" == "-3.54"
+
+
+def test_welch_refuses_an_odd_group_count_and_a_one_run_group(tmp_path):
+    write_run(tmp_path / "a", 1, 0.1)
+    r = tool("--welch", tmp_path / "a")
+    assert r.returncode != 0 and "pairs" in r.stderr
+    r = tool("--welch", tmp_path / "a", tmp_path / "a")
+    assert r.returncode != 0 and "needs at least 2 finished runs" in r.stderr
+
+
+def test_study_config_prints_mappings_lists_and_scalars(tmp_path):
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("variants:\n  plain: ''\n  tied: --sae.tied=true\nseeds: [1, 2]\nname: x\nnested: {k: 3}\n")
+
+    def get(key):
+        return subprocess.run([sys.executable, str(STUDY_CONFIG), str(cfg), key], capture_output=True, text=True)
+
+    assert get("variants").stdout == "plain\t\ntied\t--sae.tied=true\n"
+    assert get("seeds").stdout == "1\n2\n" and get("name").stdout == "x\n" and get("nested.k").stdout == "3\n"
+    r = get("missing")
+    assert r.returncode != 0 and "no key 'missing'" in r.stderr and str(cfg) in r.stderr
+
+
+def test_every_study_config_parses_and_the_ctr_grid_holds_numbers():
+    configs = sorted((ROOT / "experiments").glob("*/*.yaml"))
+    assert configs
+    grid = load(ROOT / "experiments" / "ctr_ml1m" / "baselines.py").GRID
+    values = [v for model in grid.values() for vs in model.values() for v in vs]
+    assert not any(isinstance(v, str) for v in values), "a float written as 1e-5 is read as a string by YAML"
+    assert np.isclose(grid["mf"]["train.weight_decay"], [0.0, 1e-6, 1e-5, 1e-4, 1e-3]).all()
