@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 from tests.conftest import write_atomic
 from tests.tasks.test_ctr_cli import write_collm_folder
 

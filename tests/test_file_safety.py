@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 import semcollab
-from semcollab.cli.core import app
+from semcollab.cli import app
 from semcollab.data import DataError, load_collm_ctr
 from semcollab.runs.checkpoints import CheckpointMismatchError
 from tests.conftest import Killed, kill_after

@@ -16,8 +16,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import semcollab
-import semcollab.cli.core as cli
-from semcollab.cli.core import app
+from semcollab.cli import app
+from semcollab.cli.common import console as cli_console
+from semcollab.cli.ctr import ctr_rich_table
 from semcollab.config import CONFIG_MAX_BYTES, ConfigError, RunConfig
 from tests.conftest import write_atomic
 from tests.tasks.test_ctr_cli import write_collm_folder
@@ -32,7 +33,7 @@ SHOWN = "[bold]B[/b] \\x1b]0;x\\x07 \\u202eR\\nL"  # how it must print
 @pytest.fixture
 def wide(monkeypatch):
     """No wrapping of table cells or long lines: the output can be searched for whole values."""
-    monkeypatch.setattr(cli.console, "_width", 400)
+    monkeypatch.setattr(cli_console, "_width", 400)
 
 
 def _clean(r, code=0) -> str:
@@ -100,7 +101,7 @@ def test_result_tables_show_titles_and_run_names_as_data():
     console = Console(width=400, record=True, color_system=None)
     console.print(rich_table({f"pop {HOSTILE}": res}, title=f"{HOSTILE} test"))
     ctr = {g: {"auc": 0.5} for g in ("all", "warm", "cold")}
-    console.print(cli._ctr_table({f"mf {HOSTILE}": ctr}, f"{HOSTILE} (CTR)"))
+    console.print(ctr_rich_table({f"mf {HOSTILE}": ctr}, f"{HOSTILE} (CTR)"))
     text = console.export_text()
     assert text.count(SHOWN) == 4, text
     assert not any(c in text for c in RAW)
@@ -269,7 +270,7 @@ def test_an_override_typed_before_the_run_folder_is_not_taken_for_the_folder(toy
 
 def test_ctr_table_shows_a_run_without_warm_or_cold_rows_as_dashes():
     """A CTR metrics.json with only 'all' (no warm / cold split) once raised KeyError in the table."""
-    t = cli._ctr_table({"mf": {"all": {"auc": 0.7, "uauc": 0.6, "logloss": 0.5}}}, "test")
+    t = ctr_rich_table({"mf": {"all": {"auc": 0.7, "uauc": 0.6, "logloss": 0.5}}}, "test")
     out = Console(width=200, record=True)
     out.print(t)
     text = out.export_text()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 from semcollab.data import DataError
 from tests.conftest import write_atomic
 

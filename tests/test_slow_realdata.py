@@ -70,7 +70,7 @@ def test_quickstart_under_90_seconds_and_sasrec_clearly_beats_popularity(ml100k_
 
     from typer.testing import CliRunner
 
-    from semcollab.cli.core import app
+    from semcollab.cli import app
 
     monkeypatch.setenv("SEMCOLLAB_ML100K", str(ml100k_dir))
     monkeypatch.chdir(tmp_path)

@@ -8,10 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from semcollab.api import load_run
-from semcollab.config import EvalConfig, from_dict, to_dict
-from semcollab.evaluate.evaluator import evaluate_ranking
-from semcollab.train.trainer import resolve_device
+from semcollab.evaluate.saved_run import evaluate_run
 
 ap = argparse.ArgumentParser()
 ap.add_argument("runs", nargs="+", type=Path)
@@ -25,10 +22,7 @@ for run_dir in args.runs:
     if not (run_dir / "metrics.json").exists():  # e.g. a run killed mid-training beside its rerun
         print(f"{run_dir}: not a finished run (no metrics.json), skipped")
         continue
-    cfg, net, split = load_run(run_dir)
-    ev = from_dict(EvalConfig, {**to_dict(cfg.eval), "protocol": "sampled", "negatives": args.negatives,
-                                "n_negatives": args.n}, prefix="eval.")  # validated like a config file
-    device = resolve_device(cfg.train.device)
-    res = evaluate_ranking(net.to(device), split.eval_set("test"), split.n_items, split.item_popularity(), ev, device)
+    res = evaluate_run(run_dir, "test", ["eval.protocol=sampled", f"eval.negatives={args.negatives}",
+                                         f"eval.n_negatives={args.n}"])
     out.write_text(json.dumps(res, indent=1))
     print(f"{run_dir}: {res['protocol']} HR@10 {res['overall']['hr@10']:.4f} NDCG@10 {res['overall']['ndcg@10']:.4f}")

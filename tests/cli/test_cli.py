@@ -2,7 +2,7 @@ import json
 
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 
 runner = CliRunner()
 

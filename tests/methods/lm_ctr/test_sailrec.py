@@ -141,7 +141,7 @@ def test_full_suppression_cuts_the_collaborative_tokens_off(split, tiny_lm4):
 def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
     from typer.testing import CliRunner
 
-    from semcollab.cli.core import app
+    from semcollab.cli import app
 
     from ...tasks.test_ctr_cli import write_collm_folder
 

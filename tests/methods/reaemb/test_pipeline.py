@@ -9,7 +9,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from semcollab.cli.core import app
+from semcollab.cli import app
 from semcollab.config import ConfigError
 from semcollab.methods.reaemb.pipeline import (
     ReaEmbIncomplete,
