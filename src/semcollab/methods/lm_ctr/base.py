@@ -88,7 +88,7 @@ class LMCTRModel(nn.Module):
 
     # ------------------------------------------------------------------ prompts
     def prompt(self, history: np.ndarray, item: int) -> str:
-        from ...lm import TALLREC_MOVIE
+        from .prompts import TALLREC_MOVIE
 
         titles = [self.titles[i] for i in history if i > 0]
         template = TALLREC_MOVIE if self.text_only else self.template
@@ -140,7 +140,7 @@ class LMCTRModel(nn.Module):
 
     def install_attention_control(self):
         """Route the LM's attention through :mod:`semcollab.lm.attention` (steering bias, recording)."""
-        from ...lm.attention import install_attention_control
+        from .steering import install_attention_control
 
         if self.attn_control is None:
             self.attn_control = install_attention_control(self.lm)
