@@ -824,7 +824,7 @@ def reaemb_train(ctx: typer.Context, dataset: str | None = typer.Option(None, he
     """Stage 1 (LRCL: LoRA + thought module) then stage 2 (CRRL: thought module, co-occurrence rewards from
     training sequences). Resumable: a stage stopped by stage<N>.max_minutes exits with code 3 and the same
     command continues it. Settings: --stage1.max_steps=200 --stage1.batch_size=16 --stage2.max_anchors=2000 ..."""
-    from ..methods.reaemb.pipeline import ReaEmbIncomplete, load_pipeline_config, train_reaemb
+    from ..methods.reaemb import ReaEmbIncomplete, load_pipeline_config, train_reaemb
 
     dataset = _reaemb_dataset(dataset, config, ctx.args)
     cfg = load_pipeline_config(config, ctx.args, dataset=dataset, lm=_named(lm, "--lm"), output_dir=out)
@@ -859,7 +859,7 @@ def reaemb_table_cmd(ctx: typer.Context,
                      out: Path | None = typer.Option(None, help="copy the table here (.npy; its meta .json beside)")):
     """The item table of a dataset's whole catalogue (n_items + 1 rows, row 0 = padding = zeros), cached by
     texts + LM + trained state + mode; its path goes to --model_params.item_table of sasrec/gru4rec/bert4rec."""
-    from ..methods.reaemb.pipeline import reaemb_table
+    from ..methods.reaemb import reaemb_table
 
     stage = "plain" if plain else stage
     run_dir, args = _run_arg(run_dir, ctx.args)
@@ -887,7 +887,7 @@ def reaemb_bench_kv(ctx: typer.Context,
                     json_out: Path | None = typer.Option(None, help="write the report as JSON")):
     """Seconds of (a) one plain pass, (b) the naive full second pass, (c) the KV-cache second pass on the same
     texts; prints (c)/(a) and (b)/(a) and checks that (c) equals (b) (exit code 1 if not)."""
-    from ..methods.reaemb.pipeline import kv_reuse_benchmark
+    from ..methods.reaemb import kv_reuse_benchmark
 
     run_dir, args = _run_arg(run_dir, ctx.args)
     if run_dir is not None and (lm is not None or config is not None):
