@@ -28,6 +28,7 @@ import torch
 from ..config import ConfigError, resolve_device
 from ..errors import EncoderOutputError, ModelFolderError  # noqa: F401  (defined in errors.py)
 from ..hub.models import ModelError
+from ..hub.wheels import default_cache_dir
 from ..lm.hidden import POOLINGS, encode_texts
 from ..lm.load import check_tokenizer_files
 
@@ -223,7 +224,6 @@ def _checked_output(new: np.ndarray, positions: list[int], texts: list[str], spe
 def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = None, device: str = "auto",
                 batch_size: int = 64, progress: bool = False) -> tuple[np.ndarray, dict]:
     """Encode ``texts`` (reusing cached vectors); returns ``(vectors, stats)``."""
-    from ..data.loaders import default_cache_dir
     from .cache import EmbeddingCache, text_hash, unusable_rows
 
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]

@@ -21,20 +21,10 @@ from ...config import ConfigError, resolve_device, to_dict
 from ...hub.wheels import default_cache_dir
 from ...models.text_table import item_ids_sha256
 from ...runs.files import write_dir_atomic
+from . import run_folder
 from .config import ReaEmbPipelineConfig, load_pipeline_config
 from .encoder import MODES, generate_table
 from .pipeline import build_encoder
-from .run_folder import (
-    lm_identity,
-    load_data,
-    peak_memory,
-    read_json,
-    reset_cuda_peak,
-    sha_of,
-    stage_state,
-    texts_sha,
-    write_json,
-)
 
 TABLE_STAGES = ("plain", "stage1", "stage2")
 TABLE_VERSION = "reaemb-table-v2"  # v2: LoRA merged only over float32 weights (freeze_lm)
@@ -56,7 +46,7 @@ def _table_cfg(run_dir, dataset, stage, config, overrides) -> ReaEmbPipelineConf
         if dataset is not None and dataset != cfg.dataset:
             raise ConfigError(f"run {run_dir} was trained on {cfg.dataset!r}, not {dataset!r}; a table for another "
                               "dataset needs a plain table or a run of that dataset")
-        if stage != "plain" and stage_state(run_dir, stage) is None:
+        if stage != "plain" and run_folder.stage_state(run_dir, stage) is None:
             raise ConfigError(f"{stage} has not finished in {run_dir}; run `semcollab reaemb train` (again) first")
         return cfg
     if stage != "plain":
@@ -67,12 +57,13 @@ def _table_cfg(run_dir, dataset, stage, config, overrides) -> ReaEmbPipelineConf
 
 def table_key(cfg: ReaEmbPipelineConfig, texts: Sequence[str], state_sha: str, mode: str, device: torch.device) -> str:
     dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    return sha_of({"version": TABLE_VERSION, "texts": texts_sha(texts), "lm": lm_identity(cfg.lm),
-                 "encoder": to_dict(cfg.encoder), "state": state_sha, "mode": mode, "dtype": dtype})
+    return run_folder.sha_of({"version": TABLE_VERSION, "texts": run_folder.texts_sha(texts),
+                              "lm": run_folder.lm_identity(cfg.lm), "encoder": to_dict(cfg.encoder), "state": state_sha,
+                              "mode": mode, "dtype": dtype})
 
 
 def _cached_table(folder: Path, key: str):
-    meta = read_json(folder / "item_table.json")
+    meta = run_folder.read_json(folder / "item_table.json")
     if meta is None or meta.get("key") != key:
         return None
     try:
@@ -100,9 +91,9 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
     mode = "plain" if stage == "plain" else mode
     if mode not in MODES or (stage != "plain" and mode == "plain"):
         raise ConfigError(f"mode must be kv_reuse or two_pass for a trained stage, got {mode!r}")
-    data = load_data(cfg, log)
+    data = run_folder.load_data(cfg, log)
     device = resolve_device(cfg.device, key="device")
-    state_sha = "plain" if stage == "plain" else stage_state(run_dir, stage)["state_sha256"]
+    state_sha = "plain" if stage == "plain" else run_folder.stage_state(run_dir, stage)["state_sha256"]
     key = table_key(cfg, data.texts, state_sha, mode, device)
     folder = Path(cfg.data.cache_dir or default_cache_dir()) / "reaemb" / "tables" / key[:32]
     meta = _cached_table(folder, key)
@@ -112,7 +103,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
     else:
         rows = [i for i, t in enumerate(data.texts) if t.strip()]
         t0 = time.perf_counter()
-        reset_cuda_peak()
+        run_folder.reset_cuda_peak()
         enc = build_encoder(cfg, "init" if stage == "plain" else stage, run_dir, merge=True, device=device)
         t_load = time.perf_counter() - t0
         log and log(f"ReaEmb {stage} table: {len(rows)} items with text, mode {mode}, on {device}")
@@ -128,7 +119,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
                 "device": str(device), "dtype": cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32"),
                 "batch_size": batch_size or cfg.table_batch_size, "seconds": round(seconds, 3),
                 "load_seconds": round(t_load, 3), "items_per_second": round(len(rows) / max(seconds, 1e-9), 2),
-                **peak_memory()}
+                **run_folder.peak_memory()}
         def write(tmp: Path) -> None:
             np.save(tmp / "item_table.npy", table)
             (tmp / "item_table.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -145,7 +136,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, out)
-        write_json(out.with_suffix(".json"), {k: v for k, v in meta.items() if k != "cached"})
+        run_folder.write_json(out.with_suffix(".json"), {k: v for k, v in meta.items() if k != "cached"})
         path = out
     return path, meta
 
@@ -153,7 +144,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
 def _save_table(table: np.ndarray, meta: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, table)
-    write_json(out.with_suffix(".json"), {k: v for k, v in meta.items() if k != "cached"})
+    run_folder.write_json(out.with_suffix(".json"), {k: v for k, v in meta.items() if k != "cached"})
 
 
 # ----------------------------------------------------------------------------------------------- benchmark
@@ -173,7 +164,7 @@ def kv_reuse_benchmark(run_dir: str | Path | None = None, dataset: str | None = 
         raise ConfigError(f"n_items and repeats must be >= 1, got {n_items} and {repeats}")
     stage = stage or ("stage2" if run_dir is not None else "plain")
     cfg = _table_cfg(run_dir, dataset, stage, config, overrides)
-    data = load_data(cfg, log)
+    data = run_folder.load_data(cfg, log)
     rows = [i for i, t in enumerate(data.texts) if t.strip()]
     rng = np.random.default_rng(cfg.seed)
     pick = sorted(rng.choice(rows, min(n_items, len(rows)), replace=False).tolist())
@@ -210,4 +201,4 @@ def kv_reuse_benchmark(run_dir: str | Path | None = None, dataset: str | None = 
             "ratio_two_pass_to_plain": secs["two_pass"] / secs["plain"],
             "ratio_kv_reuse_to_two_pass": secs["kv_reuse"] / secs["two_pass"],
             "max_abs_diff": diff, "max_rel_diff": diff / scale, "tol": tol, "equal": diff / scale <= tol,
-            **peak_memory()}
+            **run_folder.peak_memory()}

@@ -53,7 +53,8 @@ class LMLabeler:
 
     def __init__(self, model: str = "smollm2-135m", device: str = "auto", batch_size: int = 8,
                  max_new_tokens: int = 8):
-        if (model in MODELS and MODELS[model].kind != "causal-lm") or (Path(model).expanduser() / "modules.json").is_file():
+        sentence_encoder = model in MODELS and MODELS[model].kind != "causal-lm"
+        if sentence_encoder or (Path(model).expanduser() / "modules.json").is_file():
             raise ValueError(f"{model!r} is a sentence encoder, not a causal language model; name one such as "
                              "smollm2-135m")
         self.device = resolve_device(device, key="device")
