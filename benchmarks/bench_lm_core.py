@@ -14,7 +14,6 @@ import time
 import torch
 
 from semcollab.lm import (
-    TALLREC_MOVIE,
     LMTrainConfig,
     LoRAConfig,
     add_lora,
@@ -25,6 +24,7 @@ from semcollab.lm import (
     yes_no_logits_full_head,
     yes_no_loss,
 )
+from semcollab.methods.lm_ctr.prompts import TALLREC_MOVIE
 
 TITLES = ["Toy Story (1995)", "GoldenEye (1995)", "Heat (1995)", "Casino (1995)", "Jumanji (1995)", "Babe (1995)",
           "Sabrina (1995)", "Sense and Sensibility (1995)", "Four Rooms (1995)", "Get Shorty (1995)",

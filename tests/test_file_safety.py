@@ -92,7 +92,7 @@ def test_ctr_embedding_loop_checkpoint_never_runs_code(tmp_path):
 
 def test_reaemb_stage_checkpoint_never_runs_code(tiny_causal_lm, tmp_path):
     """`semcollab reaemb train`: a pickle planted as <output_dir>/stage1/checkpoint.pt of a started run."""
-    from semcollab.methods.reaemb.pipeline import ReaEmbIncomplete, train_reaemb
+    from semcollab.methods.reaemb import ReaEmbIncomplete, train_reaemb
 
     from .methods.reaemb.test_pipeline import base_overrides, write_toy_s3rec
 

@@ -20,8 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semcollab.methods.reaemb.encoder import _masked_sum, rank_reward, rollout_sigma
-from semcollab.methods.reaemb.pipeline import _load_data, build_encoder, load_pipeline_config, stage2_candidates
+from semcollab.methods.reaemb import (
+    build_encoder,
+    load_data,
+    load_pipeline_config,
+    rank_reward,
+    rollout_sigma,
+    stage2_candidates,
+)
+from semcollab.methods.reaemb.encoder import _masked_sum
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir", type=Path)
@@ -32,7 +39,7 @@ ap.add_argument("--json-out", type=Path)
 args = ap.parse_args()
 
 cfg = load_pipeline_config(args.run_dir / "config.yaml")
-data = _load_data(cfg)
+data = load_data(cfg)
 cands = stage2_candidates(cfg, data)
 rows = np.random.default_rng(0).choice(len(cands.anchors), min(args.anchors, len(cands.anchors)), replace=False)
 g = cfg.stage2.rollouts

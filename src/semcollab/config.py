@@ -18,6 +18,15 @@ import yaml
 
 from .errors import ConfigError  # noqa: F401  (defined in errors.py)
 
+# The one rule for a device option: every config's ``device`` accepts exactly these strings.
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_TEXT = "auto, cpu, cuda, cuda:<n> or mps"
+
+
+def is_device(value) -> bool:
+    """Whether ``value`` is a device option every config accepts (see :data:`DEVICE_PATTERN`)."""
+    return isinstance(value, str) and DEVICE_PATTERN.match(value) is not None
+
 
 def resolve_device(name: str, key: str = "train.device"):
     """``auto`` -> CUDA when present, else CPU; a CUDA device asked for on a machine without one is refused,
@@ -59,6 +68,11 @@ def fraction(default, lo_open: bool = False, hi_open: bool = True):
 
 def one_of(default, *choices):
     return allowed(default, lambda v: v in choices, "one of " + ", ".join(map(str, choices)))
+
+
+def device_option(default: str = "auto"):
+    """A ``device`` field: :func:`is_device` decides, for every config alike."""
+    return allowed(default, is_device, DEVICE_TEXT)
 
 
 # Upper bounds of the integer settings that size a tensor, by field name, in every config class (ranking and
@@ -147,8 +161,7 @@ class TrainConfig:
     metric: str = allowed("ndcg@10", lambda v: METRIC.match(v.lower()) is not None,
                           "<hr|recall|ndcg|mrr>@<k> with k one of eval.ks")
     seed: int = at_least(42, 0)
-    device: str = allowed("auto", lambda v: re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) is not None,
-                          "auto, cpu, cuda, cuda:<n> or mps")
+    device: str = device_option()
     bf16: bool = False  # autocast matmuls to bfloat16 (GPU)
     progress: bool = True
     max_minutes: float | None = positive(None)  # wall-clock cap on training (summed over resumed calls)

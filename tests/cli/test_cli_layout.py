@@ -134,7 +134,7 @@ def test_evaluate_run_refuses_what_the_command_refuses(pop_run):
 
 
 def test_evaluate_sampled_script_calls_the_api(pop_run):
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_sampled.py"), str(pop_run), "--n", "9"],
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "reaemb_s3rec" / "evaluate_sampled.py"), str(pop_run), "--n", "9"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     written = json.loads((pop_run / "sampled-uniform-9.json").read_text())

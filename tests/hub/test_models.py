@@ -27,6 +27,7 @@ from semcollab.hub.models import (
     verify_file,
     verify_model,
 )
+from semcollab.hub.wheels import find_wheel
 
 NAMES = ["minilm", "mpnet", "smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
 
@@ -124,9 +125,9 @@ def test_a_part_of_the_wrong_size_is_named(tmp_path):
 def test_wheel_lookup_is_exact_about_name_and_version(tmp_path):
     for n in ["pkg-1.0.0-py3-none-any.whl", "pkg_part1-1.0.0-py3-none-any.whl", "pkg_part1-2.0-py3-none-any.whl"]:
         (tmp_path / n).write_bytes(b"")
-    assert modelhub._find_wheel(tmp_path, "pkg==1.0.0").name == "pkg-1.0.0-py3-none-any.whl"
-    assert modelhub._find_wheel(tmp_path, "pkg-part1==2.0").name == "pkg_part1-2.0-py3-none-any.whl"
-    assert modelhub._find_wheel(tmp_path, "pkg-part2==1.0.0") is None
+    assert find_wheel(tmp_path, "pkg==1.0.0").name == "pkg-1.0.0-py3-none-any.whl"
+    assert find_wheel(tmp_path, "pkg-part1==2.0").name == "pkg_part1-2.0-py3-none-any.whl"
+    assert find_wheel(tmp_path, "pkg-part2==1.0.0") is None
 
 
 # ----------------------------------------------------------------------- GGUF -> dense conversion

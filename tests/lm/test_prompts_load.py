@@ -3,13 +3,13 @@ import torch
 
 from semcollab.lm import (
     ITEM_TOKEN,
-    SELLA_MOVIE,
     USER_TOKEN,
     PromptTemplate,
     add_special_tokens,
     load_causal_lm,
     token_positions,
 )
+from semcollab.methods.lm_ctr.prompts import SELLA_MOVIE
 
 
 def test_load_sets_left_padding_and_eval(tiny_causal_lm):

@@ -111,7 +111,7 @@ def test_changed_settings_refuse_checkpoint(tiny_causal_lm, tmp_path):
                                     ({"checkpoint_every": -1}, "checkpoint_every"), ({"device": "gpu"}, "device"),
                                     ({"weight_decay": -0.1}, "weight_decay"), ({"max_steps": 0}, "max_steps")])
 def test_config_errors_name_key(kw, key):
-    with pytest.raises(ValueError, match=f"LMTrainConfig.{key} "):
+    with pytest.raises(ValueError, match=f"LMTrainConfig.{key}'"):
         LMTrainConfig(**kw).validate()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..config import dataset_name
-from ..methods.reaemb.pipeline import (
+from ..methods.reaemb import (
     ReaEmbIncomplete,
     kv_reuse_benchmark,
     load_pipeline_config,

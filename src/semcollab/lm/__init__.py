@@ -1,24 +1,16 @@
-"""LM core: load causal LMs, LoRA through PEFT, prompts with soft tokens, two-row yes/no scoring,
-a resumable training loop, hidden-state text embeddings and steering/recording of the attention paid to
-soft-token positions. Heavy imports (transformers, peft) are lazy."""
+"""Generic causal-LM machinery: load causal LMs, LoRA through PEFT, prompts with soft tokens, two-row yes/no
+scoring, a resumable training loop and hidden-state text embeddings. What one method alone uses lives in its
+folder (SAILRec's attention steering and the movie prompts: :mod:`semcollab.methods.lm_ctr`). Heavy imports
+(transformers, peft) are lazy."""
 
 from ..train.lm_steps import LMTrainConfig, LMTrainResult, length_bucketed_batches, longest_first_batches, train_lm
-from .attention import (
-                        STEER_ATTENTION,
-                        AttentionControl,
-                        AttentionRecord,
-                        install_attention_control,
-                        steering_schedule,
-)
 from .body import body_hidden, last_token_index, lm_body, position_ids_from_mask, unwrap_peft
 from .hidden import encode_texts
 from .load import load_causal_lm, set_padding
 from .lora import LoRAConfig, add_lora, load_adapter, save_adapter
 from .prompts import (
                         ITEM_TOKEN,
-                        SELLA_MOVIE,
                         SOFT_TOKENS,
-                        TALLREC_MOVIE,
                         USER_TOKEN,
                         WARM_TOKEN,
                         PromptTemplate,
@@ -36,8 +28,7 @@ from .scoring import (
 from .soft_tokens import embed_with_soft_tokens
 
 __all__ = [
-    "STEER_ATTENTION", "AttentionControl", "AttentionRecord", "install_attention_control", "steering_schedule",
-    "ITEM_TOKEN", "SELLA_MOVIE", "SOFT_TOKENS", "TALLREC_MOVIE", "USER_TOKEN", "WARM_TOKEN",
+    "ITEM_TOKEN", "SOFT_TOKENS", "USER_TOKEN", "WARM_TOKEN",
     "LMTrainConfig", "LMTrainResult", "LoRAConfig", "PromptTemplate",
     "add_lora", "add_special_tokens", "answer_token_ids", "body_hidden", "embed_with_soft_tokens", "encode_texts",
     "last_token_index", "length_bucketed_batches", "lm_body", "longest_first_batches", "load_adapter", "load_causal_lm",

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
+
+from ..errors import ModelFolderError
+
+# the files a tokenizer is read from; all JSON, and a truncated one must be named, not a parser traceback
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json")
+
+
+def check_tokenizer_files(folder: str | Path) -> None:
+    """Raise :class:`ModelFolderError` naming the first tokenizer file of ``folder`` (or of its direct
+    subfolders, where sentence-transformers keeps them) that is not valid JSON; nothing when it is not a
+    folder (a hub id)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for f in [folder / n for n in TOKENIZER_FILES] + [d / n for d in sorted(folder.iterdir()) if d.is_dir()
+                                                         for n in TOKENIZER_FILES]:
+        if not f.is_file():
+            continue
+        try:
+            json.loads(f.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelFolderError(f"tokenizer file {f} is damaged (not valid JSON: {exc}); a truncated copy or "
+                                   "download? Copy or fetch the model again") from None
 
 
 def _resolve(name_or_path: str, log=None) -> str:
@@ -74,8 +99,6 @@ def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "
         raise FileNotFoundError(f"causal LM {name_or_path!r}: no folder at {path}")
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
-    from ..text.encoders import check_tokenizer_files
-
     check_tokenizer_files(path)  # a truncated tokenizer.json: an error naming the file, not a JSON traceback
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kw.items() if k != "attn_implementation"})

@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
+
+from ..config import allowed, fraction, one_of, positive, validate
+
+
+def _module_names(v) -> bool:
+    if isinstance(v, str):
+        return v == "all-linear"
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(m, str) and m for m in v)
 
 
 @dataclass
@@ -16,27 +24,16 @@ class LoRAConfig:
     """LoRA settings. ``target_modules="all-linear"`` is PEFT's shortcut for every linear layer except the
     output head, i.e. the attention and MLP projections (what SeLLa-Rec / TALLRec adapt)."""
 
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.05
-    target_modules: list[str] | str = field(default="all-linear")
-    bias: str = "none"  # none | all | lora_only
+    rank: int = allowed(8, lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer")
+    alpha: float = positive(16.0)
+    dropout: float = fraction(0.05)
+    target_modules: list[str] | str = allowed("all-linear", _module_names,
+                                              "'all-linear' or a non-empty list of module names")
+    bias: str = one_of("none", "none", "all", "lora_only")
 
     def validate(self) -> LoRAConfig:
-        if not isinstance(self.rank, int) or self.rank <= 0:
-            raise ValueError(f"lora.rank must be a positive integer, got {self.rank!r}")
-        if not self.alpha > 0:
-            raise ValueError(f"lora.alpha must be > 0, got {self.alpha!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
-        if isinstance(self.target_modules, str):
-            if self.target_modules != "all-linear":
-                raise ValueError(f"lora.target_modules must be 'all-linear' or a list of module names, "
-                                 f"got {self.target_modules!r}")
-        elif not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
-            raise ValueError(f"lora.target_modules must be a non-empty list of module names, got {self.target_modules!r}")
-        if self.bias not in ("none", "all", "lora_only"):
-            raise ValueError(f"lora.bias must be none, all or lora_only, got {self.bias!r}")
+        """:func:`semcollab.config.validate` with the keys named ``lora.<key>`` (a ConfigError)."""
+        validate(self, prefix="lora.")
         return self
 
     def to_peft(self):

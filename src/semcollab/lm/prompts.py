@@ -33,12 +33,6 @@ class PromptTemplate:
         return self.template.format(**values) + self.answer_lead
 
 
-# SeLLa-Rec / CoLLM ML-1M prompts (step 1 without soft tokens, step 3 with them)
-TALLREC_MOVIE = PromptTemplate("MovieList: {history}. TargetMovie: {title}.")
-SELLA_MOVIE = PromptTemplate("MovieList: {history}. The user's feature is <User_ID>. The target movie's feature is "
-                             "<Item_ID>, <Warm_ID>. TargetMovie: {title}.")
-
-
 def add_special_tokens(tokenizer, model, tokens=SOFT_TOKENS) -> dict[str, int]:
     """Add ``tokens`` as single special tokens; resize the embeddings; return ``{token: id}``.
 

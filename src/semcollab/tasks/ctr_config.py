@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from ..config import allowed, at_least, positive
+from ..config import allowed, at_least, device_option, positive
 
 
 @dataclass
@@ -29,8 +28,7 @@ class CTRTrainConfig:
     weight_decay: float = at_least(0.0, 0, integer=False)
     patience: int = at_least(5, 1)  # evaluations without a better validation AUC before stopping
     seed: int = at_least(42, 0)
-    device: str = allowed("auto", lambda v: re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) is not None,
-                          "auto, cpu, cuda, cuda:<n> or mps")
+    device: str = device_option()
     max_minutes: float | None = positive(None)  # summed over resumed calls
     progress: bool = True
     # a saved run writes a resume checkpoint at most this often (0: every epoch; None: never); embedding models only

@@ -25,32 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ConfigError, resolve_device
 from ..errors import EncoderOutputError, ModelFolderError  # noqa: F401  (defined in errors.py)
 from ..hub.models import ModelError
 from ..hub.wheels import default_cache_dir
-
-# the files a tokenizer is read from; all JSON, and a truncated one must be named, not a parser traceback
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json")
-
-
-
-def check_tokenizer_files(folder: str | Path) -> None:
-    """Raise :class:`ModelFolderError` naming the first tokenizer file of ``folder`` (or of its direct
-    subfolders, where sentence-transformers keeps them) that is not valid JSON; nothing when it is not a
-    folder (a hub id)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    for f in [folder / n for n in TOKENIZER_FILES] + [d / n for d in sorted(folder.iterdir()) if d.is_dir()
-                                                         for n in TOKENIZER_FILES]:
-        if not f.is_file():
-            continue
-        try:
-            json.loads(f.read_bytes())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ModelFolderError(f"tokenizer file {f} is damaged (not valid JSON: {exc}); a truncated copy or "
-                                   "download? Copy or fetch the model again") from None
+from ..lm.hidden import POOLINGS, encode_texts
+from ..lm.load import check_tokenizer_files
 
 
 @dataclass
@@ -161,14 +141,11 @@ class TextEncoder:
                  progress: bool = False):
         from transformers import AutoModel, AutoTokenizer
 
-        from ..config import ConfigError
-
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"the encoder batch size (batch_size) must be an integer >= 1, got {batch_size!r}")
         check_tokenizer_files(spec.path)
         self.spec, self.batch_size, self.progress = spec, batch_size, progress
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = resolve_device(device, key="device")
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
         self.dtype = getattr(torch, dtype)
@@ -208,27 +185,12 @@ class TextEncoder:
                                         show_progress_bar=self.progress, convert_to_numpy=True).astype(np.float32)
         lengths = [len(self.tokenizer.tokenize(t)) for t in texts] if len(texts) < 200_000 else [len(t) for t in texts]
         order = np.argsort(lengths, kind="stable")[::-1]  # longest first: padding within a batch stays small
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        from tqdm.auto import tqdm
-
-        starts = range(0, len(texts), self.batch_size)
-        for s in tqdm(starts, disable=not self.progress, desc="encoding"):
-            idx = order[s:s + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.spec.max_length, return_tensors="pt").to(self.device)
-            hidden = self.model(**batch).last_hidden_state.float()
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            if self.spec.pooling == "mean":
-                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            elif self.spec.pooling == "last":
-                last = batch["attention_mask"].sum(1) - 1
-                vec = hidden[torch.arange(len(idx), device=self.device), last]
-            else:
-                raise ValueError(f"pooling must be mean or last, got {self.spec.pooling!r}")
-            if self.spec.normalize:
-                vec = torch.nn.functional.normalize(vec, dim=-1)
-            out[idx] = vec.cpu().numpy()
-        return out
+        if self.spec.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be mean or last, got {self.spec.pooling!r}")
+        batches = [order[s:s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        return encode_texts(self.model, self.tokenizer, texts, pooling=self.spec.pooling, batch_size=self.batch_size,
+                            max_length=self.spec.max_length, progress=self.progress, normalize=self.spec.normalize,
+                            batches=batches, forward=lambda batch: self.model(**batch).last_hidden_state)
 
 
 def _checked_output(new: np.ndarray, positions: list[int], texts: list[str], spec: EncoderSpec) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import resolve_device
+from ..config import allowed, device_option, one_of, resolve_device, validate
 from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoint, resume_lock
 from ..runs.checkpoints import rng_state as _rng_state
 from ..runs.checkpoints import save_atomic as _save_atomic
@@ -34,48 +34,39 @@ from ..runs.checkpoints import set_rng_state as _set_rng_state
 CHECKPOINT = "checkpoint.pt"
 
 
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 @dataclass
 class LMTrainConfig:
     """Optimisation settings; ``max_steps`` caps the optimizer steps (the schedule spans the capped run)."""
 
-    epochs: int = 1
-    batch_size: int = 4
-    grad_accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    schedule: str = "cosine"  # cosine | linear
-    max_grad_norm: float | None = 1.0
-    seed: int = 0
-    max_minutes: float | None = None
-    max_steps: int | None = None
-    checkpoint_every: int = 0  # optimizer steps; 0: only when stopping or finishing
-    device: str = "auto"
+    epochs: int = allowed(1, lambda v: _integer(v) and v > 0, "a positive integer")
+    batch_size: int = allowed(4, lambda v: _integer(v) and v > 0, "a positive integer")
+    grad_accum: int = allowed(1, lambda v: _integer(v) and v > 0, "a positive integer")
+    lr: float = allowed(1e-4, lambda v: _number(v) and v > 0, "> 0")
+    weight_decay: float = allowed(0.0, lambda v: _number(v) and v >= 0, ">= 0")
+    warmup_ratio: float = allowed(0.03, lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")
+    schedule: str = one_of("cosine", "cosine", "linear")
+    max_grad_norm: float | None = allowed(1.0, lambda v: v > 0, "> 0 or None")
+    seed: int = allowed(0, _integer, "an integer")
+    max_minutes: float | None = allowed(None, lambda v: v > 0, "> 0 or None")
+    max_steps: int | None = allowed(None, lambda v: _integer(v) and v > 0, "a positive integer or None")
+    # optimizer steps; 0: only when stopping or finishing
+    checkpoint_every: int = allowed(0, lambda v: _integer(v) and v >= 0, "an integer >= 0")
+    device: str = device_option()
     bf16: bool = True  # autocast, CUDA only
     gradient_checkpointing: bool = True  # CUDA only
     progress: bool = True
 
     def validate(self) -> LMTrainConfig:
-        def need(ok: bool, key: str, what: str):
-            if not ok:
-                raise ValueError(f"LMTrainConfig.{key} must be {what}, got {getattr(self, key)!r}")
-
-        for key in ("epochs", "batch_size", "grad_accum"):
-            v = getattr(self, key)
-            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, key, "a positive integer")
-        need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "> 0")
-        need(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "weight_decay", ">= 0")
-        need(isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio < 1, "warmup_ratio", "in [0, 1)")
-        need(self.schedule in ("cosine", "linear"), "schedule", "'cosine' or 'linear'")
-        need(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "> 0 or None")
-        need(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "> 0 or None")
-        need(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0), "max_steps",
-             "a positive integer or None")
-        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0, "checkpoint_every",
-             "an integer >= 0")
-        need(isinstance(self.seed, int), "seed", "an integer")
-        need(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith(("cuda", "mps"))),
-             "device", "'auto', 'cpu', 'cuda[:n]' or 'mps'")
+        """:func:`semcollab.config.validate` with the keys named ``LMTrainConfig.<key>`` (a ConfigError)."""
+        validate(self, prefix="LMTrainConfig.")
         return self
 
     def trajectory_key(self) -> dict:

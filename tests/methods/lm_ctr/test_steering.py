@@ -6,16 +6,14 @@ import torch
 
 from semcollab.lm import (
     ITEM_TOKEN,
-    STEER_ATTENTION,
     USER_TOKEN,
     LoRAConfig,
     add_lora,
     embed_with_soft_tokens,
-    install_attention_control,
     position_ids_from_mask,
-    steering_schedule,
     yes_no_logits,
 )
+from semcollab.methods.lm_ctr.steering import STEER_ATTENTION, install_attention_control, steering_schedule
 
 from ...lm_helpers import randomize_lora
 from ...tolerance import assert_close_rounding, transformer_reductions

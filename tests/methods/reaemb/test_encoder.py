@@ -8,7 +8,7 @@ import torch
 
 from semcollab.config import ConfigError
 from semcollab.lm import LMTrainConfig, LoRAConfig, add_lora, body_hidden, load_causal_lm
-from semcollab.methods.reaemb.encoder import (
+from semcollab.methods.reaemb import (
     THOUGHT_TOKEN,
     ReaEmbConfig,
     ReaEmbEncoder,
@@ -284,10 +284,10 @@ ATTR_TEXTS = ["title is toy story; category is comedy; year is 1995", "title is 
 
 def _stage1(path, ckpt=None, **train_kw):
     enc = make_encoder(path, eos=True, seed=1)
-    cfg = Stage1Config(train=LMTrainConfig(**{"epochs": 2, "batch_size": 2, "lr": 1e-2, "seed": 3, "progress": False,
-                                              "warmup_ratio": 0.0, **train_kw}),
-                       lora=LoRAConfig(rank=2, alpha=4.0, dropout=0.1))
-    res = train_stage1(enc, ATTR_TEXTS, cfg, checkpoint_dir=ckpt, log=None)
+    # the LM loop's own defaults (no step cap, checkpoints only when stopping), as before the stage settings merged
+    cfg = Stage1Config(**{"epochs": 2, "batch_size": 2, "lr": 1e-2, "warmup_ratio": 0.0, "max_steps": None,
+                          "checkpoint_every": 0, "lora_rank": 2, "lora_alpha": 4.0, "lora_dropout": 0.1, **train_kw})
+    res = train_stage1(enc, ATTR_TEXTS, cfg, checkpoint_dir=ckpt, log=None, seed=3, progress=False)
     params = {n: p.detach().clone() for n, p in enc.named_parameters() if p.requires_grad}
     return res, params
 
@@ -320,9 +320,10 @@ def _stage2(path, ckpt=None, should_stop=None):
                  for n, p in enc.lm.get_base_model().named_parameters() if "lora_" not in n}
     seqs = [[1, 2, 3], [2, 4], [3, 5, 6], [4, 6], [1, 6]]
     cands = co_occurrence_candidates(seqs, n_items=len(ATTR_TEXTS), n_random=3, rng=0)
-    cfg = Stage2Config(rollouts=3, train=LMTrainConfig(batch_size=2, epochs=1, lr=1e-2, seed=0, warmup_ratio=0.0,
-                                                       progress=False))
-    res = train_stage2(enc, ATTR_TEXTS, cands, cfg, checkpoint_dir=ckpt, log=None, should_stop=should_stop)
+    cfg = Stage2Config(rollouts=3, batch_size=2, epochs=1, lr=1e-2, warmup_ratio=0.0, max_steps=None,
+                       checkpoint_every=0)
+    res = train_stage2(enc, ATTR_TEXTS, cands, cfg, checkpoint_dir=ckpt, log=None, should_stop=should_stop, seed=0,
+                       progress=False)
     return enc, res, lm_before
 
 
@@ -360,21 +361,25 @@ def test_configs_validate():
     with pytest.raises(ConfigError, match="view_drop"):
         Stage1Config(view_drop=1.5).validate()
     with pytest.raises(ConfigError, match="temp_min"):
-        Stage1Config(temp_min=5.0, temp_max=1.0).validate()
+        train_stage1(None, ATTR_TEXTS, Stage1Config(), temp_min=5.0, temp_max=1.0)
     with pytest.raises(ConfigError, match="noise_units"):
         Stage2Config(noise_units="percent").validate()
     with pytest.raises(ConfigError, match="rollouts"):
         Stage2Config(rollouts=1).validate()
     with pytest.raises(ConfigError, match="prompt"):
         ReaEmbConfig(prompt="no slot").validate()
-    with pytest.raises(ValueError, match="LMTrainConfig.lr"):
-        Stage2Config(train=LMTrainConfig(lr=0)).validate()
+    with pytest.raises(ConfigError, match="'lr'"):
+        Stage2Config(lr=0).validate()
+    with pytest.raises(ConfigError, match="candidate_mode"):
+        train_stage2(None, ATTR_TEXTS, None, Stage2Config(), candidate_mode="three_pass")
+    with pytest.raises(ConfigError, match="LMTrainConfig.lr"):
+        LMTrainConfig(lr=0).validate()
 
 
 def test_freeze_lm_merges_only_over_float32_weights(tiny_causal_lm):
     """bfloat16 weights would round a small LoRA update away: the adapter stays, frozen, and gives the same
     embeddings as before freezing; over float32 weights the merge gives them too."""
-    from semcollab.methods.reaemb.encoder import freeze_lm
+    from semcollab.methods.reaemb import freeze_lm
 
     for dtype, merged in ((torch.float32, True), (torch.bfloat16, False)):
         enc = make_encoder(tiny_causal_lm, seed=1)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from semcollab.cli import app
 from semcollab.config import ConfigError
-from semcollab.methods.reaemb.pipeline import (
+from semcollab.methods.reaemb import (
     ReaEmbIncomplete,
     ReaEmbPipelineConfig,
     kv_reuse_benchmark,
@@ -96,11 +96,11 @@ def test_config_validates_and_loads_yaml(tmp_path):
 
 
 def test_stage2_candidates_use_training_sequences_only(toy_s3rec, tiny_causal_lm, tmp_path):
-    from semcollab.methods.reaemb.pipeline import _load_data
+    from semcollab.methods.reaemb import load_data
 
     cfg = load_pipeline_config(None, base_overrides(toy_s3rec, tiny_causal_lm, tmp_path / "r", **{
         "stage2.max_anchors": 100}))
-    data = _load_data(cfg)
+    data = load_data(cfg)
     split = data.split
     cands = stage2_candidates(cfg, data)
     train_pairs = set()
@@ -169,13 +169,13 @@ def test_train_resume_tables_and_cache(toy_s3rec, tiny_causal_lm, tmp_path, monk
     assert not t2[0].any() and not t2[12].any() and np.abs(t2[1:12]).min(1).max() > 0
     assert meta2["empty_texts"] == 1 and meta2["items_per_second"] > 0 and meta2["peak_rss_mb"] > 0
 
-    import semcollab.methods.reaemb.encoder as lm_reaemb
+    import semcollab.methods.reaemb.table as reaemb_table_module
 
     def boom(*a, **k):
         raise AssertionError("the cached table must not be recomputed")
 
     with monkeypatch.context() as m:
-        m.setattr(lm_reaemb, "generate_table", boom)
+        m.setattr(reaemb_table_module, "generate_table", boom)
         path2b, meta2b = reaemb_table(full_dir, stage="stage2", log=None, out=tmp_path / "t" / "s2.npy")
     assert meta2b["cached"] is True and meta2b["key"] == meta2["key"]
     np.testing.assert_array_equal(np.load(path2b), t2)

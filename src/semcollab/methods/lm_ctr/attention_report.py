@@ -1,7 +1,7 @@
 """Per-layer attention to collaborative soft tokens in an LM recommender (SAILRec's diagnostic).
 
 For a sample of rows, every layer's real attention probabilities (recorded by the registered attention
-function of :mod:`semcollab.lm.attention`, i.e. the weights the model computes, steering included) are
+function of :mod:`semcollab.methods.lm_ctr.steering`, i.e. the weights the model computes, steering included) are
 reduced to: the mass the answer position puts on each kind of collaborative token (user / item / warm),
 and the same averaged over the text positions that come after that kind's first token (the ones that can
 see it under causal attention). Reported per layer (mean over heads and rows, and per head), for all / warm / cold rows, with

@@ -66,7 +66,7 @@ class LMCTRModel(nn.Module):
     def __init__(self, split: CTRSplit, cfg: LMCTRConfig):
         super().__init__()
         self.text_only = False  # step 1: the plain text prompt, no soft tokens
-        # semcollab.lm.attention.AttentionControl once installed (SAILRec steering, the attention diagnostic):
+        # semcollab.methods.lm_ctr.steering.AttentionControl once installed (SAILRec steering, the attention diagnostic):
         # every forward then tells it where the collaborative tokens are
         self.attn_control = None
         from ...lm import LoRAConfig, add_lora, add_special_tokens, answer_token_ids, load_causal_lm
@@ -88,7 +88,7 @@ class LMCTRModel(nn.Module):
 
     # ------------------------------------------------------------------ prompts
     def prompt(self, history: np.ndarray, item: int) -> str:
-        from ...lm import TALLREC_MOVIE
+        from .prompts import TALLREC_MOVIE
 
         titles = [self.titles[i] for i in history if i > 0]
         template = TALLREC_MOVIE if self.text_only else self.template
@@ -139,8 +139,8 @@ class LMCTRModel(nn.Module):
         return out
 
     def install_attention_control(self):
-        """Route the LM's attention through :mod:`semcollab.lm.attention` (steering bias, recording)."""
-        from ...lm.attention import install_attention_control
+        """Route the LM's attention through :mod:`semcollab.methods.lm_ctr.steering` (steering bias, recording)."""
+        from .steering import install_attention_control
 
         if self.attn_control is None:
             self.attn_control = install_attention_control(self.lm)

@@ -26,7 +26,7 @@ COLLM_MOVIE = PromptTemplate("MovieList: {history}. The user's feature is <User_
 @dataclass
 class CoLLMConfig(LMCTRConfig):
     mf_dim: int = at_least(256, 1)
-    mf_bias: bool = True  # the best MF of scripts/ctr_baselines.py (valid AUC); only its tables feed the LM
+    mf_bias: bool = True  # the best MF of experiments/ctr_ml1m/baselines.py (valid AUC); only its tables feed the LM
     mf_lr: float = positive(1e-2)
     mf_weight_decay: float = at_least(1e-4, 0, integer=False)
     mf_epochs: int = at_least(200, 1)

@@ -18,7 +18,7 @@ setting:
 5. LoRA fine-tuning jointly with the mappers on the Yes/No loss (LoRA continues from step 1), with the
    prompt "... The user's feature is <User_ID> x n_user_tokens. The target movie's feature is <Item_ID>. ..."
    and hierarchical attention steering: an additive bias on the attention logits from every query to the
-   keys of the collaborative tokens, per layer, from :func:`semcollab.lm.attention.steering_schedule`
+   keys of the collaborative tokens, per layer, from :func:`semcollab.methods.lm_ctr.steering.steering_schedule`
    (default suppress shallow 30% / neutral middle 50% / enhance deep 20%, growing with depth). The bias is
    applied through a registered attention function (no fork of the LM), in training and in scoring.
 
@@ -164,7 +164,7 @@ class SAILRec(CoLLM):
         self.profiles = user_profiles(split, cfg.profile_words, cfg.profile_recent)
         self.register_buffer("item_semantic", torch.zeros(split.n_items + 1, d_lm))
         self.register_buffer("user_semantic", torch.zeros(split.n_users, d_lm))
-        from ...lm.attention import steering_schedule
+        from .steering import steering_schedule
 
         control = self.install_attention_control()
         self.schedule = steering_schedule(control.n_layers, cfg.steering, cfg.steer_magnitude, cfg.steer_shallow,

@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from ...config import at_least, one_of, positive
-from ...lm import SELLA_MOVIE, WARM_TOKEN, encode_texts
+from ...lm import WARM_TOKEN, encode_texts
 from ...models.base import info_nce
 from .collm import COLLM_MOVIE, CoLLM, CoLLMConfig
+from .prompts import SELLA_MOVIE
 from .tallrec import LMFitResult
 
 

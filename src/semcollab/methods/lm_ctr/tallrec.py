@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...lm import TALLREC_MOVIE
 from .base import LMCTRConfig, LMCTRModel
+from .prompts import TALLREC_MOVIE
 
 
 @dataclass

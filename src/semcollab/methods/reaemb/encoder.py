@@ -9,13 +9,13 @@ The item text is followed by ``<|Thought|>`` and then EOS, as in the authors' to
 thought" vector that replaces the thought token's input embedding; pass 2 runs the LM again and the item
 embedding is the mean of its last-layer states over the real tokens (thought and EOS included).
 
-* Stage 1 (LRCL, :func:`train_stage1`): two attribute-dropout views per item, a symmetric in-batch
-  InfoNCE with a learnable temperature and soft targets (:func:`lrcl_loss`); LoRA + the thought module
+* Stage 1 (LRCL, :func:`~.stages.train_stage1`): two attribute-dropout views per item, a symmetric in-batch
+  InfoNCE with a learnable temperature and soft targets (:func:`~.objectives.lrcl_loss`); LoRA + the thought module
   (+ the temperature) are trained.
-* Stage 2 (CRRL, :func:`train_stage2`): LoRA merged (over float32 weights; else kept unmerged) and frozen;
+* Stage 2 (CRRL, :func:`~.stages.train_stage2`): LoRA merged (over float32 weights; else kept unmerged) and frozen;
   only the thought module is trained, by a GRPO-like policy gradient where the policy is a Gaussian around
   the thought vector and the reward is the rank of the item's top co-occurring item among 10 candidates
-  (:func:`rank_reward`).
+  (:func:`~.objectives.rank_reward`).
 * Inference (:func:`generate_table`): because attention is causal and everything before the thought is
   identical in both passes, pass 2 only has to compute the thought and EOS positions on top of pass 1's
   key/value cache (``mode="kv_reuse"``), which equals the full second pass.
@@ -27,127 +27,28 @@ tokens (:func:`position_ids_from_mask`), so padding never shifts them.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ...config import at_least, fraction, one_of, positive, resolve_device, validate
 from ...lm.body import body_hidden, lm_body, position_ids_from_mask, unwrap_peft
-from ...lm.lora import LoRAConfig, add_lora
+from ...lm.hidden import embed_in_batches
 from ...lm.prompts import add_special_tokens, token_positions
 from ...lm.soft_tokens import embed_with_soft_tokens
-from ...train.lm_steps import LMTrainConfig, LMTrainResult, longest_first_batches, train_lm
+from ...train.lm_steps import longest_first_batches
+from .config import ReaEmbConfig
 
 THOUGHT_TOKEN = "<|Thought|>"
 MODES = ("plain", "two_pass", "kv_reuse")
-# the authors' user prefix (they also wrap it in the Qwen chat template with a system prompt; see
-# ReaEmbConfig.chat_template)
-DEFAULT_PROMPT = "Please provide the item description. The item information is:\n{text}"
 
 
 def add_thought_token(tokenizer, model) -> int:
     """Add ``<|Thought|>`` as one special token (embedding row = mean row, see ``add_special_tokens``);
     idempotent. Its input row is never used by the two-pass modes (the thought vector replaces it)."""
     return add_special_tokens(tokenizer, model, (THOUGHT_TOKEN,))[THOUGHT_TOKEN]
-
-
-# ---------------------------------------------------------------------------------------------- config
-@dataclass
-class ReaEmbConfig:
-    """How an item text becomes LM input, and the thought module's constants.
-
-    ``prompt`` holds ``{text}``. ``chat_template``: wrap the prompt as a user turn of the tokenizer's chat
-    template (what the authors do with Qwen; off by default because base LMs may have none).
-    ``append_eos``: EOS follows the thought token, as in the authors' code (skipped when the tokenizer
-    has no EOS). ``rope_base``: 1000 as in the authors' module. ``init_temp``: the contrastive
-    temperature's start (the authors' default tau is 1.0 on raw dot products)."""
-
-    prompt: str = DEFAULT_PROMPT
-    chat_template: bool = False
-    append_eos: bool = True
-    max_length: int = at_least(128, 4)
-    rope_base: float = positive(1000.0)
-    init_temp: float = positive(1.0)
-
-    def _check(self):
-        if "{text}" not in self.prompt:
-            yield "prompt", f"must contain '{{text}}', got {self.prompt!r}"
-
-    def validate(self) -> ReaEmbConfig:
-        validate(self)
-        return self
-
-
-@dataclass
-class LRCLSettings:
-    """The stage-1 objective's own settings (shared by :class:`Stage1Config` and the pipeline's stage-1 section)."""
-
-    view_drop: float = fraction(0.4)
-    soft_targets: bool = True
-    detach_targets: bool = False
-    normalize: bool = False
-
-
-@dataclass
-class Stage1Config(LRCLSettings):
-    """LRCL. Paper: LoRA r=8, alpha=32, dropout .1 on all projections; lr 2e-4; 2,000 steps; 64 pairs per
-    GPU on 4 GPUs; views drop 40% of the attributes. ``soft_targets``: the authors' targets
-    ``softmax((A A^T + B B^T) / (2 tau))`` instead of the identity; ``detach_targets=False`` lets the
-    gradient flow through them as in their code. ``normalize``: cosine instead of the authors' raw dot
-    products. The temperature is clamped to ``[temp_min, temp_max]`` (authors: tau >= 1e-3)."""
-
-    train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(lr=2e-4, batch_size=64, epochs=100,
-                                                                      max_steps=2000))
-    lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(rank=8, alpha=32.0, dropout=0.1))
-    temp_min: float = positive(1e-3)
-    temp_max: float = positive(100.0)
-
-    def _check(self):
-        if self.temp_min >= self.temp_max:
-            yield "temp_min", f"must be < temp_max, got {self.temp_min} >= {self.temp_max}"
-
-    def validate(self) -> Stage1Config:
-        validate(self)
-        self.train.validate()
-        self.lora.validate()
-        return self
-
-
-@dataclass
-class CRRLSettings:
-    """The stage-2 objective's own settings (shared by :class:`Stage2Config` and the pipeline's stage-2 section)."""
-
-    rollouts: int = at_least(8, 2)
-    noise_sigma: float = positive(0.1)
-    noise_units: str = one_of("relative", "relative", "absolute")
-    eps_low: float = fraction(0.2)
-    eps_high: float = at_least(0.28, 0, integer=False)
-    advantage_l2_norm: bool = True
-
-
-@dataclass
-class Stage2Config(CRRLSettings):
-    """CRRL. Paper/authors: 8 rollouts per item, the first noise-free, Gaussian noise sigma .1 on the
-    thought vector, PPO clip .2/.28, no KL term, lr 1e-4, one epoch over the items.
-
-    ``noise_units``: ``"relative"`` (default) scales sigma by each thought vector's RMS, ``"absolute"``
-    uses sigma as is. Our thought vector starts on the scale of token embeddings, far smaller than the
-    authors' (their module outputs on the scale of last-layer states), so an absolute .1 would drown it.
-    ``advantage_l2_norm``: divide the advantages by their L2 norm over the batch, as the authors' trainer
-    does. ``candidate_mode``: how the candidates' embeddings are computed (no gradient either way)."""
-
-    train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(lr=1e-4, batch_size=4, epochs=1))
-    candidate_mode: str = one_of("kv_reuse", "kv_reuse", "two_pass")
-
-    def validate(self) -> Stage2Config:
-        validate(self)
-        self.train.validate()
-        return self
 
 
 # ----------------------------------------------------------------------------------- thought attention
@@ -370,6 +271,7 @@ class ReaEmbEncoder(nn.Module):
         return total / prefix.full_mask.sum(1, keepdim=True).float()
 
     def embed_texts(self, texts: Sequence[str], mode: str = "two_pass") -> torch.Tensor:
+        """``(B, d)`` embeddings of ``texts`` (one batch); :func:`generate_table` runs a catalogue through it."""
         enc = self.tokenize(texts)
         return self.embed(enc["input_ids"], enc["attention_mask"], mode)
 
@@ -392,215 +294,6 @@ class _Prefix:
         return self.full_mask[:, :self.p]
 
 
-# ------------------------------------------------------------------------------------------ stage-1 loss
-def lrcl_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, log_temp: torch.Tensor, soft_targets: bool = True,
-              detach_targets: bool = False, normalize: bool = False, temp_min: float = 1e-3,
-              temp_max: float = 100.0) -> torch.Tensor:
-    """Symmetric in-batch InfoNCE between two views ``(B, d)``: row ``i`` of ``emb_a`` should pick row ``i``
-    of ``emb_b`` and vice versa; logits ``A B^T / tau`` with ``tau = exp(log_temp)`` clamped.
-
-    Targets: hard (the identity) or, as in the authors' ``Contrastive_Loss`` (the "simple CLIP" recipe),
-    soft: ``softmax((A A^T + B B^T) / (2 tau))`` row-wise, so two different items whose views look alike
-    are not pushed apart as hard as unrelated ones. The loss is the mean of the row-wise cross-entropies
-    of ``logits`` and ``logits^T`` against the targets (symmetric). The authors use raw dot products of
-    the mean-pooled states and let the gradient flow through the targets (``detach_targets=False``)."""
-    if emb_a.shape != emb_b.shape or emb_a.dim() != 2:
-        raise ValueError(f"views must both be (B, d), got {tuple(emb_a.shape)} and {tuple(emb_b.shape)}")
-    with torch.autocast(emb_a.device.type, enabled=False):  # bf16 autocast (CUDA) would round the logits
-        a, b = emb_a.float(), emb_b.float()
-        if normalize:
-            a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-        temp = log_temp.float().exp().clamp(temp_min, temp_max)
-        logits = a @ b.T / temp
-        if soft_targets:
-            targets = ((a @ a.T + b @ b.T) / (2 * temp)).softmax(-1)
-            if detach_targets:
-                targets = targets.detach()
-        else:
-            targets = torch.eye(len(a), device=a.device)
-        loss_a = -(targets * logits.log_softmax(-1)).sum(-1)
-        loss_b = -(targets.T * logits.T.log_softmax(-1)).sum(-1)
-        return ((loss_a + loss_b) / 2).mean()
-
-
-# ------------------------------------------------------------------------------------------ stage-2 math
-def rank_reward(anchor: torch.Tensor, candidates: torch.Tensor, positive_index: int | torch.Tensor = 0) -> torch.Tensor:
-    """``1 / (1 + log2(rank + 2))`` per row, ``rank`` = 0-based rank of the positive among the candidates
-    by dot product with the anchor (the authors' ``pos_rank`` is an ``argsort`` index, so 0-based: rank 0
-    earns 0.5, rank 9 of 10 about .23). Ties count against the positive (every other candidate scoring
-    at least as high ranks above it), so a collapsed embedding cannot earn the top reward.
-
-    ``anchor`` ``(B, d)``, ``candidates`` ``(B, K, d)``, ``positive_index`` an int or ``(B,)``."""
-    with torch.autocast(anchor.device.type, enabled=False):  # bf16 would tie near-equal LM embeddings
-        scores = torch.einsum("bd,bkd->bk", anchor.float(), candidates.float())
-    b, k = scores.shape
-    pos = torch.as_tensor(positive_index, device=scores.device).long().expand(b)
-    pos_score = scores.gather(1, pos.unsqueeze(1))
-    others = torch.ones_like(scores, dtype=torch.bool).scatter(1, pos.unsqueeze(1), False)
-    rank = ((scores >= pos_score) & others).sum(1).float()
-    return 1.0 / (1.0 + torch.log2(rank + 2.0))
-
-
-def group_advantage(rewards: torch.Tensor, baseline_rewards: torch.Tensor, l2_normalize: bool = False) -> torch.Tensor:
-    """``rewards - mean(baseline_rewards)``: every rollout's reward minus the batch mean of the noise-free
-    rollouts' rewards (the authors' trainer). ``l2_normalize``: then divide by the L2 norm of all the
-    advantages (+1e-6), as their trainer also does."""
-    adv = rewards.float() - baseline_rewards.float().mean()
-    if l2_normalize:
-        adv = adv / (adv.norm() + 1e-6)
-    return adv
-
-
-def clipped_policy_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, advantage: torch.Tensor,
-                        eps_low: float = 0.2, eps_high: float = 0.28) -> torch.Tensor:
-    """PPO's clipped surrogate with an asymmetric clip (DAPO's "clip-higher"), negated and averaged:
-    ``-mean(min(r A, clip(r, 1 - eps_low, 1 + eps_high) A))``, ``r = exp(logp_new - logp_old)``."""
-    ratio = torch.exp(logp_new - logp_old)
-    clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
-    return -torch.minimum(ratio * advantage, clipped * advantage).mean()
-
-
-def rollout_sigma(mu: torch.Tensor, sigma: float, units: str = "relative") -> torch.Tensor:
-    """The rollouts' noise scale per row ``(B, 1)``: ``sigma``, times each thought vector's RMS when
-    ``units`` is ``"relative"`` (see :class:`Stage2Config`); no gradient flows through it."""
-    scale = torch.full((len(mu), 1), float(sigma), device=mu.device)
-    if units == "relative":
-        scale = scale * mu.detach().pow(2).mean(-1, keepdim=True).sqrt()
-    return scale
-
-
-def gaussian_log_prob(sample: torch.Tensor, mean: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-    """Log-density of an isotropic Gaussian rollout ``sample ~ N(mean, sigma^2 I)``, summed over the last
-    dimension. The policy is the thought module's output perturbed by noise, so this is the log-prob a
-    policy-gradient step needs (gradient through ``mean``). The authors' trainer instead reuses TRL's
-    per-token log-probs of the LM's own input tokens under the noisy thought as a surrogate."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=mean.device)  # broadcastable to ``sample``
-    z = (sample.float() - mean.float()) / sigma
-    log_sigma = torch.broadcast_to(torch.log(sigma), z.shape).sum(-1)
-    return -0.5 * z.pow(2).sum(-1) - log_sigma - 0.5 * z.shape[-1] * math.log(2 * math.pi)
-
-
-@dataclass
-class Candidates:
-    """Stage-2 candidate lists (item indices 1..n_items): ``candidates[r, 0]`` is the top co-occurring
-    item of ``anchors[r]``, the rest random items that never co-occur with it."""
-
-    anchors: np.ndarray  # (m,)
-    candidates: np.ndarray  # (m, 1 + n_random)
-    no_cooccurrence: int  # items skipped: they share no user sequence with any other item
-    fallback_negatives: int  # anchors whose negatives had to include co-occurring items (tiny catalogues)
-
-
-def co_occurrence_candidates(sequences: Sequence[Sequence[int]], n_items: int, n_random: int = 9,
-                             rng: np.random.Generator | int | None = 0) -> Candidates:
-    """Per item: its top co-occurring item + ``n_random`` random non-co-occurring items.
-
-    Two items co-occur when they are in the same user's sequence; the count is the number of users that
-    have both (the authors count position pairs in the whole interaction file; pass training sequences
-    only, e.g. ``split.train_sequences()``, so no held-out event leaks). Ties go to the smaller index.
-    Items with no co-occurring item are skipped and counted; when fewer than ``n_random`` items never
-    co-occur with an anchor, the negatives are filled with other items (but never the anchor or its
-    positive), as the authors do, and counted."""
-    from scipy import sparse
-
-    if n_random < 1 or n_items < n_random + 2:
-        raise ValueError(f"need n_random >= 1 and n_items >= n_random + 2, got {n_random}, {n_items}")
-    rng = np.random.default_rng(rng)
-    rows, cols = [], []
-    for u, seq in enumerate(sequences):
-        items = np.unique(np.asarray(seq, dtype=np.int64))
-        items = items[items > 0]
-        if items.size and items.max() > n_items:
-            raise ValueError(f"sequence {u} holds item {items.max()} > n_items={n_items}")
-        rows.append(np.full(items.size, u))
-        cols.append(items)
-    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    cols = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    x = sparse.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows, cols)), shape=(len(sequences), n_items + 1))
-    co = (x.T @ x).tocsr()
-    co.setdiag(0)
-    co.eliminate_zeros()
-    anchors, cands, skipped, fallback = [], [], 0, 0
-    for i in range(1, n_items + 1):
-        nbr = co.indices[co.indptr[i]:co.indptr[i + 1]]
-        cnt = co.data[co.indptr[i]:co.indptr[i + 1]]
-        if nbr.size == 0:
-            skipped += 1
-            continue
-        best = cnt.max()
-        pos = int(nbr[cnt == best].min())
-        banned = np.zeros(n_items + 1, dtype=bool)
-        banned[0] = banned[i] = True
-        banned[nbr] = True
-        pool = np.flatnonzero(~banned)
-        if pool.size >= n_random:
-            neg = rng.choice(pool, n_random, replace=False)
-        else:
-            fallback += 1
-            extra = np.setdiff1d(nbr, [pos])
-            neg = np.concatenate([rng.permutation(pool), rng.permutation(extra)])[:n_random]
-        anchors.append(i)
-        cands.append(np.concatenate([[pos], neg]))
-    return Candidates(np.asarray(anchors, dtype=np.int64),
-                      np.asarray(cands, dtype=np.int64).reshape(-1, 1 + n_random), skipped, fallback)
-
-
-# --------------------------------------------------------------------------------------------- training
-def _seed_from_torch() -> int:
-    """A seed drawn from torch's RNG, which ``train_lm`` seeds and restores on resume, so data drawn with
-    it (the attribute views) repeat exactly when a run is resumed."""
-    return int(torch.randint(0, 2**31 - 1, (1,)).item())
-
-
-def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None, log: Callable[[str], None] | None = print,
-                 should_stop: Callable[[int], bool] | None = None) -> LMTrainResult:
-    """LRCL: train LoRA (added here when ``encoder.lm`` has none, seeded by ``cfg.train.seed``), the
-    thought module and the temperature on two attribute-dropout views per item (``texts`` in
-    ``"attribute is value; ..."`` form, see :mod:`semcollab.text.attribute_text`; empty texts skipped).
-
-    Resumable: the same call with the same ``checkpoint_dir`` continues where a stopped run ended (views
-    are drawn from the RNG that ``train_lm`` restores). Returns ``train_lm``'s result; the trained
-    parameters are in ``encoder`` (and in the checkpoint)."""
-    from ...text.attribute_text import attribute_views
-
-    cfg = (cfg or Stage1Config()).validate()
-    say = log or (lambda _m: None)
-    if not hasattr(encoder.lm, "peft_config"):
-        torch.manual_seed(cfg.train.seed)
-        encoder.lm = add_lora(encoder.lm, cfg.lora)
-    rows = [i for i, t in enumerate(texts) if str(t).strip()]
-    if len(rows) < 2:
-        raise ValueError(f"stage 1 needs at least 2 non-empty item texts, got {len(rows)}")
-    if len(rows) < len(texts):
-        say(f"stage 1: skipping {len(texts) - len(rows)} items with empty text")
-    lengths = [len(r) for r in encoder.token_ids([texts[i] for i in rows])]
-    encoder.to(resolve_device(cfg.train.device))
-
-    def collate(batch: list[int]) -> dict:
-        rng = np.random.default_rng(_seed_from_torch())
-        views = [attribute_views(texts[i], cfg.view_drop, rng) for i in batch]
-        return encoder.tokenize([v[0] for v in views] + [v[1] for v in views], device="cpu")
-
-    def loss_fn(batch: dict) -> torch.Tensor:
-        emb = encoder.embed(batch["input_ids"], batch["attention_mask"], "two_pass")
-        a, b = emb.chunk(2)
-        return lrcl_loss(a, b, encoder.log_temp, cfg.soft_targets, cfg.detach_targets, cfg.normalize,
-                         cfg.temp_min, cfg.temp_max)
-
-    trainable = {"lm": encoder.lm, "thought": encoder.thought, "log_temp": encoder.log_temp}
-    return train_lm(loss_fn, trainable, rows, lengths, collate, cfg.train, checkpoint_dir, model=encoder.lm,
-                    should_stop=should_stop, log=log)
-
-
-@dataclass
-class Stage2Result:
-    train: LMTrainResult
-    anchors: int  # anchors trained on
-    no_cooccurrence: int  # from the candidates
-    rewards: list[float] = field(default_factory=list)  # mean noise-free reward per batch, this call
-
-
 def freeze_lm(encoder: ReaEmbEncoder) -> None:
     """Merge LoRA into the base weights (when present), freeze the LM and put it in eval mode.
 
@@ -613,65 +306,6 @@ def freeze_lm(encoder: ReaEmbEncoder) -> None:
     encoder.lm.requires_grad_(False).eval()
     encoder.log_temp.requires_grad_(False)
 
-
-def train_stage2(encoder: ReaEmbEncoder, texts: Sequence[str], candidates: Candidates,
-                 cfg: Stage2Config | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                 log: Callable[[str], None] | None = print,
-                 should_stop: Callable[[int], bool] | None = None) -> Stage2Result:
-    """CRRL: LoRA merged and the LM frozen (:func:`freeze_lm`); only the thought module is trained.
-
-    ``texts[i]`` describes item index ``i + 1`` (``candidates`` hold item indices). Per anchor and step:
-    candidates embedded without gradient; pass 1 over the anchor's prefix once; the thought vector ``mu``;
-    ``rollouts`` samples ``mu + sigma * eps`` (the first with ``eps = 0``), each finished on pass 1's cache;
-    rewards by :func:`rank_reward` (positive at column 0); advantages by :func:`group_advantage` over the
-    batch; loss :func:`clipped_policy_loss` of the Gaussian log-probs (:func:`gaussian_log_prob`).
-
-    Each batch is used for one optimizer step, so the old policy is the current one (``logp_old =
-    logp.detach()``, ratio 1, the gradient is the plain policy gradient) — the authors reuse each batch
-    for two steps (TRL ``num_iterations=2``), which ``train_lm`` cannot express. Resumable like stage 1."""
-    cfg = (cfg or Stage2Config()).validate()
-    if len(texts) < candidates.candidates.max(initial=0):
-        raise ValueError(f"candidates name item {candidates.candidates.max()} but only {len(texts)} texts were given")
-    freeze_lm(encoder)
-    encoder.to(resolve_device(cfg.train.device))
-    rows = list(range(len(candidates.anchors)))
-    if not rows:
-        raise ValueError("no stage-2 anchors (no item co-occurs with another)")
-    anchor_texts = [texts[int(a) - 1] for a in candidates.anchors]
-    lengths = [len(r) for r in encoder.token_ids(anchor_texts)]
-    k = candidates.candidates.shape[1]
-    g = cfg.rollouts
-    rewards_log: list[float] = []
-
-    def collate(batch: list[int]) -> dict:
-        anchor = encoder.tokenize([anchor_texts[r] for r in batch], device="cpu")
-        cand = encoder.tokenize([texts[int(c) - 1] for r in batch for c in candidates.candidates[r]], device="cpu")
-        return {"input_ids": anchor["input_ids"], "attention_mask": anchor["attention_mask"],
-                "cand_ids": cand["input_ids"], "cand_mask": cand["attention_mask"]}
-
-    def loss_fn(batch: dict) -> torch.Tensor:
-        b = len(batch["input_ids"])
-        with torch.no_grad():
-            cand = encoder.embed(batch["cand_ids"], batch["cand_mask"], cfg.candidate_mode).view(b, k, -1)
-            prefix = encoder.prefix_pass(batch["input_ids"], batch["attention_mask"])
-        mu = encoder.thought(prefix.hidden, prefix.mask, prefix.thought_pos)  # (B, d), gradient
-        sigma = rollout_sigma(mu, cfg.noise_sigma, cfg.noise_units).unsqueeze(-1)  # (B, 1, 1)
-        eps = torch.randn(b, g, mu.shape[-1], device=mu.device)
-        eps[:, 0] = 0
-        sample = mu.detach().unsqueeze(1) + sigma * eps  # (B, G, d)
-        with torch.no_grad():
-            items = torch.stack([encoder.finish(prefix, sample[:, j]) for j in range(g)], 1)  # (B, G, d)
-            rewards = rank_reward(items.reshape(b * g, -1), cand.repeat_interleave(g, 0), 0).view(b, g)
-        rewards_log.append(float(rewards[:, 0].mean()))
-        adv = group_advantage(rewards, rewards[:, 0], cfg.advantage_l2_norm)
-        logp = gaussian_log_prob(sample, mu.unsqueeze(1), sigma)  # (B, G)
-        return clipped_policy_loss(logp, logp.detach(), adv, cfg.eps_low, cfg.eps_high)
-
-    res = train_lm(loss_fn, {"thought": encoder.thought}, rows, lengths, collate, cfg.train, checkpoint_dir,
-                   should_stop=should_stop, log=log)
-    return Stage2Result(res, len(rows), candidates.no_cooccurrence, rewards_log)
-
-
 # --------------------------------------------------------------------------------------------- inference
 @torch.no_grad()
 def generate_table(encoder: ReaEmbEncoder, texts: Sequence[str], mode: str = "kv_reuse", batch_size: int = 32,
@@ -682,25 +316,13 @@ def generate_table(encoder: ReaEmbEncoder, texts: Sequence[str], mode: str = "kv
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    out = np.zeros((len(texts), encoder.hidden_size), dtype=np.float32)
     if not len(texts):
-        return out
-    from tqdm.auto import tqdm
-
+        return np.zeros((0, encoder.hidden_size), dtype=np.float32)
     batches = longest_first_batches([len(r) for r in encoder.token_ids(texts)], batch_size)
     was = encoder.training
     encoder.eval()
     try:
-        for idx in tqdm(batches, disable=not progress, desc="reaemb"):
-            out[idx] = encoder.embed_texts([texts[i] for i in idx], mode).cpu().numpy()
+        return embed_in_batches(len(texts), encoder.hidden_size, batches,
+                                lambda idx: encoder.embed_texts([texts[i] for i in idx], mode), progress, "reaemb")
     finally:
         encoder.train(was)
-    return out
-
-
-__all__ = [
-    "THOUGHT_TOKEN", "Candidates", "ReaEmbConfig", "ReaEmbEncoder", "Stage1Config", "Stage2Config",
-    "Stage2Result", "ThoughtAttention", "add_thought_token", "clipped_policy_loss", "co_occurrence_candidates",
-    "embedding_rms", "freeze_lm", "gaussian_log_prob", "generate_table", "group_advantage", "lrcl_loss",
-    "rank_reward", "rollout_sigma", "rotary", "train_stage1", "train_stage2",
-]

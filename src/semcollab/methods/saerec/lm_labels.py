@@ -15,9 +15,14 @@ stored as ``keep`` in the library's records, which SAERec's ``model_params.inten
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from ...config import resolve_device
+from ...hub.models import MODELS
+from ...lm.load import load_causal_lm
 from .intents import IntentLibrary
 
 # two worked examples from different domains, so the model copies the format rather than the topic
@@ -48,24 +53,14 @@ class LMLabeler:
 
     def __init__(self, model: str = "smollm2-135m", device: str = "auto", batch_size: int = 8,
                  max_new_tokens: int = 8):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ...text.encoders import resolve_encoder
-
-        spec = resolve_encoder(model)
-        if spec.kind != "hf":
+        sentence_encoder = model in MODELS and MODELS[model].kind != "causal-lm"
+        if sentence_encoder or (Path(model).expanduser() / "modules.json").is_file():
             raise ValueError(f"{model!r} is a sentence encoder, not a causal language model; name one such as "
                              "smollm2-135m")
-        kw = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **kw).to(self.device).eval()
-        self.name, self.batch_size, self.max_new_tokens = spec.name, batch_size, max_new_tokens
+        self.device = resolve_device(device, key="device")
+        # left padding: generation continues from the right end of every row
+        self.model, self.tokenizer = load_causal_lm(model, device=self.device)
+        self.name, self.batch_size, self.max_new_tokens = str(model), batch_size, max_new_tokens
 
     @torch.no_grad()
     def label(self, groups: list[list[str]]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Steer and record the attention an HF causal LM pays to collaborative (soft-token) key positions.
+"""Steer and record the attention an HF causal LM pays to collaborative (soft-token) key positions
+(SAILRec's steering and the LM-CTR attention diagnostic; the generic LM machinery is in :mod:`semcollab.lm`).
 
 No model is forked: an attention function is registered in transformers' ``AttentionInterface`` under
 ``STEER_ATTENTION`` (and transformers' eager mask builder under the same name in ``AttentionMaskInterface``;
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .body import unwrap_peft
+from ...lm.body import unwrap_peft
 
 STEER_ATTENTION = "semcollab_steer"
 SCHEDULE_KINDS = ("suppress-neutral-enhance", "neutral", "enhance", "suppress")
