@@ -22,6 +22,8 @@ from .loop import EpochTask, make_checkpoint_key, train_epochs
 
 @dataclass
 class CTRFitResult:
+    """The loop's :class:`~.loop.FitResult` under the names a CTR run records in its run.json (``fit``)."""
+
     best_epoch: int = 0
     best_valid_auc: float = -math.inf
     epochs_run: int = 0

@@ -188,12 +188,16 @@ class EpochTask:
 
 
 @dataclass
-class LoopResult:
+class FitResult:
+    """What :func:`train_epochs` did: the best validation score and its epoch, the epochs run (all calls of a
+    resumed run), each epoch's history record, the training seconds and why it stopped."""
+
     best_epoch: int = 0
     best_valid: float = -math.inf
     epochs_run: int = 0
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
+    seconds_per_epoch: float = 0.0
     stopped_by: str = "epochs"
     resumed_from_epoch: int | None = None
 
@@ -203,14 +207,14 @@ def log_line(record: dict) -> str:
 
 
 def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.random.Generator, cfg, log=print,
-                 checkpoint: str | Path | None = None, key: dict | None = None) -> LoopResult:
+                 checkpoint: str | Path | None = None, key: dict | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs of ``task``; stop early after ``cfg.patience`` validations without
     improvement or past ``cfg.max_minutes`` (counting earlier calls of a resumed run); leave the model at its best
     validated state. ``cfg``: any config with ``epochs``, ``patience``, ``max_minutes``, ``checkpoint_minutes`` and
     ``progress``. With ``checkpoint`` (a file path) progress is saved there every ``cfg.checkpoint_minutes`` (after
     an epoch; None: never, though an existing file is still resumed from) and a call finding that file resumes from
     it, provided it was made under the same ``key`` (:func:`make_checkpoint_key`); else CheckpointMismatchError."""
-    result, stopper = LoopResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
+    result, stopper = FitResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
     saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
     first_epoch, reason = 1, None
     resumed = saver.load(model, opt, stopper, rng, task.metric, cfg.epochs)
@@ -257,4 +261,5 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
         result.stopped_by = reason
     stopper.restore_best(model)
     result.best_valid, result.best_epoch = stopper.best, stopper.best_epoch
+    result.seconds_per_epoch = result.train_seconds / max(result.epochs_run, 1)
     return result

@@ -4,9 +4,7 @@ metric every ``train.eval_every`` epochs. Exactly resumable, like every task of 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from ..data.batches import BatchBuilder
 from ..data.dataset import Split
 from ..evaluate.evaluator import evaluate_ranking
 from ..runs.checkpoints import trajectory_settings
-from .loop import EpochTask, make_checkpoint_key, train_epochs
+from .loop import EpochTask, FitResult, make_checkpoint_key, train_epochs
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -30,18 +28,6 @@ def seed_everything(seed: int) -> np.random.Generator:
 def _metric_in_ks(cfg: TrainConfig, eval_cfg: EvalConfig) -> None:
     for key, message in RunConfig(train=cfg, eval=eval_cfg)._check():
         raise ConfigError(f"config key '{key}' {message}")
-
-
-@dataclass
-class FitResult:
-    best_epoch: int = 0
-    best_valid: float = -math.inf
-    epochs_run: int = 0
-    history: list[dict] = field(default_factory=list)
-    train_seconds: float = 0.0
-    seconds_per_epoch: float = 0.0
-    stopped_by: str = "epochs"
-    resumed_from_epoch: int | None = None
 
 
 class RankingTask(EpochTask):
@@ -101,8 +87,4 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     key = make_checkpoint_key(model, {"train": trajectory_settings(cfg), "eval": trajectory_settings(eval_cfg)},
                               checkpoint_key) if checkpoint is not None else None
-    done = train_epochs(task, model, opt, rng, cfg, log, checkpoint, key)
-    return FitResult(best_epoch=done.best_epoch, best_valid=done.best_valid, epochs_run=done.epochs_run,
-                     history=done.history, train_seconds=done.train_seconds,
-                     seconds_per_epoch=done.train_seconds / max(done.epochs_run, 1), stopped_by=done.stopped_by,
-                     resumed_from_epoch=done.resumed_from_epoch)
+    return train_epochs(task, model, opt, rng, cfg, log, checkpoint, key)
