@@ -83,7 +83,7 @@ def test_fit_refuses_a_checkpoint_made_with_other_settings_or_damaged(toy_split,
 
 
 def test_time_cap_counts_the_minutes_of_earlier_calls():
-    from semcollab.train.trainer import EarlyStopping
+    from semcollab.train.loop import EarlyStopping
 
     s = EarlyStopping(patience=5, max_minutes=10)
     assert s.stop_reason() is None
@@ -121,13 +121,13 @@ def test_resumed_run_already_past_its_time_cap_stops_at_once(toy_split, tmp_path
 
 def test_checkpoint_from_other_code_is_refused(toy_split, tmp_path, monkeypatch):
     from semcollab.runs.checkpoints import CheckpointMismatchError
-    from semcollab.train import trainer
+    from semcollab.train import loop
 
     cfg, ev = TrainConfig(epochs=4, patience=4, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
     ckpt = tmp_path / "resume.pt"
     with pytest.raises(Killed):
         fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=kill_after(2), checkpoint=ckpt)
-    monkeypatch.setattr(trainer, "code_fingerprint", lambda: "another version")
+    monkeypatch.setattr(loop, "code_fingerprint", lambda: "another version")
     with pytest.raises(CheckpointMismatchError, match=r"different \['code'\] \(semcollab's source"):
         fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
 
@@ -135,14 +135,14 @@ def test_checkpoint_from_other_code_is_refused(toy_split, tmp_path, monkeypatch)
 def test_a_failed_checkpoint_write_warns_and_training_goes_on(toy_split, tmp_path, monkeypatch):
     import errno
 
-    from semcollab.train import trainer
+    from semcollab.train import loop
 
     def full_disk(obj, path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     cfg, ev = TrainConfig(epochs=3, patience=3, progress=False, checkpoint_minutes=0), EvalConfig(ks=[10])
     whole = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None)
-    monkeypatch.setattr(trainer, "save_atomic", full_disk)
+    monkeypatch.setattr(loop, "save_atomic", full_disk)
     lines = []
     with pytest.warns(UserWarning, match="could not write the resume checkpoint .*resume.pt"):
         r = fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=lines.append, checkpoint=tmp_path / "resume.pt")

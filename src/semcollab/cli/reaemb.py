@@ -27,7 +27,7 @@ reaemb_app = typer.Typer(no_args_is_help=True, help="ReaEmb: LM item embeddings 
 def reaemb_train(ctx: typer.Context, dataset: str | None = typer.Option(None, help="e.g. s3rec:Beauty"),
                  lm: str | None = typer.Option(None, help="causal LM: a registry name (smollm2-135m), a folder or a "
                                                "hub id"),
-                 config: Path | None = typer.Option(None, help="YAML config (semcollab.methods.reaemb.pipeline.ReaEmbPipelineConfig)"),
+                 config: Path | None = typer.Option(None, help="YAML config (semcollab.methods.reaemb.ReaEmbPipelineConfig)"),
                  out: Path | None = typer.Option(None, help="the run folder (output_dir); default "
                                                  "runs/reaemb/<dataset>-<lm>"),
                  stages: str = typer.Option("stage1,stage2", help="stage1, stage2 or both")):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import at_least, fraction
+from ..data.batches import BatchBuilder
 
 
 class Recommender(nn.Module):
@@ -51,6 +52,12 @@ class Recommender(nn.Module):
 
     def loss(self, batch: dict) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def training_batches(self, seqs: list, n_items: int, length_buckets: bool = False) -> BatchBuilder:
+        """The builder of this model's training batches (its ``batch_kind``) over ``seqs``, the training histories
+        (item indices in ``1..n_items``); the trainer asks once per fit and draws each epoch from it. Override it
+        to give the batches model-specific settings, as BERT4Rec does with its mask rate and [MASK] token."""
+        return BatchBuilder(self.batch_kind, seqs, n_items, self.max_len, length_buckets=length_buckets)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import fraction
+from ..data.batches import BatchBuilder
 from ..registry import register
 from .base import next_item_loss, table_loss_rows
 from .sasrec import SASRec, SASRecConfig
@@ -41,6 +42,11 @@ class BERT4Rec(SASRec):
         masked = torch.cat([seqs, torch.full_like(seqs[:, :1], self.mask_token)], dim=1)[:, -self.max_len:]
         table = self.item_table()
         return self.forward(masked, self.input_table(table))[:, -1] @ table.T
+
+    def training_batches(self, seqs: list, n_items: int, length_buckets: bool = False) -> BatchBuilder:
+        """Cloze windows masked at ``model_params.mask_prob`` with this model's [MASK] token."""
+        return BatchBuilder(self.batch_kind, seqs, n_items, self.max_len, self.cfg.mask_prob, self.mask_token,
+                            length_buckets=length_buckets)
 
     def loss(self, batch: dict) -> torch.Tensor:
         neg, rows = table_loss_rows(self.text_table is not None, self.loss_type, batch, self.n_items,

@@ -1,16 +1,15 @@
-"""One loop for the embedding CTR models (MF, SASRec-CTR): Adam, BCE, early stopping on validation AUC,
-best-state restore, a wall-clock cap, and the ranking trainer's exact resume (:class:`EpochCheckpoint`).
-LM models bring their own step-wise, resumable ``fit_ctr``."""
+"""Training of the embedding CTR models (MF, SASRec-CTR): the CTR side of the epoch loop (:mod:`.loop`): shuffled
+row batches, BCE, validation AUC; the loop's early stopping, time cap and exact resume. LM models bring their own
+step-wise, resumable ``fit_ctr``."""
 
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.ctr import CTRSplit
 from ..errors import DataError
@@ -18,11 +17,13 @@ from ..evaluate.ctr import predict
 from ..evaluate.metrics import auc
 from ..runs.checkpoints import trajectory_settings
 from ..tasks.ctr_config import CTRTrainConfig
-from .trainer import EarlyStopping, EpochCheckpoint, make_checkpoint_key
+from .loop import EpochTask, make_checkpoint_key, train_epochs
 
 
 @dataclass
 class CTRFitResult:
+    """The loop's :class:`~.loop.FitResult` under the names a CTR run records in its run.json (``fit``)."""
+
     best_epoch: int = 0
     best_valid_auc: float = -math.inf
     epochs_run: int = 0
@@ -32,6 +33,36 @@ class CTRFitResult:
     resumed_from_epoch: int | None = None
 
 
+class CTRTask(EpochTask):
+    """Batches of the train rows in a fresh random order each epoch; the epoch's loss is the mean over rows;
+    validation AUC after every epoch."""
+
+    metric = valid_key = "valid_auc"
+
+    def __init__(self, model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device):
+        self.model, self.cfg, self.device = model, cfg, device
+        self.train, self.valid = split.parts["train"], split.parts["valid"]
+
+    def n_batches(self) -> int:
+        return -(-len(self.train) // self.cfg.batch_size)
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[tuple]:
+        order = rng.permutation(len(self.train))
+        for s in range(0, len(order), self.cfg.batch_size):
+            rows = order[s:s + self.cfg.batch_size]
+            yield self.train.batch(rows, self.device), len(rows)
+
+    def batch_loss(self, batch: tuple) -> tuple[torch.Tensor, int]:
+        rows, n = batch
+        return self.model.loss(rows), n
+
+    def validate(self, epoch: int) -> float:
+        if len(np.unique(self.valid.labels)) < 2:
+            raise DataError("the validation rows hold a single label, so validation AUC (the model selection "
+                            "criterion) is undefined; use more rows (data.max_valid_rows)")
+        return auc(self.valid.labels, predict(self.model, self.valid, device=self.device))
+
+
 def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, log=print,
             checkpoint=None, checkpoint_key: dict | None = None) -> CTRFitResult:
     """Train on ``split``'s train rows, keep the best validation-AUC state. With ``checkpoint`` (a file path) the
@@ -39,53 +70,11 @@ def fit_ctr(model, split: CTRSplit, cfg: CTRTrainConfig, device: torch.device, l
     ``checkpoint_key``, or CheckpointMismatchError)."""
     rng = np.random.default_rng(cfg.seed)
     model.to(device)
-    train, valid = split.parts["train"], split.parts["valid"]
+    task = CTRTask(model, split, cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result, stopper = CTRFitResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
     key = make_checkpoint_key(model, {"train": trajectory_settings(cfg)}, checkpoint_key) \
         if checkpoint is not None else None
-    saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
-    first_epoch, reason = 1, None
-    resumed = saver.load(model, opt, stopper, rng, "valid_auc", cfg.epochs)
-    if resumed is not None:
-        result.history, result.train_seconds = resumed["history"], resumed["train_time"]
-        result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
-        first_epoch = resumed["epoch"] + 1
-        reason = stopper.stop_reason()  # a resumed run already past its time cap
-    last_epoch = cfg.epochs if reason is None else first_epoch - 1
-    for epoch in range(first_epoch, last_epoch + 1):
-        model.train()
-        t0 = time.perf_counter()
-        order = rng.permutation(len(train))
-        total = 0.0
-        steps = range(0, len(order), cfg.batch_size)
-        for s in tqdm(steps, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False):
-            loss = model.loss(train.batch(order[s:s + cfg.batch_size], device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * min(cfg.batch_size, len(order) - s)
-        result.train_seconds += time.perf_counter() - t0
-        if len(np.unique(valid.labels)) < 2:
-            raise DataError("the validation rows hold a single label, so validation AUC (the model selection "
-                            "criterion) is undefined; use more rows (data.max_valid_rows)")
-        val_auc = auc(valid.labels, predict(model, valid, device=device))
-        record = {"epoch": epoch, "loss": total / len(order), "valid_auc": val_auc}
-        result.history.append(record)
-        result.epochs_run = epoch
-        stopper.update(model, val_auc, epoch)
-        reason = stopper.stop_reason()
-        if epoch < cfg.epochs and not reason and saver.due():
-            saver.save(epoch, model, opt, stopper, rng, result.history, result.train_seconds)
-        if log:
-            log(f"epoch={epoch} loss={record['loss']:.4f} valid_auc={val_auc:.4f}")
-        if reason:
-            break
-    saver.save_final(result.epochs_run, first_epoch, model, opt, stopper, rng, result.history, result.train_seconds)
-    if reason:
-        result.stopped_by = reason
-    stopper.restore_best(model)
-    result.best_valid_auc, result.best_epoch = stopper.best, stopper.best_epoch
-    return result
+    done = train_epochs(task, model, opt, rng, cfg, log, checkpoint, key)
+    return CTRFitResult(best_epoch=done.best_epoch, best_valid_auc=done.best_valid, epochs_run=done.epochs_run,
+                        history=done.history, train_seconds=done.train_seconds, stopped_by=done.stopped_by,
+                        resumed_from_epoch=done.resumed_from_epoch)

@@ -1,39 +1,21 @@
-"""One trainer for every model: Adam, early stopping on a validation metric, best-state restore.
-
-Given a checkpoint path, ``fit`` is exactly resumable: after an epoch it may write (atomically) everything the
-remaining epochs depend on: weights, Adam state, the batch-order and global RNG states, the early-stopping
-bookkeeping (best value, epoch and weights) and the history, so a killed run called again with the same
-arguments ends with the same weights and history as one that was never stopped (on CPU)."""
+"""Training of the ranking models: the ranking side of the epoch loop (:mod:`.loop`): batches from the model's
+:meth:`~semcollab.models.base.Recommender.training_batches`, loss weighted per target, validation on the ranking
+metric every ``train.eval_every`` epochs. Exactly resumable, like every task of the loop."""
 
 from __future__ import annotations
 
-import copy
-import math
-import time
-import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
 from ..evaluate.evaluator import evaluate_ranking
-from ..runs.checkpoints import (
-    CheckpointMismatchError,
-    code_fingerprint,
-    key_diff,
-    load_checkpoint,
-    lock_resume_file,
-    mismatch_hint,
-    rng_state,
-    save_atomic,
-    set_rng_state,
-    trajectory_settings,
-)
+from ..runs.checkpoints import trajectory_settings
+from .loop import EpochTask, FitResult, make_checkpoint_key, train_epochs
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -48,139 +30,38 @@ def _metric_in_ks(cfg: TrainConfig, eval_cfg: EvalConfig) -> None:
         raise ConfigError(f"config key '{key}' {message}")
 
 
-class EarlyStopping:
-    """Best-so-far bookkeeping shared by the ranking and CTR trainers: the best validation value, its epoch and
-    a copy of the weights then; evaluations without improvement; the wall-clock cap since construction (plus
-    ``minutes_before``, the time of earlier calls of a resumed run)."""
+class RankingTask(EpochTask):
+    """Next-item / cloze / pair batches of ``split``'s training histories (the model's own builder), under bf16
+    autocast when ``cfg.bf16``; validation ``cfg.metric`` on the validation users every ``cfg.eval_every`` epochs
+    and after the last."""
 
-    def __init__(self, patience: int, max_minutes: float | None):
-        self.patience, self.max_minutes = patience, max_minutes
-        self.best, self.best_epoch, self.bad, self.state = -math.inf, 0, 0, None
-        self.t_start = time.perf_counter()
-        self.minutes_before = 0.0
+    record_seconds = True
 
-    def minutes(self) -> float:
-        return self.minutes_before + (time.perf_counter() - self.t_start) / 60
+    def __init__(self, model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, device: torch.device):
+        self.model, self.split, self.cfg, self.eval_cfg, self.device = model, split, cfg, eval_cfg, device
+        self.builder: BatchBuilder = model.training_batches(split.train_sequences(), split.n_items,
+                                                            length_buckets=cfg.length_buckets)
+        self.valid, self.pop = split.eval_set("valid"), split.item_popularity()
+        self.metric = cfg.metric.lower()
+        self.valid_key = f"valid_{self.metric}"
 
-    def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "state": self.state,
-                "minutes": self.minutes()}
+    def n_batches(self) -> int:
+        return self.builder.n_batches(self.cfg.batch_size)
 
-    def load_state_dict(self, d: dict) -> None:
-        self.best, self.best_epoch, self.bad, self.state = d["best"], d["best_epoch"], d["bad"], d["state"]
-        self.minutes_before, self.t_start = d["minutes"], time.perf_counter()
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[dict]:
+        return self.builder.epoch(self.cfg.batch_size, rng, self.device)
 
-    def update(self, model, value: float, epoch: int) -> None:
-        if value > self.best:
-            self.best, self.best_epoch, self.bad = value, epoch, 0
-            self.state = copy.deepcopy(model.state_dict())
-        else:
-            self.bad += 1
+    def batch_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            loss = self.model.loss(batch) * self.builder.loss_weight(batch, self.cfg.batch_size)
+        return loss, 1  # the epoch's loss: the mean over batches
 
-    def stop_reason(self) -> str | None:
-        """``"early_stopping"``, ``"max_minutes"`` or None (go on)."""
-        if self.bad >= self.patience:
-            return "early_stopping"
-        if self.max_minutes is not None and self.minutes() > self.max_minutes:
-            return "max_minutes"
-        return None
-
-    def restore_best(self, model) -> None:
-        if self.state is not None:
-            model.load_state_dict(self.state)
-
-
-@dataclass
-class FitResult:
-    best_epoch: int = 0
-    best_valid: float = -math.inf
-    epochs_run: int = 0
-    history: list[dict] = field(default_factory=list)
-    train_seconds: float = 0.0
-    seconds_per_epoch: float = 0.0
-    stopped_by: str = "epochs"
-    resumed_from_epoch: int | None = None
-
-
-def make_checkpoint_key(model, train: dict, extra: dict | None = None) -> dict:
-    """What the weight trajectory depends on (``train``: the settings that matter, already filtered), plus the
-    parameter shapes and the code; a checkpoint made under another key is refused, never reused."""
-    params = {n: tuple(t.shape) for n, t in model.state_dict().items()}
-    return {**train, "params": params, "model": type(model).__name__, "code": code_fingerprint(), **(extra or {})}
-
-
-class EpochCheckpoint:
-    """The resume file of an epoch loop (the ranking and CTR trainers): after an epoch, at most every
-    ``every_minutes`` (None: never), and after the last epoch, it holds the weights, optimizer, early-stopping
-    state, the loop's NumPy generator and the global RNG states, the history and the training time, written
-    atomically and read back with ``weights_only=True``. The process that loads it owns it (a lock next to
-    it) until :func:`~semcollab.runs.checkpoints.remove_resume_file`. A failed write (full disk) warns once and
-    turns checkpointing off, never the run."""
-
-    def __init__(self, path, key: dict | None, every_minutes: float | None, log=print):
-        self.path = Path(path) if path is not None else None
-        self.key, self.every, self.log = key, every_minutes, log
-        self.on = self.path is not None and every_minutes is not None
-        self.last = time.perf_counter()
-
-    def load(self, model, opt, stopper: EarlyStopping, rng: np.random.Generator, metric: str,
-             epochs: int) -> dict | None:
-        """Restore from the file when there is one and say so (``metric``, ``epochs``: for that line):
-        ``{"epoch", "history", "train_time"}``, else None."""
-        ckpt = self.path
-        if ckpt is None:
+    def validate(self, epoch: int) -> float | None:
+        if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
             return None
-        lock_resume_file(ckpt)  # a second process running the same command stops here, before reading the file
-        if not ckpt.exists():
-            return None
-        state = load_checkpoint(ckpt)  # weights_only=True: a foreign file is refused, its code never runs
-        old_key = state["key"]
-        if old_key != self.key:
-            diff = key_diff(old_key, self.key)
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
-                                          f"{mismatch_hint(diff)}; delete it to start the run over")
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            stopper.load_state_dict(state["stopper"])
-            rng.bit_generator.state = state["batch_rng"]
-            set_rng_state(state["rng"])
-            out = {"epoch": int(state["epoch"]), "history": list(state["history"]),
-                   "train_time": float(state["train_time"])}
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} does not hold what this run needs "
-                                          f"({type(exc).__name__}: {exc}); delete it to start the run over") from None
-        self.last = time.perf_counter()
-        if self.log:
-            self.log(f"resuming from epoch {out['epoch']} of {epochs} (best {metric} {stopper.best:.4f} at epoch "
-                     f"{stopper.best_epoch}) from {ckpt}")
-        return out
-
-    def save_final(self, epoch: int, first_epoch: int, model, opt, stopper: EarlyStopping, rng, history: list,
-                   train_time: float) -> None:
-        """After the last epoch this call trained (whatever stopped the loop), before the final evaluation: a run
-        killed during that evaluation resumes straight into it instead of retraining since the last checkpoint."""
-        if self.on and epoch >= first_epoch:
-            self.save(epoch, model, opt, stopper, rng, history, train_time)
-
-    def due(self) -> bool:
-        return self.on and time.perf_counter() - self.last >= 60 * self.every
-
-    def save(self, epoch: int, model, opt, stopper: EarlyStopping, rng: np.random.Generator, history: list,
-             train_time: float) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic({"key": self.key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "stopper": stopper.state_dict(), "batch_rng": rng.bit_generator.state, "rng": rng_state(),
-                         "history": history, "train_time": train_time}, self.path)
-        except OSError as exc:
-            msg = (f"could not write the resume checkpoint {self.path} ({exc.strerror or exc}); training goes on "
-                   "without checkpoints, so a kill now means starting over")
-            warnings.warn(msg, stacklevel=3)
-            if self.log:
-                self.log(f"warning: {msg}")
-            self.on = False
-        self.last = time.perf_counter()
+        res = evaluate_ranking(self.model, self.valid, self.split.n_items, self.pop, self.eval_cfg, self.device,
+                               breakdowns=False)
+        return res["overall"][self.metric]
 
 
 def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, checkpoint: str | Path | None = None,
@@ -199,67 +80,11 @@ def fit(model, split: Split, cfg: TrainConfig, eval_cfg: EvalConfig, log=print, 
     device = resolve_device(cfg.device)
     rng = seed_everything(cfg.seed)
     model.to(device)
-    result = FitResult()
     if model.batch_kind is None:
-        return result
+        return FitResult()
     model.set_loss(cfg.loss, cfg.neg_samples)
-    builder = BatchBuilder(model.batch_kind, split.train_sequences(), split.n_items, model.max_len,
-                           getattr(getattr(model, "cfg", None), "mask_prob", 0.2), getattr(model, "mask_token", None),
-                           length_buckets=cfg.length_buckets)
+    task = RankingTask(model, split, cfg, eval_cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    valid = split.eval_set("valid")
-    pop = split.item_popularity()
-    metric = cfg.metric.lower()
-    stopper = EarlyStopping(cfg.patience, cfg.max_minutes)
-    use_autocast = cfg.bf16
-    train_time, first_epoch, reason = 0.0, 1, None
     key = make_checkpoint_key(model, {"train": trajectory_settings(cfg), "eval": trajectory_settings(eval_cfg)},
                               checkpoint_key) if checkpoint is not None else None
-    saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
-    resumed = saver.load(model, opt, stopper, rng, metric, cfg.epochs)
-    if resumed is not None:
-        result.history, train_time = resumed["history"], resumed["train_time"]
-        result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
-        first_epoch = resumed["epoch"] + 1
-        reason = stopper.stop_reason()  # a resumed run already past its time cap
-    last_epoch = cfg.epochs if reason is None else first_epoch - 1
-    for epoch in range(first_epoch, last_epoch + 1):
-        model.train()
-        t0 = time.perf_counter()
-        total, n = 0.0, 0
-        bar = tqdm(builder.epoch(cfg.batch_size, rng, device), total=builder.n_batches(cfg.batch_size),
-                   desc=f"epoch {epoch}", disable=not cfg.progress, leave=False)
-        for batch in bar:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                loss = model.loss(batch) * builder.loss_weight(batch, cfg.batch_size)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower train.lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            n += 1
-        train_time += time.perf_counter() - t0
-        record = {"epoch": epoch, "loss": total / max(n, 1), "epoch_seconds": time.perf_counter() - t0}
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            res = evaluate_ranking(model, valid, split.n_items, pop, eval_cfg, device, breakdowns=False)
-            val = res["overall"][metric]
-            record[f"valid_{metric}"] = val
-            stopper.update(model, val, epoch)
-        result.history.append(record)
-        result.epochs_run = epoch
-        reason = stopper.stop_reason()
-        if epoch < cfg.epochs and not reason and saver.due():
-            saver.save(epoch, model, opt, stopper, rng, result.history, train_time)
-        if log:
-            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if reason:
-            break
-    saver.save_final(result.epochs_run, first_epoch, model, opt, stopper, rng, result.history, train_time)
-    if reason:
-        result.stopped_by = reason
-    stopper.restore_best(model)
-    result.best_valid, result.best_epoch = stopper.best, stopper.best_epoch
-    result.train_seconds = train_time
-    result.seconds_per_epoch = train_time / max(result.epochs_run, 1)
-    return result
+    return train_epochs(task, model, opt, rng, cfg, log, checkpoint, key)
