@@ -8,9 +8,9 @@ import argparse
 import json
 from pathlib import Path
 
-from semcollab.api import load_run
 from semcollab.config import EvalConfig, from_dict, to_dict
 from semcollab.evaluate.evaluator import evaluate_ranking
+from semcollab.tasks.ranking import load_ranking_run
 from semcollab.train.trainer import resolve_device
 
 ap = argparse.ArgumentParser()
@@ -25,7 +25,7 @@ for run_dir in args.runs:
     if not (run_dir / "metrics.json").exists():  # e.g. a run killed mid-training beside its rerun
         print(f"{run_dir}: not a finished run (no metrics.json), skipped")
         continue
-    cfg, net, split = load_run(run_dir)
+    cfg, net, split = load_ranking_run(run_dir)
     ev = from_dict(EvalConfig, {**to_dict(cfg.eval), "protocol": "sampled", "negatives": args.negatives,
                                 "n_negatives": args.n}, prefix="eval.")  # validated like a config file
     device = resolve_device(cfg.train.device)

@@ -74,9 +74,9 @@ def _handled(fn):
     """Turn expected user errors into a one-line message and exit code 2 instead of a traceback."""
     import functools
 
-    from ..api import DataChangedError, IncompatibleRunError, RunFileError
     from ..config import ConfigError
     from ..data import CacheError, DataError, UnknownIdError
+    from ..errors import DataChangedError, IncompatibleRunError, RunFileError
     from ..hub.models import ModelError
     from ..methods.saerec.intents import IntentFileError
     from ..runs.checkpoints import CheckpointMismatchError
@@ -111,14 +111,14 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="ml
 
 
 def _train(model, dataset, config, overrides, epochs=None, quiet=False):
-    from ..api import run
+    from ..tasks.ranking import run_ranking
 
     ov = list(overrides)
     if epochs is not None:
         ov.append(f"train.epochs={epochs}")
     if quiet:
         ov.append("train.progress=false")
-    return run(model=model, dataset=dataset, config=config, overrides=ov, log=_log)
+    return run_ranking(model=model, dataset=dataset, config=config, overrides=ov, log=_log)
 
 
 @app.command(context_settings=EXTRA)
@@ -141,10 +141,10 @@ def evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a fol
              allow_data_change: bool = typer.Option(False, help="evaluate even if the run's data source changed"),
              config: Path | None = typer.Option(None, help="the data config given to train: where the data is now")):
     """Re-evaluate a saved run (eval.* overrides allowed, e.g. --eval.protocol=sampled)."""
-    from ..api import read_run_config
     from ..config import EvalConfig, apply_overrides, from_dict, to_dict
     from ..evaluate.evaluator import evaluate_ranking
     from ..report.table import rich_table
+    from ..tasks.ranking import read_run_config
     from ..train.trainer import resolve_device
 
     if stage not in ("valid", "test"):
@@ -317,7 +317,7 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
 def _data_path_args(args: list[str]) -> tuple[list[str], dict]:
     """Split ``--data.path=...`` / ``--data.meta_path=...`` / ``--data.cache_dir=...`` (where a saved run's data
     now is; checked against its recorded fingerprint) off the other extra arguments."""
-    from ..api import DATA_PATH_KEYS
+    from ..tasks.ranking import DATA_PATH_KEYS
 
     rest, paths = [], {}
     for a in args:
@@ -336,8 +336,8 @@ def _config_data_paths(config: Path | None, run_dir: Path, data_paths: dict) -> 
     ``train``, says where the data is now (data.path/meta_path/cache_dir; --data.* options win); its other data
     settings must be the run's, since they decide what the model was trained on. Other sections are not used
     (the run keeps its own): a warning names them."""
-    from ..api import DATA_PATH_KEYS, read_run_config
     from ..config import ConfigError, RunConfig, from_dict, raw_config
+    from ..tasks.ranking import DATA_PATH_KEYS, read_run_config
 
     if config is None:
         return data_paths
@@ -358,15 +358,16 @@ def _config_data_paths(config: Path | None, run_dir: Path, data_paths: dict) -> 
 
 
 def _load_run(run_dir: Path, allow_data_change: bool, data_paths: dict | None = None):
-    """``api.load_run`` with its warnings (an allowed data change) printed as warnings, not Python noise."""
+    """:func:`~semcollab.tasks.ranking.load_ranking_run` with its warnings (an allowed data change) printed as
+    warnings, not Python noise."""
     import warnings
 
-    from ..api import load_run
+    from ..tasks.ranking import load_ranking_run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loaded = load_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
-                          log=_log if data_paths else None)
+        loaded = load_ranking_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
+                                  log=_log if data_paths else None)
     for w in caught:
         _warn(str(w.message))
     return loaded
@@ -386,9 +387,9 @@ def diagnose_cmd(run_a: Path = typer.Argument(..., help="run folder of the first
                  out: Path = typer.Option(Path("diagnostics"), help="folder for report.json and report.png"),
                  allow_data_change: bool = typer.Option(False, help="accept runs whose data source changed since")):
     """Complementarity of two trained recommenders on the same dataset: overlap, unique hits, oracle, fusion, probes."""
-    from ..api import read_run_record
     from ..config import to_dict
     from ..methods.complementarity.diagnose import diagnose
+    from ..tasks.base import read_run_record
 
     if run_a.resolve() == run_b.resolve():
         raise typer.BadParameter(f"both arguments are the same run ({run_a}); a run against itself has Jaccard "
@@ -746,7 +747,8 @@ def _ctr_label(run_dir: Path) -> str:
 def ctr_table(run_dirs: list[Path] = typer.Argument(..., help="CTR run folders"), stage: str = typer.Option("test"),
               out: Path | None = typer.Option(None, help="write Markdown here")):
     """One table (all / warm / cold AUC and UAUC) from saved CTR runs."""
-    from ..api import RunFileError, read_run_record
+    from ..errors import RunFileError
+    from ..tasks.base import read_run_record
 
     results, md = {}, ["| run | AUC | UAUC | warm AUC | warm UAUC | cold AUC | cold UAUC | log-loss | train rows |",
                        "|---|---|---|---|---|---|---|---|---|"]

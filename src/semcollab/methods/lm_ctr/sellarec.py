@@ -31,8 +31,9 @@ from torch import nn
 from ...config import at_least, one_of, positive
 from ...lm import SELLA_MOVIE, WARM_TOKEN, encode_texts
 from ...models.base import info_nce
+from ...registry import register
+from .base import LMFitResult
 from .collm import COLLM_MOVIE, CoLLM, CoLLMConfig
-from .tallrec import LMFitResult
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Step2(nn.Module):
         return loss
 
 
+@register("sellarec", task="ctr", config=SeLLaRecConfig)
 class SeLLaRec(CoLLM):
     def __init__(self, split, cfg: SeLLaRecConfig):
         super().__init__(split, cfg)
