@@ -264,7 +264,7 @@ class RankingRun(Run):
     def score(self, user: str, items: list[str] | None = None) -> np.ndarray:
         hist = self.seen(user)
         max_len = self._model.max_len or max(1, len(hist))
-        seq = torch.as_tensor(np.asarray(hist[-max_len:], dtype=np.int64))[None]
+        seq = torch.as_tensor(np.array(hist[-max_len:], dtype=np.int64))[None]
         scores = self._model.score(torch.as_tensor([self.split.user_vocab.encode(str(user))]), seq)[0].float()
         return scores.cpu().numpy()[self.item_indices(items)]
 
