@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from semcollab.api import load_run
 from semcollab.evaluate.evaluator import evaluate_ranking
+from semcollab.tasks.ranking import load_ranking_run
 
 
 def timed(fn, repeats):
@@ -24,7 +24,7 @@ def timed(fn, repeats):
 
 
 def bench_one(run: str, stage: str, repeats: int) -> dict:
-    cfg, net, split = load_run(run)
+    cfg, net, split = load_ranking_run(run)
     ev, pop = split.eval_set(stage), split.item_popularity()
 
     def evaluate():

@@ -7,8 +7,9 @@ import os
 import pytest
 
 import semcollab
-from semcollab.api import DataChangedError, load_run
+from semcollab.errors import DataChangedError
 from semcollab.runs.files import OutputError
+from semcollab.tasks.ranking import load_ranking_run
 from tests.conftest import Killed, kill_after
 
 
@@ -46,15 +47,15 @@ def test_changed_source_is_refused_unless_allowed(toy_dir, tmp_path):
     res = _run(toy_dir, tmp_path / "runs")
     meta = json.loads((res.run_dir / "run.json").read_text())
     assert len(meta["data_fingerprint"]) == 64
-    cfg, _, split = load_run(res.run_dir)  # unchanged data: fine
+    cfg, _, split = load_ranking_run(res.run_dir)  # unchanged data: fine
     assert split.fingerprint() == meta["data_fingerprint"]
     inter = toy_dir / "toy.inter"
     lines = inter.read_text().splitlines()
     inter.write_text("\n".join(lines[:-1]) + "\n")  # drop one event
     with pytest.raises(DataChangedError, match="has changed since it was trained"):
-        load_run(res.run_dir)
+        load_ranking_run(res.run_dir)
     with pytest.warns(UserWarning, match="has changed"):
-        load_run(res.run_dir, allow_data_change=True)
+        load_ranking_run(res.run_dir, allow_data_change=True)
 
 
 def test_relative_data_path_is_stored_absolute(toy_dir, tmp_path, monkeypatch):
@@ -63,11 +64,11 @@ def test_relative_data_path_is_stored_absolute(toy_dir, tmp_path, monkeypatch):
     saved = (res.run_dir / "config.yaml").read_text()
     assert f"path: {toy_dir}" in saved
     monkeypatch.chdir(tmp_path)  # evaluate from somewhere else
-    load_run(res.run_dir)
+    load_ranking_run(res.run_dir)
 
 
 def test_unwritable_output_is_found_before_training(toy_dir, tmp_path, monkeypatch):
-    import semcollab.api as api
+    import semcollab.tasks.ranking as api
 
     def no_training(*a, **k):
         raise AssertionError("training started although the output folder cannot take the run")
@@ -87,7 +88,7 @@ def test_unwritable_output_is_found_before_training(toy_dir, tmp_path, monkeypat
 
 
 def test_full_disk_while_saving_leaves_no_half_written_run(toy_dir, tmp_path, monkeypatch):
-    import semcollab.api as api
+    import semcollab.tasks.ranking as api
 
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -24,7 +24,7 @@ def test_unknown_keys_and_bad_types_are_errors(tmp_path):
 
 
 def test_model_params_are_typed_before_the_run_is_saved():
-    from semcollab.api import _as_config
+    from semcollab.tasks.ranking import _as_config
 
     cfg = _as_config(None, "semantic", "ml-100k", ["model_params.recency_decay=0.9",
                                                    "model_params.template={title} ({year})"])

@@ -214,6 +214,6 @@ def test_collm_split_without_not_cold_derives_cold_from_the_training_items(tmp_p
     assert ctr.train["warm"].all() and ctr.valid["warm"].all()
     from semcollab.tasks.ctr import prepare_ctr
 
-    assert prepare_ctr(ctr, 3).stats()["test"]["cold"] == 1
+    assert prepare_ctr(ctr, 3).stats["test"]["cold"] == 1
     assert np.array_equal(load_collm_ctr(_zip(tmp_path / "w.zip", {"*": _frames(not_cold=[1, 0, 1])}),
                                          allow_pickle=True).test["warm"], [True, False, True])  # given: used as is

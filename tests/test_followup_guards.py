@@ -243,7 +243,8 @@ def test_a_run_config_that_is_a_fifo_or_oversized_is_refused_without_blocking(tm
 
 
 def test_read_run_config_names_a_symlink_loop_in_the_run_folder(tmp_path):
-    from semcollab.api import RunFileError, read_run_config
+    from semcollab.errors import RunFileError
+    from semcollab.tasks.ranking import read_run_config
 
     run = tmp_path / "run"
     run.mkdir()

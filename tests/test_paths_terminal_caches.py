@@ -180,17 +180,18 @@ def test_moved_data_is_accepted_with_data_path_when_its_fingerprint_matches(tmp_
 
 
 def test_load_run_data_paths_check_the_fingerprint(tmp_path):
-    from semcollab.api import DataChangedError, load_run
+    from semcollab.errors import DataChangedError
+    from semcollab.tasks.ranking import load_ranking_run
 
     data = write_atomic(tmp_path / "old" / "toy")
     run_dir = _toy_run(tmp_path, data)
     copy = tmp_path / "copy" / "toy"
     shutil.copytree(data, copy)
-    cfg, _, split = load_run(run_dir, data_paths={"path": str(copy)})
+    cfg, _, split = load_ranking_run(run_dir, data_paths={"path": str(copy)})
     assert cfg.data.path == str(copy.resolve())
     (copy / "toy.item").write_text((copy / "toy.item").read_text().replace("Movie 3\t", "Movie Three\t"))
     with pytest.raises(DataChangedError):
-        load_run(run_dir, data_paths={"path": str(copy)})
+        load_ranking_run(run_dir, data_paths={"path": str(copy)})
 
 
 # ------------------------------------------------------------------ 4: an unknown --lm name fails at once

@@ -2,7 +2,6 @@
 found through SEMCOLLAB_PLUGINS by ``semcollab.run``, the CLI (another process) and the run loader; and the
 registry's own rules (duplicates, tasks, aliases, unknown names)."""
 
-import importlib
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import semcollab
 from semcollab import registry
@@ -118,16 +116,9 @@ def _cli(*args, cwd):
 
 
 def _load_and_recommend(run_dir):
-    """The loaded run's model and its top-3 items for user '3': through ``semcollab.load_run`` (one object with
-    ``recommend``) where the package has it, else ``semcollab.api.load_run`` (config, model, split)."""
-    if hasattr(semcollab, "load_run") or "load_run" in getattr(semcollab, "__all__", ()):
-        run = semcollab.load_run(run_dir)
-        return run.model, [item for item, _ in run.recommend("3", 3)]
-    _, net, split = importlib.import_module("semcollab.api").load_run(run_dir)
-    users = torch.as_tensor([split.user_vocab.encode("3")])
-    scores = net.score(users, torch.zeros(1, 1, dtype=torch.long))[0]
-    scores[0] = -torch.inf  # the padding column
-    return net, [split.item_vocab.decode(i) for i in scores.topk(3).indices.tolist()]
+    """The loaded run's model and its top-3 items for user '3', through ``semcollab.load_run``."""
+    run = semcollab.load_run(run_dir)
+    return run.model, [item for item, _ in run.recommend("3", 3)]
 
 
 def test_a_plugin_model_and_source_run_through_the_api_the_cli_and_load_run(plugin, tmp_path):

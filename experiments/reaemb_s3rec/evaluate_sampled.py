@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from semcollab.evaluate.saved_run import evaluate_run
+from semcollab.tasks.ranking_eval import evaluate_run
 
 ap = argparse.ArgumentParser()
 ap.add_argument("runs", nargs="+", type=Path)

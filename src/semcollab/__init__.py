@@ -1,10 +1,69 @@
-"""semcollab: recommendation that combines semantic (language-model) and collaborative knowledge."""
+"""semcollab: recommendation that combines semantic (language-model) and collaborative knowledge.
+
+The whole public API, for every task (ranking, CTR, item tables)::
+
+    import semcollab
+    res = semcollab.run(model="sasrec", dataset="ml-100k")      # train, evaluate, save: res.metrics, res.run_dir
+    run = semcollab.load_run(res.run_dir)                         # any saved run: .score(user), .recommend(user, k)
+    semcollab.evaluate(res.run_dir, "test")                       # its metrics, computed again
+    semcollab.recommend(res.run_dir, user="1", k=10)
+    semcollab.list_models()                                       # every model run() can train
+    @semcollab.register("my-model", task="ctr", config=MyConfig)  # add one (see semcollab.registry)
+
+The names are imported on first use, so ``import semcollab`` stays cheap (no torch)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it
+_PUBLIC = {"run": "pipeline", "recommend": "pipeline", "load_run": "pipeline",
+           "list_models": "pipeline", "Run": "pipeline", "RunResult": "pipeline", "register": "registry"}
 
-def run(*args, **kwargs):
-    """Train and evaluate a model; see :func:`semcollab.api.run`."""
-    from .api import run as _run
+__all__ = sorted([*_PUBLIC, "evaluate"])
 
-    return _run(*args, **kwargs)
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'semcollab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+class _EvaluateModule(types.ModuleType):
+    """The ``semcollab.evaluate`` subpackage, callable as the API's :func:`semcollab.pipeline.evaluate`."""
+
+    def __call__(self, *args, **kwargs):
+        from .pipeline import evaluate
+
+        return evaluate(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """``semcollab.evaluate`` is both the API function and the ``evaluate/`` subpackage (which Python binds to the
+    same attribute when it is imported): the attribute is always the subpackage, made callable, so that
+    ``semcollab.evaluate(run_dir)`` and ``semcollab.evaluate.metrics`` both work whatever was imported first."""
+
+    @property
+    def evaluate(self):
+        module = importlib.import_module(".evaluate", __name__)
+        if not isinstance(module, _EvaluateModule):
+            module.__class__ = _EvaluateModule
+        return module
+
+    @evaluate.setter
+    def evaluate(self, module) -> None:  # the import system binding the subpackage: the getter finds it anyway
+        pass
+
+
+sys.modules[__name__].__class__ = _Package

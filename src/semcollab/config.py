@@ -184,6 +184,10 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
+    """A ranking run. ``task`` is recorded in every saved run's config.yaml: :func:`semcollab.tasks.load_task_config`
+    reads it to pick the schema (RunConfig, CTRRunConfig, the ReaEmb pipeline's) of a saved or given config."""
+
+    task: str = allowed("ranking", lambda v: v == "ranking", "ranking (this schema is the ranking task's)")
     model: str = "sasrec"
     model_params: dict = field(default_factory=dict)  # checked against the model's own config class
     data: DataConfig = field(default_factory=DataConfig)

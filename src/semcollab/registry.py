@@ -79,8 +79,9 @@ class SourceEntry:
         return f"{self.name}:{self.argument}" if self.argument else self.name
 
 
-_models: dict[str, ModelEntry] = {}
-_aliases: dict[str, str] = {}
+# One namespace per task: ``mf`` is MF-BPR among ranking models (an alias) and the click model among CTR ones.
+_models: dict[tuple[str, str], ModelEntry] = {}  # (task, name) -> entry
+_aliases: dict[tuple[str, str], str] = {}  # (task, alias) -> name
 _sources: dict[str, SourceEntry] = {}
 _source_aliases: dict[str, str] = {}
 _state = {"builtins": "no", "entry_points": False}
@@ -108,17 +109,18 @@ def register(name: str, task: str = "ranking", config: type | None = None, alias
         cfg = config if config is not None else getattr(cls, "Config", None)
         if cfg is None:
             raise ConfigError(f"register({name!r}): pass config=<dataclass> or give {cls.__name__} a Config")
-        old = _models.get(name)
+        old = _models.get((task, name))
         if old is not None and (old.cls.__module__, old.cls.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ConfigError(f"model {name!r} is already registered by {old.cls.__module__}.{old.cls.__qualname__}")
-        if name in _aliases and _aliases[name] != name:
-            raise ConfigError(f"model name {name!r} is already an alias of {_aliases[name]!r}")
+            raise ConfigError(f"{task} model {name!r} is already registered by "
+                              f"{old.cls.__module__}.{old.cls.__qualname__}")
+        if _aliases.get((task, name), name) != name:
+            raise ConfigError(f"{task} model name {name!r} is already an alias of {_aliases[(task, name)]!r}")
         for a in aliases:
-            owner = _aliases.get(_check_name(a, "alias"))
-            if owner not in (None, name) or (a in _models and a != name):
-                raise ConfigError(f"alias {a!r} of {name!r} is already taken by {owner or a!r}")
-        _models[name] = ModelEntry(name, task, cls, cfg, tuple(aliases))
-        _aliases.update({a: name for a in aliases})
+            owner = _aliases.get((task, _check_name(a, "alias")))
+            if owner not in (None, name) or ((task, a) in _models and a != name):
+                raise ConfigError(f"alias {a!r} of {task} model {name!r} is already taken by {owner or a!r}")
+        _models[(task, name)] = ModelEntry(name, task, cls, cfg, tuple(aliases))
+        _aliases.update({(task, a): name for a in aliases})
         return cls
 
     return deco
@@ -181,17 +183,23 @@ def _load_all() -> None:
 
 
 def model_entry(name: str, task: str | None = None) -> ModelEntry:
-    """The entry of model ``name`` (aliases and any case accepted); ``task`` restricts the lookup. An unknown name
-    raises :class:`~semcollab.errors.UnknownNameError` (a ConfigError and a KeyError) listing the available ones."""
+    """The entry of model ``name`` (aliases and any case accepted) among ``task``'s models; without ``task``, the
+    first task in :data:`TASKS` order that has the name (``mf`` is the ranking MF-BPR, as ``semcollab train --model
+    mf`` always meant). An unknown name raises :class:`~semcollab.errors.UnknownNameError` (a ConfigError and a
+    KeyError) listing the available ones."""
     _load_all()
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
     key = str(name).lower()
-    entry = _models.get(_aliases.get(key, key))
-    if entry is not None and task is not None and entry.task != task:
-        raise UnknownNameError(f"model {name!r} is a {entry.task} model, not a {task} one; available {task} models: "
+    for t in ([task] if task is not None else TASKS):
+        entry = _models.get((t, _aliases.get((t, key), key)))
+        if entry is not None:
+            return entry
+    others = [t for t in TASKS if (t, _aliases.get((t, key), key)) in _models]
+    if task is not None and others:
+        raise UnknownNameError(f"model {name!r} is a {others[0]} model, not a {task} one; available {task} models: "
                                f"{list_models(task)}")
-    if entry is None:
-        raise UnknownNameError(f"unknown model {name!r}; available: {list_models(task)}")
-    return entry
+    raise UnknownNameError(f"unknown {task + ' ' if task else ''}model {name!r}; available: {list_models(task)}")
 
 
 def list_models(task: str | None = None) -> list[str]:
@@ -199,7 +207,7 @@ def list_models(task: str | None = None) -> list[str]:
     _load_all()
     if task is not None and task not in TASKS:
         raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
-    return sorted(n for n, e in _models.items() if task is None or e.task == task)
+    return sorted({n for (t, n) in _models if task is None or t == task})
 
 
 def source_entry(name: str) -> SourceEntry:

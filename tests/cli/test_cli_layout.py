@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 import semcollab.cli
 import semcollab.cli.ranking
 import semcollab.errors
-from semcollab.api import load_run
 from semcollab.cli import app
 from semcollab.config import EvalConfig, from_dict, to_dict
 from semcollab.errors import SemcollabError
 from semcollab.evaluate.evaluator import evaluate_ranking
-from semcollab.evaluate.saved_run import evaluate_run
 from semcollab.methods.saerec.pipeline import build_intents
 from semcollab.models import REGISTRY
-from semcollab.tasks.ctr import CTR_MODELS
+from semcollab.registry import list_models
+from semcollab.tasks.ranking import load_ranking_run
+from semcollab.tasks.ranking_eval import evaluate_run
 
 runner = CliRunner()
 WIDE = {"env": {"COLUMNS": "400", "TERM": "dumb"}, "terminal_width": 400}  # no wrapping: one line per option
@@ -36,7 +36,7 @@ def _option_line(args, option):
 
 
 @pytest.mark.parametrize("args,option,names", [(["train"], "--model", REGISTRY), (["compare"], "--models", REGISTRY),
-                                               (["ctr", "train"], "--model", CTR_MODELS)])
+                                               (["ctr", "train"], "--model", list_models("ctr"))])
 def test_model_help_names_every_registered_model(args, option, names):
     # was: "pop, mf-bpr, sasrec, gru4rec, bert4rec" for 8 ranking models
     line = _option_line(args, option)
@@ -115,7 +115,7 @@ def test_evaluate_run_equals_the_command_and_the_inline_evaluation(pop_run, over
     from_cli = _printed_json(r.output)
     from_api = evaluate_run(pop_run, "test", overrides)
     # the body the command and experiments/reaemb_s3rec/evaluate_sampled.py had before: load, override eval.*, evaluate
-    cfg, net, split = load_run(pop_run)
+    cfg, net, split = load_ranking_run(pop_run)
     ev = from_dict(EvalConfig, {**to_dict(cfg.eval), **dict(o[5:].split("=") for o in overrides)}, prefix="eval.")
     inline = evaluate_ranking(net, split.eval_set("test"), split.n_items, split.item_popularity(), ev, "cpu")
     assert from_api == from_cli == json.loads(json.dumps(inline))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import semcollab
+import semcollab.tasks.ranking
 from tests.conftest import Killed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +107,7 @@ def test_a_kill_during_the_final_evaluation_resumes_straight_into_it(toy_dir, tm
         raise Killed
 
     with monkeypatch.context() as m:
-        m.setattr(semcollab.api, "evaluate_ranking", killed)  # the final valid / test evaluation, not fit's
+        m.setattr(semcollab.tasks.ranking, "evaluate_ranking", killed)  # the final valid / test evaluation, not fit's
         with pytest.raises(Killed):
             semcollab.run(model="sasrec", dataset="atomic:toy", overrides=over, log=None)
     assert len(list((out / ".resume").glob("*.pt"))) == 1

@@ -31,12 +31,12 @@ def serve_env(tmp_path_factory):
 
 
 def train_sasrec(base: Path) -> Path:
-    from semcollab.api import run
+    from semcollab.tasks.ranking import run_ranking
 
     data = write_serve_data(base / "toy")
-    res = run("sasrec", "atomic:toy", overrides=[f"data.path={data}", "train.epochs=2", "train.progress=false",
-                                                 f"output_dir={base / 'runs'}", "model_params.hidden=16",
-                                                 "model_params.layers=1", "model_params.max_len=8"], log=None)
+    res = run_ranking("sasrec", "atomic:toy", overrides=[
+        f"data.path={data}", "train.epochs=2", "train.progress=false", f"output_dir={base / 'runs'}",
+        "model_params.hidden=16", "model_params.layers=1", "model_params.max_len=8"], log=None)
     return res.run_dir
 
 

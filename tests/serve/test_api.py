@@ -46,10 +46,10 @@ def test_healthz_and_models(client, sasrec_run):
 
 def test_recommend_equals_the_models_own_ranking(client, sasrec_run):
     """The served top-k is `semcollab recommend`'s (explain_recommendations over model.score), for several users."""
-    from semcollab.api import load_run
     from semcollab.methods.saerec.explain import explain_recommendations
+    from semcollab.tasks.ranking import load_ranking_run
 
-    _, model, split = load_run(sasrec_run)
+    _, model, split = load_ranking_run(sasrec_run)
     name = rank_name(client)
     for user in ("1", "7", "30"):
         want = explain_recommendations(model, split, user, 10)["recommendations"]
@@ -257,8 +257,8 @@ def test_api_key(sasrec_run, monkeypatch):
 
 
 def test_start_up_errors(sasrec_run, tmp_path):
-    from semcollab.api import RunFileError
     from semcollab.config import ConfigError
+    from semcollab.errors import RunFileError
 
     with pytest.raises(ConfigError, match="two runs are named"):
         create_app([str(sasrec_run), str(sasrec_run)])
@@ -271,9 +271,10 @@ def test_a_wrong_factoring_falls_back_to_the_models_own_scoring(sasrec_run, monk
     reproduce them (here: a stale item matrix) is dropped, and the model's own scoring is served."""
     import torch
 
-    from semcollab.api import load_run, read_run_record
     from semcollab.methods.saerec.explain import explain_recommendations
     from semcollab.serve import ranker
+    from semcollab.tasks.base import read_run_record
+    from semcollab.tasks.ranking import load_ranking_run
 
     real = ranker._encoder
 
@@ -282,7 +283,7 @@ def test_a_wrong_factoring_falls_back_to_the_models_own_scoring(sasrec_run, monk
         return table + 0.5 * torch.randn_like(table), encode, mask
 
     monkeypatch.setattr(ranker, "_encoder", stale)
-    cfg, model, split = load_run(sasrec_run)
+    cfg, model, split = load_ranking_run(sasrec_run)
     run = ranker.RankRun(sasrec_run.name, sasrec_run, cfg, model, split,
                          read_run_record(sasrec_run)["data_fingerprint"], {})
     assert run.factored is False and run.item_matrix is None
@@ -299,10 +300,10 @@ def test_precomputed_user_vectors_serve_what_the_encoder_serves(sasrec_run):
     import numpy as np
     import torch
 
-    from semcollab.api import load_run
     from semcollab.serve import ranker
+    from semcollab.tasks.ranking import load_ranking_run
 
-    cfg, model, split = load_run(sasrec_run)
+    cfg, model, split = load_ranking_run(sasrec_run)
     fast = ranker.RankRun(sasrec_run.name, sasrec_run, cfg, model, split, None, {})
     slow = ranker.RankRun(sasrec_run.name, sasrec_run, cfg, model, split, None, {}, precompute_users=False)
     assert fast.user_vectors is not None and fast.user_vectors.shape[0] == split.n_users and slow.user_vectors is None

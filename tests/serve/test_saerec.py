@@ -12,10 +12,10 @@ from .conftest import write_serve_data  # noqa: E402
 
 @pytest.fixture(scope="module")
 def saerec_run(serve_env, tiny_bert):
-    from semcollab.api import run
+    from semcollab.tasks.ranking import run_ranking
 
     data = write_serve_data(serve_env / "toy-sae")
-    res = run("saerec", "atomic:toy", overrides=[
+    res = run_ranking("saerec", "atomic:toy", overrides=[
         f"data.path={data}", "train.epochs=1", "train.progress=false", f"output_dir={serve_env / 'sae-runs'}",
         f"model_params.encoder={tiny_bert}", "model_params.sae.steps=30", "model_params.sae.expansion=2",
         "model_params.sae.k=3", "model_params.hidden=16", "model_params.layers=1"], log=None)
@@ -23,10 +23,10 @@ def saerec_run(serve_env, tiny_bert):
 
 
 def test_explain_matches_recommend_explain(saerec_run):
-    from semcollab.api import load_run
     from semcollab.methods.saerec.explain import explain_recommendations
+    from semcollab.tasks.ranking import load_ranking_run
 
-    _, model, split = load_run(saerec_run)
+    _, model, split = load_ranking_run(saerec_run)
     with TestClient(create_app([str(saerec_run)])) as c:
         info = c.get("/v1/models").json()["models"][0]
         assert info["model"] == "saerec" and info["explain"] is True and info["factored"] is True

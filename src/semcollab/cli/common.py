@@ -13,11 +13,10 @@ import typer
 import yaml
 from rich.console import Console
 
-from ..api import DATA_PATH_KEYS, load_run
+from .. import registry
 from ..config import ConfigError, dataset_name
 from ..errors import SemcollabError
-from ..models import REGISTRY
-from ..tasks.ctr import CTR_MODELS
+from ..tasks.ranking import DATA_PATH_KEYS, load_ranking_run
 from ..textsafe import safe_text
 
 console = Console()
@@ -28,7 +27,7 @@ STAGES = ("valid", "test")
 
 def model_choices(task: str) -> list[str]:
     """The model names of ``task`` (``ranking`` or ``ctr``) that ``--model`` accepts, for its help text."""
-    return list({"ranking": REGISTRY, "ctr": CTR_MODELS}[task])
+    return registry.list_models(task)
 
 
 def fail(exc: Exception | str) -> None:
@@ -145,9 +144,9 @@ def data_path_args(args: list[str]) -> tuple[list[str], dict]:
 
 
 def load_saved_run(run_dir: Path, allow_data_change: bool, data_paths: dict | None = None):
-    """``api.load_run`` with its warnings (an allowed data change) printed as warnings, not Python noise."""
+    """:func:`~semcollab.tasks.ranking.load_ranking_run` with its warnings (an allowed data change) printed as warnings, not Python noise."""
     with warnings_printed():
-        return load_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
+        return load_ranking_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
                         log=log if data_paths else None)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..api import read_run_record
 from ..config import to_dict
 from ..methods.complementarity.diagnose import diagnose
+from ..tasks.base import read_run_record
 from ..textsafe import safe_text
 from .common import check_k, console, handled, load_saved_run, warn
 

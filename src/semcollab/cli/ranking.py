@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from ..api import run
 from ..config import ConfigError
-from ..evaluate.saved_run import config_data_paths, eval_overrides_only, evaluate_saved_run
 from ..methods.saerec.explain import explain_recommendations, user_history
+from ..pipeline import run
 from ..report.table import markdown_table, rich_table
+from ..tasks.ranking_eval import config_data_paths, eval_overrides_only, evaluate_saved_run
 from ..textsafe import safe_text
 from .common import (
     check_k,
@@ -39,7 +39,7 @@ def _train(model, dataset, config, overrides, epochs=None, quiet=False):
         ov.append(f"train.epochs={epochs}")
     if quiet:
         ov.append("train.progress=false")
-    return run(model=model, dataset=dataset, config=config, overrides=ov, log=log)
+    return run(model=model, dataset=dataset, config=config, overrides=ov, task="ranking", log=log)
 
 
 @handled

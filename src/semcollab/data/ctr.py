@@ -70,7 +70,10 @@ class CTRSplit:
     def n_items(self) -> int:
         return len(self.item_vocab)
 
+    @property
     def stats(self) -> dict:
+        """Sizes, per-part rows / positive rate / warm and cold rows, and the subsample (a property, like
+        :attr:`semcollab.data.Split.stats`)."""
         out = {"users": self.n_users, "items": self.n_items, "history_len": self.history_len}
         for s, p in self.parts.items():
             out[s] = {"rows": len(p), "positive": float(p.labels.mean()) if len(p) else 0.0,

@@ -1,6 +1,6 @@
-"""The contract every semcollab model follows.
+"""The contracts semcollab models follow: :class:`Recommender` (ranking) and :class:`CTRModel` (click prediction).
 
-A model is a plain :class:`torch.nn.Module` with:
+A ranking model is a :class:`Recommender` (a :class:`torch.nn.Module`) with:
 
 * ``score(users, seqs) -> (B, n_items + 1)`` — a score for every item index (column 0 is padding and
   is ignored) given user ids ``(B,)`` and their left-padded, time-ordered histories ``(B, L)``. Models
@@ -13,6 +13,8 @@ A model is a plain :class:`torch.nn.Module` with:
   (padding masked out, right-aligned positions): evaluation may then score users in length-sorted chunks,
   each cut to its longest history, instead of padding most of them to ``max_len``.
   SASRec sets it, so its subclasses inherit it: a subclass that pools over padding must set it back to False.
+
+A CTR model is a :class:`CTRModel`; its methods below say what the CTR task calls and what the defaults do.
 """
 
 from __future__ import annotations
@@ -58,6 +60,47 @@ class Recommender(nn.Module):
         (item indices in ``1..n_items``); the trainer asks once per fit and draws each epoch from it. Override it
         to give the batches model-specific settings, as BERT4Rec does with its mask rate and [MASK] token."""
         return BatchBuilder(self.batch_kind, seqs, n_items, self.max_len, length_buckets=length_buckets)
+
+
+class CTRModel(nn.Module):
+    """Base of every CTR model (``semcollab ctr train``): p(like | user, item, history) = sigmoid(logits).
+
+    Batches come from :meth:`semcollab.data.ctr.CTRPart.batch`: ``users`` (B,), ``items`` (B,), ``history``
+    (B, history_len, left-padded), ``labels`` (B,) float and ``row`` (the row numbers). A subclass defines
+    :meth:`logits`; everything else has a default that fits an embedding model trained by the shared epoch loop
+    (:func:`semcollab.train.ctr.fit_ctr`: Adam, BCE, early stopping on validation AUC, exact resume)."""
+
+    #: True for a model that trains itself (:meth:`fit_ctr`, from its own ``model_params``: the LM models); the
+    #: shared loop and its ``train.*`` settings are then not used, and ``train.*`` keys it would ignore are refused
+    own_schedule: bool = False
+
+    @classmethod
+    def from_split(cls, split, cfg) -> CTRModel:
+        """Build the model for a :class:`~semcollab.data.ctr.CTRSplit` from its typed config; the default passes
+        the sizes (``cls(n_users, n_items, cfg)``). Override when the model needs the data (titles, rows)."""
+        return cls(split.n_users, split.n_items, cfg)
+
+    def logits(self, batch: dict) -> torch.Tensor:  # pragma: no cover - abstract
+        """(B,) logits of p(like) for the batch's rows."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """The training loss of one batch: binary cross-entropy of :meth:`logits` against ``labels``."""
+        return F.binary_cross_entropy_with_logits(self.logits(batch), batch["labels"])
+
+    def fit_ctr(self, split, train_cfg, device, log=print):  # pragma: no cover - own_schedule models only
+        """Train on ``split`` (only called when :attr:`own_schedule` is True); returns a record of the training
+        that ``run.json`` saves (its ``__dict__``)."""
+        raise NotImplementedError(f"{type(self).__name__} sets own_schedule=True but does not define fit_ctr")
+
+    def trainable_state_dict(self) -> dict:
+        """What a saved run keeps (``model.safetensors``); a model with large frozen parts (an LM) returns only the
+        tensors it trained, and rebuilds the rest from its config."""
+        return self.state_dict()
+
+    def load_trainable_state_dict(self, state: dict) -> None:
+        """Load what :meth:`trainable_state_dict` saved (RuntimeError naming the tensors that do not fit)."""
+        self.load_state_dict(state)
 
 
 @dataclass

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import at_least
+from ..registry import register
+from .base import CTRModel
 
 
 @dataclass
@@ -20,7 +21,8 @@ class MFCTRConfig:
     bias: bool = False  # CoLLM's MF has no bias terms; on for a stronger baseline
 
 
-class MFCTR(nn.Module):
+@register("mf", task="ctr", config=MFCTRConfig)
+class MFCTR(CTRModel):
     def __init__(self, n_users: int, n_items: int, cfg: MFCTRConfig | None = None):
         super().__init__()
         self.cfg = cfg or MFCTRConfig()
@@ -41,6 +43,3 @@ class MFCTR(nn.Module):
         if self.cfg.bias:
             out = out + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1) + self.global_bias
         return out
-
-    def loss(self, batch: dict) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(self.logits(batch), batch["labels"])

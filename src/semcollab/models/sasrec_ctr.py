@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..registry import register
+from .base import CTRModel
 from .sasrec import SASRec, SASRecConfig
 
 
@@ -17,7 +18,8 @@ class SASRecCTRConfig(SASRecConfig):
     pass
 
 
-class SASRecCTR(nn.Module):
+@register("sasrec-ctr", task="ctr", config=SASRecCTRConfig)
+class SASRecCTR(CTRModel):
     def __init__(self, n_users: int, n_items: int, cfg: SASRecCTRConfig | None = None):
         super().__init__()
         self.cfg = cfg or SASRecCTRConfig()
@@ -30,6 +32,3 @@ class SASRecCTR(nn.Module):
         # a row without history (cold start) has an all-padding input: its state carries no signal
         h = h * (hist > 0).any(1, keepdim=True)
         return (h * self.encoder.item_emb(batch["items"])).sum(-1) + self.bias
-
-    def loss(self, batch: dict) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(self.logits(batch), batch["labels"])

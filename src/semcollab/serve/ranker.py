@@ -400,8 +400,9 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False, precompu
     """Load one run folder for serving (ranking or CTR, told apart by ``run.json``'s ``task``)."""
     import warnings
 
-    from ..api import load_run, read_run_record
     from ..config import ConfigError
+    from ..tasks.base import read_run_record
+    from ..tasks.ranking import load_ranking_run
 
     path = Path(path)
     meta = read_run_record(path)
@@ -423,7 +424,7 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False, precompu
                                   "builds its prompts from dataset rows and cannot score ad-hoc requests")
             return CTRRun(path.name, path, cfg, net, split, meta.get("data_fingerprint") or ctr_fingerprint(split),
                           metrics)
-        cfg, net, split = load_run(path, allow_data_change=allow_data_change)
+        cfg, net, split = load_ranking_run(path, allow_data_change=allow_data_change)
     net.to("cpu")
     return RankRun(path.name, path, cfg, net, split, meta.get("data_fingerprint") or split.fingerprint(), metrics,
                    precompute_users=precompute_users)

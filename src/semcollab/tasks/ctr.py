@@ -3,65 +3,60 @@
 ``semcollab ctr train --model mf --dataset collm-ml-1m`` or :func:`run_ctr`; metrics AUC, UAUC and
 log-loss on all / warm / cold rows of valid and test; model selection on validation AUC.
 
-A CTR model is a ``torch.nn.Module`` with ``logits(batch) -> (B,)`` and ``loss(batch) -> scalar`` over
-batches from :meth:`CTRPart.batch` (``users``, ``items``, ``history``, ``labels``, ``row``). Models that
-need the data to be built define ``from_split(split, cfg)``; models with their own schedule (the LM
-ones) define ``fit_ctr(split, train_cfg, device, log)``; models with large frozen parts define
-``trainable_state_dict()`` / ``load_trainable_state_dict(state)`` so a run saves only what was trained."""
+A CTR model is a :class:`~semcollab.models.base.CTRModel` registered with ``@register(name, task="ctr")``; the
+base class documents the contract (``logits``, ``loss``, ``from_split``, ``own_schedule`` / ``fit_ctr``,
+``trainable_state_dict``). :class:`CTRRun` is a saved CTR run as ``semcollab.load_run`` returns it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from ..config import ConfigError, dataset_name, from_dict, resolve_config, to_dict
-from ..data.ctr import CTRSplit, prepare_ctr
+from .. import registry
+from ..config import ConfigError, DataConfig, dataset_name, from_dict, resolve_config, to_dict
+from ..data import DataError, load_ctr
+from ..data.ctr import CTRSplit, prepare_ctr, subsample_index
+from ..errors import DataChangedError, IncompatibleRunError, RunFileError, TrainingIncomplete
 from ..evaluate.ctr import ctr_report, predict
-from ..methods.lm_ctr.base import TrainingIncomplete
-from ..methods.lm_ctr.collm import CoLLM, CoLLMConfig
-from ..methods.lm_ctr.sailrec import SAILRec, SAILRecConfig
-from ..methods.lm_ctr.sellarec import SeLLaRec, SeLLaRecConfig
-from ..methods.lm_ctr.tallrec import TALLRec, TALLRecConfig
-from ..models.mf_ctr import MFCTR, MFCTRConfig
-from ..models.sasrec_ctr import SASRecCTR, SASRecCTRConfig
-from ..train.ctr import CTRFitResult, fit_ctr
-from .ctr_config import CTRRunConfig
-
-CTR_MODELS: dict[str, tuple[type, type]] = {
-    "mf": (MFCTR, MFCTRConfig),
-    "sasrec-ctr": (SASRecCTR, SASRecCTRConfig),
-    "tallrec": (TALLRec, TALLRecConfig),
-    "collm": (CoLLM, CoLLMConfig),
-    "sellarec": (SeLLaRec, SeLLaRecConfig),
-    "sailrec": (SAILRec, SAILRecConfig),
-}
+from ..methods.lm_ctr import collm, sailrec, sellarec, tallrec  # noqa: F401  (register the LM CTR models)
+from ..models import mf_ctr, sasrec_ctr  # noqa: F401  (register the embedding CTR models)
+from ..models.base import CTRModel
+from ..runs.checkpoints import (
+    note_other_resume_files,
+    release_resume_lock,
+    remove_resume_file,
+    run_resume_target,
+    trajectory_settings,
+)
+from ..runs.files import check_writable
+from ..runs.record import save_run_record, write_run_dir
+from ..train.ctr import fit_ctr
+from ..train.trainer import resolve_device, seed_everything
+from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record
+from .ctr_config import CTRRunConfig, CTRTrainConfig
 
 
-def register_ctr(name: str, model_cls: type, config_cls: type) -> None:
-    CTR_MODELS[name] = (model_cls, config_cls)
+def ctr_model_entry(name: str) -> registry.ModelEntry:
+    """The registered CTR model ``name`` (``@register(name, task="ctr")``; plugins included)."""
+    try:
+        return registry.model_entry(name, task="ctr")
+    except ConfigError:
+        raise ConfigError(f"unknown CTR model {name!r}; available: {registry.list_models('ctr')}") from None
 
 
-def _model_entry(name: str):
-    if name not in CTR_MODELS:
-        raise ConfigError(f"unknown CTR model {name!r}; available: {sorted(CTR_MODELS)}")
-    return CTR_MODELS[name]
-
-
-def build_ctr_model(name: str, params: dict, split: CTRSplit) -> torch.nn.Module:
-    cls, cfg_cls = _model_entry(name)
-    cfg = from_dict(cfg_cls, params, prefix="model_params.")
-    return cls.from_split(split, cfg) if hasattr(cls, "from_split") else cls(split.n_users, split.n_items, cfg)
+def build_ctr_model(name: str, params: dict, split: CTRSplit) -> CTRModel:
+    entry = ctr_model_entry(name)
+    return entry.cls.from_split(split, from_dict(entry.config, params, prefix="model_params."))
 
 
 def load_ctr_split(cfg: CTRRunConfig) -> CTRSplit:
-    from ..config import DataConfig
-    from ..data import load_ctr
-
     d = cfg.data
     data = load_ctr(DataConfig(name=d.name, path=d.path), allow_pickle=d.allow_pickle)
     return prepare_ctr(data, d.history_len, {"train": d.max_train_rows, "valid": d.max_valid_rows,
@@ -81,9 +76,8 @@ def ctr_fingerprint(split: CTRSplit) -> str:
     return h.hexdigest()
 
 
-def _state(model) -> dict:
-    state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+def _state(model: CTRModel) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
 
 
 # LM models run their own schedule from model_params; these train.* keys have equivalents there
@@ -92,12 +86,10 @@ LM_TRAIN_KEYS = {"epochs": "lm_epochs", "lr": "lm_lr / soft_lr", "batch_size": "
                  "checkpoint_minutes": "checkpoint_every (optimizer steps)"}
 
 
-def _refuse_ignored_train_keys(cls, cfg: CTRRunConfig) -> None:
-    """An LM model would silently ignore ``train.epochs`` etc.: refuse them, naming the key to use."""
-    from ..methods.lm_ctr.base import LMCTRModel
-    from .ctr_config import CTRTrainConfig
-
-    if not issubclass(cls, LMCTRModel):
+def _refuse_ignored_train_keys(cls: type[CTRModel], cfg: CTRRunConfig) -> None:
+    """A model with its own schedule (the LM ones) would silently ignore ``train.epochs`` etc.: refuse them,
+    naming the key to use."""
+    if not cls.own_schedule:
         return
     default = CTRTrainConfig()
     for key, instead in LM_TRAIN_KEYS.items():
@@ -107,33 +99,9 @@ def _refuse_ignored_train_keys(cls, cfg: CTRRunConfig) -> None:
                               f"(its schedule is set in model_params); {hint}")
 
 
-@dataclass
-class CTRRunResult:
-    config: CTRRunConfig
-    valid: dict
-    test: dict
-    fit: CTRFitResult
-    run_dir: Path | None
-    model: torch.nn.Module
-    split: CTRSplit
-
-
 def run_ctr(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
-            log=print, save: bool = True) -> CTRRunResult:
+            log=print, save: bool = True) -> RunResult:
     """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
-    from safetensors.torch import save_file
-
-    from ..runs.checkpoints import (
-        note_other_resume_files,
-        release_resume_lock,
-        remove_resume_file,
-        run_resume_target,
-        trajectory_settings,
-    )
-    from ..runs.files import check_writable
-    from ..runs.record import save_run_record, write_run_dir
-    from ..train.trainer import resolve_device, seed_everything
-
     # one source of truth: dataset= and a data.name of the config / overrides must agree (as on the command line)
     dataset = dataset_name(dataset, config, overrides, flag="the dataset= argument")
     cfg = resolve_config(config, overrides, CTRRunConfig)
@@ -141,9 +109,10 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
         cfg.model = model
     if dataset is not None:
         cfg.data.name = dataset
-    cls, cfg_cls = _model_entry(cfg.model)
-    _refuse_ignored_train_keys(cls, cfg)
-    cfg.model_params = {k: v for k, v in to_dict(from_dict(cfg_cls, cfg.model_params, "model_params.")).items()
+    entry = ctr_model_entry(cfg.model)
+    cfg.model = entry.name
+    _refuse_ignored_train_keys(entry.cls, cfg)
+    cfg.model_params = {k: v for k, v in to_dict(from_dict(entry.config, cfg.model_params, "model_params.")).items()
                         if k in cfg.model_params}
     if cfg.data.path:
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
@@ -151,7 +120,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
         check_writable(cfg.output_dir)
     split = load_ctr_split(cfg)
     if log:
-        log(f"CTR data {split.name}: {json.dumps(split.stats())}")
+        log(f"CTR data {split.name}: {json.dumps(split.stats)}")
     seed_everything(cfg.train.seed)
     net = build_ctr_model(cfg.model, cfg.model_params, split)
     device = resolve_device(cfg.train.device)
@@ -159,7 +128,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     ckpt = None
     fingerprint = ctr_fingerprint(split) if save else None  # once: the resume key and run.json both record it
     try:  # a failed run gives up its resume lock (the checkpoint stays for the rerun)
-        if hasattr(net, "fit_ctr"):  # LM models: their own step-wise loop resumes from its checkpoint folder
+        if net.own_schedule:  # LM models: their own step-wise loop resumes from its checkpoint folder
             result = net.fit_ctr(split, cfg.train, device, log)
         else:
             ident = None
@@ -176,14 +145,14 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
                 (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
                 if cfg.save_model:
                     save_file(_state(net), str(tmp / "model.safetensors"))
-                save_run_record(tmp, cfg, {"task": "ctr", "data_stats": split.stats(),
+                save_run_record(tmp, cfg, {"task": "ctr", "data_stats": split.stats,
                                            "data_fingerprint": fingerprint, "fit": result.__dict__})
 
             run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
             remove_resume_file(ckpt)
     finally:
         release_resume_lock(ckpt)
-    return CTRRunResult(cfg, valid, test, result, run_dir, net, split)
+    return RunResult("ctr", cfg, {"valid": valid, "test": test}, run_dir, result, net, split)
 
 
 def load_ctr_run(run_dir, allow_data_change: bool = False, allow_pickle: bool = False):
@@ -191,14 +160,6 @@ def load_ctr_run(run_dir, allow_data_change: bool = False, allow_pickle: bool = 
 
     A run folder may come from anyone, so the ``data.allow_pickle`` its config.yaml records is not honoured:
     unknown pickles are read only with ``allow_pickle=True`` given now (``ctr evaluate --data.allow_pickle=true``)."""
-    import warnings
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..api import DataChangedError, IncompatibleRunError, RunFileError, read_run_config_file, read_run_record
-    from ..data import DataError
-
     run_dir = Path(run_dir)
     path = run_dir / "config.yaml"
     if not path.exists() and not path.is_symlink():
@@ -231,10 +192,7 @@ def load_ctr_run(run_dir, allow_data_change: bool = False, allow_pickle: bool = 
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunFileError(f"{weights} is missing or not a readable safetensors file ({exc})") from None
     try:
-        if hasattr(net, "load_trainable_state_dict"):
-            net.load_trainable_state_dict(state)
-        else:
-            net.load_state_dict(state)
+        net.load_trainable_state_dict(state)
     except RuntimeError as exc:
         raise IncompatibleRunError(f"{weights} does not fit the {cfg.model!r} model: {exc}") from exc
     return cfg, net, split
@@ -245,9 +203,6 @@ def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = Fal
     """Metrics of a saved run on its ``stage`` rows; ``max_rows`` scores the same fixed random subset that
     ``data.max_<stage>_rows`` / ``data.subsample_seed`` select, so a full-data baseline can be compared with
     LM runs scored on a CPU-budget subset (the run's own data fingerprint is still checked first)."""
-    from ..data.ctr import subsample_index
-    from ..train.trainer import resolve_device
-
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be valid or test, got {stage!r}")
     cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
@@ -262,5 +217,72 @@ def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = Fal
     return out
 
 
-__all__ = ["CTR_MODELS", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_report", "evaluate_ctr_run",
-           "fit_ctr", "load_ctr_run", "predict", "prepare_ctr", "register_ctr", "run_ctr"]
+class CTRRun(Run):
+    """A saved CTR run: ``score`` is P(like) of each item for the user, given the history of the user's most recent
+    row (as the serving API scores a known user); ``recommend`` ranks every item by it, the user's rows masked."""
+
+    task = "ctr"
+    BATCH = 1024  # rows scored at once
+
+    def __init__(self, path: Path, config: CTRRunConfig, model: CTRModel, split: CTRSplit):
+        super().__init__(path, config, read_json_file(Path(path) / "metrics.json"))
+        self._model, self.split = model.eval(), split
+        self._last: dict[int, np.ndarray] | None = None
+        self._seen: dict[int, set] | None = None
+
+    @property
+    def model(self) -> CTRModel:
+        return self._model
+
+    @property
+    def item_vocab(self):
+        return self.split.item_vocab
+
+    def _index(self) -> None:
+        last, seen = {}, {}
+        for part in ("train", "valid", "test"):  # in time order: the last row seen is the user's most recent
+            p = self.split.unsubsampled().parts[part]
+            for u, i, h in zip(p.users.tolist(), p.items.tolist(), p.history):
+                last[u] = h
+                seen.setdefault(u, set()).add(i)
+        self._last, self._seen = last, seen
+
+    def history(self, user: str) -> np.ndarray:
+        """The user's most recent row's history (item indices, left-padded with 0)."""
+        if self._last is None:
+            self._index()
+        u = self.split.user_vocab.encode(str(user))
+        return self._last.get(u, np.zeros(self.split.history_len, dtype=np.int64))
+
+    def seen(self, user: str) -> np.ndarray:
+        if self._seen is None:
+            self._index()
+        u = self.split.user_vocab.encode(str(user))
+        hist = self.history(user)
+        return np.asarray(sorted(self._seen.get(u, set()) | set(hist[hist > 0].tolist())), dtype=np.int64)
+
+    @torch.inference_mode()
+    def score(self, user: str, items: list[str] | None = None) -> np.ndarray:
+        """P(like) of each of ``items`` (raw ids; every item when None) for ``user``."""
+        u, idx, hist = self.split.user_vocab.encode(str(user)), self.item_indices(items), self.history(user)
+        device = next(self._model.parameters()).device
+        out = []
+        for s in range(0, len(idx), self.BATCH):
+            rows = idx[s:s + self.BATCH]
+            n = len(rows)
+            batch = {"row": torch.zeros(n, dtype=torch.long), "users": torch.full((n,), u, device=device),
+                     "items": torch.as_tensor(rows, device=device), "labels": torch.zeros(n, device=device),
+                     "history": torch.as_tensor(np.tile(hist, (n, 1)), device=device)}
+            out.append(torch.sigmoid(self._model.logits(batch).float()).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def load_ctr_view(path: str | Path, allow_data_change: bool = False, allow_pickle: bool = False) -> CTRRun:
+    """:class:`CTRRun` of a saved CTR run folder (data and weights checked as :func:`load_ctr_run`)."""
+    cfg, net, split = load_ctr_run(path, allow_data_change, allow_pickle=allow_pickle)
+    return CTRRun(Path(path), cfg, net, split)
+
+
+__all__ = ["CTRRun", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_model_entry",
+           "ctr_report", "evaluate_ctr_run", "fit_ctr", "load_ctr_run", "load_ctr_view", "predict", "prepare_ctr",
+           "run_ctr"]

@@ -37,6 +37,7 @@ class CTRTrainConfig:
 
 @dataclass
 class CTRRunConfig:
+    task: str = allowed("ctr", lambda v: v == "ctr", "ctr (this schema is the CTR task's)")
     model: str = "mf"
     model_params: dict = field(default_factory=dict)  # checked against the model's own config class
     data: CTRDataConfig = field(default_factory=CTRDataConfig)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import semcollab.api as api
+import semcollab.tasks.ranking as ranking
 from semcollab.config import EvalConfig, RunConfig
 from semcollab.evaluate.evaluator import evaluate_ranking, pad_left
 from semcollab.methods.saerec.branch_stats import (
@@ -160,13 +160,13 @@ def test_disabled_personal_branch_and_keep_list(toy_split):
 
 def test_run_wrapper_refuses_other_models_and_passes_settings(toy_split, monkeypatch):
     sas = SASRec(toy_split.n_users, toy_split.n_items, SASRecConfig(hidden=16, layers=1, heads=2, max_len=8))
-    monkeypatch.setattr(api, "load_run", lambda run_dir, **kw: (RunConfig(model="sasrec"), sas, toy_split))
+    monkeypatch.setattr(ranking, "load_ranking_run", lambda run_dir, **kw: (RunConfig(model="sasrec"), sas, toy_split))
     with pytest.raises(ValueError, match="is a 'sasrec' run; branch statistics need a saerec run"):
         branch_stats_for_run("some/run")
     m = make(toy_split)
     cfg = RunConfig(model="saerec")
     cfg.eval.mask_history = False
-    monkeypatch.setattr(api, "load_run", lambda run_dir, **kw: (cfg, m, toy_split))
+    monkeypatch.setattr(ranking, "load_ranking_run", lambda run_dir, **kw: (cfg, m, toy_split))
     out = branch_stats_for_run("some/run", stage="valid", max_users=None)
     assert out["model"] == "saerec" and out["run_dir"] == "some/run" and out["mask_history"] is False
     assert out["hr@10_fused"] == pytest.approx(saerec_branch_stats(m, toy_split, "valid", None,

@@ -115,7 +115,7 @@ def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int =
     ``out_dir`` (default: the run folder) and return the report. A steered run (SAILRec with a nonzero
     schedule) is also recorded with the bias removed from the same weights (``report["unsteered"]``,
     ``attention_unsteered.png``): the difference is what the bias itself moves."""
-    from ...api import IncompatibleRunError
+    from ...errors import IncompatibleRunError
     from ...tasks.ctr import load_ctr_run
     from ...train.trainer import resolve_device
     from .base import LMCTRModel

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ...config import at_least, fraction, positive
 from ...data.ctr import CTRPart, CTRSplit
 from ...errors import TrainingIncomplete  # noqa: F401  (defined in errors.py)
+from ...models.base import CTRModel
 
 
 @dataclass
@@ -44,6 +44,23 @@ class LMCTRConfig:
     seed: int = at_least(0, 0)
 
 
+@dataclass
+class LMFitResult:
+    """Per training stage: optimizer steps, seconds, tokens/s and the mean loss of the last 10 steps."""
+
+    stages: dict = field(default_factory=dict)
+
+    def add(self, stage: str, res) -> None:
+        if hasattr(res, "losses"):  # an LMTrainResult
+            self.stages[stage] = {"steps": res.steps, "seconds": round(res.seconds, 1),
+                                  "tokens_per_second": round(res.tokens_per_second, 1),
+                                  "final_loss": float(sum(res.losses[-10:]) / max(1, len(res.losses[-10:]))),
+                                  "resumed_from_step": res.resumed_from_step, "stopped_by": res.stopped_by}
+        else:  # a CTRFitResult of an embedding stage
+            self.stages[stage] = {"epochs": res.epochs_run, "best_epoch": res.best_epoch,
+                                  "best_valid_auc": res.best_valid_auc, "seconds": round(res.train_seconds, 1)}
+
+
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -55,10 +72,12 @@ def part_fingerprint(part: CTRPart) -> str:
     return h.hexdigest()[:16]
 
 
-class LMCTRModel(nn.Module):
+class LMCTRModel(CTRModel):
     """Base of the LM CTR models. Subclasses set ``template`` and ``soft_tokens`` and may override
-    :meth:`soft_vectors` (the recommender's vectors written at the special tokens) and :meth:`fit_ctr`."""
+    :meth:`soft_vectors` (the recommender's vectors written at the special tokens) and :meth:`fit_ctr` (the default
+    is TALLRec's schedule: step 1 alone)."""
 
+    own_schedule = True  # trained by fit_ctr from model_params (lm_epochs, lm_lr, ...), not by train.*
     template = None  # a semcollab.lm.PromptTemplate
     # the kind of collaborative information each soft token carries (the attention diagnostic's lines)
     TOKEN_KINDS = {"<User_ID>": "user", "<Item_ID>": "item", "<Warm_ID>": "warm"}
@@ -85,6 +104,10 @@ class LMCTRModel(nn.Module):
         with torch.no_grad():  # the scale of real token embeddings, for soft vectors
             emb = self.lm.get_input_embeddings()(torch.arange(min(4096, len(self.tokenizer))))
             self.register_buffer("emb_norm", emb.float().norm(dim=-1).median().reshape(1), persistent=False)
+
+    @classmethod
+    def from_split(cls, split: CTRSplit, cfg: LMCTRConfig) -> LMCTRModel:
+        return cls(split, cfg)
 
     # ------------------------------------------------------------------ prompts
     def prompt(self, history: np.ndarray, item: int) -> str:
@@ -158,9 +181,6 @@ class LMCTRModel(nn.Module):
                            self.no_id, inputs_embeds=embeds)
         return ll[:, 0] - ll[:, 1]  # log P(yes)/P(no): sigmoid of it is the two-way softmax
 
-    def loss(self, batch: dict) -> torch.Tensor:
-        return torch.nn.functional.binary_cross_entropy_with_logits(self.logits(batch), batch["labels"])
-
     @torch.no_grad()
     def predict(self, part: CTRPart, device=None) -> np.ndarray:
         """P(yes) per row, scored in length-sorted batches (little padding), returned in row order, on the
@@ -226,6 +246,12 @@ class LMCTRModel(nn.Module):
         finally:
             self.text_only = False
         return res
+
+    def fit_ctr(self, split: CTRSplit, train_cfg, device, log=print) -> LMFitResult:
+        """TALLRec's schedule, the default: step 1 alone (LoRA on the text prompt)."""
+        out = LMFitResult()
+        out.add("step1-lora", self.fit_step1(split, train_cfg, log))
+        return out
 
     def freeze_lm(self) -> None:
         """Freeze the LM and its adapter; eval mode keeps LoRA dropout off in later steps (train_lm puts the

@@ -14,10 +14,10 @@ from torch import nn
 from ...config import at_least, positive
 from ...lm import ITEM_TOKEN, USER_TOKEN, PromptTemplate
 from ...models.mf_ctr import MFCTR, MFCTRConfig
+from ...registry import register
 from ...tasks.ctr_config import CTRTrainConfig
 from ...train.ctr import fit_ctr
-from .base import LMCTRConfig, LMCTRModel, part_fingerprint
-from .tallrec import LMFitResult
+from .base import LMCTRConfig, LMCTRModel, LMFitResult, part_fingerprint
 
 COLLM_MOVIE = PromptTemplate("MovieList: {history}. The user's feature is <User_ID>. The target movie's feature is "
                              "<Item_ID>. TargetMovie: {title}.")
@@ -36,6 +36,7 @@ class CoLLMConfig(LMCTRConfig):
     soft_epochs: int = at_least(1, 1)
 
 
+@register("collm", task="ctr", config=CoLLMConfig)
 class CoLLM(LMCTRModel):
     template = COLLM_MOVIE
 
@@ -47,10 +48,6 @@ class CoLLM(LMCTRModel):
             self.mf = MFCTR(split.n_users, split.n_items, MFCTRConfig(dim=cfg.mf_dim, bias=cfg.mf_bias))
             self.proj = nn.Sequential(nn.Linear(cfg.mf_dim, cfg.proj_hidden), nn.GELU(),
                                       nn.Linear(cfg.proj_hidden, d_lm))
-
-    @classmethod
-    def from_split(cls, split, cfg):
-        return cls(split, cfg)
 
     def soft_vectors(self, batch: dict) -> dict[int, torch.Tensor]:
         return {self.token_ids[USER_TOKEN]: self.scaled(self.proj(self.mf.user_emb(batch["users"]))),

@@ -44,9 +44,9 @@ from torch import nn
 from ...config import at_least, fraction, one_of, positive
 from ...lm import ITEM_TOKEN, USER_TOKEN, PromptTemplate, encode_texts
 from ...models.base import info_nce
-from .base import _hash
+from ...registry import register
+from .base import LMFitResult, _hash
 from .collm import CoLLM, CoLLMConfig
-from .tallrec import LMFitResult
 
 SCHEDULES = ("suppress-neutral-enhance", "neutral", "enhance", "suppress")
 STOPWORDS = frozenset("the a an and of in on to for with at by from is it its la le les de du des das der die el "
@@ -151,6 +151,7 @@ def user_profiles(split, n_words: int = 8, n_recent: int = 3) -> list[str]:
     return profiles
 
 
+@register("sailrec", task="ctr", config=SAILRecConfig)
 class SAILRec(CoLLM):
     def __init__(self, split, cfg: SAILRecConfig):
         super().__init__(split, cfg)

@@ -31,9 +31,10 @@ from torch import nn
 from ...config import at_least, one_of, positive
 from ...lm import WARM_TOKEN, encode_texts
 from ...models.base import info_nce
+from ...registry import register
+from .base import LMFitResult
 from .collm import COLLM_MOVIE, CoLLM, CoLLMConfig
 from .prompts import SELLA_MOVIE
-from .tallrec import LMFitResult
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Step2(nn.Module):
         return loss
 
 
+@register("sellarec", task="ctr", config=SeLLaRecConfig)
 class SeLLaRec(CoLLM):
     def __init__(self, split, cfg: SeLLaRecConfig):
         super().__init__(split, cfg)

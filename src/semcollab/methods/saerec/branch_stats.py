@@ -268,12 +268,13 @@ BRANCH_STAT_KEYS = {
 
 def branch_stats_for_run(run_dir: str | Path, stage: str = "test", max_users: int | None = 2000,
                          batch_size: int = 256, seed: int = 0, allow_data_change: bool = False) -> dict:
-    """:func:`saerec_branch_stats` for a saved run folder (rebuilt with :func:`semcollab.api.load_run`), with
-    the run's own ``eval.mask_history``; adds ``run_dir`` and ``model``. Raises ValueError for a non-SAERec run."""
-    from ... import api
+    """:func:`saerec_branch_stats` for a saved run folder (rebuilt with
+    :func:`semcollab.tasks.ranking.load_ranking_run`), with the run's own ``eval.mask_history``; adds ``run_dir``
+    and ``model``. Raises ValueError for a non-SAERec run."""
+    from ...tasks import ranking
     from .model import SAERec
 
-    cfg, model, split = api.load_run(run_dir, allow_data_change=allow_data_change)
+    cfg, model, split = ranking.load_ranking_run(run_dir, allow_data_change=allow_data_change)
     if not isinstance(model, SAERec):
         raise ValueError(f"{run_dir} is a {cfg.model!r} run; branch statistics need a saerec run")
     stats = saerec_branch_stats(model, split, stage=stage, max_users=max_users, batch_size=batch_size, seed=seed,

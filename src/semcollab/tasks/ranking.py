@@ -1,47 +1,45 @@
-"""Python API: ``semcollab.run(model=..., dataset=..., config=...)``."""
+"""The ranking task: next-item prediction over the whole catalogue (``semcollab train``; ``semcollab.run`` with a
+ranking model). Trains a :class:`~semcollab.models.Recommender`, evaluates valid and test (full ranking), saves
+the run folder, and rebuilds a saved one (:func:`load_ranking_run`; :class:`RankingRun` for ``semcollab.load_run``)."""
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, RunConfig, from_dict, resolve_config, to_dict
-from .data import Split, load_split
-from .errors import DataChangedError, IncompatibleRunError, RunFileError  # noqa: F401  (defined in errors.py)
-from .evaluate.evaluator import evaluate_ranking
-from .models import build_model, canonical_name, typed_params
-from .runs.checkpoints import (
+from ..config import (
+    ConfigError,
+    RunConfig,
+    dataset_name,
+    from_dict,
+    resolve_config,
+    to_dict,
+)
+from ..data import DataError, Split, load_split
+from ..data.sources.files import symlink_loop
+from ..errors import DataChangedError, IncompatibleRunError, RunFileError
+from ..evaluate.evaluator import evaluate_ranking
+from ..models import build_model, canonical_name, typed_params
+from ..runs.checkpoints import (
     note_other_resume_files,
     remove_resume_file,
     resume_lock,
     run_resume_target,
     trajectory_settings,
 )
-from .runs.files import check_writable
-from .runs.record import save_run_record, write_run_dir
-from .train.trainer import FitResult, fit, resolve_device, seed_everything
-
-
-@dataclass
-class RunResult:
-    config: RunConfig
-    valid: dict
-    test: dict
-    fit: FitResult
-    run_dir: Path | None
-    model: torch.nn.Module
-    split: Split
+from ..runs.files import check_writable
+from ..runs.record import save_run_record, write_run_dir
+from ..train.trainer import fit, resolve_device, seed_everything
+from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record
 
 
 def _as_config(config, model, dataset, overrides) -> RunConfig:
-    from .config import dataset_name
-
     # one source of truth: dataset= and a data.name of the config / overrides must agree (as on the command line)
     dataset = dataset_name(dataset, config, overrides, flag="the dataset= argument")
     cfg = resolve_config(config, overrides)
@@ -63,8 +61,8 @@ def _state_bytes(net: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
-def run(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
-        log=print, save: bool = True) -> RunResult:
+def run_ranking(model: str | None = None, dataset: str | None = None, config=None,
+                overrides: list[str] | None = None, log=print, save: bool = True) -> RunResult:
     """Prepare data, train ``model``, evaluate on valid and test, and save the run.
 
     ``config`` is a YAML path, a nested dict or a :class:`RunConfig`; ``overrides`` are ``key=value``
@@ -111,20 +109,7 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
 
             run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
             remove_resume_file(ckpt)
-    return RunResult(cfg, valid, test, result, run_dir, net, split)
-
-
-
-def read_run_config_file(path: Path) -> dict:
-    """A saved run's ``config.yaml`` as a dict, with the guards of ``--config`` files (a FIFO, a device, an
-    oversized file or a symlink loop is refused before anything is read: a run folder may come from anyone);
-    a :class:`RunFileError` naming the file."""
-    from .config import read_config_file
-
-    try:
-        return read_config_file(path, expected="a run's config.yaml is the YAML file `semcollab train` wrote")
-    except ConfigError as exc:
-        raise RunFileError(f"{exc}; the run folder is damaged") from None
+    return RunResult("ranking", cfg, {"valid": valid, "test": test}, run_dir, result, net, split)
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
@@ -132,8 +117,6 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        from .data.sources.files import symlink_loop
-
         if symlink_loop(run_dir):
             raise RunFileError(f"{run_dir}: symlink loop (a symbolic link on this path points back to itself); "
                                "give the real run folder")
@@ -148,29 +131,12 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
         raise RunFileError(f"{cfg_path}: {exc}") from None
 
 
-def read_run_record(run_dir: str | Path) -> dict:
-    """``run.json`` of a saved run ({} when absent, e.g. runs saved before it existed)."""
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
-    if not isinstance(meta, dict):
-        raise RunFileError(f"{path} does not hold a run record (a JSON object)")
-    return meta
-
-
 DATA_PATH_KEYS = ("path", "meta_path", "cache_dir")  # where a saved run's data is: may change, content may not
 
 
 def _moved_data_config(cfg: RunConfig, data_paths: dict) -> list[str]:
     """Point ``cfg.data`` at ``data_paths`` (``{"path": ...}``; keys of :data:`DATA_PATH_KEYS`) as absolute
     paths; returns the keys that locate the data itself (not the cache) and changed."""
-    from .data import DataError
-    from .data.sources.files import symlink_loop
-
     moved = []
     for key, value in data_paths.items():
         if key not in DATA_PATH_KEYS:
@@ -191,8 +157,8 @@ def _moved_data_config(cfg: RunConfig, data_paths: dict) -> list[str]:
     return moved
 
 
-def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False,
-             data_paths: dict | None = None) -> tuple[RunConfig, torch.nn.Module, Split]:
+def load_ranking_run(run_dir: str | Path, log=None, allow_data_change: bool = False,
+                     data_paths: dict | None = None) -> tuple[RunConfig, torch.nn.Module, Split]:
     """Rebuild a saved run's model (weights from ``model.safetensors``) and its data split.
 
     The split is prepared again from the run's source files; if its fingerprint differs from the one
@@ -200,8 +166,6 @@ def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False,
     unless ``allow_data_change`` (then it only warns): numbers from other data must not pass silently.
     ``data_paths`` (``{"path": ..., "meta_path": ..., "cache_dir": ...}``) finds data that moved: the split
     read from there must have the recorded fingerprint (same content), under the same rule."""
-    from .data import DataError
-
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     meta = read_run_record(run_dir)
@@ -249,3 +213,46 @@ def load_run(run_dir: str | Path, log=None, allow_data_change: bool = False,
             f"{weights} does not fit the {cfg.model!r} model this semcollab version builds from its config "
             f"(saved by an older version? git hash in run.json): {exc}") from exc
     return cfg, net, split
+
+
+class RankingRun(Run):
+    """A saved ranking run: ``score`` is the model's score of every item after the user's whole known history
+    (train, valid and test events, the most recent ``max_len``), as ``semcollab recommend`` ranks them."""
+
+    task = "ranking"
+
+    def __init__(self, path: Path, config: RunConfig, model: torch.nn.Module, split: Split):
+        super().__init__(path, config, read_json_file(Path(path) / "metrics.json"))
+        self._model, self.split = model.eval(), split
+        self._histories = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
+    @property
+    def item_vocab(self):
+        return self.split.item_vocab
+
+    def seen(self, user: str) -> np.ndarray:
+        if self._histories is None:
+            self._histories = self.split._sequences([self.split.train, self.split.valid, self.split.test])
+        return self._histories[self.split.user_vocab.encode(str(user))]
+
+    @torch.inference_mode()
+    def score(self, user: str, items: list[str] | None = None) -> np.ndarray:
+        hist = self.seen(user)
+        max_len = self._model.max_len or max(1, len(hist))
+        seq = torch.as_tensor(np.array(hist[-max_len:], dtype=np.int64))[None]
+        scores = self._model.score(torch.as_tensor([self.split.user_vocab.encode(str(user))]), seq)[0].float()
+        return scores.cpu().numpy()[self.item_indices(items)]
+
+
+def load_ranking_view(path: str | Path, allow_data_change: bool = False, data_paths: dict | None = None) -> RankingRun:
+    """:class:`RankingRun` of a saved ranking run folder (weights and data checked as :func:`load_ranking_run`)."""
+    cfg, net, split = load_ranking_run(path, allow_data_change=allow_data_change, data_paths=data_paths)
+    return RankingRun(Path(path), cfg, net.to("cpu"), split)
+
+
+__all__ = ["DATA_PATH_KEYS", "RankingRun", "load_ranking_run", "load_ranking_view", "read_run_config",
+           "run_ranking"]

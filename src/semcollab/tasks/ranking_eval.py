@@ -1,5 +1,6 @@
 """Re-evaluating a saved ranking run, e.g. under the sampled protocol: the body of ``semcollab evaluate`` and of
-``experiments/reaemb_s3rec/evaluate_sampled.py`` as one Python function, plus the rule for where a saved run's data is now."""
+``experiments/reaemb_s3rec/evaluate_sampled.py`` as one Python function, plus the rule for where a saved run's
+data is now."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from ..config import (
     resolve_device,
     to_dict,
 )
-from .evaluator import evaluate_ranking
+from ..evaluate.evaluator import evaluate_ranking
+from .ranking import DATA_PATH_KEYS, load_ranking_run, read_run_config
 
 STAGES = ("valid", "test")
 
@@ -28,14 +30,6 @@ class RunEvaluation:
     dataset: str  # the split's name
     stage: str
     metrics: dict  # what evaluate_ranking returns
-
-
-def _api():
-    # load_run / read_run_config live in semcollab.api, which imports this package (evaluate_ranking): importing
-    # it at call time keeps the evaluate -> api edge out of the package graph (no evaluate <-> api cycle)
-    from .. import api
-
-    return api
 
 
 def eval_overrides_only(overrides: list[str]) -> None:
@@ -51,16 +45,15 @@ def config_data_paths(config: str | Path | None, run_dir: str | Path, data_paths
     says data.path/meta_path/cache_dir (``data_paths`` win); its other data settings must be the run's, since they
     decide what the model was trained on. Other sections are not used (the run keeps its own): a warning names
     them."""
-    api = _api()
     data_paths = dict(data_paths or {})
     if config is None:
         return data_paths
     raw = raw_config(config)  # read once, through the config-file guards (not a FIFO, not oversized, valid YAML)
     from_file = from_dict(RunConfig, raw).data  # the whole file validated: unknown keys and bad values are errors
     section = raw.get("data") or {}
-    run_data = api.read_run_config(run_dir).data
+    run_data = read_run_config(run_dir).data
     for key in section:
-        if key not in api.DATA_PATH_KEYS and getattr(from_file, key) != getattr(run_data, key):
+        if key not in DATA_PATH_KEYS and getattr(from_file, key) != getattr(run_data, key):
             raise ConfigError(f"{config}: data.{key} is {getattr(from_file, key)!r}, but run {run_dir} was trained "
                               f"with {getattr(run_data, key)!r}; a saved run keeps the data settings it was trained "
                               "on (only data.path, data.meta_path and data.cache_dir may change)")
@@ -68,7 +61,7 @@ def config_data_paths(config: str | Path | None, run_dir: str | Path, data_paths
     if unused:
         warnings.warn(f"{config}: section(s) {unused} not used: run {run_dir} keeps its own; only data.* is read",
                       stacklevel=2)
-    paths = {k: section[k] for k in api.DATA_PATH_KEYS if section.get(k)}
+    paths = {k: section[k] for k in DATA_PATH_KEYS if section.get(k)}
     return {**paths, **data_paths}
 
 
@@ -80,7 +73,7 @@ def evaluate_run(run_dir: str | Path, stage: str = "test", overrides: list[str] 
 
     ``overrides`` are ``eval.*`` settings over the run's own (``["eval.protocol=sampled", "eval.n_negatives=100"]``).
     ``data_paths`` (``{"path": ...}``) or the ``data:`` section of ``config`` find data that moved since training
-    (checked against the run's recorded fingerprint, see :func:`semcollab.api.load_run`); ``log`` then reports
+    (checked against the run's recorded fingerprint, see :func:`~semcollab.tasks.ranking.load_ranking_run`); ``log`` then reports
     where it was read. A changed data source is refused unless ``allow_data_change`` (then it only warns)."""
     return evaluate_saved_run(run_dir, stage, overrides, allow_data_change=allow_data_change, data_paths=data_paths,
                               config=config, log=log).metrics
@@ -90,15 +83,14 @@ def evaluate_saved_run(run_dir: str | Path, stage: str = "test", overrides: list
                        allow_data_change: bool = False, data_paths: dict | None = None,
                        config: str | Path | None = None, log=None) -> RunEvaluation:
     """:func:`evaluate_run` with the run's model and dataset names beside the metrics (for a titled table)."""
-    api = _api()
     if stage not in STAGES:
         raise ConfigError(f"stage must be valid or test, got {stage!r}")
     overrides = list(overrides or [])
     eval_overrides_only(overrides)
-    ev = from_dict(EvalConfig, apply_overrides({"eval": to_dict(api.read_run_config(run_dir).eval)}, overrides)["eval"],
+    ev = from_dict(EvalConfig, apply_overrides({"eval": to_dict(read_run_config(run_dir).eval)}, overrides)["eval"],
                    prefix="eval.")
     data_paths = config_data_paths(config, run_dir, data_paths)
-    cfg, net, split = api.load_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
+    cfg, net, split = load_ranking_run(run_dir, allow_data_change=allow_data_change, data_paths=data_paths,
                                    log=log if data_paths else None)  # the data's own log lines only if it moved
     if max(ev.ks) > split.n_items:
         raise ConfigError(f"eval.ks asks for @{max(ev.ks)}, but {split.name} has only {split.n_items} items")
