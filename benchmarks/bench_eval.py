@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from semcollab.evaluate.evaluator import evaluate_ranking
+from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.tasks.ranking import load_ranking_run
 
 

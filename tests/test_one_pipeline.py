@@ -56,7 +56,7 @@ def toy_plugin(tmp_path, monkeypatch):
     sys.modules.pop("toy_ctr_plugin", None)
     module = importlib.import_module("toy_ctr_plugin")
     yield folder, module
-    registry._models.pop("toy", None)
+    registry._models.pop(("ctr", "toy"), None)
     sys.modules.pop("toy_ctr_plugin", None)
 
 
@@ -66,8 +66,8 @@ def test_import_is_cheap_and_names_the_api():
                          "PYTHONPATH": str(SRC)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert {"run", "evaluate", "recommend", "load_run", "list_models", "register"} <= set(ast.literal_eval(out.stdout))
-    assert callable(semcollab.evaluate)  # the function, although semcollab/evaluate/ is also a subpackage
-    import semcollab.evaluate.metrics as metrics  # ... which stays importable
+    assert callable(semcollab.evaluate)  # the function (the metrics live in semcollab.evaluation)
+    import semcollab.evaluation.metrics as metrics
 
     assert metrics.auc is not None and callable(semcollab.evaluate)
 
@@ -127,7 +127,7 @@ def test_toy_lm_ctr_plugin_through_run_cli_and_load_run(tmp_path, tiny_yes_no_lm
 def _check_ctr_scores(run):
     """``score`` is P(like) given the user's most recent row's history: for that row it is what evaluation
     predicted; ``recommend`` ranks every item by it, the user's rows left out."""
-    from semcollab.evaluate.ctr import predict
+    from semcollab.evaluation.ctr import predict
 
     part = run.split.parts["test"]
     row = len(part) - 1

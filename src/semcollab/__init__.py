@@ -15,16 +15,15 @@ The names are imported on first use, so ``import semcollab`` stays cheap (no tor
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
-_PUBLIC = {"run": "pipeline", "recommend": "pipeline", "load_run": "pipeline",
-           "list_models": "pipeline", "Run": "pipeline", "RunResult": "pipeline", "register": "registry"}
+_PUBLIC = {"run": "pipeline", "evaluate": "pipeline", "recommend": "pipeline", "load_run": "pipeline",
+           "list_models": "pipeline", "Run": "pipeline", "RunResult": "pipeline", "register": "registry",
+           "register_source": "registry"}
 
-__all__ = sorted([*_PUBLIC, "evaluate"])
+__all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name: str):
@@ -38,32 +37,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
-
-
-class _EvaluateModule(types.ModuleType):
-    """The ``semcollab.evaluate`` subpackage, callable as the API's :func:`semcollab.pipeline.evaluate`."""
-
-    def __call__(self, *args, **kwargs):
-        from .pipeline import evaluate
-
-        return evaluate(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """``semcollab.evaluate`` is both the API function and the ``evaluate/`` subpackage (which Python binds to the
-    same attribute when it is imported): the attribute is always the subpackage, made callable, so that
-    ``semcollab.evaluate(run_dir)`` and ``semcollab.evaluate.metrics`` both work whatever was imported first."""
-
-    @property
-    def evaluate(self):
-        module = importlib.import_module(".evaluate", __name__)
-        if not isinstance(module, _EvaluateModule):
-            module.__class__ = _EvaluateModule
-        return module
-
-    @evaluate.setter
-    def evaluate(self, module) -> None:  # the import system binding the subpackage: the getter finds it anyway
-        pass
-
-
-sys.modules[__name__].__class__ = _Package

@@ -16,7 +16,7 @@ import semcollab.errors
 from semcollab.cli import app
 from semcollab.config import EvalConfig, from_dict, to_dict
 from semcollab.errors import SemcollabError
-from semcollab.evaluate.evaluator import evaluate_ranking
+from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.methods.saerec.pipeline import build_intents
 from semcollab.models import REGISTRY
 from semcollab.registry import list_models

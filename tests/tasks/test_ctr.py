@@ -6,7 +6,7 @@ import pytest
 
 from semcollab.data import CTRData
 from semcollab.data.ctr import CTRPart
-from semcollab.evaluate.ctr import group_metrics
+from semcollab.evaluation.ctr import group_metrics
 from semcollab.tasks.ctr import build_ctr_model, ctr_report, fit_ctr, predict, prepare_ctr
 from semcollab.tasks.ctr_config import CTRTrainConfig
 from tests.conftest import Killed, kill_after

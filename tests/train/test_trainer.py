@@ -2,7 +2,7 @@ import pytest
 
 from semcollab.config import DataConfig, EvalConfig, TrainConfig
 from semcollab.data import load_split
-from semcollab.evaluate.evaluator import evaluate_ranking
+from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models import build_model
 from semcollab.train.trainer import fit
 from tests.conftest import Killed, kill_after

@@ -24,7 +24,7 @@ from ..config import ConfigError, DataConfig, dataset_name, from_dict, resolve_c
 from ..data import DataError, load_ctr
 from ..data.ctr import CTRSplit, prepare_ctr, subsample_index
 from ..errors import DataChangedError, IncompatibleRunError, RunFileError, TrainingIncomplete
-from ..evaluate.ctr import ctr_report, predict
+from ..evaluation.ctr import ctr_report, predict
 from ..methods.lm_ctr import collm, sailrec, sellarec, tallrec  # noqa: F401  (register the LM CTR models)
 from ..models import mf_ctr, sasrec_ctr  # noqa: F401  (register the embedding CTR models)
 from ..models.base import CTRModel

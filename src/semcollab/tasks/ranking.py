@@ -24,7 +24,7 @@ from ..config import (
 from ..data import DataError, Split, load_split
 from ..data.sources.files import symlink_loop
 from ..errors import DataChangedError, IncompatibleRunError, RunFileError
-from ..evaluate.evaluator import evaluate_ranking
+from ..evaluation.ranking import evaluate_ranking
 from ..models import build_model, canonical_name, typed_params
 from ..runs.checkpoints import (
     note_other_resume_files,

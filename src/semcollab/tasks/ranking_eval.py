@@ -18,7 +18,7 @@ from ..config import (
     resolve_device,
     to_dict,
 )
-from ..evaluate.evaluator import evaluate_ranking
+from ..evaluation.ranking import evaluate_ranking
 from .ranking import DATA_PATH_KEYS, load_ranking_run, read_run_config
 
 STAGES = ("valid", "test")

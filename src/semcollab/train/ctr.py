@@ -13,8 +13,8 @@ import torch
 
 from ..data.ctr import CTRSplit
 from ..errors import DataError
-from ..evaluate.ctr import predict
-from ..evaluate.metrics import auc
+from ..evaluation.ctr import predict
+from ..evaluation.metrics import auc
 from ..runs.checkpoints import trajectory_settings
 from ..tasks.ctr_config import CTRTrainConfig
 from .loop import EpochTask, make_checkpoint_key, train_epochs

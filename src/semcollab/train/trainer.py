@@ -13,7 +13,7 @@ import torch
 from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
-from ..evaluate.evaluator import evaluate_ranking
+from ..evaluation.ranking import evaluate_ranking
 from ..runs.checkpoints import trajectory_settings
 from .loop import EpochTask, FitResult, make_checkpoint_key, train_epochs
 

@@ -9,7 +9,7 @@ import torch
 
 import semcollab.tasks.ranking as ranking
 from semcollab.config import EvalConfig, RunConfig
-from semcollab.evaluate.evaluator import evaluate_ranking, pad_left
+from semcollab.evaluation.ranking import evaluate_ranking, pad_left
 from semcollab.methods.saerec.branch_stats import (
     attention_entropy,
     branch_stats_for_run,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ...data.dataset import EvalSet
-from ...evaluate.evaluator import _index_mask, head_items, score_users
-from ...evaluate.metrics import full_ranking_metrics
+from ...evaluation.metrics import full_ranking_metrics
+from ...evaluation.ranking import _index_mask, head_items, score_users
 
 
 def _masked_scores(model, users, hists, n_items, device):

@@ -11,7 +11,7 @@ position whose state scores the next item), in eval mode without gradients, batc
   g_pub h_pub . e_j`` (the same split as :meth:`SAERec.explain`), over the user's top-10 items;
 * the top-10 lists and HR@10 / NDCG@10 of the fused score and of the ``h_seq``-only score (intent
   branches removed from the *same* trained model: not a separately trained SASRec), with padding and
-  (by default) history items at -inf like :func:`~semcollab.evaluate.evaluator.evaluate_ranking`;
+  (by default) history items at -inf like :func:`~semcollab.evaluation.ranking.evaluate_ranking`;
 * the entropy of the personal and public branch attentions over their valid slots;
 * which personal intents receive attention, for coverage and concentration.
 
@@ -109,8 +109,8 @@ def saerec_branch_stats(model, split, stage: str = "test", max_users: int | None
     of ``stage`` ("valid" or "test"); at most ``max_users`` of them (a seeded random sample; None: all).
 
     See the module docstring for what is measured; the keys are listed in ``BRANCH_STAT_KEYS``."""
-    from ...evaluate.evaluator import _index_mask, pad_left
-    from ...evaluate.metrics import full_ranking_metrics
+    from ...evaluation.metrics import full_ranking_metrics
+    from ...evaluation.ranking import _index_mask, pad_left
     from .model import SAERec
 
     if not isinstance(model, SAERec):

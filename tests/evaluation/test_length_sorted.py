@@ -10,7 +10,7 @@ import torch
 from semcollab.config import DataConfig, EvalConfig
 from semcollab.data import load_split
 from semcollab.data.dataset import EvalSet
-from semcollab.evaluate.evaluator import evaluate_ranking, pad_left
+from semcollab.evaluation.ranking import evaluate_ranking, pad_left
 from semcollab.models import build_model
 
 from ..tolerance import assert_close_rounding, transformer_reductions

@@ -6,8 +6,7 @@ import torch
 
 from semcollab.config import EvalConfig
 from semcollab.data.dataset import EvalSet
-from semcollab.evaluate.evaluator import evaluate_ranking, head_items
-from semcollab.evaluate.metrics import (
+from semcollab.evaluation.metrics import (
     auc,
     ctr_metrics,
     full_ranking_metrics,
@@ -15,6 +14,7 @@ from semcollab.evaluate.metrics import (
     rank_based_metrics,
     uauc,
 )
+from semcollab.evaluation.ranking import evaluate_ranking, head_items
 
 
 def test_full_ranking_hand_computed_two_targets():

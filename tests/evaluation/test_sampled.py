@@ -8,7 +8,7 @@ import torch
 from semcollab.config import DataConfig, EvalConfig
 from semcollab.data import load_split
 from semcollab.data.dataset import EvalSet
-from semcollab.evaluate.evaluator import evaluate_ranking
+from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models import build_model
 
 from .test_metrics import Fixed

@@ -1,0 +1,1 @@
+"""Metrics: full-ranking and sampled ranking evaluation, CTR AUC / UAUC / log-loss."""
