@@ -48,6 +48,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "semcollab.methods.lm_ctr.collm",
     "semcollab.methods.lm_ctr.sellarec",
     "semcollab.methods.lm_ctr.sailrec",
+    "semcollab.tasks.item_table",
     "semcollab.data.sources",
 )
 

@@ -26,7 +26,7 @@ def schema_for(task: str) -> type:
     if task == "ctr":
         return CTRRunConfig
     if task == "item-table":
-        from ..methods.reaemb.pipeline import ReaEmbPipelineConfig  # heavy (torch, the LM stack): only when asked
+        from ..methods.reaemb import ReaEmbPipelineConfig  # heavy (torch, the LM stack): only when asked
 
         return ReaEmbPipelineConfig
     raise ConfigError(f"config key 'task' must be one of {list(TASKS)}, got {task!r}")

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import ConfigError, raw_config, resolve_device
 from ..data import Split, load_split
 from ..errors import IncompatibleRunError, RunFileError
-from ..methods.reaemb.pipeline import (
+from ..methods.reaemb import (
     ReaEmbPipelineConfig,
     build_encoder,
     load_pipeline_config,
