@@ -29,34 +29,27 @@ needs; its ``why`` says which. ``serve`` starts on a free port instead of 8000 a
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import re
-import resource
 import shutil
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.test_readme_walkthrough import (
-    _config_yaml_name,
-    commands,
-    free_port,
-    wait_healthy,
-    walkthrough_blocks,
-    write_data,
+from tests.readme_commands_support import (
+    README,
+    ROOT,
+    Runner,
+    children_cpu,
+    place_lm,
+    write_collm_zip,
+    write_ml100k,
+    write_s3rec_beauty,
+    write_walkthrough_data,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+from tests.test_readme_walkthrough import commands
 
 # lines of README bash blocks that are not semcollab commands (install and test steps, the walkthrough's curl)
 NOT_SEMCOLLAB = ("git clone ", "python -m venv ", "bash scripts/install.sh", "python -m pytest", "pip ", "curl ")
@@ -74,18 +67,11 @@ class Row:
     user: str = ""  # serve: the user id of the one /v1/recommend call
 
 
-EPOCH1 = ("--train.epochs=1",)
-TINY_LM_CTR = ("--data.allow_pickle=true", "--train.progress=false", "--model_params.batch_size=16",
-               "--model_params.score_batch_size=32", "--model_params.max_length=64", "--model_params.lora_rank=2",
-               "--model_params.mf_dim=8", "--model_params.mf_epochs=2", "--model_params.checkpoint_every=0")
-TINY_REAEMB = ("--progress=false", "--device=cpu", "--table_batch_size=4", "--encoder.max_length=64",
-               "--stage1.max_steps=2", "--stage1.batch_size=4", "--stage1.lora_rank=2", "--stage1.checkpoint_every=0",
-               "--stage2.max_steps=1", "--stage2.batch_size=2", "--stage2.rollouts=2", "--stage2.n_random=2",
-               "--stage2.max_anchors=2", "--stage2.checkpoint_every=0")
+ALLOW_PICKLE = "--data.allow_pickle=true"  # the stand-in CoLLM pickles are not the known files: the CLI's opt-in
 
-# The one table: README command -> what runs instead, and why. Rows of a group run in this order.
+# The one table: README command -> what runs instead, and why. A group's rows run in this order.
 COMMANDS: list[Row] = [
-    # --- walkthrough (`table` data, tests/test_readme_walkthrough.py's files); cheap as written
+    # --- walkthrough (`table` data: tests/test_readme_walkthrough.py's files and mydata.yaml)
     Row(r"semcollab data prepare table --config mydata\.yaml", "walkthrough"),
     Row(r"semcollab train --config mydata\.yaml --model sasrec --output_dir=runs/sasrec", "walkthrough",
         makes="table-sasrec"),
@@ -94,70 +80,62 @@ COMMANDS: list[Row] = [
     Row(r"semcollab table runs/sasrec/\* runs/semantic/\* --out table\.md", "walkthrough"),
     Row(r"semcollab recommend runs/sasrec/\* --user u1 --k 5", "walkthrough"),
     Row(r"semcollab report runs/sasrec/\* runs/semantic/\* --out report\.html", "walkthrough"),
-    Row(r"semcollab serve runs/sasrec/\* --port 8000 &", "walkthrough", "a free port instead of 8000", how="serve",
-        user="u1"),
+    Row(r"semcollab serve runs/sasrec/\* --port 8000 &", "walkthrough", "a free port instead of 8000, in the "
+        "foreground; stopped after one /v1/recommend", how="serve", user="u1"),
     Row(r"semcollab diagnose runs/<semantic-run> runs/<sasrec-run> --out diagnostics", "walkthrough",
-        "the walkthrough's semantic and SASRec runs (one dataset, as diagnose needs)",
+        "the walkthrough's semantic and SASRec runs (diagnose needs two runs of one dataset)",
         runs={"runs/<semantic-run>": "table-semantic", "runs/<sasrec-run>": "table-sasrec"}),
-    # --- MovieLens-100K (the tiny ml-100k)
-    Row(r"semcollab quickstart", "ml100k", "1 epoch instead of 15", add=("--epochs", "1")),
-    Row(r"semcollab quickstart --epochs 200 --train\.lr=1e-3", "ml100k",
-        "1 epoch instead of 200 (a later --epochs wins)", add=("--epochs", "1")),
-    Row(r"semcollab train --model sasrec --dataset ml-100k", "ml100k", "1 epoch", add=EPOCH1, makes="sasrec"),
-    Row(r"semcollab train --model NAME", "ml100k",
-        "NAME: each model of README's ID-baseline table that no other README command trains (the default "
-        "dataset is ml-100k); 1 epoch", add=EPOCH1),
-    Row(r"semcollab evaluate runs/<run> --eval\.protocol=sampled", "ml100k", "the sasrec run above",
+    # --- MovieLens-100K (the tiny ml-100k); training is cheap as written (early stopping)
+    Row(r"semcollab quickstart", "ml100k"),
+    Row(r"semcollab quickstart --epochs 200 --train\.lr=1e-3", "ml100k"),
+    Row(r"semcollab train --model sasrec --dataset ml-100k", "ml100k", makes="sasrec"),
+    Row(r"semcollab train --model NAME", "ml100k", "NAME: each model of README's ID-baseline table that no other "
+        "README command trains (pop, sasrec and gru4rec are trained above and by compare)"),
+    Row(r"semcollab evaluate runs/<run> --eval\.protocol=sampled", "ml100k", "<run>: the sasrec run",
         runs={"runs/<run>": "sasrec"}),
-    Row(r"semcollab compare --models pop,sasrec,gru4rec --dataset ml-100k", "ml100k", "1 epoch", add=EPOCH1,
-        makes="compare"),
+    Row(r"semcollab compare --models pop,sasrec,gru4rec --dataset ml-100k", "ml100k", makes="compare"),
     Row(r"semcollab table runs/<run> runs/<other-run> --out table\.md", "ml100k",
         "the sasrec run and the first run compare wrote", runs={"runs/<run>": "sasrec", "runs/<other-run>": "compare"}),
-    Row(r"semcollab recommend runs/<run> --user 50 --k 10", "ml100k", "the sasrec run (user 50 exists in the tiny data)",
+    Row(r"semcollab recommend runs/<run> --user 50 --k 10", "ml100k", "<run>: the sasrec run",
         runs={"runs/<run>": "sasrec"}),
-    Row(r"semcollab serve runs/<run> \[runs/<run> \.\.\.\]", "ml100k",
-        "the sasrec run, on a free port (--port) instead of 8000", runs={"runs/<run>": "sasrec"}, how="serve",
-        user="50"),
-    Row(r"semcollab report runs/<run> \[runs/<run> \.\.\.\] --out report\.html", "ml100k", "the sasrec run",
+    Row(r"semcollab serve runs/<run> \[runs/<run> \.\.\.\]", "ml100k", "<run>: the sasrec run; --port a free port "
+        "(default 8000); stopped after one /v1/recommend", runs={"runs/<run>": "sasrec"}, how="serve", user="50"),
+    Row(r"semcollab report runs/<run> \[runs/<run> \.\.\.\] --out report\.html", "ml100k", "<run>: the sasrec run",
         runs={"runs/<run>": "sasrec"}),
     Row(r"semcollab embed --dataset ml-100k --encoder minilm", "ml100k"),
     Row(r"semcollab intents --dataset ml-100k --out intents", "ml100k",
-        "a 4x-wide SAE with k=4, 50 steps (default 16x, k=15, 2,000 steps)",
+        "the SAE 4x wide, k=4, 50 steps (default 16x, k=15, 2,000 steps: ~100 s of CPU)",
         add=("--sae.expansion=4", "--sae.k=4", "--sae.steps=50")),
-    # --- SAERec on the tiny s3rec:Beauty
+    # --- SAERec on the tiny s3rec:Beauty (configs/ is copied into the folder: README runs from the checkout)
     Row(r"semcollab data prepare s3rec:Beauty", "saerec"),
     Row(r"semcollab train --model saerec --dataset s3rec:Beauty --config configs/s3rec_converge\.yaml", "saerec",
-        "1 epoch; its SAE 4x wide, k=4, 50 steps (default 16x, k=15, 2,000 steps)",
-        add=(*EPOCH1, "--model_params.sae.expansion=4", "--model_params.sae.k=4", "--model_params.sae.steps=50"),
+        "its SAE 4x wide, k=4, 50 steps, as for intents",
+        add=("--model_params.sae.expansion=4", "--model_params.sae.k=4", "--model_params.sae.steps=50"),
         makes="saerec"),
-    Row(r"semcollab branch-stats runs/<saerec-run> --out branch_stats\.json", "saerec", "the saerec run above",
+    Row(r"semcollab branch-stats runs/<saerec-run> --out branch_stats\.json", "saerec", "the saerec run",
         runs={"runs/<saerec-run>": "saerec"}),
-    # --- CTR on the tiny CoLLM zip (its pickles are not the known CoLLM files: --data.allow_pickle=true is the
-    #     opt-in the CLI asks for); gemma3-270m is the tiny yes/no Llama
-    Row(r"semcollab ctr train --model mf", "ctr", "allow_pickle; 2 epochs", makes="ctr-mf",
-        add=("--data.allow_pickle=true", "--train.epochs=2", "--train.progress=false")),
+    # --- CTR on the tiny CoLLM zip; gemma3-270m is the tiny yes/no Llama; cheap as written otherwise
+    Row(r"semcollab ctr train --model mf", "ctr", "allow_pickle", add=(ALLOW_PICKLE,), makes="ctr-mf"),
     Row(r"semcollab ctr train --model sellarec --model_params\.lm=gemma3-270m --data\.max_train_rows=\d+", "ctr",
-        "allow_pickle; small LM batches, prompt length, LoRA rank, MF size", add=TINY_LM_CTR, makes="ctr-sellarec"),
+        "allow_pickle", add=(ALLOW_PICKLE,), makes="ctr-sellarec"),
     Row(r"semcollab ctr train --model sailrec --model_params\.lm=gemma3-270m --data\.max_train_rows=\d+", "ctr",
-        "allow_pickle; as sellarec, plus a small mapper and warm-up",
-        add=(*TINY_LM_CTR, "--model_params.mapper_hidden=16", "--model_params.mapper_heads=2",
-             "--model_params.n_user_tokens=2", "--model_params.warmup_epochs=1", "--model_params.warmup_batch_size=8",
-             "--model_params.soft_max_rows=48"), makes="ctr-sailrec"),
-    Row(r"semcollab ctr evaluate runs/ctr/<run>", "ctr", "the mf run; allow_pickle", add=("--data.allow_pickle=true",),
+        "allow_pickle", add=(ALLOW_PICKLE,), makes="ctr-sailrec"),
+    Row(r"semcollab ctr evaluate runs/ctr/<run>", "ctr", "<run>: the mf run; allow_pickle", add=(ALLOW_PICKLE,),
         runs={"runs/ctr/<run>": "ctr-mf"}),
     Row(r"semcollab ctr attention runs/ctr/<run> --out attention", "ctr",
-        "the sailrec run (attention needs soft tokens); allow_pickle; 16 rows", runs={"runs/ctr/<run>": "ctr-sailrec"},
-        add=("--data.allow_pickle=true", "--rows", "16")),
+        "<run>: the sailrec run (attention needs collaborative tokens); allow_pickle", add=(ALLOW_PICKLE,),
+        runs={"runs/ctr/<run>": "ctr-sailrec"}),
     Row(r"semcollab ctr table runs/ctr/<run> runs/ctr/<other-run>", "ctr", "the mf and sellarec runs",
         runs={"runs/ctr/<run>": "ctr-mf", "runs/ctr/<other-run>": "ctr-sellarec"}),
     # --- ReaEmb on the tiny s3rec:Beauty; smollm2-135m is the tiny Llama
     Row(r"semcollab reaemb train --dataset s3rec:Beauty --lm smollm2-135m", "reaemb",
-        "2 + 1 optimizer steps, small batches, LoRA rank 2, 2 rollouts", add=TINY_REAEMB, makes="reaemb"),
-    Row(r"semcollab reaemb table runs/reaemb/<run> --out items\.npy", "reaemb", "the reaemb run",
+        "2 + 1 optimizer steps (default 2,000 + one epoch of anchors)",
+        add=("--stage1.max_steps=2", "--stage2.max_steps=1"), makes="reaemb"),
+    Row(r"semcollab reaemb table runs/reaemb/<run> --out items\.npy", "reaemb", "<run>: the reaemb run",
         runs={"runs/reaemb/<run>": "reaemb"}),
-    Row(r"semcollab reaemb bench-kv runs/reaemb/<run>", "reaemb", "the reaemb run; 4 items in batches of 2",
-        add=("--n-items", "4", "--batch-size", "2"), runs={"runs/reaemb/<run>": "reaemb"}),
-    # --- offline models (nothing downloaded)
+    Row(r"semcollab reaemb bench-kv runs/reaemb/<run>", "reaemb", "<run>: the reaemb run",
+        runs={"runs/reaemb/<run>": "reaemb"}),
+    # --- offline models: nothing is downloaded (PIP_NO_INDEX is set as well)
     Row(r"semcollab models", "models"),
     # --- commands named in prose: each must be a command `semcollab --help` lists (run once, for all of them)
     Row(r"semcollab (ctr \.\.\.|report|serve)", "mentions", "not run: only its name is checked", how="mention"),
@@ -230,178 +208,6 @@ def test_a_new_readme_command_is_caught():
     assert "semcollab frobnicate --all" in readme_commands(text) and not _row_of("semcollab frobnicate --all")
 
 
-# ------------------------------------------------------------------------------------------------- stand-in data
-
-def write_ml100k(folder: Path, n_users=60, n_items=40, per_user=10) -> Path:
-    """RecBole-atomic ``ml-100k.inter`` / ``.item`` with the real files' columns; users walk the items in order."""
-    rng = random.Random(0)
-    folder.mkdir(parents=True)
-    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
-    for u in range(1, n_users + 1):
-        start = rng.randrange(n_items)
-        for t in range(per_user):
-            lines.append(f"{u}\t{(start + t) % n_items + 1}\t{rng.randint(1, 5)}\t{880000000 + 1000 * u + t}")
-    (folder / "ml-100k.inter").write_text("\n".join(lines) + "\n")
-    genres = ["Animation Comedy", "Action Thriller", "Drama", "Romance Drama"]
-    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
-    items += [f"{i}\tMovie {i}\t{1990 + i % 9}\t{genres[i % 4]}" for i in range(1, n_items + 1)]
-    (folder / "ml-100k.item").write_text("\n".join(items) + "\n")
-    return folder
-
-
-def write_s3rec_beauty(folder: Path, n_users=40, n_items=20, per_user=8) -> None:
-    """``Beauty.txt`` (user item item ...), ``Beauty_items.csv`` (the real file's columns) and
-    ``Beauty_item2attributes.json``; every user and item above the 5-core."""
-    rng = random.Random(1)
-    folder.mkdir(parents=True)
-    lines = []
-    for u in range(1, n_users + 1):
-        start = rng.randrange(n_items)
-        lines.append(" ".join(map(str, [u, *((start + t) % n_items + 1 for t in range(per_user))])))
-    (folder / "Beauty.txt").write_text("\n".join(lines) + "\n")
-    words = ["nail polish", "lip balm", "face cream", "hair spray", "eye shadow"]
-    rows = ["item_id,source_id,title,brand,categories,attributes,keywords"]
-    for i in range(1, n_items + 1):
-        w = words[i % 5]
-        rows.append(f'{i},B{i:09d},"The {w} {i}",Brand{i % 3},Beauty > {w.title()},"Brand{i % 3}, {w}",{w} {i}')
-    (folder / "Beauty_items.csv").write_text("\n".join(rows) + "\n")
-    (folder / "Beauty_item2attributes.json").write_text(json.dumps({str(i): [i % 4, 4 + i % 3]
-                                                                    for i in range(1, n_items + 1)}))
-
-
-def write_collm_zip(path: Path) -> None:
-    """``ml-1m/{train,valid,test}_ood2.pkl`` as in the CoLLM zip, from tests/tasks/test_ctr_cli.py's writer."""
-    from tests.tasks.test_ctr_cli import write_collm_folder
-
-    folder = write_collm_folder(path.parent / "collm-pickles", rows=(96, 32, 32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        for split in ("train", "valid", "test"):
-            zf.write(folder / f"{split}_ood2.pkl", f"ml-1m/{split}_ood2.pkl")
-    shutil.rmtree(folder)
-
-
-def write_walkthrough_data(folder: Path) -> None:
-    text = README.read_text(encoding="utf-8")
-    blocks = walkthrough_blocks(text)
-    csvs = [body for lang, body in blocks if lang == "csv"]
-    event_cols, item_cols = (body.splitlines()[0].split(",") for body in csvs)
-    write_data(folder, event_cols, item_cols)
-    (folder / _config_yaml_name(text)).write_text(next(body for lang, body in blocks if lang == "yaml"))
-
-
-def place_lm(cache: Path, name: str, folder: Path) -> None:
-    """``folder`` as the ready copy of registry model ``name`` (what `semcollab models fetch` leaves behind)."""
-    shutil.copytree(folder, cache / "models" / name / "dense")
-
-
-FAKE_HUB = '''"""`python -m semcollab` with gemma3-270m's registry entry pointed at a fake part wheel in the cache."""
-import dataclasses, hashlib, os, runpy, sys, zipfile
-from pathlib import Path
-
-from semcollab.hub import models as hub
-
-name, payload = "gemma3-270m", b"GGUF" + bytes(range(256)) * 4
-entry = hub.MODELS[name]
-req = "fake-gemma-part1==1.0"
-member = "fake_gemma_part1/data/model.gguf"
-wheels = hub.model_root(name) / "wheels"
-wheels.mkdir(parents=True, exist_ok=True)
-with zipfile.ZipFile(wheels / "fake_gemma_part1-1.0-py3-none-any.whl", "w") as zf:
-    zf.writestr(member, payload)
-hub.MODELS[name] = dataclasses.replace(entry, packages=(req,), parts=(hub.Part(req, member, len(payload)),),
-                                       size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
-
-
-def tiny_loader(path, dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    src = os.environ["TINY_LM"]
-    return AutoModelForCausalLM.from_pretrained(src, dtype=dtype), AutoTokenizer.from_pretrained(src)
-
-
-hub._default_gguf_loader = tiny_loader
-sys.argv = ["semcollab", *sys.argv[1:]]
-runpy.run_module("semcollab", run_name="__main__", alter_sys=True)
-'''
-
-
-# ---------------------------------------------------------------------------------------------------- the runner
-
-class Runner:
-    """Runs README commands in ``folder`` and remembers which run folders each one wrote."""
-
-    def __init__(self, folder: Path, cache: Path, shared: Path, ml100k: Path):
-        self.folder, self.runs = folder, {}
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-                    "SEMCOLLAB_CACHE": str(cache), "SEMCOLLAB_SHARED": str(shared), "SEMCOLLAB_ML100K": str(ml100k),
-                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PIP_NO_INDEX": "1", "OMP_NUM_THREADS": "1"}
-        self.env.pop("SEMCOLLAB_API_KEY", None)
-
-    def run_folders(self) -> set[Path]:
-        return {p.parent for p in (self.folder / "runs").rglob("config.yaml")} if (self.folder / "runs").is_dir() else set()
-
-    def command(self, line: str, row: Row) -> str:
-        line = re.sub(r" \[runs/<run> \.\.\.\]", "", line)
-        for placeholder, label in row.runs.items():
-            assert label in self.runs, f"{line}: no earlier row made run {label!r}"
-            line = line.replace(placeholder, str(self.runs[label]))
-        assert "<" not in line, f"a placeholder without a run in its row: {line}"
-        return " ".join([line.removesuffix("&").strip(), *row.add])
-
-    def check(self, r: subprocess.CompletedProcess, line: str) -> str:
-        out = r.stdout + r.stderr
-        assert r.returncode == 0 and "Traceback (most recent call last)" not in out, \
-            f"README command failed (exit {r.returncode}): {line}\n{out[-4000:]}"
-        return out
-
-    def shell(self, cmd: str, timeout=300) -> subprocess.CompletedProcess:
-        cmd = re.sub(r"^semcollab ", f"{sys.executable} -m semcollab ", cmd)
-        return subprocess.run(["bash", "-c", cmd], cwd=self.folder, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def __call__(self, line: str, row: Row, tiny_lm: Path | None = None) -> str:
-        before = self.run_folders()
-        cmd = self.command(line, row)
-        if row.how == "serve":
-            out = self.serve(cmd, line, row.user)
-        elif row.how == "fetch":
-            (self.folder / "fake_hub.py").write_text(FAKE_HUB)
-            self.env["TINY_LM"] = str(tiny_lm)
-            out = self.check(self.shell(cmd.replace("semcollab ", f"{sys.executable} fake_hub.py ", 1)), line)
-        else:
-            out = self.check(self.shell(cmd), line)
-        if row.makes:
-            made = sorted(self.run_folders() - before)
-            assert made, f"{line}: wrote no run folder under runs/"
-            self.runs[row.makes] = made[0]
-        return out
-
-    def serve(self, cmd: str, line: str, user: str) -> str:
-        port = free_port()
-        cmd = re.sub(r" --port \d+", "", cmd) + f" --port {port}"
-        cmd = re.sub(r"^semcollab ", f"exec {sys.executable} -m semcollab ", cmd)
-        server = subprocess.Popen(["bash", "-c", cmd], cwd=self.folder, env=self.env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_healthy(port, server)
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", method="POST",
-                                         data=json.dumps({"user_id": user, "k": 5}).encode(),
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=60) as r:
-                answer = json.loads(r.read())
-            assert answer.get("items"), f"{line}: /v1/recommend gave no items: {answer}"
-        finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait()
-        return json.dumps(answer)
-
-
 @pytest.fixture
 def runner(tmp_path):
     shared = tmp_path / "shared"
@@ -427,15 +233,10 @@ def run_group(group: str, runner: Runner, tiny_lm: Path | None = None) -> dict[s
         for line in lines:
             expanded = [line.replace("NAME", m) for m in baselines] if "NAME" in line else [line]
             for one in expanded:
-                t0, cpu0 = time.perf_counter(), _children_cpu()
+                t0, cpu0 = time.perf_counter(), children_cpu()
                 outputs[one] = runner(one, row, tiny_lm)
-                print(f"{time.perf_counter() - t0:5.1f} s wall {_children_cpu() - cpu0:5.1f} s cpu  {one}")
+                print(f"{time.perf_counter() - t0:5.1f} s wall {children_cpu() - cpu0:5.1f} s cpu  {one}")
     return outputs
-
-
-def _children_cpu() -> float:
-    use = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return use.ru_utime + use.ru_stime
 
 
 GROUPS = ("walkthrough", "ml100k", "saerec", "ctr", "reaemb", "models", "mentions")
