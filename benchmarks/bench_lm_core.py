@@ -14,17 +14,16 @@ import time
 import torch
 
 from semcollab.lm import (
-    LMTrainConfig,
     LoRAConfig,
     add_lora,
     answer_token_ids,
     load_causal_lm,
-    train_lm,
     yes_no_logits,
     yes_no_logits_full_head,
     yes_no_loss,
 )
 from semcollab.methods.lm_ctr.prompts import TALLREC_MOVIE
+from semcollab.train.lm_steps import LMTrainConfig, train_lm
 
 TITLES = ["Toy Story (1995)", "GoldenEye (1995)", "Heat (1995)", "Casino (1995)", "Jumanji (1995)", "Babe (1995)",
           "Sabrina (1995)", "Sense and Sensibility (1995)", "Four Rooms (1995)", "Get Shorty (1995)",

@@ -76,8 +76,8 @@ def test_train_resume_checkpoint_never_runs_code(toy_dir, tmp_path, as_torch):
 
 
 def test_ctr_embedding_loop_checkpoint_never_runs_code(tmp_path):
+    from semcollab.config.ctr import CTRTrainConfig
     from semcollab.tasks.ctr import build_ctr_model, fit_ctr, prepare_ctr
-    from semcollab.tasks.ctr_config import CTRTrainConfig
 
     from .tasks.test_ctr import toy_ctr
 
@@ -111,10 +111,10 @@ def test_reaemb_stage_checkpoint_never_runs_code(tiny_causal_lm, tmp_path):
 def test_lm_ctr_step_cache_never_runs_code(tiny_yes_no_lm, tmp_path):
     """The shared step-1 LoRA cache (~/.cache/semcollab/lm-ctr/step1-lora-<hash>/checkpoint.pt) of
     tallrec / collm / sellarec / sailrec."""
+    from semcollab.config.ctr import CTRTrainConfig
     from semcollab.hub.wheels import default_cache_dir
     from semcollab.methods.lm_ctr.base import _hash
     from semcollab.tasks.ctr import build_ctr_model, prepare_ctr
-    from semcollab.tasks.ctr_config import CTRTrainConfig
 
     from .tasks.test_ctr import toy_ctr
 

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from semcollab.config import ConfigError, TrainConfig, from_dict, resolve_device
-from semcollab.lm import LMTrainConfig, encode_texts, load_causal_lm
+from semcollab.config.ctr import CTRTrainConfig
+from semcollab.lm import encode_texts, load_causal_lm
 from semcollab.methods.reaemb import ReaEmbPipelineConfig
-from semcollab.tasks.ctr_config import CTRTrainConfig
 from semcollab.text import TextEncoder, resolve_encoder
+from semcollab.train.lm_steps import LMTrainConfig
 
 GOOD = ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"]
 BAD = ["gpu", "cuda:", "cuda:x", "CPU", "cuda0", " cpu", "tpu", ""]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from semcollab.methods.saerec import branch_stats
 from semcollab.report.table import run_label
+from semcollab.tasks import ranking_eval
 
 COLUMNS = [  # (header, key, format)
     ("users", "users", "d"), ("w_per", "weight_personal_mean", ".3f"), ("w_pub", "weight_public_mean", ".3f"),
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, failed = [], 0
     for run in args.runs:
         try:
-            stats = branch_stats.branch_stats_for_run(run, stage=args.stage, max_users=args.max_users or None,
+            stats = ranking_eval.branch_stats_for_run(run, stage=args.stage, max_users=args.max_users or None,
                                                       batch_size=args.batch_size, seed=args.seed)
         except Exception as exc:  # noqa: BLE001 - report the run and go on with the others
             print(f"{run}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -119,7 +119,7 @@ def register(name: str, task: str = "ranking", config: type | None = None, alias
         for a in aliases:
             owner = _aliases.get((task, _check_name(a, "alias")))
             if owner not in (None, name) or ((task, a) in _models and a != name):
-                raise ConfigError(f"alias {a!r} of {task} model {name!r} is already taken by {owner or a!r}")
+                raise ConfigError(f"alias {a!r} of {name!r} is already taken by {owner or a!r}")
         _models[(task, name)] = ModelEntry(name, task, cls, cfg, tuple(aliases))
         _aliases.update({(task, a): name for a in aliases})
         return cls
@@ -200,7 +200,7 @@ def model_entry(name: str, task: str | None = None) -> ModelEntry:
     if task is not None and others:
         raise UnknownNameError(f"model {name!r} is a {others[0]} model, not a {task} one; available {task} models: "
                                f"{list_models(task)}")
-    raise UnknownNameError(f"unknown {task + ' ' if task else ''}model {name!r}; available: {list_models(task)}")
+    raise UnknownNameError(f"unknown model {name!r}; available: {list_models(task)}")
 
 
 def list_models(task: str | None = None) -> list[str]:

@@ -149,8 +149,8 @@ def test_the_lm_step_loop_refuses_a_checkpoint_dir_another_live_process_owns(tmp
     """Two LM-CTR runs of equal step-1 settings share one step cache: the second must not read or overwrite it."""
     import torch
 
-    from semcollab.lm import LMTrainConfig, train_lm
     from semcollab.runs.checkpoints import CheckpointInUseError
+    from semcollab.train.lm_steps import LMTrainConfig, train_lm
 
     ckpt_dir = tmp_path / "step1-lora-abc"
     code = (f"from semcollab.runs.checkpoints import lock_resume_file; lock_resume_file({str(ckpt_dir / 'checkpoint.pt')!r}); "

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from semcollab.config.ctr import CTRTrainConfig
 from semcollab.data import CTRData
 from semcollab.data.ctr import CTRPart
 from semcollab.evaluation.ctr import group_metrics
 from semcollab.tasks.ctr import build_ctr_model, ctr_report, fit_ctr, predict, prepare_ctr
-from semcollab.tasks.ctr_config import CTRTrainConfig
 from tests.conftest import Killed, kill_after
 
 

@@ -58,9 +58,9 @@ def test_ctr_train_evaluate_table(tmp_path):
 
 
 def test_ctr_evaluate_on_the_subset_an_lm_run_uses(tmp_path):
+    from semcollab.config.ctr import CTRDataConfig
     from semcollab.data.ctr import subsample_index
     from semcollab.tasks.ctr import evaluate_ctr_run, prepare_ctr
-    from semcollab.tasks.ctr_config import CTRDataConfig
 
     data = write_collm_folder(tmp_path / "collm")
     out = tmp_path / "runs"

@@ -5,16 +5,15 @@ import torch
 
 from semcollab.lm import (
     USER_TOKEN,
-    LMTrainConfig,
     LoRAConfig,
     add_lora,
     embed_with_soft_tokens,
     length_bucketed_batches,
     longest_first_batches,
-    train_lm,
     yes_no_logits,
     yes_no_loss,
 )
+from semcollab.train.lm_steps import LMTrainConfig, train_lm
 
 from ..lm_helpers import prepare_lm
 

@@ -10,10 +10,9 @@ import yaml
 from rich.table import Table
 
 from ..errors import RunFileError, TrainingIncomplete
-from ..methods.lm_ctr.attention_report import attention_diagnostic
 from ..report.table import ctr_label
 from ..tasks.base import read_run_record
-from ..tasks.ctr import evaluate_ctr_run, run_ctr
+from ..tasks.ctr import attention_diagnostic, evaluate_ctr_run, run_ctr
 from ..textsafe import safe_text
 from .common import (
     EXTRA,

@@ -10,8 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ..methods.saerec.branch_stats import branch_stats_for_run
 from ..methods.saerec.pipeline import build_intents
+from ..tasks.ranking_eval import branch_stats_for_run
 from ..textsafe import safe_text
 from .common import EMPTY_TEXT_HELP, SEED, EmptyText, check_stage, console, handled, log, named
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train.lm_steps import longest_first_batches
+from .batching import longest_first_batches
 from .body import body_hidden, last_token_index
 
 POOLINGS = ("last", "mean")

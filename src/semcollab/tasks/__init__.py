@@ -3,16 +3,16 @@
 ``ranking`` (:mod:`.ranking`), ``ctr`` (:mod:`.ctr`) and ``item-table`` (:mod:`.item_table`) each train, save and
 load runs; :func:`semcollab.run` / :func:`semcollab.load_run` pick the task. Every config names its task in a
 ``task`` key (saved ranking and CTR configs record it; a config without one -- written before it was recorded, or
-the ReaEmb pipeline's -- is told apart by the keys only one schema has). Kept free of the task modules' imports:
-the model modules import :mod:`.ctr_config` through this package."""
+the ReaEmb pipeline's -- is told apart by the keys only one schema has). The schemas themselves live in
+:mod:`semcollab.config` (ranking) and :mod:`semcollab.config.ctr`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig, apply_overrides, from_dict, raw_config, to_dict
+from ..config.ctr import CTRDataConfig, CTRRunConfig
 from ..registry import TASKS
-from .ctr_config import CTRDataConfig, CTRRunConfig
 
 # keys only the ReaEmb pipeline's config has at the top level, and only the CTR data section has
 _ITEM_TABLE_KEYS = {"stage1", "stage2", "encoder", "lm", "dataset", "text_fields"}

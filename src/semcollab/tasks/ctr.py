@@ -21,11 +21,13 @@ from safetensors.torch import load_file, save_file
 
 from .. import registry
 from ..config import ConfigError, DataConfig, dataset_name, from_dict, resolve_config, to_dict
+from ..config.ctr import CTRRunConfig, CTRTrainConfig
 from ..data import DataError, load_ctr
 from ..data.ctr import CTRSplit, prepare_ctr, subsample_index
 from ..errors import DataChangedError, IncompatibleRunError, RunFileError, TrainingIncomplete
 from ..evaluation.ctr import ctr_report, predict
 from ..methods.lm_ctr import collm, sailrec, sellarec, tallrec  # noqa: F401  (register the LM CTR models)
+from ..methods.lm_ctr.attention_report import attention_report, check_attention_args
 from ..models import mf_ctr, sasrec_ctr  # noqa: F401  (register the embedding CTR models)
 from ..models.base import CTRModel
 from ..runs.checkpoints import (
@@ -40,7 +42,6 @@ from ..runs.record import save_run_record, write_run_dir
 from ..train.ctr import fit_ctr
 from ..train.trainer import resolve_device, seed_everything
 from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record
-from .ctr_config import CTRRunConfig, CTRTrainConfig
 
 
 def ctr_model_entry(name: str) -> registry.ModelEntry:
@@ -283,6 +284,17 @@ def load_ctr_view(path: str | Path, allow_data_change: bool = False, allow_pickl
     return CTRRun(Path(path), cfg, net, split)
 
 
-__all__ = ["CTRRun", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_model_entry",
+def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int = 256, seed: int = 0,
+                         batch_size: int = 8, allow_data_change: bool = False, allow_pickle: bool = False) -> dict:
+    """Load a CTR run with soft tokens (collm, sellarec, sailrec) and record its per-layer attention to the
+    collaborative tokens (:func:`~semcollab.methods.lm_ctr.attention_report.attention_report`): ``attention.json`` /
+    ``attention.png`` in ``out_dir`` (default: the run folder); returns the report."""
+    check_attention_args(stage, rows)  # before the run is loaded
+    cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
+    net.to(resolve_device(cfg.train.device))
+    return attention_report(net, split, cfg.model, run_dir, out_dir, stage, rows, seed, batch_size)
+
+
+__all__ = ["attention_diagnostic", "CTRRun", "CTRRunConfig", "CTRSplit", "TrainingIncomplete", "build_ctr_model", "ctr_model_entry",
            "ctr_report", "evaluate_ctr_run", "fit_ctr", "load_ctr_run", "load_ctr_view", "predict", "prepare_ctr",
            "run_ctr"]

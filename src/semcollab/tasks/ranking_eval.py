@@ -19,6 +19,10 @@ from ..config import (
     to_dict,
 )
 from ..evaluation.ranking import evaluate_ranking
+from ..methods.complementarity.diagnose import diagnose
+from ..methods.saerec.branch_stats import saerec_branch_stats
+from ..methods.saerec.model import SAERec
+from .base import read_run_record
 from .ranking import DATA_PATH_KEYS, load_ranking_run, read_run_config
 
 STAGES = ("valid", "test")
@@ -98,3 +102,40 @@ def evaluate_saved_run(run_dir: str | Path, stage: str = "test", overrides: list
     net.to(device)
     metrics = evaluate_ranking(net, split.eval_set(stage), split.n_items, split.item_popularity(), ev, device)
     return RunEvaluation(cfg.model, split.name, stage, metrics)
+
+
+def branch_stats_for_run(run_dir: str | Path, stage: str = "test", max_users: int | None = 2000,
+                         batch_size: int = 256, seed: int = 0, allow_data_change: bool = False) -> dict:
+    """:func:`~semcollab.methods.saerec.branch_stats.saerec_branch_stats` for a saved run folder (rebuilt with
+    :func:`load_ranking_run`), with the run's own ``eval.mask_history``; adds ``run_dir``
+    and ``model``. Raises ConfigError for a non-SAERec run."""
+    cfg, model, split = load_ranking_run(run_dir, allow_data_change=allow_data_change)
+    if not isinstance(model, SAERec):
+        raise ConfigError(f"{run_dir} is a {cfg.model!r} run; branch statistics need a saerec run")
+    stats = saerec_branch_stats(model, split, stage=stage, max_users=max_users, batch_size=batch_size, seed=seed,
+                                mask_history=cfg.eval.mask_history)
+    return {"run_dir": str(run_dir), "model": cfg.model, **stats}
+def diagnose_runs(run_a: str | Path, run_b: str | Path, k: int = 10, probes: bool = True,
+                  out: str | Path | None = None, allow_data_change: bool = False):
+    """Complementarity of two saved ranking runs of one split
+    (:func:`~semcollab.methods.complementarity.diagnose.diagnose`); returns the report and ``(config A, config B,
+    split)``. Two runs that are the same folder, or were trained on other data or data settings, are refused."""
+    run_a, run_b = Path(run_a), Path(run_b)
+    if run_a.resolve() == run_b.resolve():
+        raise ConfigError(f"both arguments are the same run ({run_a}); a run against itself has Jaccard 1.0 by "
+                          "construction. Give two different runs of one split")
+    fp_a, fp_b = read_run_record(run_a).get("data_fingerprint"), read_run_record(run_b).get("data_fingerprint")
+    if fp_a and fp_b and fp_a != fp_b:
+        raise ConfigError(f"{run_a} and {run_b} were trained on different data (fingerprints {fp_a[:12]} vs "
+                          f"{fp_b[:12]}), even if the source path is the same")
+    cfg_a, model_a, split = load_ranking_run(run_a, allow_data_change=allow_data_change)
+    cfg_b, model_b, _ = load_ranking_run(run_b, allow_data_change=allow_data_change)
+    if to_dict(cfg_a.data) != to_dict(cfg_b.data):
+        raise ConfigError("the two runs were trained on different data settings; compare runs of one split")
+    if not 1 <= k <= split.n_items:
+        raise ConfigError(f"--k must be between 1 and the catalogue size ({split.n_items} items of {split.name}), "
+                          f"got {k}")
+    report = diagnose(model_a, model_b, split, k, (cfg_a.model, cfg_b.model), probes, out)
+    return report, (cfg_a, cfg_b, split)
+
+

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..config.ctr import CTRTrainConfig
 from ..data.ctr import CTRSplit
 from ..errors import DataError
 from ..evaluation.ctr import predict
 from ..evaluation.metrics import auc
 from ..runs.checkpoints import trajectory_settings
-from ..tasks.ctr_config import CTRTrainConfig
 from .loop import EpochTask, make_checkpoint_key, train_epochs
 
 

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import allowed, device_option, one_of, resolve_device, validate
+from ..lm.batching import length_bucketed_batches, longest_first_batches  # noqa: F401  (re-used here)
 from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoint, resume_lock
 from ..runs.checkpoints import rng_state as _rng_state
 from ..runs.checkpoints import save_atomic as _save_atomic
@@ -90,25 +90,6 @@ class LMTrainResult:
     @property
     def finished(self) -> bool:
         return self.stopped_by in ("finished", "already_finished")
-
-
-def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Rows sorted by length (ties broken at random) and chunked, so a batch pads little; chunk order is
-    shuffled. A pure function of ``(seed, epoch)``."""
-    rng = np.random.default_rng([seed, epoch])
-    order = np.lexsort((rng.random(len(lengths)), np.asarray(lengths)))
-    chunks = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    return [chunks[i] for i in rng.permutation(len(chunks))]
-
-
-def longest_first_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Row indices chunked longest first (ties in input order): the inference counterpart of
-    :func:`length_bucketed_batches`, for encoding and scoring that write each chunk back with ``out[idx] = ...``.
-    The longest batch comes first, so running out of memory shows at once."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 def _named_trainable(trainable) -> dict[str, nn.Parameter]:

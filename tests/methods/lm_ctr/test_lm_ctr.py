@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from semcollab.config.ctr import CTRTrainConfig
 from semcollab.tasks.ctr import TrainingIncomplete, build_ctr_model, predict, prepare_ctr
-from semcollab.tasks.ctr_config import CTRTrainConfig
 
 from ...tasks.test_ctr import toy_ctr
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from semcollab.config.ctr import CTRTrainConfig
 from semcollab.methods.lm_ctr.sailrec import user_profiles
 from semcollab.models.base import info_nce
 from semcollab.tasks.ctr import build_ctr_model, predict, prepare_ctr
-from semcollab.tasks.ctr_config import CTRTrainConfig
 
 from ...tasks.test_ctr import toy_ctr
 

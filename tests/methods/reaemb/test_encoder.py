@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semcollab.config import ConfigError
-from semcollab.lm import LMTrainConfig, LoRAConfig, add_lora, body_hidden, load_causal_lm
+from semcollab.lm import LoRAConfig, add_lora, body_hidden, load_causal_lm
 from semcollab.methods.reaemb import (
     THOUGHT_TOKEN,
     ReaEmbConfig,
@@ -27,6 +27,7 @@ from semcollab.methods.reaemb import (
     train_stage1,
     train_stage2,
 )
+from semcollab.train.lm_steps import LMTrainConfig
 
 from ...lm_helpers import randomize_lora
 from ...tolerance import assert_close_rounding, transformer_reductions

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import semcollab.tasks.ranking as ranking
+import semcollab.tasks.ranking_eval as ranking_eval
 from semcollab.config import EvalConfig, RunConfig
 from semcollab.evaluation.ranking import evaluate_ranking, pad_left
 from semcollab.methods.saerec.branch_stats import (
     attention_entropy,
-    branch_stats_for_run,
     last_position_terms,
     normalised_entropy,
     saerec_branch_stats,
@@ -160,14 +159,14 @@ def test_disabled_personal_branch_and_keep_list(toy_split):
 
 def test_run_wrapper_refuses_other_models_and_passes_settings(toy_split, monkeypatch):
     sas = SASRec(toy_split.n_users, toy_split.n_items, SASRecConfig(hidden=16, layers=1, heads=2, max_len=8))
-    monkeypatch.setattr(ranking, "load_ranking_run", lambda run_dir, **kw: (RunConfig(model="sasrec"), sas, toy_split))
+    monkeypatch.setattr(ranking_eval, "load_ranking_run", lambda run_dir, **kw: (RunConfig(model="sasrec"), sas, toy_split))
     with pytest.raises(ValueError, match="is a 'sasrec' run; branch statistics need a saerec run"):
-        branch_stats_for_run("some/run")
+        ranking_eval.branch_stats_for_run("some/run")
     m = make(toy_split)
     cfg = RunConfig(model="saerec")
     cfg.eval.mask_history = False
-    monkeypatch.setattr(ranking, "load_ranking_run", lambda run_dir, **kw: (cfg, m, toy_split))
-    out = branch_stats_for_run("some/run", stage="valid", max_users=None)
+    monkeypatch.setattr(ranking_eval, "load_ranking_run", lambda run_dir, **kw: (cfg, m, toy_split))
+    out = ranking_eval.branch_stats_for_run("some/run", stage="valid", max_users=None)
     assert out["model"] == "saerec" and out["run_dir"] == "some/run" and out["mask_history"] is False
     assert out["hr@10_fused"] == pytest.approx(saerec_branch_stats(m, toy_split, "valid", None,
                                                                    mask_history=False)["hr@10_fused"])
@@ -178,8 +177,6 @@ def test_run_wrapper_refuses_other_models_and_passes_settings(toy_split, monkeyp
 def test_script_prints_one_row_per_run_and_reports_failures(toy_split, tmp_path, monkeypatch, capsys):
     import importlib.util
     from pathlib import Path
-
-    import semcollab.methods.saerec.branch_stats as bs
 
     path = Path(__file__).resolve().parents[3] / "experiments" / "saerec_realtext" / "branch_stats.py"
     spec = importlib.util.spec_from_file_location("saerec_branch_stats_script", path)
@@ -196,7 +193,7 @@ def test_script_prints_one_row_per_run_and_reports_failures(toy_split, tmp_path,
         assert kw["max_users"] is None and kw["stage"] == "valid"
         return {"run_dir": str(run), "model": "saerec", **stats}
 
-    monkeypatch.setattr(bs, "branch_stats_for_run", fake)
+    monkeypatch.setattr(ranking_eval, "branch_stats_for_run", fake)
     rc = script.main([str(good), str(bad), "--stage", "valid", "--max-users", "0", "--json", str(tmp_path / "o.json")])
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()

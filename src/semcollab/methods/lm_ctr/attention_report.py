@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...errors import ConfigError, IncompatibleRunError
+from .base import LMCTRModel
+
 
 def _masks(model, enc: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Kind masks over key positions, and per kind the text query positions that can see that kind (real
@@ -108,35 +111,32 @@ def plot_attention(report: dict, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int = 256, seed: int = 0,
-                         batch_size: int = 8, allow_data_change: bool = False, allow_pickle: bool = False) -> dict:
-    """Load a CTR run with soft tokens (collm, sellarec, sailrec), record its per-layer attention to the
-    collaborative tokens on ``rows`` random ``stage`` rows, write ``attention.json`` / ``attention.png`` to
-    ``out_dir`` (default: the run folder) and return the report. A steered run (SAILRec with a nonzero
-    schedule) is also recorded with the bias removed from the same weights (``report["unsteered"]``,
-    ``attention_unsteered.png``): the difference is what the bias itself moves."""
-    from ...errors import IncompatibleRunError
-    from ...tasks.ctr import load_ctr_run
-    from ...train.trainer import resolve_device
-    from .base import LMCTRModel
-
+def check_attention_args(stage: str, rows: int) -> None:
     if stage not in ("valid", "test"):
-        raise ValueError(f"stage must be valid or test, got {stage!r}")
+        raise ConfigError(f"stage must be valid or test, got {stage!r}")
     if rows < 1:
-        raise ValueError(f"rows must be at least 1, got {rows}")
+        raise ConfigError(f"rows must be at least 1, got {rows}")
+
+
+def attention_report(net, split, model_name: str, run_dir, out_dir=None, stage: str = "test", rows: int = 256,
+                     seed: int = 0, batch_size: int = 8) -> dict:
+    """Record a loaded LM-CTR model's per-layer attention to the collaborative tokens on ``rows`` random ``stage``
+    rows, write ``attention.json`` / ``attention.png`` to ``out_dir`` (default: ``run_dir``) and return the report.
+    A steered model (SAILRec with a nonzero schedule) is also recorded with the bias removed from the same weights
+    (``report["unsteered"]``, ``attention_unsteered.png``): the difference is what the bias itself moves.
+    :func:`semcollab.tasks.ctr.attention_diagnostic` loads a saved run and calls this."""
+    check_attention_args(stage, rows)
     run_dir = Path(run_dir)
-    cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
     if not isinstance(net, LMCTRModel) or type(net).soft_vectors is LMCTRModel.soft_vectors:
-        raise IncompatibleRunError(f"{run_dir} is a {cfg.model!r} run: the attention diagnostic needs an LM model with "
-                         "collaborative soft tokens (collm, sellarec, sailrec)")
-    net.to(resolve_device(cfg.train.device))
+        raise IncompatibleRunError(f"{run_dir} is a {model_name!r} run: the attention diagnostic needs an LM model "
+                                   "with collaborative soft tokens (collm, sellarec, sailrec)")
     part = split.parts[stage]
     pick = np.sort(np.random.default_rng(seed).permutation(len(part))[:rows])
     raw = attention_profile(net, part, pick, batch_size)
     if not raw["kinds"]:
         raise IncompatibleRunError(f"{run_dir}: its prompts hold no collaborative soft tokens")
     schedule = [float(b) for b in (getattr(net, "schedule", None) or [])]
-    report = {"run": str(run_dir), "model": cfg.model, "stage": stage, "rows": len(pick), "seed": seed,
+    report = {"run": str(run_dir), "model": model_name, "stage": stage, "rows": len(pick), "seed": seed,
               "steering_bias": schedule, **summarise(raw, part.warm[pick])}
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -147,10 +147,10 @@ def attention_diagnostic(run_dir, out_dir=None, stage: str = "test", rows: int =
         finally:
             net.attn_control.set_bias(schedule)
         report["unsteered"] = off
-        plot_attention({**report, **off}, out / "attention_unsteered.png", title=f"{cfg.model} (bias removed)")
+        plot_attention({**report, **off}, out / "attention_unsteered.png", title=f"{model_name} (bias removed)")
     (out / "attention.json").write_text(json.dumps(report, indent=1))
-    plot_attention(report, out / "attention.png", title=cfg.model)
+    plot_attention(report, out / "attention.png", title=model_name)
     return report
 
 
-__all__ = ["attention_diagnostic", "attention_profile", "plot_attention", "summarise"]
+__all__ = ["attention_report", "check_attention_args", "attention_profile", "plot_attention", "summarise"]

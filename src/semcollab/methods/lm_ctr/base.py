@@ -196,7 +196,7 @@ class LMCTRModel(CTRModel):
 
     # ------------------------------------------------------------------ training
     def lm_train_config(self, lr: float, epochs: int, train_cfg):
-        from ...lm import LMTrainConfig
+        from ...train.lm_steps import LMTrainConfig
 
         return LMTrainConfig(epochs=epochs, batch_size=self.cfg.batch_size, grad_accum=self.cfg.grad_accum, lr=lr,
                              seed=self.cfg.seed, max_minutes=self.cfg.max_minutes,
@@ -209,7 +209,7 @@ class LMCTRModel(CTRModel):
         model's loss; resumable under a cache folder named by ``key`` (settings + data). Raises
         :class:`TrainingIncomplete` at the time cap."""
         from ...hub.wheels import default_cache_dir
-        from ...lm import train_lm
+        from ...train.lm_steps import train_lm
 
         part = split.parts["train"]
         if max_rows is not None and max_rows < len(part):

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from ...config import at_least, positive
+from ...config.ctr import CTRTrainConfig
 from ...lm import ITEM_TOKEN, USER_TOKEN, PromptTemplate
 from ...models.mf_ctr import MFCTR, MFCTRConfig
 from ...registry import register
-from ...tasks.ctr_config import CTRTrainConfig
 from ...train.ctr import fit_ctr
 from .base import LMCTRConfig, LMCTRModel, LMFitResult, part_fingerprint
 

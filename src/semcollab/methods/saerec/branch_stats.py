@@ -20,8 +20,6 @@ disabled branch), so the dict is JSON-able."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -266,21 +264,5 @@ BRANCH_STAT_KEYS = {
 }
 
 
-def branch_stats_for_run(run_dir: str | Path, stage: str = "test", max_users: int | None = 2000,
-                         batch_size: int = 256, seed: int = 0, allow_data_change: bool = False) -> dict:
-    """:func:`saerec_branch_stats` for a saved run folder (rebuilt with
-    :func:`semcollab.tasks.ranking.load_ranking_run`), with the run's own ``eval.mask_history``; adds ``run_dir``
-    and ``model``. Raises ValueError for a non-SAERec run."""
-    from ...tasks import ranking
-    from .model import SAERec
-
-    cfg, model, split = ranking.load_ranking_run(run_dir, allow_data_change=allow_data_change)
-    if not isinstance(model, SAERec):
-        raise ValueError(f"{run_dir} is a {cfg.model!r} run; branch statistics need a saerec run")
-    stats = saerec_branch_stats(model, split, stage=stage, max_users=max_users, batch_size=batch_size, seed=seed,
-                                mask_history=cfg.eval.mask_history)
-    return {"run_dir": str(run_dir), "model": cfg.model, **stats}
-
-
-__all__ = ["BRANCH_STAT_KEYS", "attention_entropy", "branch_stats_for_run", "last_position_terms",
+__all__ = ["BRANCH_STAT_KEYS", "attention_entropy", "last_position_terms",
            "normalised_entropy", "saerec_branch_stats", "score_terms"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError  # noqa: F401  (defined in errors.py)
+from ..errors import ConfigError  # noqa: F401  (defined in errors.py)
 
 # The one rule for a device option: every config's ``device`` accepts exactly these strings.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

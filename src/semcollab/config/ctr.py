@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import allowed, at_least, device_option, positive
+from . import allowed, at_least, device_option, positive
 
 
 @dataclass
