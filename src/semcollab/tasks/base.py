@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..config import ConfigError, read_config_file
 from ..errors import RunFileError
@@ -51,19 +53,10 @@ def read_run_config_file(path: Path) -> dict:
 
 def read_run_record(run_dir: str | Path) -> dict:
     """``run.json`` of a saved run ({} when absent, e.g. runs saved before it existed)."""
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
-    if not isinstance(meta, dict):
-        raise RunFileError(f"{path} does not hold a run record (a JSON object)")
-    return meta
+    return read_json_file(Path(run_dir) / "run.json", "a run record (a JSON object)")
 
 
-def read_json_file(path: Path) -> dict:
+def read_json_file(path: Path, holds: str = "a JSON object") -> dict:
     """A JSON object file of a run folder ({} when absent); a damaged one is a :class:`RunFileError`."""
     if not path.exists():
         return {}
@@ -72,8 +65,19 @@ def read_json_file(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunFileError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
     if not isinstance(out, dict):
-        raise RunFileError(f"{path} does not hold a JSON object")
+        raise RunFileError(f"{path} does not hold {holds}")
     return out
+
+
+def read_weights(run_dir: Path) -> dict:
+    """The tensors of a run's ``model.safetensors``; a missing or damaged file is a :class:`RunFileError`."""
+    weights = Path(run_dir) / "model.safetensors"
+    if not weights.exists():
+        raise RunFileError(f"{weights} is missing (the run was saved with save_model=false)")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunFileError(f"{weights} is not a readable safetensors file ({exc}); the run folder is damaged") from None
 
 
 class Run:

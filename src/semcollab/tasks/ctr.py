@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import registry
 from ..config import ConfigError, DataConfig, dataset_name, from_dict, resolve_config, to_dict
@@ -41,7 +40,7 @@ from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
 from ..train.ctr import fit_ctr
 from ..train.trainer import resolve_device, seed_everything
-from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record
+from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record, read_weights
 
 
 def ctr_model_entry(name: str) -> registry.ModelEntry:
@@ -188,10 +187,7 @@ def load_ctr_run(run_dir, allow_data_change: bool = False, allow_pickle: bool = 
         warnings.warn(msg, stacklevel=2)
     net = build_ctr_model(cfg.model, cfg.model_params, split)
     weights = run_dir / "model.safetensors"
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise RunFileError(f"{weights} is missing or not a readable safetensors file ({exc})") from None
+    state = read_weights(run_dir)
     try:
         net.load_trainable_state_dict(state)
     except RuntimeError as exc:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import (
     ConfigError,
@@ -36,7 +35,7 @@ from ..runs.checkpoints import (
 from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
 from ..train.trainer import fit, resolve_device, seed_everything
-from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record
+from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record, read_weights
 
 
 def _as_config(config, model, dataset, overrides) -> RunConfig:
@@ -200,12 +199,7 @@ def load_ranking_run(run_dir: str | Path, log=None, allow_data_change: bool = Fa
             f"(fingerprint {split.fingerprint()[:12]})")
     net = build_model(cfg.model, cfg.model_params, split)
     weights = run_dir / "model.safetensors"
-    if not weights.exists():
-        raise RunFileError(f"{weights} is missing (the run was saved with save_model=false)")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise RunFileError(f"{weights} is not a readable safetensors file ({exc}); the run folder is damaged") from None
+    state = read_weights(run_dir)
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:  # torch names every missing, unexpected and wrongly shaped tensor
