@@ -17,7 +17,7 @@ def test_every_script_path_named_exists():
 
 
 def test_scripts_holds_only_product_tooling():
-    kept = {"install.sh", "test_matrix.sh", "layout_stats.py", "docs_screenshots.py", "archive_runs.py",
+    kept = {"install.sh", "test_matrix.sh", "layout_stats.py", "behaviour_check.sh", "behaviour_diff.py", "docs_screenshots.py", "archive_runs.py",
             "resume_check.sh"}
     assert {p.name for p in (ROOT / "scripts").iterdir() if p.is_file()} <= kept, "a study script belongs in experiments/"
 
