@@ -40,7 +40,8 @@ def scan(root: Path) -> dict:
     top = root.name
     files = sorted(root.rglob("*.py"))
     lines = 0
-    inner = 0
+    inner = 0  # imports inside function bodies (a nested function's counted once)
+    inner_own = 0  # ... of semcollab's own modules: the ones that can hide a cycle
     edges: dict[str, set[str]] = {}
     edges_all: dict[str, set[str]] = {}  # with the imports inside functions: the cycles they hide
     for path in files:
@@ -61,9 +62,16 @@ def scan(root: Path) -> dict:
             elif isinstance(n, ast.Try):
                 stack.extend(n.body + n.orelse + n.finalbody + [s for h in n.handlers for s in h.body])
         all_nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        seen_inner: set[int] = set()
         for n in ast.walk(tree):
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                inner += sum(isinstance(m, (ast.Import, ast.ImportFrom)) for m in ast.walk(n))
+                for m in ast.walk(n):
+                    if isinstance(m, (ast.Import, ast.ImportFrom)) and id(m) not in seen_inner:
+                        seen_inner.add(id(m))
+                        inner += 1
+                        own = ([a.name for a in m.names] if isinstance(m, ast.Import)
+                               else _resolve(mod, is_pkg, m))
+                        inner_own += any(t == top or t.startswith(top + ".") for t in own)
         for n in all_nodes:
             targets = [a.name for a in n.names] if isinstance(n, ast.Import) else _resolve(mod, is_pkg, n)
             edges_all.setdefault(mod, set()).update(t for t in targets if t == top or t.startswith(top + "."))
@@ -94,7 +102,7 @@ def scan(root: Path) -> dict:
 
     pkg_graph = packages(mod_graph)
     all_graph = packages({m: {o for t in ts if (o := owner(t)) and o != m} for m, ts in edges_all.items()})
-    return {"files": len(files), "lines": lines, "imports_in_functions": inner,
+    return {"files": len(files), "lines": lines, "imports_in_functions": inner, "own_imports_in_functions": inner_own,
             "package_cycles": _cycles(pkg_graph), "module_cycles": _cycles(mod_graph),
             "package_cycles_with_function_imports": _cycles(all_graph),
             "package_graph": {k: sorted(v) for k, v in sorted(pkg_graph.items())}}
@@ -146,7 +154,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(res, indent=1))
         return
-    print(f"files {res['files']}, lines {res['lines']}, imports inside functions {res['imports_in_functions']}")
+    print(f"files {res['files']}, lines {res['lines']}, imports inside functions {res['imports_in_functions']} "
+          f"(of semcollab's own modules {res['own_imports_in_functions']})")
     print(f"package cycles {len(res['package_cycles'])}: {res['package_cycles']}")
     print(f"module cycles {len(res['module_cycles'])}: {[len(c) for c in res['module_cycles']]}")
     hidden = res["package_cycles_with_function_imports"]
