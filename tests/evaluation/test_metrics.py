@@ -6,9 +6,9 @@ import torch
 
 from semcollab.config import EvalConfig
 from semcollab.data.dataset import EvalSet
+from semcollab.evaluation.ctr import group_metrics
 from semcollab.evaluation.metrics import (
     auc,
-    ctr_metrics,
     full_ranking_metrics,
     log_loss,
     rank_based_metrics,
@@ -59,7 +59,7 @@ def test_ctr_metrics_hand_computed():
     assert (used, skipped) == (1, 2)
     expected = -(math.log(0.9) + math.log(0.2) + math.log(0.3) + math.log(0.9)) / 4
     assert log_loss(y, s) == pytest.approx(expected)
-    assert ctr_metrics(users, y, s)["n"] == 4
+    assert group_metrics(np.asarray(users), np.asarray(y), np.asarray(s))["n"] == 4
     with pytest.raises(ValueError):
         auc([1, 1], [0.2, 0.3])
 

@@ -100,9 +100,3 @@ def log_loss(labels, probs, eps: float = 1e-7) -> float:
     if np.isnan(p).any():
         raise ValueError("log-loss: predicted probabilities contain NaN")
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def ctr_metrics(users, labels, probs) -> dict:
-    u, n_used, n_skip = uauc(users, labels, probs)
-    return {"auc": auc(labels, probs), "uauc": u, "logloss": log_loss(labels, probs),
-            "uauc_users": n_used, "uauc_users_skipped": n_skip, "n": len(labels)}
