@@ -16,7 +16,7 @@ import torch
 
 from ..errors import DataError
 from .sources.raw import CTRData
-from .vocab import Vocab
+from .vocab import Vocab, VocabSizes
 
 STAGES = ("train", "valid", "test")
 
@@ -44,7 +44,7 @@ class CTRPart:
 
 
 @dataclass
-class CTRSplit:
+class CTRSplit(VocabSizes):
     name: str
     parts: dict[str, CTRPart]
     user_vocab: Vocab
@@ -61,14 +61,6 @@ class CTRSplit:
             return self
         return CTRSplit(self.name, dict(self.full), self.user_vocab, self.item_vocab, self.titles, self.history_len,
                         {}, None)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_vocab)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_vocab)
 
     @property
     def stats(self) -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .vocab import Vocab
+from .vocab import Vocab, VocabSizes
 
 
 @dataclass
@@ -33,7 +33,7 @@ class EvalSet:
 
 
 @dataclass
-class Split:
+class Split(VocabSizes):
     """A leakage-free split. ``train``/``valid``/``test`` have int64 columns ``user``, ``item``, ``order``
     (source order, the tie-breaker) and ``timestamp`` (int64, or float64 when the source has fractional
     times: they are never truncated, so sub-second order survives).
@@ -53,15 +53,6 @@ class Split:
     stats: dict
     # the dataset's own text template (semcollab.text.templates syntax); None: the "field: value; ..." join
     default_template: str | None = None
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_vocab)
-
-    @property
-    def n_items(self) -> int:
-        """Number of real items; item indices run 1..n_items and 0 is padding."""
-        return len(self.item_vocab)
 
     # ------------------------------------------------------------------ views used by models
     def _sequences(self, frames: list[pd.DataFrame]) -> list[np.ndarray]:

@@ -61,3 +61,20 @@ def pd_unique_sorted(values) -> np.ndarray:
         return uniq[order]
     except ValueError:
         return uniq
+
+
+class VocabSizes:
+    """``n_users`` / ``n_items`` of a split that holds ``user_vocab`` and ``item_vocab`` (ranking and CTR splits)."""
+
+    user_vocab: Vocab
+    item_vocab: Vocab
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def n_items(self) -> int:
+        """Number of real items; item indices run 1..n_items and 0 is padding."""
+        return len(self.item_vocab)
+
