@@ -1,0 +1,144 @@
+"""Data-parallel training under torchrun (2 gloo processes on the CPU) against one process.
+
+Tolerance. One process and two ranks compute the same steps in float32 but round differently: each rank averages
+its shard's targets, the shard means are rescaled and DDP sums the two gradients (another order of additions), and
+the loss of an epoch is summed over ranks. Each of those is a float32 sum, whose relative error is bounded by about
+n * eps for n terms (eps = torch.finfo(torch.float32).eps = 1.2e-7); the toy batches sum at most a few hundred
+terms, so one step's gradients agree to ~1e-5 relative. Adam divides by the gradient's running scale, so a
+relative change of the gradient becomes a change of the same relative size in the step, and those add up over
+the epochs' steps (about 30 here) rather than shrink. That bounds the drift by 30 * 300 * eps ~ 1e-3; we use
+RTOL = 1e4 * eps (1.2e-3) for the per-epoch losses and the test metrics (ranks of items whose scores differ by
+less than that could swap, but on this data the ranks are well separated, see the figures in the notes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from semcollab.train.distributed import shard_rows, shard_scale, torchrun_command, without_nproc
+
+EPS = torch.finfo(torch.float32).eps
+RTOL = 1e4 * EPS
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_data(directory: Path, n_users=48, n_items=30, seed=0) -> Path:
+    """Users walking items in order, with histories of 4 to 15 events: shards get unequal numbers of targets."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(1, n_users + 1):
+        start, length = rng.integers(1, n_items + 1), rng.integers(4, 16)
+        rows += [(u, (start + t - 1) % n_items + 1, 1000 * u + t) for t in range(length)]
+    directory.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["user_id:token", "item_id:token", "timestamp:float"]).to_csv(
+        directory / "toy.inter", sep="\t", index=False)
+    return directory
+
+
+def command(data: Path, out: Path, nproc: int, model="sasrec", extra=()) -> list[str]:
+    args = ["train", "--model", model, "--dataset", "atomic:toy", f"--data.path={data}", "--data.cache=false",
+            "--train.epochs=4", "--train.batch_size=16", "--train.progress=false", "--train.patience=10",
+            "--train.lr=0.01", "--model_params.hidden=16", "--model_params.layers=1", "--model_params.dropout=0",
+            "--model_params.attn_dropout=0", "--eval.ks=[5,10]", f"--output_dir={out}", *extra]
+    if nproc > 1:
+        args.append(f"--nproc={nproc}")
+    return [sys.executable, "-m", "semcollab", *args]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train(data: Path, out: Path, nproc: int, model="sasrec", extra=()) -> dict:
+    """``semcollab train`` (``--nproc 2``: relaunched under torchrun); the run's metrics and fit record."""
+    proc = subprocess.run(command(data, out, nproc, model, extra), env=ENV, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 1, runs  # the run folder is written once, by rank 0
+    run = runs[0]
+    return {"metrics": json.loads((run / "metrics.json").read_text()),
+            "fit": json.loads((run / "run.json").read_text())["fit"], "stdout": proc.stdout}
+
+
+def close(a: float, b: float) -> bool:
+    return abs(a - b) <= RTOL * max(abs(a), abs(b), 1e-3)
+
+
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec"])  # bert4rec: each rank masks its rows as one process does
+def test_two_ranks_follow_one_process(tmp_path, model):
+    data = write_data(tmp_path / "toy")
+    one = train(data, tmp_path / "one", 1, model)
+    two = train(data, tmp_path / "two", 2, model)
+    l1 = [h["loss"] for h in one["fit"]["history"]]
+    l2 = [h["loss"] for h in two["fit"]["history"]]
+    print("losses", l1, l2, "max rel diff", max(abs(a - b) / abs(a) for a, b in zip(l1, l2)))
+    assert len(l1) == len(l2) == 4
+    assert all(close(a, b) for a, b in zip(l1, l2)), (l1, l2)
+    t1, t2 = one["metrics"]["test"]["overall"], two["metrics"]["test"]["overall"]
+    print("test", t1, t2)
+    for k in ("hr@10", "ndcg@10", "mrr@10"):
+        assert close(t1[k], t2[k]), (k, t1[k], t2[k])
+    assert two["stdout"].count("run saved to") == 1  # rank 0 alone prints
+
+
+def test_shards_cover_the_batch(monkeypatch):
+    import semcollab.train.distributed as d
+
+    for n in (0, 1, 5, 16):
+        monkeypatch.setattr(d, "world_size", lambda: 2)
+        parts = []
+        for r in (0, 1):
+            monkeypatch.setattr(d, "rank", lambda r=r: r)
+            parts.append(shard_rows(n))
+        assert [i for s in parts for i in range(n)[s]] == list(range(n))
+        assert shard_scale(3, 6) == 1.0
+
+
+def test_launch_command():
+    assert without_nproc(["train", "--nproc", "2", "--model", "x", "--nproc=3"]) == ["--model", "x"]
+    cmd = torchrun_command(2, ["train", "--model", "x"])
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc), deepest first."""
+    out = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        out += descendants(int(child)) + [int(child)]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks' PIDs in /proc")
+def test_killed_distributed_run_resumes_to_the_same_result(tmp_path):
+    """2 ranks, a checkpoint after every epoch; the whole launch (torchrun and both ranks) is SIGKILLed once epoch 2
+    is logged, then the same command is run again: it resumes and ends as an unbroken 2-rank run, to the bit."""
+    data = write_data(tmp_path / "toy")
+    extra = ("--train.checkpoint_minutes=0", "--train.epochs=5")
+    whole = train(data, tmp_path / "whole", 2, extra=extra)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(command(data, out, 2, extra=extra), env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch=2 "):
+                for pid in descendants(proc.pid):  # the ranks (torchrun starts them in sessions of their own)
+                    os.kill(pid, signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert list(out.glob(".resume/*")) and not [p for p in out.iterdir() if not p.name.startswith(".")]
+    again = train(data, out, 2, extra=extra)
+    assert "resuming from epoch" in again["stdout"]
+    strip = [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in whole["fit"]["history"]]
+    assert [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in again["fit"]["history"]] == strip
+    assert again["metrics"] == whole["metrics"]
