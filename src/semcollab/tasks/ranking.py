@@ -73,7 +73,7 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
     from there and ends with the weights an unbroken run would have; the file is removed once the run is saved.
 
     Under torchrun every process calls this with the same arguments and trains its shard of each batch
-    (:mod:`semcollab.train.distributed`); rank 0 alone logs, evaluates, writes the run folder and the resume
+    (:mod:`semcollab.train.distributed`); the ranks share each evaluation; rank 0 alone logs, writes the run folder and the resume
     checkpoint, and every rank returns its result."""
     cfg = _as_config(config, model, dataset, overrides)
     main = not ddp.setup() or ddp.is_main()
@@ -104,11 +104,9 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
         device = resolve_device(cfg.train.device)
         pop = split.item_popularity()
 
-        def final_metrics() -> tuple[dict, dict]:
-            return tuple(evaluate_ranking(net, split.eval_set(part), split.n_items, pop, cfg.eval, device)
-                         for part in ("valid", "test"))
-
-        valid, test = ddp.on_main(final_metrics)
+        valid, test = (evaluate_ranking(net, split.eval_set(part), split.n_items, pop, cfg.eval, device,
+                                        over_ranks=ddp.active())  # under torchrun: split over ranks, gathered
+                       for part in ("valid", "test"))
         run_dir = None
         if save and main:
             def write(tmp: Path) -> None:

@@ -9,8 +9,10 @@ How a ranking fit splits its work (:mod:`.trainer`): every rank draws the same s
 same global batch of ``train.batch_size`` rows; rank r trains on its contiguous slice of those rows
 (:func:`shard_rows`), its mean loss rescaled by its share of the batch's targets (:func:`shard_scale`), so that
 DistributedDataParallel's mean of the ranks' gradients is the gradient of the global batch's mean loss: N ranks
-take the optimiser steps one process with the whole batch takes. Rank 0 validates and broadcasts the score and
-the stop decision, writes the run folder and the resume checkpoint; the others read the checkpoint from it."""
+take the optimiser steps one process with the whole batch takes. Evaluation is split over the ranks by chunks of
+users and gathered (:func:`~semcollab.evaluation.ranking.evaluate_ranking` with ``over_ranks``); rank 0's stop
+decision is broadcast; rank 0 alone writes the run folder and the resume checkpoint, and hands the checkpoint it
+reads on resume to the others."""
 
 from __future__ import annotations
 

@@ -252,7 +252,7 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
         record = {"epoch": epoch, "loss": total / max(weight_sum, 1)}
         if task.record_seconds:
             record["epoch_seconds"] = time.perf_counter() - t0
-        value = ddp.on_main(task.validate, epoch)  # under torchrun: rank 0's score, on every rank
+        value = ddp.from_main(task.validate(epoch))  # every rank validates (a task may split it); rank 0's value
         if value is not None:
             record[task.valid_key] = value
             stopper.update(model, value, epoch)

@@ -37,8 +37,8 @@ class RankingTask(EpochTask):
     and after the last.
 
     Under torchrun (:mod:`.distributed`) each rank trains on its slice of every global batch, its loss scaled to
-    its share of the batch's targets and its gradients averaged by DDP; validation runs on rank 0 (the loop
-    broadcasts the score)."""
+    its share of the batch's targets and its gradients averaged by DDP; validation is split over the ranks and
+    gathered (every rank gets the score one process computes)."""
 
     record_seconds = True
 
@@ -87,7 +87,7 @@ class RankingTask(EpochTask):
         if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
             return None
         res = evaluate_ranking(self.model, self.valid, self.split.n_items, self.pop, self.eval_cfg, self.device,
-                               breakdowns=False)
+                               breakdowns=False, over_ranks=ddp.active())  # under torchrun: split over ranks
         return res["overall"][self.metric]
 
 
