@@ -68,6 +68,7 @@ def train(data: Path, out: Path, nproc: int, model="sasrec", extra=()) -> dict:
     proc = subprocess.run(command(data, out, nproc, model, extra), env=ENV, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr  # every rank left its process group before exiting
     runs = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(runs) == 1, runs  # the run folder is written once, by rank 0
     run = runs[0]

@@ -16,6 +16,7 @@ reads on resume to the others."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -43,7 +44,14 @@ def setup() -> bool:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
+        atexit.register(close)  # a process leaving with gloo's threads still up may abort (SIGABRT) at exit
     return active()
+
+
+def close() -> None:
+    """Leave the process group (at exit, or earlier by hand)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def active() -> bool:
