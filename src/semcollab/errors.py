@@ -110,6 +110,10 @@ class DataChangedError(SemcollabError, RuntimeError):
     """The data a saved run was trained on is no longer what its source files give."""
 
 
+class DistributedError(SemcollabError, RuntimeError):
+    """A multi-process launch that cannot work as asked (a bad ``--nproc``, a task that does not shard)."""
+
+
 class ReportError(SemcollabError, ValueError):
     """Runs that cannot go in one report (different datasets, a seed counted twice, a folder that is no run)."""
 

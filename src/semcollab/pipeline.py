@@ -10,13 +10,14 @@ from pathlib import Path
 
 from . import registry
 from .config import ConfigError
-from .errors import RunFileError
+from .errors import DistributedError, RunFileError
 from .tasks import TASKS, config_tree, infer_task
 from .tasks.base import Run, RunResult, read_run_config_file, read_run_record
 from .tasks.ctr import evaluate_ctr_run, load_ctr_view, run_ctr
 from .tasks.item_table import load_item_table_view, run_item_table
 from .tasks.ranking import load_ranking_view, read_run_config, run_ranking
 from .tasks.ranking_eval import evaluate_run
+from .train.distributed import env_world_size
 
 DEFAULT_MODEL = {"ranking": "sasrec", "ctr": "mf", "item-table": "reaemb"}
 
@@ -52,6 +53,9 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     seed, data and config give the same numbers (on CPU); a killed run continues when called again with the same
     arguments. Returns a :class:`RunResult` (``.metrics``, ``.run_dir``, ``.model``, ``.config``, ...)."""
     task = choose_task(task, model, config, overrides)
+    if task != "ranking" and env_world_size() > 1:
+        raise DistributedError(f"only ranking models train in several processes so far; {model or 'this model'} is "
+                               f"a {task} model: run it without torchrun")
     if task == "ranking":
         return run_ranking(model, dataset, config, overrides, log=log, save=save)
     if task == "ctr":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ..pipeline import run
 from ..report.table import markdown_table, rich_table
 from ..tasks.ranking_eval import config_data_paths, eval_overrides_only, evaluate_saved_run
 from ..textsafe import safe_text
+from ..train.distributed import is_main, launch, without_nproc
 from .common import (
     check_k,
     check_stage,
@@ -45,9 +47,15 @@ def _train(model, dataset, config, overrides, epochs=None, quiet=False):
 @handled
 def train(ctx: typer.Context, model: str = typer.Option("sasrec", help=", ".join(model_choices("ranking"))),
           dataset: str | None = typer.Option(None, help="default: the config's data.name, else ml-100k"),
-          config: Path | None = typer.Option(None, help="YAML config")):
+          config: Path | None = typer.Option(None, help="YAML config"),
+          nproc: int | None = typer.Option(None, help="train in N processes: re-runs this command under torchrun "
+                                                      "(data-parallel, gloo on CPU, NCCL on GPU)")):
     """Train and evaluate one model; saves config, metrics and weights under output_dir."""
+    if nproc is not None:
+        raise typer.Exit(launch(nproc, ["train", *without_nproc(sys.argv[1:])]))
     res = _train(named(model, "--model"), dataset_option(dataset, config, ctx.args), config, ctx.args)
+    if not is_main():  # under torchrun rank 0 alone prints
+        return
     console.print(rich_table({res.config.model: res.test}, title=f"{res.split.name} test (full ranking)"))
     console.print(safe_text(f"run saved to {res.run_dir}"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ..config import EvalConfig, validate
 from ..data.dataset import EvalSet
@@ -56,8 +57,13 @@ def score_users(model, users: np.ndarray, histories: list[np.ndarray], device) -
 
 @torch.no_grad()
 def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndarray, cfg: EvalConfig,
-                     device: str | torch.device = "cpu", breakdowns: bool = True, seed: int = 0) -> dict:
-    """Evaluate ``model`` on ``eval_set``; returns overall metrics and (optionally) breakdowns."""
+                     device: str | torch.device = "cpu", breakdowns: bool = True, seed: int = 0,
+                     over_ranks: bool = False) -> dict:
+    """Evaluate ``model`` on ``eval_set``; returns overall metrics and (optionally) breakdowns.
+
+    ``over_ranks`` (every rank of a ``torch.distributed`` group calls it, with the same weights): under full
+    ranking rank r scores the chunks r, r + N, ...; the per-user values are gathered and every rank returns the
+    result one process computes, to the bit (the same chunks, put back in the same order)."""
     validate(cfg, "eval.")  # configs built in Python skip from_dict's checks
     if len(eval_set) == 0:
         raise ValueError("evaluation set is empty: no user has both a history and a held-out item")
@@ -86,7 +92,9 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     # per-user results are put back in eval_set order below
     lens = np.array([len(h) for h in eval_set.histories])  # also the short/long user split below
     order = np.argsort(lens, kind="stable") if getattr(model, "padding_invariant", False) else np.arange(len(eval_set))
-    for start in range(0, len(eval_set), cfg.chunk_size):
+    rank, size = _ranks() if over_ranks and cfg.protocol == "full" else (0, 1)
+    mine = list(range(0, len(eval_set), cfg.chunk_size))[rank::size]
+    for start in mine:
         idx = order[start:start + cfg.chunk_size]
         users = eval_set.users[idx]
         hists = [eval_set.histories[i] for i in idx]
@@ -116,6 +124,8 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
             for k, v in m.items():
                 per_user[g].setdefault(k, []).append(v.cpu())
 
+    if size > 1:
+        present, per_user, repeats = _gather_chunks(mine, present, per_user, repeats, size)
     result = {"protocol": "full" if cfg.protocol == "full" else f"sampled-{cfg.negatives}-{cfg.n_negatives}",
               "n_users": len(eval_set), "n_users_skipped_no_history": int(eval_set.n_skipped_no_history),
               # under full ranking with eval.mask_history these targets are masked, so always a miss
@@ -148,6 +158,22 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
         tail_pop = popularity[1:][~head[1:]]
         result["tail_max_train_interactions"] = int(tail_pop.max()) if len(tail_pop) else None
     return result
+
+
+def _ranks() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_chunks(mine: list[int], present: dict, per_user: dict, repeats: int, size: int):
+    """Every rank's per-chunk results (``mine``: the chunks' first rows), on every rank, in chunk order."""
+    parts = [None] * size
+    dist.all_gather_object(parts, (mine, present, per_user, repeats))
+    where = sorted((start, r, i) for r, part in enumerate(parts) for i, start in enumerate(part[0]))
+    present = {g: [parts[r][1][g][i] for _, r, i in where] for g in present}
+    per_user = {g: {k: [parts[r][2][g][k][i] for _, r, i in where] for k in parts[0][2][g]} for g in per_user}
+    return present, per_user, sum(part[3] for part in parts)
 
 
 def _sampled(scores, target_mask, all_targets, users, hists, n_items, cfg, seed, probs, ks, capped: list):

@@ -34,6 +34,7 @@ from ..runs.checkpoints import (
 )
 from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
+from ..train import distributed as ddp
 from ..train.trainer import fit, resolve_device, seed_everything
 from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record, read_weights
 
@@ -69,11 +70,18 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
     before data is read; the output folder is checked before training; the same seed, data and config
     give the same numbers (on CPU). A saved run checkpoints its training under ``output_dir/.resume/`` (see
     ``train.checkpoint_minutes``): calling ``run`` again with the same arguments after it was killed continues
-    from there and ends with the weights an unbroken run would have; the file is removed once the run is saved."""
+    from there and ends with the weights an unbroken run would have; the file is removed once the run is saved.
+
+    Under torchrun every process calls this with the same arguments and trains its shard of each batch
+    (:mod:`semcollab.train.distributed`); the ranks share each evaluation; rank 0 alone logs, writes the run folder and the resume
+    checkpoint, and every rank returns its result."""
     cfg = _as_config(config, model, dataset, overrides)
-    if save:
+    main = not ddp.setup() or ddp.is_main()
+    log = log if main else None
+    if save and main:
         check_writable(cfg.output_dir)
-    split = load_split(cfg.data, log=log)
+    with ddp.main_first():  # rank 0 prepares the split (and its cache) before the others read it
+        split = load_split(cfg.data, log=log)
     if log:
         log(f"dataset {split.name}: {split.stats}")
     if max(cfg.eval.ks) > split.n_items:
@@ -81,7 +89,7 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
                           f"{split.n_items} items")
     seed_everything(cfg.train.seed)  # before the weights are created: same seed, same initial model
     net = build_model(cfg.model, cfg.model_params, split)
-    if save:  # a full disk is found now, not after the last epoch
+    if save and main:  # a full disk is found now, not after the last epoch
         check_writable(cfg.output_dir, _state_bytes(net) if cfg.save_model else 0)
     ckpt = ident = fingerprint = None
     if save:
@@ -89,15 +97,18 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
         data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("cache", "cache_dir")}
         ckpt, ident = run_resume_target(cfg.output_dir, cfg.model, cfg.data.name, cfg.model_params, data, fingerprint,
                                         {"train": trajectory_settings(cfg.train), "eval": trajectory_settings(cfg.eval)})
-        note_other_resume_files(ckpt, log)
-    with resume_lock(ckpt):  # owned while it trains; a failed run gives it up (the checkpoint stays)
+        if main:
+            note_other_resume_files(ckpt, log)
+    with resume_lock(ckpt if main else None):  # owned while it trains; a failed run gives it up (checkpoint stays)
         result = fit(net, split, cfg.train, cfg.eval, log=log, checkpoint=ckpt, checkpoint_key=ident)
         device = resolve_device(cfg.train.device)
         pop = split.item_popularity()
-        valid = evaluate_ranking(net, split.eval_set("valid"), split.n_items, pop, cfg.eval, device)
-        test = evaluate_ranking(net, split.eval_set("test"), split.n_items, pop, cfg.eval, device)
+
+        valid, test = (evaluate_ranking(net, split.eval_set(part), split.n_items, pop, cfg.eval, device,
+                                        over_ranks=ddp.active())  # under torchrun: split over ranks, gathered
+                       for part in ("valid", "test"))
         run_dir = None
-        if save:
+        if save and main:
             def write(tmp: Path) -> None:
                 (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
                 if cfg.save_model:
@@ -108,6 +119,7 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
 
             run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
             remove_resume_file(ckpt)
+        run_dir = ddp.from_main(run_dir)
     return RunResult("ranking", cfg, {"valid": valid, "test": test}, run_dir, result, net, split)
 
 

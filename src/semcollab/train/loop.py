@@ -33,6 +33,7 @@ from ..runs.checkpoints import (
     save_atomic,
     set_rng_state,
 )
+from . import distributed as ddp
 
 
 class EarlyStopping:
@@ -94,7 +95,7 @@ class EpochCheckpoint:
     def __init__(self, path, key: dict | None, every_minutes: float | None, log=print):
         self.path = Path(path) if path is not None else None
         self.key, self.every, self.log = key, every_minutes, log
-        self.on = self.path is not None and every_minutes is not None
+        self.on = self.path is not None and every_minutes is not None and ddp.is_main()  # one writer of the file
         self.last = time.perf_counter()
 
     def load(self, model, opt, stopper: EarlyStopping, rng: np.random.Generator, metric: str,
@@ -104,15 +105,9 @@ class EpochCheckpoint:
         ckpt = self.path
         if ckpt is None:
             return None
-        lock_resume_file(ckpt)  # a second process running the same command stops here, before reading the file
-        if not ckpt.exists():
+        state = ddp.on_main(self._read)  # under torchrun rank 0 reads the file and hands it to every rank
+        if state is None:
             return None
-        state = load_checkpoint(ckpt)  # weights_only=True: a foreign file is refused, its code never runs
-        old_key = state["key"]
-        if old_key != self.key:
-            diff = key_diff(old_key, self.key)
-            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
-                                          f"{mismatch_hint(diff)}; delete it to start the run over")
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -129,6 +124,19 @@ class EpochCheckpoint:
             self.log(f"resuming from epoch {out['epoch']} of {epochs} (best {metric} {stopper.best:.4f} at epoch "
                      f"{stopper.best_epoch}) from {ckpt}")
         return out
+
+    def _read(self) -> dict | None:
+        ckpt = self.path
+        lock_resume_file(ckpt)  # a second process running the same command stops here, before reading the file
+        if not ckpt.exists():
+            return None
+        state = load_checkpoint(ckpt)  # weights_only=True: a foreign file is refused, its code never runs
+        old_key = state["key"]
+        if old_key != self.key:
+            diff = key_diff(old_key, self.key)
+            raise CheckpointMismatchError(f"resume checkpoint {ckpt} was made with different {diff}"
+                                          f"{mismatch_hint(diff)}; delete it to start the run over")
+        return state
 
     def save_final(self, epoch: int, first_epoch: int, model, opt, stopper: EarlyStopping, rng, history: list,
                    train_time: float) -> None:
@@ -222,7 +230,7 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
         result.history, result.train_seconds = resumed["history"], resumed["train_time"]
         result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
         first_epoch = resumed["epoch"] + 1
-        reason = stopper.stop_reason()  # a resumed run already past its time cap
+        reason = ddp.from_main(stopper.stop_reason())  # a resumed run already past its time cap
     last_epoch = cfg.epochs if reason is None else first_epoch - 1
     for epoch in range(first_epoch, last_epoch + 1):
         model.train()
@@ -239,17 +247,18 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
             opt.step()
             total += loss.item() * weight
             weight_sum += weight
+        total = ddp.sum_over_ranks(total) / ddp.world_size()  # ranks' shares of each batch's loss (itself in one)
         result.train_seconds += time.perf_counter() - t0
         record = {"epoch": epoch, "loss": total / max(weight_sum, 1)}
         if task.record_seconds:
             record["epoch_seconds"] = time.perf_counter() - t0
-        value = task.validate(epoch)
+        value = ddp.from_main(task.validate(epoch))  # every rank validates (a task may split it); rank 0's value
         if value is not None:
             record[task.valid_key] = value
             stopper.update(model, value, epoch)
         result.history.append(record)
         result.epochs_run = epoch
-        reason = stopper.stop_reason()
+        reason = ddp.from_main(stopper.stop_reason())  # the time cap is read on rank 0 alone: one decision
         if epoch < cfg.epochs and not reason and saver.due():
             saver.save(epoch, model, opt, stopper, rng, result.history, result.train_seconds)
         if log:

@@ -1,0 +1,182 @@
+"""Data-parallel training on ``torch.distributed``, launched by ``torchrun`` (gloo on CPU, NCCL on GPU).
+
+Nothing here manages processes, rendezvous or collectives of its own: ``torchrun`` starts the processes and sets
+``WORLD_SIZE`` / ``RANK`` / ``LOCAL_RANK`` / ``MASTER_ADDR``; :func:`setup` calls ``init_process_group`` once when
+those say there is more than one process, and every exchange is a ``torch.distributed`` collective. Without
+torchrun (or with ``WORLD_SIZE=1``) every function here is the identity of single-process training: rank 0 of 1.
+
+How a ranking fit splits its work (:mod:`.trainer`): every rank draws the same seeded batch order and builds the
+same global batch of ``train.batch_size`` rows; rank r trains on its contiguous slice of those rows
+(:func:`shard_rows`), its mean loss rescaled by its share of the batch's targets (:func:`shard_scale`), so that
+DistributedDataParallel's mean of the ranks' gradients is the gradient of the global batch's mean loss: N ranks
+take the optimiser steps one process with the whole batch takes. Evaluation is split over the ranks by chunks of
+users and gathered (:func:`~semcollab.evaluation.ranking.evaluate_ranking` with ``over_ranks``); rank 0's stop
+decision is broadcast; rank 0 alone writes the run folder and the resume checkpoint, and hands the checkpoint it
+reads on resume to the others."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import DistributedError
+
+
+def env_world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise DistributedError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number of processes") from None
+
+
+def setup() -> bool:
+    """Join the process group torchrun describes (once per process; no-op without torchrun or for one process).
+    GPU ranks each take ``cuda:LOCAL_RANK``. True when this process is one of several."""
+    if dist.is_available() and not dist.is_initialized() and env_world_size() > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+        atexit.register(close)  # a process leaving with gloo's threads still up may abort (SIGABRT) at exit
+    return active()
+
+
+def close() -> None:
+    """Leave the process group (at exit, or earlier by hand)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def from_main(value):
+    """Rank 0's ``value`` on every rank (any picklable object); ``value`` itself in one process."""
+    if not active():
+        return value
+    box = [value if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_main(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` computed on rank 0 only, its result given to every rank."""
+    return from_main(fn(*args, **kwargs) if is_main() else None)
+
+
+def sum_over_ranks(x: float) -> float:
+    """The sum of ``x`` over the ranks (``x`` in one process), in float64."""
+    if not active():
+        return x
+    t = torch.tensor([x], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the block before the others do (data preparation that writes a cache the others then read)."""
+    if active() and not is_main():
+        dist.barrier()
+    yield
+    if active() and is_main():
+        dist.barrier()
+
+
+def shard_rows(n: int) -> slice:
+    """This rank's contiguous slice of ``n`` rows: the rows split as evenly as ``numpy.array_split`` splits them
+    (the first ``n % N`` ranks take one row more; a rank may get none when ``n < N``)."""
+    size, r = world_size(), rank()
+    base, extra = divmod(n, size)
+    start = r * base + min(r, extra)
+    return slice(start, start + base + (r < extra))
+
+
+def shard_scale(n_shard: int, n_global: int) -> float:
+    """Factor of a shard's mean loss over its ``n_shard`` targets so that the mean over ranks (what DDP does to
+    gradients) is the mean over the global batch's ``n_global`` targets."""
+    return world_size() * n_shard / max(n_global, 1)
+
+
+class LossModule(nn.Module):
+    """``forward(batch)`` is ``model.loss(batch)``: what DistributedDataParallel wraps, since DDP synchronises
+    gradients of what goes through ``forward``. ``batch=None`` (a rank whose shard of a short last batch is
+    empty) gives a zero loss that still reaches every parameter, so the all-reduce of that step happens."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        if batch is None:
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+        return self.model.loss(batch)
+
+
+def wrap(model: nn.Module, device: torch.device):
+    """``model.loss`` as a callable of one batch: DDP-wrapped across ranks, the plain method in one process."""
+    if not active():
+        return model.loss
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    # find_unused_parameters: a model may leave some parameters out of some losses (user tables, side branches)
+    return nn.parallel.DistributedDataParallel(LossModule(model), device_ids=ids, find_unused_parameters=True)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of ``epoch`` on this rank (dropout, sampled negatives): distinct per rank and epoch, and a
+    function of them only, so a resumed distributed run redraws what an unbroken one drew."""
+    return (seed * 1_000_003 + epoch * 9_973 + rank()) % (2**63 - 1)
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """The torchrun command that runs ``python -m semcollab <argv>`` in ``nproc`` local processes."""
+    if nproc < 1:
+        raise DistributedError(f"--nproc must be at least 1, got {nproc}")
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "semcollab", *argv]
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` after its command name (``train``), less ``--nproc N`` / ``--nproc=N``."""
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        argv = argv[1:]
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``semcollab <argv>`` under torchrun with ``nproc`` processes; its exit status."""
+    if env_world_size() > 1:
+        raise DistributedError("--nproc was given inside a torchrun launch; drop it (torchrun already started "
+                               f"{env_world_size()} processes)")
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return subprocess.run(torchrun_command(nproc, argv), env=env).returncode
