@@ -25,9 +25,7 @@ from ..data import DataError, load_ctr
 from ..data.ctr import CTRSplit, prepare_ctr, subsample_index
 from ..errors import DataChangedError, IncompatibleRunError, RunFileError, TrainingIncomplete
 from ..evaluation.ctr import ctr_report, predict
-from ..methods.lm_ctr import collm, sailrec, sellarec, tallrec  # noqa: F401  (register the LM CTR models)
 from ..methods.lm_ctr.attention_report import attention_report, check_attention_args
-from ..models import mf_ctr, sasrec_ctr  # noqa: F401  (register the embedding CTR models)
 from ..models.base import CTRModel
 from ..runs.checkpoints import (
     note_other_resume_files,

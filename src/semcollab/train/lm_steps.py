@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import allowed, device_option, one_of, resolve_device, validate
-from ..lm.batching import length_bucketed_batches, longest_first_batches  # noqa: F401  (re-used here)
+from ..lm.batching import length_bucketed_batches
 from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoint, resume_lock
 from ..runs.checkpoints import rng_state as _rng_state
 from ..runs.checkpoints import save_atomic as _save_atomic

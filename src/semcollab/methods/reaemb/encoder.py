@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...lm.batching import longest_first_batches
 from ...lm.body import body_hidden, lm_body, position_ids_from_mask, unwrap_peft
 from ...lm.hidden import embed_in_batches
 from ...lm.prompts import add_special_tokens, token_positions
 from ...lm.soft_tokens import embed_with_soft_tokens
-from ...train.lm_steps import longest_first_batches
 from .config import ReaEmbConfig
 
 THOUGHT_TOKEN = "<|Thought|>"
