@@ -1,0 +1,115 @@
+"""What gloo costs per training step: a ranking model's DDP step with and without the gradient all-reduce.
+
+Run under torchrun on one machine (2 local ranks, 1 thread each):
+
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node=2 benchmarks/bench_gloo.py \
+        --dataset s3rec:Beauty --model sasrec --steps 40 --out gloo.json
+
+Each rank builds the model of ``semcollab train`` (same defaults) on the dataset's real training batches and times,
+interleaved, ``--steps`` optimiser steps of its half of a ``--batch`` global batch:
+  * ``sync``: DistributedDataParallel as ``semcollab train --nproc`` uses it (gradients all-reduced by gloo);
+  * ``no_sync``: the same step under ``DDP.no_sync()`` (no all-reduce: what the step would cost for free);
+  * ``allreduce``: one ``all_reduce`` of a flat float32 tensor the size of all gradients (the exchange alone).
+The difference sync - no_sync is what gloo adds to a step (with DDP's bucketing and overlap); rank 0 writes the
+medians to ``--out`` with the CPU model, thread count and gradient bytes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from semcollab.config import DataConfig
+from semcollab.data import load_split
+from semcollab.models import build_model
+from semcollab.train import distributed as ddp
+from semcollab.train.trainer import seed_everything
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="s3rec:Beauty")
+    ap.add_argument("--model", default="sasrec")
+    ap.add_argument("--batch", type=int, default=256, help="global batch (each rank trains on its half)")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--out", default="gloo.json")
+    args = ap.parse_args()
+    if not ddp.setup():
+        raise SystemExit("run me under torchrun with --nproc-per-node=2 or more (see the docstring)")
+    with ddp.main_first():
+        split = load_split(DataConfig(name=args.dataset))
+    rng = seed_everything(0)
+    model = build_model(args.model, {}, split)
+    model.set_loss("auto", 1)
+    model.train()
+    wrapped = ddp.wrap(model, torch.device("cpu"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    builder = model.training_batches(split.train_sequences(), split.n_items, length_buckets=False)
+    batches = []
+    for b in builder.epoch(args.batch, rng, torch.device("cpu")):
+        rows = ddp.shard_rows(len(next(iter(b.values()))))
+        batches.append({k: v[rows] for k, v in b.items()})
+        if len(batches) == args.steps:
+            break
+    n_grad = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    flat = torch.zeros(n_grad)
+
+    def step(batch, sync: bool) -> float:
+        dist.barrier()
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        if sync:
+            wrapped(batch).backward()
+        else:
+            with wrapped.no_sync():
+                wrapped(batch).backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    def allreduce() -> float:
+        dist.barrier()
+        t = time.perf_counter()
+        dist.all_reduce(flat)
+        return time.perf_counter() - t
+
+    step(batches[0], True)  # warm-up: DDP builds its buckets on the first synchronised step
+    times = {"sync": [], "no_sync": [], "allreduce": []}
+    for b in batches:
+        times["sync"].append(step(b, True))
+        times["no_sync"].append(step(b, False))
+        times["allreduce"].append(allreduce())
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    # the slowest rank sets the pace: take each median's maximum over ranks
+    t = torch.tensor([med["sync"], med["no_sync"], med["allreduce"]], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    if ddp.is_main():
+        res = {"dataset": args.dataset, "model": args.model, "world_size": ddp.world_size(),
+               "global_batch": args.batch, "steps": len(batches), "gradient_values": n_grad,
+               "gradient_mb": round(n_grad * 4 / 2**20, 2),
+               "median_ms": {"ddp_step": round(float(t[0]), 2), "step_without_allreduce": round(float(t[1]), 2),
+                             "allreduce_alone": round(float(t[2]), 2)},
+               "gloo_share_of_step": round(float((t[0] - t[1]) / t[0]), 3),
+               "cpu": cpu_model(), "threads_per_rank": torch.get_num_threads(), "torch": torch.__version__}
+        Path(args.out).write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
+    ddp.close()
+
+
+if __name__ == "__main__":
+    main()
