@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -14,6 +15,7 @@ from ..report.table import ctr_label
 from ..tasks.base import read_run_record
 from ..tasks.ctr import attention_diagnostic, evaluate_ctr_run, run_ctr
 from ..textsafe import safe_text
+from ..train.distributed import is_main, launch, without_nproc
 from .common import (
     EXTRA,
     SEED,
@@ -49,15 +51,24 @@ def ctr_rich_table(results: dict[str, dict], title: str):
 @handled
 def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help=", ".join(model_choices("ctr"))),
               dataset: str | None = typer.Option(None, help="default: the config's data.name, else collm-ml-1m"),
-              config: Path | None = typer.Option(None, help="YAML config")):
+              config: Path | None = typer.Option(None, help="YAML config"),
+              nproc: int | None = typer.Option(None, help="train an LM model in N processes: re-runs this command "
+                                                          "under torchrun (data-parallel, gloo on CPU, NCCL on GPU)")):
     """Train one CTR model; select on validation AUC; report test AUC / UAUC on all, warm and cold rows."""
+    if nproc is not None:
+        argv = sys.argv[1:]
+        start = argv.index("ctr") + 1 if "ctr" in argv else 0  # the arguments after `ctr`: `train ...`
+        raise typer.Exit(launch(nproc, ["ctr", "train", *without_nproc(argv[start:])]))
     dataset = dataset_option(dataset, config, ctx.args)
     try:
         res = run_ctr(model=named(model, "--model"), dataset=dataset, config=config, overrides=list(ctx.args),
                       log=log)
     except TrainingIncomplete as exc:  # a time cap, not a failure: the same command continues
-        console.print(f"[bold yellow]not finished:[/bold yellow] {safe_text(exc)}")
+        if is_main():
+            console.print(f"[bold yellow]not finished:[/bold yellow] {safe_text(exc)}")
         raise typer.Exit(code=3) from None
+    if not is_main():  # under torchrun rank 0 alone prints
+        return
     console.print(ctr_rich_table({res.config.model: res.test}, f"{res.split.name} test"))
     console.print(safe_text(f"run saved to {res.run_dir}"))
 

@@ -23,7 +23,7 @@ from ..config import ConfigError, DataConfig, dataset_name, from_dict, resolve_c
 from ..config.ctr import CTRRunConfig, CTRTrainConfig
 from ..data import DataError, load_ctr
 from ..data.ctr import CTRSplit, prepare_ctr, subsample_index
-from ..errors import DataChangedError, IncompatibleRunError, RunFileError, TrainingIncomplete
+from ..errors import DataChangedError, DistributedError, IncompatibleRunError, RunFileError, TrainingIncomplete
 from ..evaluation.ctr import ctr_report, predict
 from ..methods.lm_ctr.attention_report import attention_report, check_attention_args
 from ..models.base import CTRModel
@@ -36,6 +36,7 @@ from ..runs.checkpoints import (
 )
 from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
+from ..train import distributed as ddp
 from ..train.ctr import fit_ctr
 from ..train.trainer import resolve_device, seed_everything
 from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record, read_weights
@@ -99,7 +100,11 @@ def _refuse_ignored_train_keys(cls: type[CTRModel], cfg: CTRRunConfig) -> None:
 
 def run_ctr(model: str | None = None, dataset: str | None = None, config=None, overrides: list[str] | None = None,
             log=print, save: bool = True) -> RunResult:
-    """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold)."""
+    """Train a CTR model, select it on validation AUC, report valid and test (all / warm / cold).
+
+    Under torchrun (LM models only: their step loop is data-parallel, :func:`semcollab.train.lm_steps.train_lm`)
+    every rank calls this with the same arguments; rank 0 alone logs and writes the run folder, and every rank
+    returns the result with rank 0's ``run_dir``."""
     # one source of truth: dataset= and a data.name of the config / overrides must agree (as on the command line)
     dataset = dataset_name(dataset, config, overrides, flag="the dataset= argument")
     cfg = resolve_config(config, overrides, CTRRunConfig)
@@ -110,11 +115,16 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
     entry = ctr_model_entry(cfg.model)
     cfg.model = entry.name
     _refuse_ignored_train_keys(entry.cls, cfg)
+    if ddp.env_world_size() > 1 and not entry.cls.own_schedule:
+        raise DistributedError(f"the CTR model {cfg.model!r} trains in one process only (the shared CTR epoch loop "
+                               "is not data-parallel); the LM CTR models train under torchrun")
+    main = not ddp.setup() or ddp.is_main()
+    log = log if main else None  # rank 0 alone logs and writes
     cfg.model_params = {k: v for k, v in to_dict(from_dict(entry.config, cfg.model_params, "model_params.")).items()
                         if k in cfg.model_params}
     if cfg.data.path:
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
-    if save:
+    if save and main:
         check_writable(cfg.output_dir)
     split = load_ctr_split(cfg)
     if log:
@@ -138,7 +148,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
         valid = ctr_report(split.parts["valid"], predict(net, split.parts["valid"], device=device))
         test = ctr_report(split.parts["test"], predict(net, split.parts["test"], device=device))
         run_dir = None
-        if save:
+        if save and main:
             def write(tmp: Path) -> None:
                 (tmp / "metrics.json").write_text(json.dumps({"valid": valid, "test": test}, indent=2))
                 if cfg.save_model:
@@ -148,6 +158,7 @@ def run_ctr(model: str | None = None, dataset: str | None = None, config=None, o
 
             run_dir = write_run_dir(cfg.output_dir, cfg.model, cfg.data.name, write)
             remove_resume_file(ckpt)
+        run_dir = ddp.from_main(run_dir)
     finally:
         release_resume_lock(ckpt)
     return RunResult("ctr", cfg, {"valid": valid, "test": test}, run_dir, result, net, split)

@@ -148,6 +148,40 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 9_973 + rank()) % (2**63 - 1)
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The torch seed of optimiser step ``step`` on this rank (LM training: LoRA dropout, drawn views): distinct per
+    rank and step, and a function of them only, so a resumed distributed run redraws what an unbroken one drew
+    without saving every rank's RNG."""
+    return (seed * 1_000_003 + step * 7_919 + rank() * 104_729 + 1) % (2**63 - 1)
+
+
+def average_gradients(params: list[torch.Tensor], values: list[float] = ()) -> list[float]:
+    """Replace each parameter's gradient by its mean over the ranks and return the sums of ``values`` over the
+    ranks, in one all-reduce of one flat buffer (many small LoRA tensors would cost one latency each).
+
+    A rank whose rows did not reach a parameter (``grad is None``) adds zeros; a parameter no rank reached keeps
+    ``grad = None``, so the optimiser skips it as it does in one process. Identity in one process."""
+    if not active():
+        return list(values)
+    device = params[0].device
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.detach().reshape(-1).float() if g is not None else torch.zeros(p.numel(), device=device)
+                      for p, g in zip(params, grads)]
+                     + [torch.tensor([float(g is not None) for g in grads], device=device),
+                        torch.tensor(list(values), dtype=torch.float32, device=device)])
+    dist.all_reduce(flat)
+    size, offset = world_size(), 0
+    reached = flat[-len(values) - len(params):len(flat) - len(values)]
+    for p, g, hit in zip(params, grads, reached.tolist()):
+        mean = flat[offset:offset + p.numel()].view(p.shape) / size
+        offset += p.numel()
+        if g is not None:
+            g.copy_(mean)
+        elif hit > 0:
+            p.grad = mean.to(p.dtype)
+    return flat[len(flat) - len(values):].tolist()
+
+
 def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
     """The torchrun command that runs ``python -m semcollab <argv>`` in ``nproc`` local processes."""
     if nproc < 1:

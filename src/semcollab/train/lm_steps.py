@@ -8,6 +8,15 @@ within the epoch, that epoch's batch order) — so stopping and rerunning the sa
 parameters and loss history as an uninterrupted run. Checkpoints are written only after an optimizer
 step (no half-accumulated gradients) and atomically (temp file, then ``os.replace``), and read back with
 ``torch.load(weights_only=True)`` (tensors and plain containers only: a planted file never runs code).
+
+Under torchrun (:mod:`.distributed`) every rank builds the same batch order; rank r runs its contiguous slice of
+each (micro)batch, its mean loss weighted by its share of the rows (:func:`.distributed.shard_scale`), and the
+trainable gradients are averaged over the ranks once per optimizer step (one all-reduce, before clipping): every
+rank takes the step one process takes on the whole batch, for a loss that is a mean over rows (the LM CTR losses).
+A loss that couples the rows of a batch (in-batch negatives, advantages normalised over the batch) is computed per
+shard instead. The logged loss is reduced over the ranks; rank 0 alone logs and writes the checkpoint, and on
+resume reads it and hands it to the others. Torch's RNG is seeded per step and rank (:func:`.distributed.step_seed`),
+so a resumed distributed run redraws what an unbroken one drew.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoin
 from ..runs.checkpoints import rng_state as _rng_state
 from ..runs.checkpoints import save_atomic as _save_atomic
 from ..runs.checkpoints import set_rng_state as _set_rng_state
+from . import distributed as ddp
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -155,6 +165,14 @@ def _to_device(batch, device: torch.device):
     return batch
 
 
+def _my_rows(idx: list[int], distributed: bool) -> tuple[list[int], float]:
+    """This rank's rows of a (micro)batch and the weight of their mean loss (1 in one process)."""
+    if not distributed:
+        return idx, 1.0
+    mine = idx[ddp.shard_rows(len(idx))]
+    return mine, ddp.shard_scale(len(mine), len(idx))
+
+
 def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequence, lengths: Sequence[int],
              collate: Callable[[list], object], cfg: LMTrainConfig, checkpoint_dir: str | os.PathLike | None = None,
              model: nn.Module | None = None, should_stop: Callable[[int], bool] | None = None,
@@ -169,13 +187,14 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     like the time cap does (checkpoint, return). ``lr_scale`` ({key of ``trainable``: factor}) trains that
     entry at ``cfg.lr * factor`` on the same schedule, e.g. LoRA slower than freshly initialised mappers.
     Rerunning with the same ``checkpoint_dir`` resumes; a finished run loads its final parameters and returns
-    at once."""
+    at once. Under torchrun every rank calls this with the same arguments (see the module docstring)."""
     cfg.validate()
     if len(rows) != len(lengths):
         raise ValueError(f"rows ({len(rows)}) and lengths ({len(lengths)}) differ in length")
     if not len(rows):
         raise ValueError("no training rows")
-    say = log or (lambda _msg: None)
+    distributed, main = ddp.active(), ddp.is_main()
+    say = (log if main else None) or (lambda _msg: None)
     device = resolve_device(cfg.device, key="LMTrainConfig.device")
     named = _named_trainable(trainable)
     if not named:
@@ -208,9 +227,11 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     # this process owns the checkpoint while it trains: a second run of the same settings (two LM-CTR runs sharing
     # a step cache) is refused instead of reading or overwriting it; a killed owner's lock is freed by the kernel
-    with resume_lock(ckpt, remove=True):
-        if ckpt is not None and ckpt.exists():
-            state = load_checkpoint(ckpt, "checkpoint")  # weights_only=True: a foreign file is refused, its code never runs
+    # under torchrun rank 0 alone locks, reads and writes it
+    with resume_lock(ckpt if main else None, remove=True):
+        # weights_only=True: a foreign file is refused, its code never runs; rank 0's read is handed to every rank
+        state = ddp.on_main(lambda: load_checkpoint(ckpt, "checkpoint") if ckpt is not None and ckpt.exists() else None)
+        if state is not None:
             if state["key"] != key:
                 raise CheckpointMismatchError(f"checkpoint {ckpt} was made with different {key_diff(state['key'], key)}; "
                                               "use a new checkpoint dir or delete it to start over")
@@ -224,15 +245,16 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
                                      losses=losses, stopped_by="already_finished", resumed_from_step=state["step"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"])
+            if not distributed:  # ranks reseed per step (ddp.step_seed)
+                _set_rng_state(state["rng"])
             step, epoch, pos, order = state["step"], state["epoch"], state["batch"], state["order"]
             resumed = step
             say(f"resuming from step {step}/{total} (epoch {epoch + 1}, batch {pos}) from {ckpt}")
-        elif ckpt is not None:
+        elif ckpt is not None and main:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
 
         def save(finished: bool) -> None:
-            if ckpt is None:
+            if ckpt is None or not main:
                 return
             _save_atomic({"key": key, "finished": finished, "step": step, "epoch": epoch, "batch": pos, "order": order,
                           "losses": losses, "trainable": {n: p.detach().cpu().clone() for n, p in named.items()},
@@ -248,23 +270,33 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
             m.to(device).train()
         result = LMTrainResult(total_steps=total, resumed_from_step=resumed)
         t0 = time.perf_counter()
-        bar = tqdm(total=total, initial=step, desc="train", disable=not cfg.progress)
+        bar = tqdm(total=total, initial=step, desc="train", disable=not (cfg.progress and main))
         try:
             while step < total:
                 if order is None:
                     order = length_bucketed_batches(lengths, cfg.batch_size, cfg.seed, epoch)
                 group = order[pos:pos + cfg.grad_accum]
                 opt.zero_grad(set_to_none=True)
+                if distributed:
+                    torch.manual_seed(ddp.step_seed(cfg.seed, step))
                 step_loss = 0.0
                 for idx in group:
+                    result.tokens += int(sum(lengths[i] for i in idx))  # the global batch's, on every rank
+                    idx, weight = _my_rows(idx, distributed)
+                    if not idx:  # this rank's slice of a short batch is empty: it adds zero gradients
+                        continue
                     batch = _to_device(collate([rows[i] for i in idx]), device)
                     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         loss = loss_fn(batch)
-                    if not torch.isfinite(loss):
+                    if not distributed and not torch.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower LMTrainConfig.lr")
-                    (loss / len(group)).backward()
-                    step_loss += loss.item() / len(group)
-                    result.tokens += int(sum(lengths[i] for i in idx))
+                    ((loss if weight == 1.0 else loss * weight) / len(group)).backward()
+                    step_loss += loss.item() * weight / len(group)
+                if distributed:  # mean gradients over the ranks; rank 0's clock decides the time cap for all
+                    loss_sum, clock = ddp.average_gradients(params, [step_loss, (time.perf_counter() - t0) * main])
+                    step_loss = loss_sum / ddp.world_size()
+                    if not math.isfinite(step_loss):
+                        raise FloatingPointError(f"loss became {step_loss} at step {step + 1}; lower LMTrainConfig.lr")
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()
@@ -277,8 +309,9 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
                 done = step >= total
-                timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
-                stop = should_stop is not None and should_stop(step)
+                elapsed = clock if distributed else time.perf_counter() - t0
+                timed_out = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
+                stop = should_stop is not None and ddp.from_main(should_stop(step))  # one decision for all ranks
                 if done or timed_out or stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
                     save(finished=done)
                 if not done and (timed_out or stop):

@@ -1,5 +1,11 @@
 """ReaEmb's two training stages on an encoder and item texts (the dataset runner is :mod:`.pipeline`):
-stage 1 (LRCL) trains LoRA + the thought module + the temperature, stage 2 (CRRL) the thought module alone."""
+stage 1 (LRCL) trains LoRA + the thought module + the temperature, stage 2 (CRRL) the thought module alone.
+
+Under torchrun both stages train data-parallel through ``train_lm`` (each rank its slice of every batch, gradients
+averaged): the losses couple a batch's rows, so N ranks compute them per shard of B/N rows -- stage 1's in-batch
+negatives and stage 2's batch-normalised advantages come from the rank's own rows (as DDP without a gather
+does), which is not bit for bit the one-process objective; views and rollout noise are drawn per rank and step.
+Rank 0 alone logs; a stage-2 result's ``rewards`` are rank 0's shards'."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import torch
 from ...config import ConfigError, resolve_device
 from ...lm.lora import add_lora
 from ...text.attribute_text import attribute_views
+from ...train import distributed as ddp
 from ...train.lm_steps import LMTrainResult, train_lm
 from .config import Stage1Config, Stage2Config
 from .encoder import ReaEmbEncoder, freeze_lm
@@ -51,6 +58,7 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
     cfg = (cfg or Stage1Config()).validate()
     train = cfg.train_config(seed, device, progress).validate()
     lora = cfg.lora_config().validate()
+    log = log if ddp.is_main() else None  # under torchrun rank 0 alone logs
     say = log or (lambda _m: None)
     if not hasattr(encoder.lm, "peft_config"):
         torch.manual_seed(train.seed)
@@ -108,6 +116,7 @@ def train_stage2(encoder: ReaEmbEncoder, texts: Sequence[str], candidates: Candi
         raise ConfigError(f"candidate_mode must be kv_reuse or two_pass, got {candidate_mode!r}")
     cfg = (cfg or Stage2Config()).validate()
     train = cfg.train_config(seed, device, progress).validate()
+    log = log if ddp.is_main() else None  # under torchrun rank 0 alone logs
     if len(texts) < candidates.candidates.max(initial=0):
         raise ValueError(f"candidates name item {candidates.candidates.max()} but only {len(texts)} texts were given")
     freeze_lm(encoder)
