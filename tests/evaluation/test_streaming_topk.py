@@ -178,9 +178,10 @@ print(before, time.perf_counter() - t, res["n_users"], res["overall"]["hr@20"])
 
 @pytest.mark.slow
 def test_million_item_evaluation_stays_bounded(tmp_path):
-    """2,000 users over 1,000,000 items with the automatic setting (1024-user chunks: 256k-item chunks, 1 GB of
-    scores per chunk, well, 256 MB): the child's peak resident memory stays under 2 GB. One chunk would need a
-    1024 x 1M float matrix (4 GB) plus its boolean masks."""
+    """2,000 users over 1,000,000 items (MF-BPR, hidden 32: a 128 MB item table) with the automatic setting:
+    1024-user chunks walk 65,536-item chunks (256 MB of scores each). The child's peak resident memory stays under
+    1.5 GB (measured: ~760 MB, of which ~430 MB is torch, the model and the data before evaluating); one chunk
+    would need a 1024 x 1M float matrix (4 GB) plus its boolean masks."""
     (tmp_path / "mem.py").write_text(MEMORY_SCRIPT)
     proc = subprocess.run([sys.executable, str(tmp_path / "mem.py")], env=ENV, capture_output=True, text=True,
                           timeout=600)
@@ -190,7 +191,7 @@ def test_million_item_evaluation_stays_bounded(tmp_path):
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
     before_kb, seconds, n_users, _ = proc.stdout.split()
     print(f"peak {peak_mb:.0f} MB (setup {int(before_kb) / 1024:.0f} MB), {float(seconds):.1f} s for {n_users} users")
-    assert peak_mb < 2048
+    assert peak_mb < 1536
 
 
 EVAL_SCRIPT = '''

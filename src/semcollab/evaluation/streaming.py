@@ -59,20 +59,21 @@ def _flat(rows: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _chunk_best(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's ``k`` best columns by (score descending, column ascending): their scores and their columns, both
-    in ascending column order. ``topk`` picks the set; only where the k-th score is shared by a column it left out
-    are the ties settled by column, from a running count of the tied columns."""
+    in ascending column order. ``topk(k + 1)`` picks the set; only in a row whose k-th and (k+1)-th scores are equal
+    (a tie across the cut) are the tied columns taken in column order, from a running count over that row. No
+    reduction over the whole chunk: a bool sum would build an int64 copy of it (2x the chunk's scores)."""
     B, width = scores.shape
     if width <= k:
         return scores, torch.arange(width, device=scores.device).expand(B, width)
-    vals, cols = scores.topk(k, dim=1, sorted=False)
-    kth = vals.min(1, keepdim=True).values
-    tied = scores == kth
-    if bool(((tied.sum(1) - (vals == kth).sum(1)) > 0).any()):
-        above = scores > kth
+    vals, cols = scores.topk(k + 1, dim=1)
+    across = (vals[:, k - 1] == vals[:, k]).nonzero()[:, 0]
+    cols = cols[:, :k]
+    if len(across):
+        rows, kth = scores[across], vals[across, k - 1:k]
+        above, tied = rows > kth, rows == kth
         room = k - above.sum(1, keepdim=True)
-        cols = (above | (tied & (tied.cumsum(1) <= room))).nonzero()[:, 1].view(B, k)
-    else:
-        cols = cols.sort(dim=1).values
+        cols[across] = (above | (tied & (tied.cumsum(1) <= room))).nonzero()[:, 1].view(len(across), k)
+    cols = cols.sort(dim=1).values
     return scores.gather(1, cols), cols
 
 
@@ -116,6 +117,7 @@ def streamed_topk(scorer: Callable[[int, int], torch.Tensor], n_rows: int, n_col
             inside = (hist_item >= start) & (hist_item < stop)
             chunk[hist_row[inside], hist_item[inside] - start] = -torch.inf
         top_vals, top_items = merge_topk(top_vals, top_items, chunk, start, k)
+        del chunk  # else it lives on while the next one is built: two chunks' scores at once
     return top_vals, top_items
 
 
