@@ -180,6 +180,9 @@ class EvalConfig:
     head_frac: float = fraction(0.2, lo_open=True)  # top fraction of items by training popularity counted as head
     long_user_min: int | None = at_least(None, 1)  # history length from which a user is "long"; default: median
     chunk_size: int = at_least(1024, 1)  # users scored at once; bounds memory
+    # full ranking: items scored at once per user chunk, their top-k merged (None: one chunk while chunk_size x
+    # (n_items + 1) float32 scores fit in 256 MB, else chunks of that size; semcollab.evaluation.streaming)
+    item_chunk_size: int | None = at_least(None, 1)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Full-ranking (and sampled) evaluation of any :class:`~semcollab.models.base.Recommender`.
 
-Users are scored in chunks so memory stays bounded at ``chunk_size x n_items`` floats; history
-items are masked (configurable), padding is always masked. Results carry head/tail item and
-short/long user breakdowns."""
+Users are scored in chunks so memory stays bounded at ``chunk_size x n_items`` floats, and under full ranking a
+large catalogue is also walked in item chunks with a running top-k (``eval.item_chunk_size``;
+:mod:`.streaming`), so no ``users x items`` matrix is built; history items are masked (configurable), padding is
+always masked. Results carry head/tail item and short/long user breakdowns."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.distributed as dist
 from ..config import EvalConfig, validate
 from ..data.dataset import EvalSet
 from .metrics import full_ranking_metrics, rank_based_metrics
+from .streaming import item_chunk_width, streamed_chunk_metrics
 
 
 def pad_left(seqs: list[np.ndarray], max_len: int | None) -> torch.Tensor:
@@ -63,7 +65,11 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
 
     ``over_ranks`` (every rank of a ``torch.distributed`` group calls it, with the same weights): under full
     ranking rank r scores the chunks r, r + N, ...; the per-user values are gathered and every rank returns the
-    result one process computes, to the bit (the same chunks, put back in the same order)."""
+    result one process computes, to the bit (the same chunks, put back in the same order).
+
+    Full ranking streams over item chunks when ``cfg.item_chunk_size`` is set, or is ``None`` and one chunk of
+    scores would pass :data:`~.streaming.DENSE_SCORE_BUDGET` (:func:`~.streaming.item_chunk_width`): the metrics
+    are those of one chunk except where scores tie exactly (the tie order: :mod:`.streaming`)."""
     validate(cfg, "eval.")  # configs built in Python skip from_dict's checks
     if len(eval_set) == 0:
         raise ValueError("evaluation set is empty: no user has both a history and a held-out item")
@@ -94,11 +100,22 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     order = np.argsort(lens, kind="stable") if getattr(model, "padding_invariant", False) else np.arange(len(eval_set))
     rank, size = _ranks() if over_ranks and cfg.protocol == "full" else (0, 1)
     mine = list(range(0, len(eval_set), cfg.chunk_size))[rank::size]
+    width = item_chunk_width(cfg.item_chunk_size, cfg.chunk_size, n_items) if cfg.protocol == "full" else None
     for start in mine:
         idx = order[start:start + cfg.chunk_size]
         users = eval_set.users[idx]
         hists = [eval_set.histories[i] for i in idx]
         tgts = [eval_set.targets[i] for i in idx]
+        if width is not None:
+            seqs = pad_left(hists, getattr(model, "max_len", None)).to(device)
+            has, metrics, rep = streamed_chunk_metrics(model, users, seqs, hists, tgts, n_items, ks, width,
+                                                       cfg.mask_history, groups, device)
+            repeats += rep
+            for g in groups:
+                present[g].append(has[g].cpu())
+                for k, v in metrics[g].items():
+                    per_user[g].setdefault(k, []).append(v.cpu())
+            continue
         scores = score_users(model, users, hists, device)
         if scores.shape != (len(users), n_items + 1):
             raise ValueError(f"model.score returned shape {tuple(scores.shape)}, expected {(len(users), n_items + 1)}")

@@ -4,7 +4,12 @@ A ranking model is a :class:`Recommender` (a :class:`torch.nn.Module`) with:
 
 * ``score(users, seqs) -> (B, n_items + 1)`` — a score for every item index (column 0 is padding and
   is ignored) given user ids ``(B,)`` and their left-padded, time-ordered histories ``(B, L)``. Models
-  use whichever of the two they need; evaluation, diagnostics and serving only call ``score``.
+  use whichever of the two they need; diagnostics and serving only call ``score``.
+* ``item_scorer(users, seqs) -> fn(start, stop) -> (B, stop - start)`` (optional) — the same scores a range of
+  item indices at a time, so full-ranking evaluation over a million-item catalogue never holds a
+  ``(B, n_items + 1)`` matrix. The default computes ``score`` once and slices it (right, but not bounded); a model
+  whose score is a user vector times an item table overrides it (:func:`dot_scorer`). ``score_items`` is the
+  one-range shortcut.
 * ``loss(batch) -> scalar`` — the training loss of one batch built by
   :func:`semcollab.data.batches.make_batches` for the model's ``batch_kind``.
 * ``batch_kind`` — ``"next_item"``, ``"cloze"``, ``"pairs"`` or ``None`` (nothing to train).
@@ -19,6 +24,7 @@ A CTR model is a :class:`CTRModel`; its methods below say what the CTR task call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +60,19 @@ class Recommender(nn.Module):
 
     def loss(self, batch: dict) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
+        """A function ``(start, stop) -> score(users, seqs)[:, start:stop]``, each call a new tensor the caller may
+        write to. The user side is computed once here, each call builds only its items' columns, so a caller that
+        walks the catalogue in ranges (:mod:`semcollab.evaluation.streaming`) holds ``B x (stop - start)`` scores.
+        This default computes the whole ``score`` once and slices it: right for every model, but not bounded;
+        override it where the scores are a product of user and item vectors."""
+        scores = self.score(users, seqs)
+        return lambda start, stop: scores[:, start:stop].clone()
+
+    def score_items(self, users: torch.Tensor, seqs: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """``score(users, seqs)[:, start:stop]`` (B, stop - start), through :meth:`item_scorer`."""
+        return self.item_scorer(users, seqs)(start, stop)
 
     def training_batches(self, seqs: list, n_items: int, length_buckets: bool = False) -> BatchBuilder:
         """The builder of this model's training batches (its ``batch_kind``) over ``seqs``, the training histories
@@ -115,6 +134,13 @@ class SequenceModelConfig:
     def _check(self):
         if self.hidden % self.heads:
             yield "heads", f"must divide model_params.hidden={self.hidden}, got {self.heads}"
+
+
+def dot_scorer(user_vectors: torch.Tensor, table: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
+    """The :meth:`Recommender.item_scorer` of a model scoring ``user_vectors @ table.T``: each range multiplies the
+    user vectors by its rows of ``table`` only. Equal to slicing the full product up to the BLAS kernel's rounding
+    (MKL picks another kernel for a range a few columns wide: a last-bit difference there)."""
+    return lambda start, stop: user_vectors @ table[start:stop].T
 
 
 def draw_negatives(loss: str, targets: torch.Tensor, n_items: int, neg_samples: int) -> torch.Tensor | None:

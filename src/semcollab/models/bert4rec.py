@@ -38,10 +38,10 @@ class BERT4Rec(SASRec):
         super().__init__(n_users, n_items, cfg, n_extra_tokens=1, item_ids=item_ids)
         self.mask_token = n_items + 1
 
-    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+    def user_state(self, seqs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """The prediction at a [MASK] appended after the history (SASRec's ``score`` and ``item_scorer`` use it)."""
         masked = torch.cat([seqs, torch.full_like(seqs[:, :1], self.mask_token)], dim=1)[:, -self.max_len:]
-        table = self.item_table()
-        return self.forward(masked, self.input_table(table))[:, -1] @ table.T
+        return super().user_state(masked, table)
 
     def training_batches(self, seqs: list, n_items: int, length_buckets: bool = False) -> BatchBuilder:
         """Cloze windows masked at ``model_params.mask_prob`` with this model's [MASK] token."""

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import at_least
 from ..registry import register
-from .base import Recommender
+from .base import Recommender, dot_scorer
 
 
 @dataclass
@@ -35,6 +35,12 @@ class MFBPR(Recommender):
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.user_emb(users) @ self.item_emb.weight.T
+
+    def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
+        """Each item range multiplies the user vectors by its rows of the item table."""
+        if type(self).score is not MFBPR.score:  # a subclass scoring its own way: the default slices that
+            return super().item_scorer(users, seqs)
+        return dot_scorer(self.user_emb(users), self.item_emb.weight)
 
     def loss(self, batch: dict) -> torch.Tensor:
         u = self.user_emb(batch["users"])

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..registry import register
-from .base import Recommender, SequenceModelConfig, next_item_loss, table_loss_rows
+from .base import Recommender, SequenceModelConfig, dot_scorer, next_item_loss, table_loss_rows
 from .layers import TransformerBlock, attention_mask
 from .text_table import ItemTableSettings, build_text_table, check_table_support
 
@@ -94,9 +94,21 @@ class SASRec(Recommender):
         extra = self.item_emb.weight[self.n_items + 1:]
         return torch.cat([table, extra]) if len(extra) else table
 
+    def user_state(self, seqs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """The ``(B, D)`` state that :meth:`score` multiplies by the item ``table``: the last position's."""
+        return self.forward(seqs, self.input_table(table))[:, -1]
+
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         table = self.item_table()
-        return self.forward(seqs, self.input_table(table))[:, -1] @ table.T
+        return self.user_state(seqs, table) @ table.T
+
+    def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
+        """The encoder runs once; each item range multiplies its state by that range's table rows. A subclass
+        with a ``score`` of its own (fusion, SAERec) gets the default (its ``score``, sliced)."""
+        if type(self).score is not SASRec.score:
+            return super().item_scorer(users, seqs)
+        table = self.item_table()
+        return dot_scorer(self.user_state(seqs, table), table)
 
     def loss(self, batch: dict) -> torch.Tensor:
         neg, rows = table_loss_rows(self.text_table is not None, self.loss_type, batch, self.n_items,
