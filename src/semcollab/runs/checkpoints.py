@@ -105,7 +105,7 @@ def save_atomic(obj, path: Path) -> None:
 
 
 # settings that change how long or how visibly a run trains, or how it is evaluated in chunks, but not its weights
-NOT_TRAJECTORY = frozenset({"progress", "max_minutes", "checkpoint_minutes", "chunk_size"})
+NOT_TRAJECTORY = frozenset({"progress", "max_minutes", "checkpoint_minutes", "chunk_size", "item_chunk_size"})
 
 
 def trajectory_settings(cfg) -> dict:
