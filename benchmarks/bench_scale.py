@@ -107,7 +107,8 @@ def run_child(cmd: list[str], log: Path, timeout_s: float | None, threads: int) 
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
     peak = usage.ru_maxrss / (1 << 20) if sys.platform == "darwin" else usage.ru_maxrss / 1024
     return {"wall_seconds": round(time.perf_counter() - t0, 2), "exit_code": proc.returncode,
-            "peak_rss_mb": round(peak, 1), "killed_at_cap": killed}
+            "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": round(peak, 1),
+            "killed_at_cap": killed}
 
 
 def stage_command(stage: str, data: Path, cache: Path, result: Path, a) -> list[str]:

@@ -62,8 +62,10 @@ def cached_split(args):
 
 def run_prepare(args) -> dict:
     """``data prepare``; ``from_cache`` says whether the cache already held it (bench_scale empties it first)."""
+    c0 = time.process_time()
     split, seconds, from_cache = cached_split(args)
-    return {"status": "done", "seconds": seconds, "from_cache": from_cache, "stats": split.stats}
+    return {"status": "done", "seconds": seconds, "cpu_seconds": time.process_time() - c0, "from_cache": from_cache,
+            "stats": split.stats}
 
 
 class CappedEpoch(RankingTask):
@@ -102,12 +104,15 @@ def run_epoch(args) -> dict:
     task = CappedEpoch(model, split, cfg, EvalConfig(), device, cap_seconds=cap)
     setup_s = time.perf_counter() - t0
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    c0 = time.process_time()
     fit = train_epochs(task, model, opt, rng, cfg, log=None)
     if device.type == "cuda":
         torch.cuda.synchronize()
+    cpu_s = time.process_time() - c0
     rec = fit.history[-1]
     n_batches, steps = task.n_batches(), task.steps
-    out = {"seconds": rec["epoch_seconds"], "loss": rec["loss"], "steps": steps, "n_batches": n_batches,
+    out = {"seconds": rec["epoch_seconds"], "cpu_seconds": cpu_s, "loss": rec["loss"], "steps": steps,
+           "n_batches": n_batches,
            "windows": len(task.builder), "split_load_seconds": load_s, "split_from_cache": from_cache,
            "setup_seconds": setup_s, "parameters": sum(p.numel() for p in model.parameters()),
            "world_size": ddp.world_size(), "device": str(device), "bf16": args.bf16}
@@ -165,7 +170,7 @@ def run_eval(args) -> dict:
     ecfg, how = eval_config(split.n_items, args.item_chunk_size, args.eval_chunk_users)
     cap = args.max_minutes * 60 if args.max_minutes else None
     block = max(args.eval_block_users, ecfg.chunk_size)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     done, hits = 0, 0.0
     for start in range(0, len(ev), block):
         idx = np.arange(start, min(start + block, len(ev)))
@@ -176,7 +181,7 @@ def run_eval(args) -> dict:
         if cap is not None and time.perf_counter() - t0 > cap and done < len(ev):
             break
     seconds = time.perf_counter() - t0
-    out = {"seconds": seconds, "users": len(ev), "users_evaluated": done, "items": split.n_items,
+    out = {"seconds": seconds, "cpu_seconds": time.process_time() - c0, "users": len(ev), "users_evaluated": done, "items": split.n_items,
            "hr@10_untrained": hits / max(done, 1), "block_users": block, "select_seconds": select_s,
            "split_load_seconds": load_s, "split_from_cache": from_cache, "device": str(device), **how}
     if done < len(ev):
