@@ -130,11 +130,12 @@ def run_epoch(args) -> dict:
 
 def eval_users(split, n_users: int, seed: int) -> EvalSet:
     """The test eval set of ``n_users`` test users drawn at random (seeded), in user order; the protocol is the
-    run's own (their full histories, full ranking over every item)."""
+    run's own (their full histories, full ranking over every item). Only those users' rows are gathered into
+    histories, so the stage's memory is the evaluation's, not a copy of every user's events."""
     users = np.unique(split.test["user"].to_numpy())
     pick = np.sort(np.random.default_rng(seed).choice(users, min(n_users, len(users)), replace=False))
-    sub = dataclasses.replace(split, test=split.test[split.test["user"].isin(pick)])
-    return sub.eval_set("test")
+    parts = {p: getattr(split, p)[getattr(split, p)["user"].isin(pick)] for p in ("train", "valid", "test")}
+    return dataclasses.replace(split, **parts).eval_set("test")
 
 
 def eval_config(n_items: int, item_chunk_size: int | None, chunk_users: int | None) -> tuple[EvalConfig, dict]:
