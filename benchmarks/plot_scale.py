@@ -32,6 +32,9 @@ def points(results: dict, stage: str, axis: str) -> list[dict]:
             continue
         seconds = r.get("seconds") if r.get("seconds") is not None else r.get("at_least_seconds")
         kind = {"done": "measured", "extrapolated": "extrapolated", "capped": "lower bound"}.get(r["status"], "?")
+        asked = results.get("settings", {}).get("eval_users")
+        if stage == "eval" and asked and r.get("users", asked) < asked:  # a small shape has fewer test users
+            kind = f"{kind}, {r['users']:,} users"
         out.append({"shape": name, "x": rec["shape"][axis], "seconds": seconds, "mb": r.get("peak_rss_mb"),
                     "kind": kind})
     return sorted(out, key=lambda p: p["x"])
@@ -59,7 +62,7 @@ def plot(json_path: Path, png: Path) -> Path:
             for p in pts:
                 if not p[key]:
                     continue
-                m, filled = marker[p["kind"]]
+                m, filled = marker[p["kind"].split(",")[0]]
                 ax.plot(p["x"], p[key], m, color=color, markerfacecolor=color if filled else "white", markersize=8)
                 if p["kind"] != "measured":
                     ax.annotate(p["kind"], (p["x"], p[key]), textcoords="offset points", xytext=(6, -10),
