@@ -80,7 +80,10 @@ def plot(json_path: Path, png: Path) -> Path:
     s = results.get("settings", {})
     fig.suptitle(f"Cost vs data size, one process, {m.get('cpu_model', '?')} ({m.get('cpu_count', '?')} cores, "
                  f"{m.get('threads', '?')} threads), torch {m.get('torch', '?')}", fontsize=10)
-    fig.text(0.01, 0.005, f"from {json_path}; SASRec batch {s.get('batch_size')}, max_len {s.get('max_len')}, "
+    loads = [r["load_average_1min_before"] for rec in results.get("shapes", {}).values() for r in rec.values()
+             if isinstance(r, dict) and r.get("load_average_1min_before") is not None]
+    busy = f"; 1-min load average before the stages {min(loads):.1f}-{max(loads):.1f}" if loads else ""
+    fig.text(0.01, 0.005, f"from {json_path}{busy}; SASRec batch {s.get('batch_size')}, max_len {s.get('max_len')}, "
              f"{s.get('neg_samples')} shared negatives; hollow = extrapolated from a capped stage; import floor "
              f"{m.get('import_floor_rss_mb')} MB", fontsize=7)
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
