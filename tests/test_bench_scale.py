@@ -146,3 +146,20 @@ def test_gpu_script_refuses_without_cuda(tmp_path):
                            str(tmp_path / "w")], capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode == 2 and "no GPU: not run" in done.stderr
     assert not out.exists() and not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow  # ~25 s: three children and a 2-process torchrun
+def test_gpu_script_cpu_rehearsal_runs_the_flow_and_says_what_was_not_run(tmp_path):
+    out = tmp_path / "gpu.json"
+    env = dict(_env(), SEMCOLLAB_CACHE=str(tmp_path / "empty_cache"))  # gemma3-270m not fetched here
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_issue31.py"), "--cpu-rehearsal", "2",
+                           "--shape", SHAPE, "--out", str(out), "--work", str(tmp_path / "w"), "--threads", "1"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["rehearsal"] is True and "gpus" not in report["machine"]
+    steps = report["steps"]
+    assert steps["lm_embed_beauty"]["status"] == "not run" and "gemma3-270m" in steps["lm_embed_beauty"]["reason"]
+    assert steps["synthetic"]["status"] == steps[f"prepare_{SHAPE}"]["status"] == "done"
+    epoch = steps[f"epoch_{SHAPE}"]
+    assert epoch["status"] == "done" and epoch["world_size"] == 2 and epoch["steps"] == epoch["n_batches"]
