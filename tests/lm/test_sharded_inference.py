@@ -1,5 +1,6 @@
 """LM inference sharded over 2 gloo processes under torchrun against one process: item embeddings (``semcollab embed
---nproc 2``), a rank killed before writing its shard and the launch resumed, and LM CTR scores.
+--nproc 2``), a rank killed before writing its shard and the launch resumed, ReaEmb's plain item table
+(``semcollab reaemb table --nproc 2``) and LM CTR scores.
 
 Tolerance: none -- bit-equal. Each rank computes whole batches of the one-process batch order
 (:func:`semcollab.runs.shards.plan_shards` assigns batches, never rows), so every row is computed with the same
@@ -173,6 +174,25 @@ def test_sharded_ctr_scores_equal_one_process(tmp_path, tiny_yes_no_lm):
     ref = model.predict(split.parts["test"])
     assert len(ref) > 16 and ref.dtype == sharded.dtype == np.float64
     assert np.array_equal(sharded, ref) and np.unique(ref).size > 1
+
+
+def test_reaemb_table_nproc_2_equals_one_process(tmp_path, tiny_causal_lm):
+    from semcollab.methods.reaemb import reaemb_table
+    from tests.methods.reaemb.test_pipeline import N_ITEMS, write_toy_s3rec
+
+    data = write_toy_s3rec(tmp_path / "data")
+    ov = [f"data.path={data}", "data.user_k=1", "data.item_k=1", "encoder.max_length=64", "device=cpu"]
+    cmd = [sys.executable, "-m", "semcollab", "reaemb", "table", "--plain", "--nproc", "2", "--dataset", "s3rec:Toy",
+           "--lm", str(tiny_causal_lm), "--batch-size", "2", "--out", str(tmp_path / "plain.npy"),
+           *[f"--{o}" for o in ov]]
+    proc = launch(cmd, tmp_path / "cache")
+    assert proc.stdout.count("plain table (") == 1 and proc.stdout.count("items with text") == 1  # rank 0 alone
+    sharded = np.load(tmp_path / "plain.npy", allow_pickle=False)
+    path, meta = reaemb_table(None, "s3rec:Toy", "plain", overrides=[*ov, f"lm={tiny_causal_lm}"], batch_size=2,
+                              log=None)
+    ref = np.load(path)
+    assert ref.shape == (N_ITEMS + 1, 32) and np.array_equal(sharded, ref)  # 6 batches of 2 over 2 ranks
+    assert json.loads((tmp_path / "plain.json").read_text())["key"] == meta["key"]  # the same cache key
 
 
 @pytest.mark.parametrize("argv", [["embed", "--nproc", "2", "--out", "x"], ["embed", "--nproc=2"]])
