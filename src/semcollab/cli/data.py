@@ -43,7 +43,7 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
           batch_size: int = typer.Option(64, min=1),
           out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats"),
           empty_text: EmptyText = typer.Option(EmptyText.template, help=EMPTY_TEXT_HELP),
-          nproc: int | None = typer.Option(None, help="encode in N processes: re-runs this command under torchrun "
+          nproc: int | None = typer.Option(None, min=1, help="encode in N processes: re-runs this command under torchrun "
                                                       "(each rank encodes its share of the LM batches)")):
     """Encode every item's text with a language model (cached by model + text hash)."""
     if nproc is not None:

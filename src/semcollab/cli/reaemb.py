@@ -67,7 +67,7 @@ def reaemb_table_cmd(ctx: typer.Context,
                      batch_size: int | None = typer.Option(None, min=1, help="items per batch (default "
                                                            "table_batch_size)"),
                      out: Path | None = typer.Option(None, help="copy the table here (.npy; its meta .json beside)"),
-                     nproc: int | None = typer.Option(None, help="encode in N processes: re-runs this command under "
+                     nproc: int | None = typer.Option(None, min=1, help="encode in N processes: re-runs this command under "
                                                       "torchrun (each rank encodes its share of the LM batches)")):
     """The item table of a dataset's whole catalogue (n_items + 1 rows, row 0 = padding = zeros), cached by
     texts + LM + trained state + mode; its path goes to --model_params.item_table of sasrec/gru4rec/bert4rec."""
