@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -12,6 +13,7 @@ from ..data import load_split
 from ..text import EmbedConfig
 from ..text.embed_items import embed_items
 from ..textsafe import safe_text
+from ..train.distributed import is_main, launch, without_nproc
 from .common import EMPTY_TEXT_HELP, EXTRA, EmptyText, console, dataset_option, handled, log, named
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset preparation.")
@@ -40,8 +42,12 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
           whiten: bool = typer.Option(False, help="whiten the PCA components (needs --pca-dim)"),
           batch_size: int = typer.Option(64, min=1),
           out: Path = typer.Option(Path("embeddings"), help="folder for texts, vectors and stats"),
-          empty_text: EmptyText = typer.Option(EmptyText.template, help=EMPTY_TEXT_HELP)):
+          empty_text: EmptyText = typer.Option(EmptyText.template, help=EMPTY_TEXT_HELP),
+          nproc: int | None = typer.Option(None, min=1, help="encode in N processes: re-runs this command under torchrun "
+                                                      "(each rank encodes its share of the LM batches)")):
     """Encode every item's text with a language model (cached by model + text hash)."""
+    if nproc is not None:
+        raise typer.Exit(launch(nproc, ["embed", *without_nproc(sys.argv[1:])]))
     named(encoder, "--encoder")
     named(template, "--template")
     cfg = load_config(None, ctx.args)
@@ -50,6 +56,8 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
     ecfg = EmbedConfig(encoder=encoder, template=template, pooling=pooling, prompt=prompt, pca_dim=pca_dim,
                        whiten=whiten, batch_size=batch_size, progress=True, empty_text=empty_text.value)
     vecs, stats = embed_items(split, ecfg, out_dir=out / split.name)
+    if not is_main():  # under torchrun rank 0 alone prints
+        return
     console.print_json(json.dumps(stats))
     console.print(safe_text(f"{vecs.shape[0] - 1} item vectors of dim {vecs.shape[1]} and their texts written to "
                             f"{out / split.name}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -16,6 +17,7 @@ from ..methods.reaemb import (
     train_reaemb,
 )
 from ..textsafe import safe_text
+from ..train.distributed import is_main, launch, without_nproc
 from .common import EXTRA, console, dataset_option, handled, log, named, run_arg
 
 reaemb_app = typer.Typer(no_args_is_help=True, help="ReaEmb: LM item embeddings that 'think' one latent token "
@@ -64,9 +66,13 @@ def reaemb_table_cmd(ctx: typer.Context,
                      config: Path | None = typer.Option(None, help="YAML config of a plain table without a run"),
                      batch_size: int | None = typer.Option(None, min=1, help="items per batch (default "
                                                            "table_batch_size)"),
-                     out: Path | None = typer.Option(None, help="copy the table here (.npy; its meta .json beside)")):
+                     out: Path | None = typer.Option(None, help="copy the table here (.npy; its meta .json beside)"),
+                     nproc: int | None = typer.Option(None, min=1, help="encode in N processes: re-runs this command under "
+                                                      "torchrun (each rank encodes its share of the LM batches)")):
     """The item table of a dataset's whole catalogue (n_items + 1 rows, row 0 = padding = zeros), cached by
     texts + LM + trained state + mode; its path goes to --model_params.item_table of sasrec/gru4rec/bert4rec."""
+    if nproc is not None:
+        raise typer.Exit(launch(nproc, ["reaemb", "table", *without_nproc(sys.argv[2:])]))
     stage = "plain" if plain else stage
     run_dir, args = run_arg(run_dir, ctx.args)
     if run_dir is not None and (lm is not None or config is not None):
@@ -75,6 +81,8 @@ def reaemb_table_cmd(ctx: typer.Context,
     overrides = args + ([f"lm={named(lm, '--lm')}"] if lm is not None else [])
     path, meta = reaemb_table(run_dir, dataset, stage, mode, config=config, overrides=overrides,
                               batch_size=batch_size, out=out, progress=True, log=log)
+    if not is_main():  # under torchrun rank 0 alone prints
+        return
     console.print_json(json.dumps(meta))
     console.print(safe_text(f"{stage} table {tuple(meta['shape'])} at {path}; use it with: semcollab train --model "
                             f"sasrec --dataset {meta['config_dataset']} --model_params.item_table={path}"))

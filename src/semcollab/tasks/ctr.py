@@ -25,6 +25,7 @@ from ..data import DataError, load_ctr
 from ..data.ctr import CTRSplit, prepare_ctr, subsample_index
 from ..errors import DataChangedError, DistributedError, IncompatibleRunError, RunFileError, TrainingIncomplete
 from ..evaluation.ctr import ctr_report, predict
+from ..hub.wheels import default_cache_dir
 from ..methods.lm_ctr.attention_report import attention_report, check_attention_args
 from ..models.base import CTRModel
 from ..runs.checkpoints import (
@@ -36,6 +37,7 @@ from ..runs.checkpoints import (
 )
 from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
+from ..runs.shards import content_key, inference_shards
 from ..train import distributed as ddp
 from ..train.ctr import fit_ctr
 from ..train.trainer import resolve_device, seed_everything
@@ -211,16 +213,32 @@ def evaluate_ctr_run(run_dir, stage: str = "test", allow_data_change: bool = Fal
     LM runs scored on a CPU-budget subset (the run's own data fingerprint is still checked first)."""
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be valid or test, got {stage!r}")
+    distributed = ddp.setup()  # under torchrun (before the device is chosen: a GPU rank takes cuda:LOCAL_RANK)
     cfg, net, split = load_ctr_run(run_dir, allow_data_change, allow_pickle=allow_pickle)
     part = split.unsubsampled().parts[stage]
     if max_rows is not None:
         part = part.take(subsample_index(len(part), max_rows, subsample_seed))
     device = resolve_device(cfg.train.device)
     net.to(device)
-    out = ctr_report(part, predict(net, part, device=device))
+    if distributed:  # under torchrun an LM model's rows are scored in shards, one per rank, then merged
+        key = content_key("ctr-evaluate", _file_digest(Path(run_dir) / "model.safetensors"),
+                          _file_digest(Path(run_dir) / "config.yaml"), ctr_fingerprint(split), stage, max_rows,
+                          subsample_seed, str(device))
+        with inference_shards(Path(default_cache_dir()) / "shards" / "ctr-evaluate", key):
+            probs = predict(net, part, device=device)
+    else:
+        probs = predict(net, part, device=device)
+    out = ctr_report(part, probs)
     out["rows"] = {"scored": len(part), "subsample": None if max_rows is None else {"rows": max_rows,
                                                                                     "seed": subsample_seed}}
     return out
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 class CTRRun(Run):

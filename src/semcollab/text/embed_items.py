@@ -13,7 +13,11 @@ import numpy as np
 
 from ..config import ConfigError
 from ..hub.models import MODELS
+from ..hub.wheels import default_cache_dir
+from ..runs.shards import content_key, inference_shards
+from ..train import distributed as ddp
 from . import EmbedConfig, item_embeddings
+from .encoders import resolve_encoder
 
 
 def encoder_facts(encoder: str) -> tuple[str | None, int | None]:
@@ -60,8 +64,21 @@ def check_embed_options(encoder: str, pooling: str | None, pca_dim: int | None, 
 def embed_items(split, cfg: EmbedConfig, out_dir: str | Path | None = None):
     """:func:`~semcollab.text.item_embeddings` after :func:`check_embed_options`; returns ``(vectors, stats)``.
     Where the encoder's width is known only once loaded (a hub id), the vectors are encoded (and cached) first and
-    the PCA dimension checked against them before the reduction."""
+    the PCA dimension checked against them before the reduction.
+
+    Under torchrun (``semcollab embed --nproc N``) the LM batches are split over the ranks (:mod:`semcollab.runs.
+    shards`: bit-equal to one process, a killed rank's shard redone on resume); every rank returns the vectors,
+    rank 0 alone writes ``out_dir``."""
     dim = check_embed_options(cfg.encoder, cfg.pooling, cfg.pca_dim, cfg.whiten, split)
+    if not ddp.setup():
+        return _embed_items(split, cfg, dim, out_dir)
+    spec = resolve_encoder(cfg.encoder, cfg.pooling, cfg.prompt, cfg.max_length)
+    root = Path(cfg.cache_dir or default_cache_dir()) / "shards" / "embed"
+    with inference_shards(root, content_key("embed", spec.key(), cfg.device, cfg.batch_size)):
+        return _embed_items(split, cfg, dim, out_dir if ddp.is_main() else None)
+
+
+def _embed_items(split, cfg: EmbedConfig, dim: int | None, out_dir):
     if cfg.pca_dim is not None and dim is None:
         vecs, _ = item_embeddings(split, dataclasses.replace(cfg, pca_dim=None, whiten=False))
         if cfg.pca_dim > vecs.shape[1]:

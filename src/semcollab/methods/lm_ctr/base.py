@@ -184,15 +184,26 @@ class LMCTRModel(CTRModel):
     @torch.no_grad()
     def predict(self, part: CTRPart, device=None) -> np.ndarray:
         """P(yes) per row, scored in length-sorted batches (little padding), returned in row order, on the
-        device the model lives on (``device`` is accepted for the common ``predict`` signature)."""
+        device the model lives on (``device`` is accepted for the common ``predict`` signature).
+
+        Inside :func:`~semcollab.runs.shards.inference_shards` under torchrun each rank scores whole batches
+        (balanced by padded tokens) and the shards are merged: the same scores, bit for bit."""
         self.eval()
         device = next(self.parameters()).device
         from ...lm import longest_first_batches
+        from ...runs.shards import active_site, compute_sharded
 
-        out = np.zeros(len(part), dtype=np.float64)
-        for idx in longest_first_batches(self.prompt_lengths(part), self.cfg.score_batch_size):
-            out[idx] = torch.sigmoid(self.logits(part.batch(idx, device))).float().cpu().numpy()
-        return out
+        lengths = self.prompt_lengths(part)
+        batches = longest_first_batches(lengths, self.cfg.score_batch_size)
+
+        def score(own: list[np.ndarray]) -> np.ndarray:
+            out = [torch.sigmoid(self.logits(part.batch(idx, device))).float().cpu().numpy() for idx in own]
+            return np.concatenate(out).astype(np.float64) if out else np.zeros(0, dtype=np.float64)
+
+        site = active_site()
+        costs = [len(b) * max((lengths[i] for i in b), default=0) for b in batches]
+        return compute_sharded(site and site.child("lm_ctr.predict", type(self).__name__, len(part)), len(part),
+                               batches, score, costs, what="CTR scores")
 
     # ------------------------------------------------------------------ training
     def lm_train_config(self, lr: float, epochs: int, train_cfg):

@@ -21,6 +21,8 @@ from ...config import ConfigError, resolve_device, to_dict
 from ...hub.wheels import default_cache_dir
 from ...models.text_table import item_ids_sha256
 from ...runs.files import write_dir_atomic
+from ...runs.shards import inference_shards
+from ...train import distributed as ddp
 from . import run_folder
 from .config import ReaEmbPipelineConfig, load_pipeline_config
 from .encoder import MODES, generate_table
@@ -86,7 +88,13 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
     Cached under ``<cache>/reaemb/tables/<key>/`` (``item_table.npy`` + ``item_table.json``); a second call
     with the same texts, LM, trained state, mode and encoder settings loads it without touching the LM
     (``meta["cached"]`` is True). ``out``: also copy the table there (``.npy``) with its meta beside it
-    (same name, ``.json``). The meta records ``item_ids_sha256``, which the recommenders check."""
+    (same name, ``.json``). The meta records ``item_ids_sha256``, which the recommenders check.
+
+    Under torchrun (``semcollab reaemb table --nproc N``) the LM batches are split over the ranks
+    (:mod:`semcollab.runs.shards`: bit-equal to one process; a killed rank's shard is redone on resume); rank 0
+    alone writes the cache and ``out``, and every rank returns the same path and meta."""
+    if ddp.setup() and not ddp.is_main():
+        log = None
     cfg = _table_cfg(run_dir, dataset, stage, config, overrides)
     mode = "plain" if stage == "plain" else mode
     if mode not in MODES or (stage != "plain" and mode == "plain"):
@@ -96,7 +104,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
     state_sha = "plain" if stage == "plain" else run_folder.stage_state(run_dir, stage)["state_sha256"]
     key = table_key(cfg, data.texts, state_sha, mode, device)
     folder = Path(cfg.data.cache_dir or default_cache_dir()) / "reaemb" / "tables" / key[:32]
-    meta = _cached_table(folder, key)
+    meta = ddp.from_main(_cached_table(folder, key))
     if meta is not None:
         meta["cached"] = True
         log and log(f"using cached ReaEmb {stage} table {folder / 'item_table.npy'}")
@@ -108,7 +116,9 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
         t_load = time.perf_counter() - t0
         log and log(f"ReaEmb {stage} table: {len(rows)} items with text, mode {mode}, on {device}")
         t1 = time.perf_counter()
-        vecs = generate_table(enc, [data.texts[i] for i in rows], mode, batch_size or cfg.table_batch_size, progress)
+        with inference_shards(folder.parent.parent / "shards", key):
+            vecs = generate_table(enc, [data.texts[i] for i in rows], mode, batch_size or cfg.table_batch_size,
+                                  progress and ddp.is_main())
         seconds = time.perf_counter() - t1
         table = np.zeros((len(data.texts) + 1, vecs.shape[1]), dtype=np.float32)
         table[np.asarray(rows, dtype=np.int64) + 1] = vecs
@@ -124,19 +134,23 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
             np.save(tmp / "item_table.npy", table)
             (tmp / "item_table.json").write_text(json.dumps(meta, indent=2) + "\n")
 
-        written = write_dir_atomic(folder, write, what="ReaEmb table cache", replace=True)
+        written = ddp.on_main(write_dir_atomic, folder, write, what="ReaEmb table cache", replace=True)
         meta = {**meta, "cached": False}
         if not written:  # the cache could not be written (a warning says why): the table goes to `out` only
             if out is None:
                 raise OSError(f"could not write the table cache {folder}; pass out=PATH to keep the table")
-            _save_table(table, meta, Path(out))
+            with ddp.main_first():
+                if ddp.is_main():
+                    _save_table(table, meta, Path(out))
             return Path(out), meta
     path = folder / "item_table.npy"
     if out is not None:
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, out)
-        run_folder.write_json(out.with_suffix(".json"), {k: v for k, v in meta.items() if k != "cached"})
+        with ddp.main_first():  # the others return once rank 0 has copied
+            if ddp.is_main():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, out)
+                run_folder.write_json(out.with_suffix(".json"), {k: v for k, v in meta.items() if k != "cached"})
         path = out
     return path, meta
 
