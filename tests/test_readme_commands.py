@@ -93,6 +93,8 @@ COMMANDS: list[Row] = [
     Row(r"semcollab quickstart", "ml100k"),
     Row(r"semcollab quickstart --epochs 200 --train\.lr=1e-3", "ml100k"),
     Row(r"semcollab train --model sasrec --dataset ml-100k", "ml100k", makes="sasrec"),
+    Row(r"semcollab train --model sasrec --dataset ml-100k --nproc 2", "ml100k",
+        "2 processes under torchrun (gloo); the run folder goes to runs/ like the one-process run's"),
     Row(r"semcollab train --model NAME", "ml100k", "NAME: each model of README's ID-baseline table that no other "
         "README command trains (pop, sasrec and gru4rec are trained above and by compare)"),
     Row(r"semcollab evaluate runs/<run> --eval\.protocol=sampled", "ml100k", "<run>: the sasrec run",
