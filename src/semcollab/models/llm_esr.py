@@ -96,8 +96,8 @@ def similar_users(user_vectors: torch.Tensor, k: int, chunk: int = 2048) -> torc
     out = torch.arange(n)[:, None].repeat(1, k)
     for s in range(0, n, chunk):
         sim = u[s:s + chunk] @ u.T
-        sim[~has[s:s + chunk]] = 0
         sim[:, ~has] = -torch.inf
+        sim[~has[s:s + chunk]] = -torch.inf
         sim[torch.arange(len(sim)), torch.arange(s, s + len(sim))] = -torch.inf
         top = sim.topk(k, dim=1).indices
         top = torch.where(torch.isfinite(sim.gather(1, top)), top, torch.arange(s, s + len(sim))[:, None])
@@ -193,7 +193,7 @@ class LLMESR(SASRec):
             if len(s):
                 tail = np.asarray(s[-self.max_len:], dtype=np.int64)
                 hist[u, self.max_len - len(tail):] = tail
-                users[u] = text[torch.as_tensor(np.asarray(s, dtype=np.int64))].mean(0)
+                users[u] = text[torch.tensor(np.asarray(s, dtype=np.int64))].mean(0)  # a copy: histories are read-only
         device = self.semantic.device
         self.sim_users = similar_users(users, self.cfg.distill_users).to(device)
         self.histories = torch.as_tensor(hist, device=device)
