@@ -107,12 +107,12 @@ def test_config_errors_name_the_key(toy_split, table):
 
 @pytest.mark.parametrize("distill_weight", [0.0, 0.1])
 def test_learns_on_the_toy_walk(toy_split, table, distill_weight):
-    torch.manual_seed(0)
+    torch.manual_seed(1)
     m = build_model("llm-esr", small(table, distill_weight=distill_weight), toy_split)
-    before, after = train_ndcg(m, toy_split, epochs=15)
-    # the untrained model already ranks well (its ID view starts as the PCA of the ring-shaped text): training
-    # must still add clearly to it
-    assert after > before + 0.2, (before, after)
+    before, after = train_ndcg(m, toy_split, epochs=15, seed=1)
+    # measured: 0.10 -> 0.93 (off) / 0.94 (on); other seeds start higher (0.59 with seed 0: the ID view starts as
+    # the PCA of the ring-shaped text) and end at 0.79-0.97
+    assert after > before + 0.5, (before, after)
 
 
 def test_run_folder_round_trip(toy_dir, toy_split, tmp_path):
