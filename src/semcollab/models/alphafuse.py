@@ -1,4 +1,4 @@
-"""AlphaFuse (Hu et al., SIGIR 2025): ID embeddings learned in the null space of the language embeddings.
+"""AlphaFuse (SIGIR 2025): ID embeddings learned in the null space of the language embeddings.
 
 The frozen item text vectors are centred and their covariance decomposed (SVD); the item representation lives in
 the top ``hidden`` (= d_s + d_n) directions of that spectrum, optionally whitened (each coordinate divided by the
