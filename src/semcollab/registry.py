@@ -41,6 +41,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "semcollab.models.bert4rec",
     "semcollab.models.semantic",
     "semcollab.models.fusion",
+    "semcollab.models.llm_esr",
+    "semcollab.models.alphafuse",
     "semcollab.methods.saerec.model",
     "semcollab.models.mf_ctr",
     "semcollab.models.sasrec_ctr",
