@@ -43,15 +43,14 @@ def _seed_from_torch() -> int:
     return int(torch.randint(0, 2**31 - 1, (1,)).item())
 
 
-def gather_views(emb_a: torch.Tensor, emb_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+def gather_views(emb_a: torch.Tensor, emb_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's two views ``(n_r, d)`` -> the global batch's ``(B, d)`` each (rank order = the batch's row
-    order, since ranks take contiguous slices) and the factor of the loss on them.
+    order, since ranks take contiguous slices), differentiable: every rank then computes the global loss L.
 
-    Every rank computes the same global loss L. The gather's backward sums the ranks' gradients into each
-    rank's slice, so rank r's parameters get N times the part of dL that flows through its rows; ``train_lm``
-    then weights rank r's loss by ``N n_r / B`` (it assumes a per-row mean) and averages over the N ranks. The
-    factor ``B / (N n_r)`` undoes that weight, so the averaged gradient is dL -- also for the temperature, used
-    directly on every rank: each rank's weighted gradient is dL, and so is their mean."""
+    Why ``train_lm``'s shard weights (``w_s = N n_s / B``, made for a per-row mean loss) need no correction: the
+    gather's backward sums every rank's upstream gradient ``w_s dL`` into each slice, and the weights sum to N,
+    so rank r's parameters get ``N dL_r`` (the part of dL through its rows) and the mean over the ranks is dL; a
+    parameter used directly on every rank (the temperature) gets ``w_r dL``, whose mean is dL too."""
     size = torch.tensor([len(emb_a)], device=emb_a.device)
     sizes = [torch.zeros_like(size) for _ in range(ddp.world_size())]
     dist.all_gather(sizes, size)
@@ -59,8 +58,7 @@ def gather_views(emb_a: torch.Tensor, emb_b: torch.Tensor) -> tuple[torch.Tensor
     both = torch.cat([emb_a, emb_b], 1)  # one gather for both views; slices padded to the longest
     both = torch.cat([both, both.new_zeros(max(sizes) - len(both), both.shape[1])])
     full = torch.cat([part[:n] for part, n in zip(dist_nn.all_gather(both), sizes)])
-    d = emb_a.shape[1]
-    return full[:, :d], full[:, d:], sum(sizes) / (ddp.world_size() * len(emb_a))
+    return full[:, :emb_a.shape[1]], full[:, emb_a.shape[1]:]
 
 
 def _check_slices(n_rows: int, batch_size: int) -> None:
@@ -116,12 +114,10 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
     def loss_fn(batch: dict) -> torch.Tensor:
         emb = encoder.embed(batch["input_ids"], batch["attention_mask"], "two_pass")
         a, b = emb.chunk(2)
-        scale = 1.0
         if gather:  # in-batch negatives over the global batch: the one-process loss
-            a, b, scale = gather_views(a, b)
-        loss = lrcl_loss(a, b, encoder.log_temp, cfg.soft_targets, cfg.detach_targets, cfg.normalize,
+            a, b = gather_views(a, b)
+        return lrcl_loss(a, b, encoder.log_temp, cfg.soft_targets, cfg.detach_targets, cfg.normalize,
                          temp_min, temp_max)
-        return loss if scale == 1.0 else loss * scale
 
     trainable = {"lm": encoder.lm, "thought": encoder.thought, "log_temp": encoder.log_temp}
     return train_lm(loss_fn, trainable, rows, lengths, collate, train, checkpoint_dir, model=encoder.lm,
