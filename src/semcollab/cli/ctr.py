@@ -52,7 +52,7 @@ def ctr_rich_table(results: dict[str, dict], title: str):
 def ctr_train(ctx: typer.Context, model: str = typer.Option("mf", help=", ".join(model_choices("ctr"))),
               dataset: str | None = typer.Option(None, help="default: the config's data.name, else collm-ml-1m"),
               config: Path | None = typer.Option(None, help="YAML config"),
-              nproc: int | None = typer.Option(None, help="train an LM model in N processes: re-runs this command "
+              nproc: int | None = typer.Option(None, min=1, help="train an LM model in N processes: re-runs this command "
                                                           "under torchrun (data-parallel, gloo on CPU, NCCL on GPU)")):
     """Train one CTR model; select on validation AUC; report test AUC / UAUC on all, warm and cold rows."""
     if nproc is not None:
@@ -81,16 +81,24 @@ def ctr_evaluate(ctx: typer.Context, run_dir: Path = typer.Argument(..., help="a
                  allow_data_change: bool = typer.Option(False, help="evaluate even if the data changed"),
                  max_rows: int | None = typer.Option(None, help="score the fixed random subset that "
                                                      "data.max_<stage>_rows=N selects (compare with LM runs)"),
-                 subsample_seed: int = typer.Option(0, **SEED, help="data.subsample_seed of that subset")):
+                 subsample_seed: int = typer.Option(0, **SEED, help="data.subsample_seed of that subset"),
+                 nproc: int | None = typer.Option(None, min=1, help="score in N processes: re-runs this command under "
+                                                  "torchrun (each rank scores its share of an LM model's batches)")):
     """Re-evaluate a saved CTR run (optionally on the same row subset as a CPU-budget LM run).
 
     Data pickles that are not the known CoLLM split are read only with --data.allow_pickle=true given here."""
+    if nproc is not None:
+        argv = sys.argv[1:]
+        start = argv.index("ctr") + 1 if "ctr" in argv else 0  # the arguments after `ctr`: `evaluate ...`
+        raise typer.Exit(launch(nproc, ["ctr", "evaluate", *without_nproc(argv[start:])]))
     run_dir, args = required_run_arg(run_dir, ctx.args)
     allow_pickle = allow_pickle_arg(args, "ctr evaluate")
     check_stage(stage)
     if max_rows is not None and max_rows < 1:
         raise typer.BadParameter(f"--max-rows must be at least 1, got {max_rows}")
     res = evaluate_ctr_run(run_dir, stage, allow_data_change, max_rows, subsample_seed, allow_pickle=allow_pickle)
+    if not is_main():  # under torchrun rank 0 alone prints
+        return
     console.print(ctr_rich_table({run_dir.name: res}, f"{stage}"))
     console.print_json(json.dumps(res))
 

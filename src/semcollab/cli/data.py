@@ -13,7 +13,7 @@ from ..data import load_split
 from ..text import EmbedConfig
 from ..text.embed_items import embed_items
 from ..textsafe import safe_text
-from ..train.distributed import is_main, launch, without_nproc
+from ..train.distributed import is_main, launch, setup, without_nproc
 from .common import EMPTY_TEXT_HELP, EXTRA, EmptyText, console, dataset_option, handled, log, named
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset preparation.")
@@ -53,8 +53,9 @@ def embed(ctx: typer.Context, dataset: str | None = typer.Option(None, help="def
     cfg = load_config(None, ctx.args)
     cfg.data.name = dataset_option(dataset, None, ctx.args) or cfg.data.name
     split = load_split(cfg.data)
+    setup()  # under torchrun: join the group now, so that rank 0 alone shows the progress bar
     ecfg = EmbedConfig(encoder=encoder, template=template, pooling=pooling, prompt=prompt, pca_dim=pca_dim,
-                       whiten=whiten, batch_size=batch_size, progress=True, empty_text=empty_text.value)
+                       whiten=whiten, batch_size=batch_size, progress=is_main(), empty_text=empty_text.value)
     vecs, stats = embed_items(split, ecfg, out_dir=out / split.name)
     if not is_main():  # under torchrun rank 0 alone prints
         return

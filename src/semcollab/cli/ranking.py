@@ -48,7 +48,7 @@ def _train(model, dataset, config, overrides, epochs=None, quiet=False):
 def train(ctx: typer.Context, model: str = typer.Option("sasrec", help=", ".join(model_choices("ranking"))),
           dataset: str | None = typer.Option(None, help="default: the config's data.name, else ml-100k"),
           config: Path | None = typer.Option(None, help="YAML config"),
-          nproc: int | None = typer.Option(None, help="train in N processes: re-runs this command under torchrun "
+          nproc: int | None = typer.Option(None, min=1, help="train in N processes: re-runs this command under torchrun "
                                                       "(data-parallel, gloo on CPU, NCCL on GPU)")):
     """Train and evaluate one model; saves config, metrics and weights under output_dir."""
     if nproc is not None:

@@ -32,17 +32,26 @@ def reaemb_train(ctx: typer.Context, dataset: str | None = typer.Option(None, he
                  config: Path | None = typer.Option(None, help="YAML config (semcollab.methods.reaemb.ReaEmbPipelineConfig)"),
                  out: Path | None = typer.Option(None, help="the run folder (output_dir); default "
                                                  "runs/reaemb/<dataset>-<lm>"),
-                 stages: str = typer.Option("stage1,stage2", help="stage1, stage2 or both")):
+                 stages: str = typer.Option("stage1,stage2", help="stage1, stage2 or both"),
+                 nproc: int | None = typer.Option(None, min=1, help="train in N processes: re-runs this command under "
+                                                  "torchrun (data-parallel, gloo on CPU, NCCL on GPU)")):
     """Stage 1 (LRCL: LoRA + thought module) then stage 2 (CRRL: thought module, co-occurrence rewards from
     training sequences). Resumable: a stage stopped by stage<N>.max_minutes exits with code 3 and the same
     command continues it. Settings: --stage1.max_steps=200 --stage1.batch_size=16 --stage2.max_anchors=2000 ..."""
+    if nproc is not None:
+        argv = sys.argv[1:]
+        start = argv.index("reaemb") + 1 if "reaemb" in argv else 0  # the arguments after `reaemb`: `train ...`
+        raise typer.Exit(launch(nproc, ["reaemb", "train", *without_nproc(argv[start:])]))
     dataset = _reaemb_dataset(dataset, config, ctx.args)
     cfg = load_pipeline_config(config, ctx.args, dataset=dataset, lm=named(lm, "--lm"), output_dir=out)
     try:
         res = train_reaemb(cfg, stages, log=log)
     except ReaEmbIncomplete as exc:  # a time cap, not a failure: the same command continues
-        console.print(f"[bold yellow]not finished:[/bold yellow] {safe_text(exc)}")
+        if is_main():
+            console.print(f"[bold yellow]not finished:[/bold yellow] {safe_text(exc)}")
         raise typer.Exit(code=3) from None
+    if not is_main():  # under torchrun rank 0 alone prints
+        return
     for name, st in res.stages.items():
         t = res.timing.get(name, {})
         console.print(safe_text(f"{name}: {st['steps']} steps, {t.get('seconds', 0):.0f} s over "

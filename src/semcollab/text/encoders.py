@@ -31,6 +31,7 @@ from ..hub.models import ModelError
 from ..hub.wheels import default_cache_dir
 from ..lm.hidden import POOLINGS, encode_texts
 from ..lm.load import check_tokenizer_files
+from ..train import distributed as ddp
 
 
 @dataclass
@@ -251,7 +252,8 @@ def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = No
         stats["items_per_second"] = len(unique) / max(stats["encode_seconds"], 1e-9)
         stats["device"] = str(enc.device)
         usable = ~unusable_rows(new)  # only an empty text may be left with an unusable vector: never cached
-        cache.put([h for h, ok in zip(unique, usable) if ok], new[usable])
+        if ddp.is_main():  # under torchrun every rank holds the same merged vectors: one writes them
+            cache.put([h for h, ok in zip(unique, usable) if ok], new[usable])
         row = {h: r for r, h in enumerate(unique)}
         vecs = np.zeros((len(texts), new.shape[1]), dtype=np.float32)
         vecs[missing] = new[[row[hashes[i]] for i in missing]]

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import DistributedError
+from ..errors import DistributedError, SemcollabError
 
 
 def env_world_size() -> int:
@@ -91,6 +91,32 @@ def sum_over_ranks(x: float) -> float:
     t = torch.tensor([x], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item())
+
+
+def barrier() -> None:
+    """Wait for every rank (files rank 0 wrote are then there for the others to read); no-op in one process."""
+    if active():
+        dist.barrier()
+
+
+def on_main_checked(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on rank 0 only (checks and writes of a run folder); its result on every rank. A
+    :class:`~semcollab.errors.SemcollabError` it raises is raised on rank 0 and, as a :class:`DistributedError`
+    quoting it, on the others, so no rank waits in a collective that the others left."""
+    if not active():
+        return fn(*args, **kwargs)
+    value, error = None, None
+    if is_main():
+        try:
+            value = fn(*args, **kwargs)
+        except SemcollabError as exc:
+            error = exc
+    value, message = from_main((value, None if error is None else f"{type(error).__name__}: {error}"))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise DistributedError(f"rank {rank()}: rank 0 stopped the run: {message}")
+    return value
 
 
 @contextmanager
@@ -211,6 +237,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     if env_world_size() > 1:
         raise DistributedError("--nproc was given inside a torchrun launch; drop it (torchrun already started "
                                f"{env_world_size()} processes)")
+    command = torchrun_command(nproc, argv)  # checks nproc >= 1 before it divides the cores
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return subprocess.run(torchrun_command(nproc, argv), env=env).returncode
+    return subprocess.run(command, env=env).returncode

@@ -45,6 +45,7 @@ from ...lm.load import load_causal_lm
 from ...lm.lora import load_adapter, save_adapter
 from ...runs.checkpoints import key_diff
 from ...runs.files import check_writable, write_dir_atomic, write_file_atomic
+from ...train import distributed as ddp
 from .config import ReaEmbPipelineConfig, load_pipeline_config, run_dir_of
 from .encoder import ReaEmbEncoder, freeze_lm
 from .objectives import Candidates, co_occurrence_candidates
@@ -152,6 +153,22 @@ def _check_identity(stage_dir: Path, ident: dict) -> None:
                                       f"another output_dir or delete {stage_dir} to start that stage over")
 
 
+def _open_stage(stage_dir: Path, ident: dict, run_dir: Path) -> dict | None:
+    """Create the stage's folder, check or write its identity; the stage's state if it has finished."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    _check_identity(stage_dir, ident)
+    return stage_state(run_dir, stage_dir.name)
+
+
+def _check_settings(cfg: ReaEmbPipelineConfig, data: RunData, stages: Sequence[str], run_dir: Path) -> None:
+    """Settings first: a folder made with others is refused before its config.yaml is replaced."""
+    _check_identity(stage_dir(run_dir, "stage1"), _identity(cfg, data, "stage1"))
+    s1 = stage_state(run_dir, "stage1")
+    if "stage2" in stages and s1 is not None:
+        _check_identity(stage_dir(run_dir, "stage2"), _identity(cfg, data, "stage2", s1["state_sha256"]))
+    write_file_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
+
+
 def _record_timing(run_dir: Path, stage: str, call: dict, finished: bool, extra: dict) -> dict:
     path = Path(run_dir) / "timing.json"
     timing = read_json(path) or {}
@@ -176,8 +193,9 @@ def _finish_stage(res, stage: str, stage_dir: Path, t0: float, run_dir: Path, ex
     call = {"seconds": round(time.perf_counter() - t0, 3), "steps": res.steps, "total_steps": res.total_steps,
             "stopped_by": res.stopped_by, "resumed_from_step": res.resumed_from_step,
             "tokens_per_second": round(res.tokens_per_second, 1), **peak_memory()}
-    _record_timing(run_dir, stage, call, res.finished, extra)
-    if not res.finished:
+    if ddp.is_main():  # under torchrun rank 0's clock and memory are recorded
+        _record_timing(run_dir, stage, call, res.finished, extra)
+    if not res.finished:  # the same on every rank (train_lm's stop decisions are shared)
         raise ReaEmbIncomplete(f"{stage} not finished: stopped at step {res.steps}/{res.total_steps} "
                                f"({res.stopped_by}); rerun the same command to continue from {stage_dir}")
 
@@ -195,9 +213,7 @@ def _write_final(stage_dir: Path, write: Callable[[Path], None], state: dict) ->
 
 def _run_stage1(cfg: ReaEmbPipelineConfig, data: RunData, run_dir: Path, log) -> dict:
     d = stage_dir(run_dir, "stage1")
-    d.mkdir(parents=True, exist_ok=True)
-    _check_identity(d, _identity(cfg, data, "stage1"))
-    done = stage_state(run_dir, "stage1")
+    done = ddp.on_main_checked(_open_stage, d, _identity(cfg, data, "stage1"), run_dir)
     if done is not None:
         log and log(f"stage 1 already finished ({done['steps']} steps) in {d}")
         return done
@@ -216,8 +232,10 @@ def _run_stage1(cfg: ReaEmbPipelineConfig, data: RunData, run_dir: Path, log) ->
                    if n.startswith("thought.") or n == "log_temp"}
         save_file(tensors, str(tmp / "reaemb.safetensors"))
 
-    _write_final(d, write, {"stage": "stage1", "steps": res.steps, "losses": res.losses,
-                            "temperature": float(enc.log_temp.detach().exp())})
+    if ddp.is_main():
+        _write_final(d, write, {"stage": "stage1", "steps": res.steps, "losses": res.losses,
+                                "temperature": float(enc.log_temp.detach().exp())})
+    ddp.barrier()  # rank 0 wrote stage1/final; every rank reads it (here and in stage 2's encoder)
     log and log(f"stage 1 finished ({res.steps} steps, last loss {res.losses[-1]:.4f}); saved to {d / 'final'}")
     return stage_state(run_dir, "stage1")
 
@@ -238,13 +256,11 @@ def stage2_candidates(cfg: ReaEmbPipelineConfig, data: RunData):
 
 
 def _run_stage2(cfg: ReaEmbPipelineConfig, data: RunData, run_dir: Path, log) -> dict:
-    s1 = stage_state(run_dir, "stage1")
+    s1 = ddp.from_main(stage_state(run_dir, "stage1") if ddp.is_main() else None)
     if s1 is None:
         raise ConfigError(f"stage 1 has not finished in {run_dir}; run stage1 first (stages=stage1,stage2)")
     d = stage_dir(run_dir, "stage2")
-    d.mkdir(parents=True, exist_ok=True)
-    _check_identity(d, _identity(cfg, data, "stage2", s1["state_sha256"]))
-    done = stage_state(run_dir, "stage2")
+    done = ddp.on_main_checked(_open_stage, d, _identity(cfg, data, "stage2", s1["state_sha256"]), run_dir)
     if done is not None:
         log and log(f"stage 2 already finished ({done['steps']} steps) in {d}")
         return done
@@ -272,9 +288,11 @@ def _run_stage2(cfg: ReaEmbPipelineConfig, data: RunData, run_dir: Path, log) ->
                    if n.startswith("thought.")}
         save_file(tensors, str(tmp / "reaemb.safetensors"))
 
-    _write_final(d, write, {"stage": "stage2", "steps": res.train.steps, "losses": res.train.losses,
-                            "anchors": res.anchors, "stage1_state": s1["state_sha256"],
-                            "noise_free_rewards_this_call": res.rewards})
+    if ddp.is_main():
+        _write_final(d, write, {"stage": "stage2", "steps": res.train.steps, "losses": res.train.losses,
+                                "anchors": res.anchors, "stage1_state": s1["state_sha256"],
+                                "noise_free_rewards_this_call": res.rewards})
+    ddp.barrier()  # rank 0 wrote stage2/final and timing.json; every rank reads them
     log and log(f"stage 2 finished ({res.train.steps} steps); saved to {d / 'final'}")
     return stage_state(run_dir, "stage2")
 
@@ -291,14 +309,12 @@ def train_reaemb(config=None, stages: Sequence[str] | str = STAGES, log: Callabl
     if bad or not stages:
         raise ConfigError(f"stages must be a non-empty subset of {list(STAGES)}, got {list(stages)}")
     run_dir = run_dir_of(cfg)
-    check_writable(run_dir, what="output_dir")
-    data = load_data(cfg, log)
-    # settings first: a folder made with others is refused before its config.yaml is replaced
-    _check_identity(stage_dir(run_dir, "stage1"), _identity(cfg, data, "stage1"))
-    s1 = stage_state(run_dir, "stage1")
-    if "stage2" in stages and s1 is not None:
-        _check_identity(stage_dir(run_dir, "stage2"), _identity(cfg, data, "stage2", s1["state_sha256"]))
-    write_file_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
+    if ddp.setup() and not ddp.is_main():  # under torchrun rank 0 alone logs, checks and writes the run folder
+        log = None
+    ddp.on_main_checked(check_writable, run_dir, what="output_dir")
+    with ddp.main_first():  # rank 0 fills the data cache; the others read it
+        data = load_data(cfg, log)
+    ddp.on_main_checked(_check_settings, cfg, data, stages, run_dir)
     result = ReaEmbTrainResult(run_dir)
     for stage in STAGES:
         if stage in stages:

@@ -2,10 +2,11 @@
 stage 1 (LRCL) trains LoRA + the thought module + the temperature, stage 2 (CRRL) the thought module alone.
 
 Under torchrun both stages train data-parallel through ``train_lm`` (each rank its slice of every batch, gradients
-averaged): the losses couple a batch's rows, so N ranks compute them per shard of B/N rows -- stage 1's in-batch
-negatives and stage 2's batch-normalised advantages come from the rank's own rows (as DDP without a gather
-does), which is not bit for bit the one-process objective; views and rollout noise are drawn per rank and step.
-Rank 0 alone logs; a stage-2 result's ``rewards`` are rank 0's shards'."""
+averaged). Stage 1 gathers the slices' embeddings over the ranks (:func:`gather_views`, autograd-aware), so its
+in-batch negatives span the global batch and its loss and gradient are the one-process ones (up to rounding and
+the padding of a slice); stage 2's batch-normalised advantages still come from the rank's own rows (per-shard
+semantics, as DDP without a gather). Views and rollout noise are drawn per rank and step. Rank 0 alone logs; a
+stage-2 result's ``rewards`` are rank 0's shards'."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 
 from ...config import ConfigError, resolve_device
 from ...lm.lora import add_lora
@@ -38,6 +41,35 @@ def _seed_from_torch() -> int:
     """A seed drawn from torch's RNG, which ``train_lm`` seeds and restores on resume, so data drawn with
     it (the attribute views) repeat exactly when a run is resumed."""
     return int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
+def gather_views(emb_a: torch.Tensor, emb_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's two views ``(n_r, d)`` -> the global batch's ``(B, d)`` each (rank order = the batch's row
+    order, since ranks take contiguous slices), differentiable: every rank then computes the global loss L.
+
+    Why ``train_lm``'s shard weights (``w_s = N n_s / B``, made for a per-row mean loss) need no correction: the
+    gather's backward sums every rank's upstream gradient ``w_s dL`` into each slice, and the weights sum to N,
+    so rank r's parameters get ``N dL_r`` (the part of dL through its rows) and the mean over the ranks is dL; a
+    parameter used directly on every rank (the temperature) gets ``w_r dL``, whose mean is dL too."""
+    size = torch.tensor([len(emb_a)], device=emb_a.device)
+    sizes = [torch.zeros_like(size) for _ in range(ddp.world_size())]
+    dist.all_gather(sizes, size)
+    sizes = [int(n) for n in sizes]
+    both = torch.cat([emb_a, emb_b], 1)  # one gather for both views; slices padded to the longest
+    both = torch.cat([both, both.new_zeros(max(sizes) - len(both), both.shape[1])])
+    full = torch.cat([part[:n] for part, n in zip(dist_nn.all_gather(both), sizes)])
+    return full[:, :emb_a.shape[1]], full[:, emb_a.shape[1]:]
+
+
+def _check_slices(n_rows: int, batch_size: int) -> None:
+    """Under torchrun stage 1's loss is a collective: every rank needs rows in every batch (``train_lm`` skips a
+    rank whose slice is empty, which would leave the others waiting in the gather)."""
+    world, last = ddp.world_size(), n_rows % batch_size
+    if batch_size < world or 0 < last < world:
+        raise ConfigError(f"stage 1 under {world} ranks gathers every batch over the ranks, so every batch needs at "
+                          f"least {world} items: {n_rows} items with text in batches of stage1.batch_size="
+                          f"{batch_size} leave a last batch of {last or batch_size}; choose another "
+                          "stage1.batch_size (or number of processes)")
 
 
 def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config | None = None,
@@ -70,6 +102,9 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
         say(f"stage 1: skipping {len(texts) - len(rows)} items with empty text")
     lengths = [len(r) for r in encoder.token_ids([texts[i] for i in rows])]
     encoder.to(resolve_device(train.device))
+    gather = ddp.active()
+    if gather:
+        _check_slices(len(rows), train.batch_size)
 
     def collate(batch: list[int]) -> dict:
         rng = np.random.default_rng(_seed_from_torch())
@@ -79,6 +114,8 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
     def loss_fn(batch: dict) -> torch.Tensor:
         emb = encoder.embed(batch["input_ids"], batch["attention_mask"], "two_pass")
         a, b = emb.chunk(2)
+        if gather:  # in-batch negatives over the global batch: the one-process loss
+            a, b = gather_views(a, b)
         return lrcl_loss(a, b, encoder.log_temp, cfg.soft_targets, cfg.detach_targets, cfg.normalize,
                          temp_min, temp_max)
 
