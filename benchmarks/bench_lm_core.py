@@ -313,6 +313,7 @@ def main() -> None:
     ap.add_argument("--parity-rows", type=int, default=1024)
     ap.add_argument("--parity-steps", type=int, default=32)
     ap.add_argument("--profile", action="store_true", help="print the top ops of one bf16 training step")
+    ap.add_argument("--skip-throughput", action="store_true", help="only --memory / --parity / --profile")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -324,7 +325,8 @@ def main() -> None:
               "python": platform.python_version(), "torch": torch.__version__, "results": []}
     for name in a.models.split(","):
         try:
-            res = bench(name, a.steps, a.batch, a.tokens, a.score_batch, a.reps, a.device, dtypes)
+            res = ({"model": name} if a.skip_throughput else
+                   bench(name, a.steps, a.batch, a.tokens, a.score_batch, a.reps, a.device, dtypes))
             if a.memory:
                 res["peak_memory"] = peak_memory(name, dtypes, a)
             if a.parity:
