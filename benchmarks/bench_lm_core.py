@@ -40,7 +40,7 @@ from semcollab.lm import (
     yes_no_logits_full_head,
     yes_no_loss,
 )
-from semcollab.lm.dtype import CPUINFO, cpu_bf16
+from semcollab.lm.dtype import CPUINFO, cpu_bf16, keep_lora_outputs_fp32
 from semcollab.methods.lm_ctr.prompts import TALLREC_MOVIE
 from semcollab.train.lm_steps import LMTrainConfig, train_lm
 
@@ -168,6 +168,8 @@ def bench(name: str, steps: int, batch: int, tokens: int, score_batch: int, reps
 
     # LoRA training: a warm-up step per dtype, then rounds of ``steps`` steps, the dtypes in turn each round
     peft = {dt: add_lora(m, LoRAConfig(rank=8, alpha=16, dropout=0.05)) for dt, m in models.items()}
+    for p in peft.values():
+        keep_lora_outputs_fp32(p)  # as the LM-CTR models do (a no-op over float32 weights)
     for dt, p in peft.items():
         res[key("lora_dtypes", dt)] = sorted({str(q.dtype) for q in p.parameters() if q.requires_grad})
     runners = {dt: _trainer(p, tok, yes_id, no_id, batch, device) for dt, p in peft.items()}
@@ -211,6 +213,7 @@ def memory_probe(name: str, dtype: str, batch: int, tokens: int, score_batch: in
         yes_no_logits(model, enc["input_ids"], enc["attention_mask"], yes_id, no_id)
         encode_texts(model, tok, TITLES, batch_size=score_batch)
     peft = add_lora(model, LoRAConfig(rank=8, alpha=16, dropout=0.05))
+    keep_lora_outputs_fp32(peft)
     rows, lengths = _train_rows(tok, batch, 1, tokens)
     _trainer(peft, tok, yes_id, no_id, batch, device)(rows, lengths)
     return {"dtype": dtype, "rss_mb_after_load": loaded, "peak_rss_mb": _rss_mb()}
@@ -289,7 +292,9 @@ def profile_step(name: str, batch: int, tokens: int, device: str, dtype: str = "
     model, tok = _load(name, dtype)
     model.to(device)
     yes_id, no_id = answer_token_ids(tok)
-    run = _trainer(add_lora(model, LoRAConfig(rank=8, alpha=16, dropout=0.05)), tok, yes_id, no_id, batch, device)
+    peft = add_lora(model, LoRAConfig(rank=8, alpha=16, dropout=0.05))
+    keep_lora_outputs_fp32(peft)
+    run = _trainer(peft, tok, yes_id, no_id, batch, device)
     rows, lengths = _train_rows(tok, batch, 2, tokens)
     run(rows[:batch], lengths[:batch])
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])

@@ -8,7 +8,15 @@ import torch
 
 from semcollab.errors import ConfigError
 from semcollab.lm import LoRAConfig, add_lora, load_causal_lm, yes_no_logits, yes_no_loss
-from semcollab.lm.dtype import CPU_BF16_ENV, autocast_wanted, cpu_bf16, cpu_flags, describe_dtype, resolve_dtype
+from semcollab.lm.dtype import (
+    CPU_BF16_ENV,
+    autocast_wanted,
+    cpu_bf16,
+    cpu_flags,
+    describe_dtype,
+    keep_lora_outputs_fp32,
+    resolve_dtype,
+)
 from semcollab.train.lm_steps import CHECKPOINT, LMTrainConfig, train_lm
 
 from ..lm_helpers import prepare_lm
@@ -95,6 +103,7 @@ def test_bf16_training_keeps_lora_and_optimizer_in_fp32(lm32, tmp_path):
     base, tok, yes_id, no_id, _ = lm32
     base.to(torch.bfloat16)  # what load_causal_lm(dtype="bfloat16") holds
     peft = add_lora(base, LoRAConfig(rank=2, alpha=4, dropout=0.0))
+    assert keep_lora_outputs_fp32(peft) > 0
     trainable = {n: p for n, p in peft.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n and p.dtype == torch.float32 for n, p in trainable.items())
     frozen = [p for n, p in peft.named_parameters() if not p.requires_grad]
@@ -127,6 +136,30 @@ def test_bf16_training_keeps_lora_and_optimizer_in_fp32(lm32, tmp_path):
     moments = [t for s in state["optimizer"]["state"].values() for k, t in s.items() if k in ("exp_avg", "exp_avg_sq")]
     assert moments and all(t.dtype == torch.float32 for t in moments)
     assert all(t.dtype == torch.float32 for t in state["trainable"].values())
+
+
+def test_lora_delta_is_not_rounded_to_bf16(lm32, tiny_causal_lm):
+    base, *_ = lm32
+    base.to(torch.bfloat16)
+    peft = add_lora(base, LoRAConfig(rank=2, alpha=4, dropout=0.0))
+    from peft.tuners.lora import Linear
+
+    layer = next(m for m in peft.modules() if isinstance(m, Linear))
+    with torch.no_grad():
+        layer.lora_B["default"].weight.fill_(1e-4)  # a young adapter: its delta is far below a bf16 ulp
+        x = torch.randn(3, layer.in_features, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+        delta = layer.lora_B["default"](layer.lora_A["default"](x.float())) * layer.scaling["default"]
+        rounded = layer(x)
+        n = keep_lora_outputs_fp32(peft)
+        kept = layer(x)
+        expected = layer.base_layer(x).float() + delta
+    assert n == sum(isinstance(m, Linear) for m in peft.modules())
+    assert rounded.dtype == torch.bfloat16 and kept.dtype == torch.float32
+    assert torch.equal(kept, expected)
+    # PEFT's own output rounds base + delta to bf16: off from the exact sum by up to half an ulp, more than the delta
+    assert (rounded.float() - expected).abs().max() > delta.abs().max()
+    fp32 = load_causal_lm(str(tiny_causal_lm), dtype="float32")[0]
+    assert keep_lora_outputs_fp32(add_lora(fp32, LoRAConfig(rank=2))) == 0  # float32 layers are left alone
 
 
 def test_ctr_run_records_the_dtype_and_keys_its_caches(tmp_path, tiny_yes_no_lm, monkeypatch):

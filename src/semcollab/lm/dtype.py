@@ -124,3 +124,32 @@ def autocast_wanted(device: torch.device, model: torch.nn.Module | None, bf16: b
     if device.type == "cuda":
         return True
     return model is not None and module_dtype(model) == torch.bfloat16
+
+
+def _lora_forward_fp32(self, x, *args, **kwargs):
+    """PEFT ``lora.Linear.forward`` that returns float32: base output (bf16 matmul) plus the float32 adapter delta,
+    not rounded back to bf16 (there a small adapter's delta, under half a bf16 ulp of the output, vanished)."""
+    result = self.base_layer(x.to(self.base_layer.weight.dtype), *args, **kwargs)
+    if self.disable_adapters or self.merged:
+        return result
+    out = result.float()
+    for name in self.active_adapters:
+        if name in self.lora_A:
+            a = self.lora_A[name]
+            out = out + self.lora_B[name](a(self.lora_dropout[name](x.to(a.weight.dtype)))) * self.scaling[name]
+    return out
+
+
+def keep_lora_outputs_fp32(model: torch.nn.Module) -> int:
+    """Make every LoRA linear layer over 16-bit base weights return float32 (the residual stream then stays
+    float32; the matmuls stay 16-bit). Without it, the same adapter scored over bf16 weights lost about two thirds
+    of its effect after 4 training steps on smollm2-135m (max |yes-no logit| difference to float32 0.33, 0.05 with
+    it: the base model's own bf16 noise). Returns how many layers were patched; float32 layers are left alone."""
+    from peft.tuners.lora import Linear
+
+    n = 0
+    for m in model.modules():
+        if isinstance(m, Linear) and low_precision(m.base_layer.weight.dtype):
+            m.forward = _lora_forward_fp32.__get__(m)
+            n += 1
+    return n

@@ -20,7 +20,7 @@ import torch
 from ...config import at_least, fraction, one_of, positive, resolve_device
 from ...data.ctr import CTRPart, CTRSplit
 from ...errors import TrainingIncomplete  # noqa: F401  (defined in errors.py)
-from ...lm.dtype import POLICIES, describe_dtype
+from ...lm.dtype import POLICIES, describe_dtype, keep_lora_outputs_fp32
 from ...models.base import CTRModel
 
 
@@ -109,6 +109,7 @@ class LMCTRModel(CTRModel):
         with torch.random.fork_rng(devices=[]):  # the initial adapter depends on model_params.seed only
             torch.manual_seed(cfg.seed)
             self.lm = add_lora(lm, self.lora_cfg)
+        keep_lora_outputs_fp32(self.lm)  # over bf16 weights: the adapter's delta is not rounded away (lm/dtype.py)
         with torch.no_grad():  # the scale of real token embeddings, for soft vectors
             emb = self.lm.get_input_embeddings()(torch.arange(min(4096, len(self.tokenizer))))
             self.register_buffer("emb_norm", emb.float().norm(dim=-1).median().reshape(1), persistent=False)
