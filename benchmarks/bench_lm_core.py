@@ -95,7 +95,14 @@ def _dtype_model(model, dtype: str):
 
 
 def _rss_mb() -> float:
-    """This process's peak resident memory (ru_maxrss is KiB on Linux)."""
+    """This process's peak resident memory: VmHWM of /proc/self/status (ru_maxrss would carry the parent's peak
+    into a child on Linux), else ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
