@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelFolderError
+from .dtype import POLICIES, resolve_dtype
 
 # the files a tokenizer is read from; all JSON, and a truncated one must be named, not a parser traceback
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -49,8 +50,10 @@ def _resolve(name_or_path: str, log=None) -> str:
 
 
 def _dtype(dtype, device: torch.device) -> torch.dtype:
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    """The weights' dtype: a policy name (None = ``auto``, see :mod:`semcollab.lm.dtype`), a torch dtype or
+    any other torch dtype name."""
+    if dtype is None or dtype in POLICIES:
+        return resolve_dtype(dtype, device)
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype {dtype!r} is not a torch dtype (e.g. float32, bfloat16)")
@@ -82,7 +85,8 @@ def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "
     """``(model, tokenizer)`` for a registry name (see ``semcollab.hub.models``), a local folder or a hub id
     already in the local Hugging Face cache (nothing is fetched from the hub; any other name fails at once).
 
-    ``dtype`` None: bfloat16 on CUDA, float32 elsewhere. A folder holding only a GGUF file is dequantised
+    ``dtype`` None or ``auto``: the dtype policy of :mod:`semcollab.lm.dtype` (bfloat16 on CUDA and on CPUs
+    with bf16 units, float32 elsewhere; ``SEMCOLLAB_CPU_BF16=0`` forces float32 on a CPU). A folder holding only a GGUF file is dequantised
     on load (slow; the model registry caches a dense copy instead)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -56,11 +56,12 @@ def yes_no_logits(model: nn.Module, input_ids: torch.Tensor | None, attention_ma
     hidden = body_hidden(model, input_ids, attention_mask, inputs_embeds)
     h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(attention_mask)]
     head = inner.get_output_embeddings()  # the embedding matrix itself when weights are tied
-    # float32 for the two dot products: bf16 logits would round many scores to ties (bad for AUC)
-    logits = h.float() @ head.weight[[yes_id, no_id]].float().T
-    if getattr(head, "bias", None) is not None:
-        logits = logits + head.bias[[yes_id, no_id]].float()
-    return _logit_transform(inner.config, logits)
+    # float32 for the two dot products, autocast or not: bf16 logits would round many scores to ties (bad for AUC)
+    with torch.autocast(h.device.type, enabled=False):
+        logits = h.float() @ head.weight[[yes_id, no_id]].float().T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[[yes_id, no_id]].float()
+        return _logit_transform(inner.config, logits)
 
 
 def yes_no_logits_full_head(model: nn.Module, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
@@ -72,7 +73,7 @@ def yes_no_logits_full_head(model: nn.Module, input_ids: torch.Tensor | None, at
     out = model(input_ids=None if inputs_embeds is not None else input_ids, inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask), use_cache=False)
     last = last_token_index(attention_mask)
-    return out.logits[torch.arange(out.logits.shape[0], device=out.logits.device), last][:, [yes_id, no_id]]
+    return out.logits[torch.arange(out.logits.shape[0], device=out.logits.device), last][:, [yes_id, no_id]].float()
 
 
 def yes_probability(logits: torch.Tensor) -> torch.Tensor:

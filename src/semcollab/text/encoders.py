@@ -29,6 +29,7 @@ from ..config import ConfigError, resolve_device
 from ..errors import EncoderOutputError, ModelFolderError  # noqa: F401  (defined in errors.py)
 from ..hub.models import ModelError
 from ..hub.wheels import default_cache_dir
+from ..lm.dtype import dtype_name, resolve_dtype
 from ..lm.hidden import POOLINGS, encode_texts
 from ..lm.load import check_tokenizer_files
 from ..train import distributed as ddp
@@ -47,15 +48,16 @@ class EncoderSpec:
     max_length: int = 128
     normalize: bool = True
 
-    def key(self) -> str:
-        """Identity of this encoder for the embedding cache (includes a weights fingerprint)."""
+    def key(self, dtype: str = "float32") -> str:
+        """Identity of this encoder for the embedding cache (includes a weights fingerprint); a dtype other than
+        float32 joins the identity, so float32 keys (all caches written before the dtype policy) are unchanged."""
         p = Path(self.path)
         fp = ""
         if p.exists():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in {".safetensors", ".bin", ".gguf", ".json"})
             fp = "|".join(f"{f.name}:{f.stat().st_size}" for f in files)
         ident = json.dumps([self.name, self.kind, self.gguf_file, self.pooling, self.prompt, self.max_length,
-                            self.normalize, fp])
+                            self.normalize, fp] + ([dtype] if dtype != "float32" else []))
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name)[-40:]
         return f"{safe}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
@@ -135,6 +137,16 @@ def resolve_encoder(name: str, pooling: str | None = None, prompt: str = "", max
     return EncoderSpec(name, kind, cached, None, pooling or "mean", prompt, max_length)
 
 
+def encoder_dtype(spec: EncoderSpec, device, dtype: str = "auto") -> torch.dtype:
+    """The weights' dtype under the LM dtype policy (:mod:`semcollab.lm.dtype`): ``auto`` is bf16 on CUDA and,
+    for hidden-state encoders of kind ``hf``, on CPUs with bf16 units; sentence-transformers models stay float32
+    on a CPU (as before)."""
+    device = torch.device(device)
+    if dtype == "auto" and spec.kind == "sentence-transformers" and device.type != "cuda":
+        return torch.float32
+    return resolve_dtype(dtype, device, key="dtype")
+
+
 class TextEncoder:
     """Batched, length-sorted encoding with mean or last-token pooling; bf16/fp16 on GPU."""
 
@@ -147,9 +159,7 @@ class TextEncoder:
         check_tokenizer_files(spec.path)
         self.spec, self.batch_size, self.progress = spec, batch_size, progress
         self.device = resolve_device(device, key="device")
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.dtype = getattr(torch, dtype)
+        self.dtype = encoder_dtype(spec, self.device, dtype)
         self.st_model = None
         if spec.kind == "sentence-transformers":
             from sentence_transformers import SentenceTransformer
@@ -230,11 +240,12 @@ def embed_texts(texts: list[str], spec: EncoderSpec, cache_dir: Path | None = No
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
         raise TypeError(f"text {bad[0]} is {type(texts[bad[0]]).__name__}, not str")
-    cache = EmbeddingCache(Path(cache_dir or default_cache_dir()), spec.key())
+    dtype = encoder_dtype(spec, resolve_device(device, key="device"))
+    cache = EmbeddingCache(Path(cache_dir or default_cache_dir()), spec.key(dtype_name(dtype)))
     hashes = [text_hash(t) for t in texts]
     found, missing = cache.get(hashes)
     stats = {"encoder": spec.name, "n_texts": len(texts), "cache_hits": len(found), "encoded": len(missing),
-             "encode_seconds": 0.0, "items_per_second": None, "cache_dir": str(cache.dir)}
+             "encode_seconds": 0.0, "items_per_second": None, "cache_dir": str(cache.dir), "dtype": dtype_name(dtype)}
     vecs = None
     if missing:
         # each distinct text is encoded once: duplicates (common in attribute-only item text) then get

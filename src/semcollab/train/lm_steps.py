@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..config import allowed, device_option, one_of, resolve_device, validate
 from ..lm.batching import length_bucketed_batches
+from ..lm.dtype import autocast_wanted
 from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoint, resume_lock
 from ..runs.checkpoints import rng_state as _rng_state
 from ..runs.checkpoints import save_atomic as _save_atomic
@@ -206,7 +207,8 @@ def train_lm(loss_fn: Callable[[object], torch.Tensor], trainable, rows: Sequenc
         raise ValueError("lr_scale needs `trainable` as a dict: its keys name the entries to scale")
     scaled = _scaled_entries(trainable, lr_scale) if lr_scale else {}
     on_cuda = device.type == "cuda"
-    use_bf16 = cfg.bf16 and on_cuda
+    # bf16 autocast on CUDA (as always) and on a CPU over bf16 frozen weights (semcollab.lm.dtype); never over fp32 ones
+    use_bf16 = autocast_wanted(device, model if model is not None else next(iter(modules), None), cfg.bf16)
 
     n_batches = math.ceil(len(rows) / cfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)

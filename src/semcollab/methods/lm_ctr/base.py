@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...config import at_least, fraction, positive
+from ...config import at_least, fraction, one_of, positive, resolve_device
 from ...data.ctr import CTRPart, CTRSplit
 from ...errors import TrainingIncomplete  # noqa: F401  (defined in errors.py)
+from ...lm.dtype import POLICIES, describe_dtype, keep_lora_outputs_fp32
 from ...models.base import CTRModel
 
 
@@ -42,13 +43,18 @@ class LMCTRConfig:
     max_minutes: float | None = positive(None)  # per training step; the same command resumes
     checkpoint_every: int = at_least(20, 0)  # optimizer steps between checkpoints (0: only at the end)
     seed: int = at_least(0, 0)
+    # the frozen LM's weights (semcollab.lm.dtype): auto = bf16 on CUDA and on CPUs with bf16 units, else float32;
+    # LoRA, mappers and projections stay float32 either way
+    dtype: str = one_of("auto", *POLICIES)
 
 
 @dataclass
 class LMFitResult:
-    """Per training stage: optimizer steps, seconds, tokens/s and the mean loss of the last 10 steps."""
+    """Per training stage: optimizer steps, seconds, tokens/s and the mean loss of the last 10 steps; ``dtype``:
+    the LM's resolved dtype policy (run.json's ``fit.dtype``)."""
 
     stages: dict = field(default_factory=dict)
+    dtype: dict = field(default_factory=dict)
 
     def add(self, stage: str, res) -> None:
         if hasattr(res, "losses"):  # an LMTrainResult
@@ -91,7 +97,9 @@ class LMCTRModel(CTRModel):
         from ...lm import LoRAConfig, add_lora, add_special_tokens, answer_token_ids, load_causal_lm
 
         self.cfg, self.titles = cfg, [t[: cfg.title_chars] for t in split.titles]
-        lm, self.tokenizer = load_causal_lm(cfg.lm)
+        # resolved for the device a run gets by default (train.device=auto); the LM is moved there later
+        self.dtype_info = describe_dtype(cfg.dtype, resolve_device("auto"), key="model_params.dtype")
+        lm, self.tokenizer = load_causal_lm(cfg.lm, dtype=self.dtype_info["dtype"])
         # every LM model adds the same tokens, so step-1 adapters are interchangeable between them
         from ...lm import SOFT_TOKENS
 
@@ -101,6 +109,7 @@ class LMCTRModel(CTRModel):
         with torch.random.fork_rng(devices=[]):  # the initial adapter depends on model_params.seed only
             torch.manual_seed(cfg.seed)
             self.lm = add_lora(lm, self.lora_cfg)
+        keep_lora_outputs_fp32(self.lm)  # over bf16 weights: the adapter's delta is not rounded away (lm/dtype.py)
         with torch.no_grad():  # the scale of real token embeddings, for soft vectors
             emb = self.lm.get_input_embeddings()(torch.arange(min(4096, len(self.tokenizer))))
             self.register_buffer("emb_norm", emb.float().norm(dim=-1).median().reshape(1), persistent=False)
@@ -227,6 +236,7 @@ class LMCTRModel(CTRModel):
             keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(part))[:max_rows])
             part = part.take(keep)
             key = {**key, "rows": max_rows}
+        key = {**key, **self.dtype_key()}
         ckpt = Path(default_cache_dir()) / "lm-ctr" / f"{stage}-{_hash(key)}"
         lcfg = self.lm_train_config(lr, epochs, train_cfg)
         if log:
@@ -246,7 +256,13 @@ class LMCTRModel(CTRModel):
                 "batch": c.batch_size, "accum": c.grad_accum, "max_length": c.max_length, "title_chars": c.title_chars,
                 "seed": c.seed, "history_len": split.history_len, "data": split.name,
                 "train": part_fingerprint(split.parts["train"]),
-                "titles": hashlib.sha256("\x00".join(self.titles).encode()).hexdigest()[:16], "prompt": "tallrec-v2"}
+                "titles": hashlib.sha256("\x00".join(self.titles).encode()).hexdigest()[:16], "prompt": "tallrec-v2",
+                **self.dtype_key()}
+
+    def dtype_key(self) -> dict:
+        """The LM dtype for cache and resume keys; nothing for float32, so caches made before the policy (all
+        float32) keep their keys and load."""
+        return {} if self.dtype_info["dtype"] == "float32" else {"dtype": self.dtype_info["dtype"]}
 
     def fit_step1(self, split: CTRSplit, train_cfg, log):
         """TALLRec: LoRA on "MovieList: ... TargetMovie: ..." -> Yes/No (no soft tokens in the prompt)."""
@@ -260,7 +276,7 @@ class LMCTRModel(CTRModel):
 
     def fit_ctr(self, split: CTRSplit, train_cfg, device, log=print) -> LMFitResult:
         """TALLRec's schedule, the default: step 1 alone (LoRA on the text prompt)."""
-        out = LMFitResult()
+        out = LMFitResult(dtype=self.dtype_info)
         out.add("step1-lora", self.fit_step1(split, train_cfg, log))
         return out
 

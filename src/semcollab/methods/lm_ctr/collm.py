@@ -86,7 +86,7 @@ class CoLLM(LMCTRModel):
 
     def fit_step1_and_frozen_mf(self, split, train_cfg, device, log) -> LMFitResult:
         """Step 1 (shared LoRA; the LM frozen afterwards), then the MF trained alone and frozen."""
-        out = LMFitResult()
+        out = LMFitResult(dtype=self.dtype_info)
         out.add("step1-lora", self.fit_step1(split, train_cfg, log))
         self.freeze_lm()
         out.add("mf", self.fit_mf(split, train_cfg, device, log))

@@ -102,7 +102,7 @@ class SeLLaRec(CoLLM):
 
     def fit_ctr(self, split, train_cfg, device, log=print) -> LMFitResult:
         c = self.cfg
-        out = LMFitResult()
+        out = LMFitResult(dtype=self.dtype_info)
         out.add("step1-lora", self.fit_step1(split, train_cfg, log))
         self.distil_semantics(log)
         self.freeze_lm()

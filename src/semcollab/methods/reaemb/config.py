@@ -127,7 +127,8 @@ class ReaEmbPipelineConfig:
     ``dataset``) -- keep it equal to the downstream run's so the table's rows are its items.
     ``text_fields``: the item columns written as ``"attribute is value; ..."`` (default: the dataset's text
     fields), each value cut to ``max_chars``. ``encoder``: prompt / chat template / EOS / max_length / rotary
-    base / initial temperature. ``dtype``: None = bfloat16 on CUDA, float32 elsewhere."""
+    base / initial temperature. ``dtype``: None or ``auto`` = the LM dtype policy (:mod:`semcollab.lm.dtype`:
+    bfloat16 on CUDA and on CPUs with bf16 units, float32 elsewhere)."""
 
     dataset: str = "s3rec:Beauty"
     lm: str = "smollm2-135m"  # a registry name (semcollab models), a local folder or a hub id
@@ -139,7 +140,7 @@ class ReaEmbPipelineConfig:
     stage2: Stage2Config = field(default_factory=Stage2Config)
     table_batch_size: int = at_least(32, 1)
     device: str = device_option()
-    dtype: str | None = one_of(None, None, "float32", "bfloat16", "float16")
+    dtype: str | None = one_of(None, None, "auto", "float32", "bfloat16", "float16")
     seed: int = at_least(0, 0)
     output_dir: str | None = None  # the run folder; default runs/reaemb/<dataset>-<lm>
     progress: bool = True

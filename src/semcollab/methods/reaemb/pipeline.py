@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from ...config import ConfigError, resolve_device, to_dict
 from ...errors import CheckpointMismatchError, ReaEmbIncomplete
+from ...lm.dtype import dtype_name, resolve_dtype
 from ...lm.load import load_causal_lm
 from ...lm.lora import load_adapter, save_adapter
 from ...runs.checkpoints import key_diff
@@ -127,9 +128,9 @@ _NOT_TRAJECTORY = ("max_minutes", "checkpoint_every")
 def _identity(cfg: ReaEmbPipelineConfig, data: RunData, stage: str, stage1_sha: str | None = None) -> dict:
     ident = {"dataset": cfg.dataset, "data_fingerprint": data.fingerprint, "texts": texts_sha(data.texts),
              "lm": lm_identity(cfg.lm), "encoder": to_dict(cfg.encoder), "seed": cfg.seed,
-             # the precision actually used (None = bf16 on CUDA, fp32 elsewhere): a stage started on a CPU is not
-             # silently continued in bf16 on a GPU
-             "dtype": cfg.dtype or ("bfloat16" if resolve_device(cfg.device, key="device").type == "cuda" else "float32")}
+             # the precision actually used (semcollab.lm.dtype: None/auto = bf16 on CUDA and bf16-capable CPUs): a
+             # stage started in fp32 is not silently continued in bf16 on another machine
+             "dtype": dtype_name(resolve_dtype(cfg.dtype, resolve_device(cfg.device, key="device")))}
     s = {k: v for k, v in to_dict(getattr(cfg, stage)).items() if k not in _NOT_TRAJECTORY}
     ident[stage] = s
     if stage == "stage2":

@@ -19,6 +19,7 @@ import torch
 
 from ...config import ConfigError, resolve_device, to_dict
 from ...hub.wheels import default_cache_dir
+from ...lm.dtype import dtype_name, resolve_dtype
 from ...models.text_table import item_ids_sha256
 from ...runs.files import write_dir_atomic
 from ...runs.shards import inference_shards
@@ -58,7 +59,7 @@ def _table_cfg(run_dir, dataset, stage, config, overrides) -> ReaEmbPipelineConf
 
 
 def table_key(cfg: ReaEmbPipelineConfig, texts: Sequence[str], state_sha: str, mode: str, device: torch.device) -> str:
-    dtype = cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = dtype_name(resolve_dtype(cfg.dtype, device))
     return run_folder.sha_of({"version": TABLE_VERSION, "texts": run_folder.texts_sha(texts),
                               "lm": run_folder.lm_identity(cfg.lm), "encoder": to_dict(cfg.encoder), "state": state_sha,
                               "mode": mode, "dtype": dtype})
@@ -126,7 +127,7 @@ def reaemb_table(run_dir: str | Path | None = None, dataset: str | None = None, 
                 "lm": cfg.lm, "run_dir": str(Path(run_dir).resolve()) if run_dir else None, "state_sha256": state_sha,
                 "shape": list(table.shape), "n_items": len(data.texts), "empty_texts": len(data.texts) - len(rows),
                 "item_ids_sha256": item_ids_sha256(data.split.item_vocab.ids), "data_fingerprint": data.fingerprint,
-                "device": str(device), "dtype": cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32"),
+                "device": str(device), "dtype": dtype_name(resolve_dtype(cfg.dtype, device)),
                 "batch_size": batch_size or cfg.table_batch_size, "seconds": round(seconds, 3),
                 "load_seconds": round(t_load, 3), "items_per_second": round(len(rows) / max(seconds, 1e-9), 2),
                 **run_folder.peak_memory()}
