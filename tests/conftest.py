@@ -23,6 +23,8 @@ def _test_threads() -> int:
 
 
 torch.set_num_threads(_test_threads())
+# the LM fixtures and figures of the suite are float32 on every CPU; tests/lm/test_dtype_policy.py tests bf16 itself
+os.environ.setdefault("SEMCOLLAB_CPU_BF16", "0")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from ...config import ConfigError, resolve_device, to_dict
 from ...errors import CheckpointMismatchError, ReaEmbIncomplete
-from ...lm.dtype import dtype_name, resolve_dtype
+from ...lm.dtype import dtype_name, keep_lora_outputs_fp32, resolve_dtype
 from ...lm.load import load_causal_lm
 from ...lm.lora import load_adapter, save_adapter
 from ...runs.checkpoints import key_diff
@@ -102,6 +102,7 @@ def build_encoder(cfg: ReaEmbPipelineConfig, state: str = "init", run_dir: str |
     if state in ("stage1", "stage2"):
         s1 = final_dir(run_dir, "stage1")
         enc.lm = load_adapter(enc.lm, s1 / "adapter")
+        keep_lora_outputs_fp32(enc.lm)  # an unmerged adapter over bf16 weights keeps its delta (lm/dtype.py)
         _load_tensors(enc, s1 / "reaemb.safetensors", _thought_names(enc) + ["log_temp"])
         if state == "stage2":
             _load_tensors(enc, final_dir(run_dir, "stage2") / "reaemb.safetensors", _thought_names(enc))

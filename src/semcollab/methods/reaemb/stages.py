@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 
 from ...config import ConfigError, resolve_device
+from ...lm.dtype import keep_lora_outputs_fp32
 from ...lm.lora import add_lora
 from ...text.attribute_text import attribute_views
 from ...train import distributed as ddp
@@ -95,6 +96,7 @@ def train_stage1(encoder: ReaEmbEncoder, texts: Sequence[str], cfg: Stage1Config
     if not hasattr(encoder.lm, "peft_config"):
         torch.manual_seed(train.seed)
         encoder.lm = add_lora(encoder.lm, lora)
+        keep_lora_outputs_fp32(encoder.lm)  # over bf16 weights the adapter's delta is not rounded away
     rows = [i for i, t in enumerate(texts) if str(t).strip()]
     if len(rows) < 2:
         raise ValueError(f"stage 1 needs at least 2 non-empty item texts, got {len(rows)}")
