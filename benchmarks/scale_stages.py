@@ -1,5 +1,5 @@
 """The timed stages of the issue-31 cost study, one per process (benchmarks/bench_scale.py starts each in a fresh
-child, so the child's peak RSS is that stage's alone; scripts/gpu_issue31.py runs ``epoch`` under torchrun).
+child, so the child's peak RSS is that stage's alone; experiments/gpu/gpu_issue31.py runs ``epoch`` under torchrun).
 
 * ``prepare``: what ``semcollab data prepare table --config FILE.yaml`` does (``load_config`` + ``load_split``:
   read, check, 5-core filter, remap, leave-one-out split, write the Parquet cache);

@@ -142,7 +142,7 @@ def test_eval_users_are_a_seeded_subset_of_the_test_users(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_gpu_script_refuses_without_cuda(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_issue31.py"), "--out", str(out), "--work",
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "gpu" / "gpu_issue31.py"), "--out", str(out), "--work",
                            str(tmp_path / "w")], capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode == 2 and "no GPU: not run" in done.stderr
     assert not out.exists() and not (tmp_path / "w").exists()
@@ -152,7 +152,7 @@ def test_gpu_script_refuses_without_cuda(tmp_path):
 def test_gpu_script_cpu_rehearsal_runs_the_flow_and_says_what_was_not_run(tmp_path):
     out = tmp_path / "gpu.json"
     env = dict(_env(), SEMCOLLAB_CACHE=str(tmp_path / "empty_cache"))  # gemma3-270m not fetched here
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_issue31.py"), "--cpu-rehearsal", "2",
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "gpu" / "gpu_issue31.py"), "--cpu-rehearsal", "2",
                            "--shape", SHAPE, "--out", str(out), "--work", str(tmp_path / "w"), "--threads", "1"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -202,7 +202,7 @@ def test_gpu_script_refuses_without_cuda(monkeypatch, capsys, tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "gpu_issue32.py"
+    path = Path(__file__).resolve().parents[2] / "experiments" / "gpu" / "gpu_issue32.py"
     spec = importlib.util.spec_from_file_location("gpu_issue32", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

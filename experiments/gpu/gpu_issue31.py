@@ -10,7 +10,7 @@ exits with status 2 and "no GPU: not run" (``--cpu-rehearsal N`` instead runs th
 processes, to test the script itself; its JSON says ``"rehearsal": true`` and holds no GPU figure). With one GPU torchrun starts one process, and semcollab trains it without
 a process group (a single process is never wrapped in DDP); the JSON records the world size.
 
-Usage: python scripts/gpu_issue31.py [--out gpu_issue31.json] [--work DIR] [--shape 30m] [--shared DIR]
+Usage: python experiments/gpu/gpu_issue31.py [--out gpu_issue31.json] [--work DIR] [--shape 30m] [--shared DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 from semcollab.data.sources.files import find_shared
 from semcollab.hub.models import model_status
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_scale import machine_info, run_child, shape_of, write_json  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Issue 32, item 4: the CoLLM ML-1M LM CTR rows on one CUDA GPU in bf16, under one total time cap.
 
-    python scripts/gpu_issue32.py --out runs/gpu_issue32 [--minutes 10] [--lm gemma3-270m]
+    python experiments/gpu/gpu_issue32.py --out runs/gpu_issue32 [--minutes 10] [--lm gemma3-270m]
 
 TALLRec, CoLLM, SeLLa-Rec (the paper's setting, and the setting that trains: MF frozen, identity warm map) and
 SAILRec (default schedule), gemma3-270m, ``model_params.dtype=bfloat16``, all training / validation / test rows,
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated row names (default: all)")
     a = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("no GPU: not run (scripts/gpu_issue32.py needs one CUDA device)", file=sys.stderr)
+        print("no GPU: not run (experiments/gpu/gpu_issue32.py needs one CUDA device)", file=sys.stderr)
         return 2
     from semcollab.errors import TrainingIncomplete
     from semcollab.tasks.ctr import run_ctr
