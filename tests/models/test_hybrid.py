@@ -121,6 +121,17 @@ def test_text_stays_frozen_while_adapter_ids_and_gates_train(toy_split, table):
         assert not torch.equal(dict(m.named_parameters())[name], before[name]), name
 
 
+def test_views_of_some_rows_equal_the_full_views_there(toy_split, table):
+    torch.manual_seed(0)
+    m = build_model("hybrid", small(table), toy_split)
+    rows = torch.tensor([2, 5, 6, 30])
+    for part, full in zip(m.views(rows), m.views()):
+        torch.testing.assert_close(part[rows], full[rows], rtol=0, atol=0)
+        keep = torch.ones(len(full), dtype=torch.bool)
+        keep[rows] = False
+        assert not part[keep].any() and not full[0].any()
+
+
 def test_adapter_flag(toy_split, table):
     lin = build_model("hybrid", small(table, adapter="linear"), toy_split)
     mlp = build_model("hybrid", small(table), toy_split)

@@ -36,7 +36,7 @@ from ..config import ConfigError, at_least, one_of, positive
 from ..evaluation.ranking import head_items
 from ..registry import register
 from .alphafuse import SemanticItemSettings, encoder_config, semantic_item_vectors
-from .base import SequenceModelConfig, dot_scorer, draw_negatives, next_item_loss
+from .base import SequenceModelConfig, batch_item_rows, dot_scorer, draw_negatives, next_item_loss
 from .llm_esr import pca_coordinates
 from .sasrec import SASRec
 
@@ -142,20 +142,29 @@ class Hybrid(SASRec):
     # ----------------------------------------------------------------- representations
     def semantic_table(self) -> torch.Tensor:
         """``s``: the adapted text vectors ``(n_items + 1, hidden)`` (row 0 zero)."""
-        s = self.adapter(self.semantic)
-        return torch.cat([s.new_zeros(1, s.shape[1]), s[1:]])
+        return self.views()[1]
 
-    def item_gates(self) -> torch.Tensor:
-        """``g``: per item and dimension, the weight of the semantic vector in the item representation."""
+    def item_gates(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``g``: per item (all, or ``rows``) and dimension, the weight of the semantic vector in the item
+        representation."""
+        feature = self.item_feature if rows is None else self.item_feature[rows]
         if self.item_gate is None:
-            return self.semantic.new_full((self.n_items + 1, self.cfg.hidden), 0.5)
-        return self.item_gate(self.item_feature)
+            return feature.new_full((len(feature), self.cfg.hidden), 0.5)
+        return self.item_gate(feature)
 
-    def views(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(e, s)``: the gated item representation (encoder input and ID-head table) and the semantic table."""
-        s = self.semantic_table()
-        g = self.item_gates()
-        return (1 - g) * self.item_emb.weight[: self.n_items + 1] + g * s, s
+    def views(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(e, s)``: the gated item representation (encoder input and ID-head table) and the semantic table,
+        each ``(n_items + 1, hidden)``, row 0 zero. ``rows`` (sorted item indices in ``1..n_items``): only those
+        rows are built, the rest left zero; a sampled loss reads a few thousand of Beauty's 12k items, and the
+        adapter over all of them would cost more than the encoder."""
+        ids = self.item_emb.weight[: self.n_items + 1]
+        if rows is None:
+            rows = torch.arange(1, self.n_items + 1, device=ids.device)
+        s_rows = self.adapter(self.semantic[rows])
+        g = self.item_gates(rows)
+        e_rows = (1 - g) * ids[rows] + g * s_rows
+        empty = ids.new_zeros(self.n_items + 1, self.cfg.hidden)
+        return empty.index_copy(0, rows, e_rows), empty.index_copy(0, rows, s_rows)
 
     def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The scoring table: ``e``, or ``[e | s]`` with the semantic head."""
@@ -198,10 +207,10 @@ class Hybrid(SASRec):
     def loss_terms(self, batch: dict) -> dict[str, torch.Tensor]:
         """The weighted loss terms: ``next_item`` (fused scores), ``semantic`` (the head alone), ``tail_distill``."""
         targets = batch["targets"]
-        e, s = self.views()
+        neg = draw_negatives(self.loss_type, targets, self.n_items, self.neg_samples)
+        e, s = self.views(None if neg is None else batch_item_rows(self.n_items, batch["seqs"], targets, neg))
         table = torch.cat([e, s], 1) if self.cfg.semantic_head else e
         u, q = self.user_vectors(batch["seqs"], e)
-        neg = draw_negatives(self.loss_type, targets, self.n_items, self.neg_samples)
         terms = {"next_item": next_item_loss(u, targets, table, self.loss_type, self.neg_samples, negatives=neg)}
         if q is None:
             return terms
