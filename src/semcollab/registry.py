@@ -43,6 +43,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "semcollab.models.fusion",
     "semcollab.models.llm_esr",
     "semcollab.models.alphafuse",
+    "semcollab.models.hybrid",
     "semcollab.methods.saerec.model",
     "semcollab.models.mf_ctr",
     "semcollab.models.sasrec_ctr",

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# semcollab's hybrid model (issue 33) vs tuned SASRec on the S3-Rec files, and its ablations. Every run uses
+# configs/s3rec_converge.yaml (hidden 64, 2 layers, 2 heads, dropout 0.5, len 50, sampled softmax over 1,024
+# negatives, length buckets, validation every epoch, patience 20): the hybrid shares SASRec's encoder settings and
+# training loop; only its item side and heads differ. Full ranking, history masked, test = all users.
+# 1. the item text of each dataset is encoded once (MiniLM; mpnet too when ablating encoders) into the user cache,
+#    before the queue, so two jobs never encode the same dataset at once;
+# 2. MAIN: hybrid (defaults = the full model) and sasrec on DATASETS x SEEDS;
+# 3. ABLATE: on ABLATE_DATASETS x SEEDS, one component removed per setting (below) and the text encoder swapped
+#    (mpnet; an LM item table when LM_TABLE_<dataset> names one, e.g. a `semcollab reaemb table` output);
+# 4. tables: mean ± std per setting and Welch p of each setting against sasrec (experiments/seed_table.py).
+# Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT. A rerun into the same OUT skips
+# finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue.
+set -euo pipefail
+DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
+ABLATE_DATASETS=${ABLATE_DATASETS:-"Beauty Toys_and_Games"}
+SEEDS=${SEEDS:-"1 2 3"}
+JOBS=${JOBS:-2}
+STAGES=${STAGES:-"main ablate"}
+out=${OUT:-runs/hybrid-s3rec}
+mkdir -p "$out" docs/tables
+source "$(dirname "$0")/../run_finished.sh"
+export OMP_NUM_THREADS=1 COLUMNS=120
+
+# setting name -> model_params overrides (each removes one component of the full model)
+declare -A ABLATION=(
+  [no-gates]="--model_params.gate=none"                       # fixed 0.5 mixes (item and score)
+  [no-user-gate]="--model_params.gate=item"                   # item gate by popularity; constant score mix
+  [random-ids]="--model_params.id_init=random"                # no text-PCA start of the ID table
+  [no-semantic-head]="--model_params.semantic_head=false --model_params.gate=item --model_params.semantic_loss=0 --model_params.tail_distill=0"
+  [no-semantic-loss]="--model_params.semantic_loss=0"         # head trained only through the fused score
+  [no-tail-distill]="--model_params.tail_distill=0"
+  [linear-adapter]="--model_params.adapter=linear"
+  [mpnet]="--model_params.encoder=mpnet"
+)
+
+for stage in $STAGES; do case $stage in
+  main) for ds in $DATASETS; do semcollab embed --dataset "s3rec:$ds" --out "$out/embed/$ds-minilm" > /dev/null; done ;;
+  ablate) for ds in $ABLATE_DATASETS; do
+    semcollab embed --dataset "s3rec:$ds" --encoder mpnet --out "$out/embed/$ds-mpnet" > /dev/null; done ;;
+esac; done
+
+jobs_file="$out/jobs.txt"
+: > "$jobs_file"
+queue() {  # queue DIR SEED ARGS...: one training run unless DIR already holds a finished run of SEED
+  local dir=$1 seed=$2; shift 2
+  run_finished "$dir" "$seed" || echo "semcollab train $* --train.seed=$seed --output_dir=$dir" >> "$jobs_file"
+}
+for seed in $SEEDS; do  # seed-major: a queue cut short still covers every dataset and setting once
+  for stage in $STAGES; do
+    if [ "$stage" = main ]; then for ds in $DATASETS; do
+      common="--dataset s3rec:$ds --config configs/s3rec_converge.yaml"
+      queue "$out/$ds/sasrec" "$seed" --model sasrec $common
+      queue "$out/$ds/hybrid" "$seed" --model hybrid $common
+    done; fi
+    if [ "$stage" = ablate ]; then for ds in $ABLATE_DATASETS; do
+      common="--model hybrid --dataset s3rec:$ds --config configs/s3rec_converge.yaml"
+      for name in "${!ABLATION[@]}"; do
+        # shellcheck disable=SC2086
+        queue "$out/$ds/hybrid-$name" "$seed" $common ${ABLATION[$name]}
+      done
+      table_var="LM_TABLE_$ds"
+      if [ -n "${!table_var:-}" ]; then queue "$out/$ds/hybrid-lm-table" "$seed" $common "--model_params.item_table=${!table_var}"; fi
+    done; fi
+  done
+done
+echo "$(wc -l < "$jobs_file") runs queued in $jobs_file"
+# each job's log goes next to the runs; a failed job fails the script after the queue drains
+xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$out"'/log.XXXXXX)" 2>&1' < "$jobs_file"
+
+all_datasets=$(echo $DATASETS $ABLATE_DATASETS | tr ' ' '\n' | awk '!seen[$0]++')
+for ds in $all_datasets; do
+  groups=$(ls -d "$out/$ds"/sasrec "$out/$ds"/hybrid* 2>/dev/null || true)
+  [ -n "$groups" ] || continue
+  echo "### $ds"
+  # shellcheck disable=SC2086
+  python experiments/seed_table.py $groups
+  echo
+  pairs=""
+  for g in $groups; do [ "$g" = "$out/$ds/sasrec" ] || pairs="$pairs $out/$ds/sasrec $g"; done
+  # shellcheck disable=SC2086
+  [ -z "$pairs" ] || python experiments/seed_table.py --welch $pairs
+  echo
+done > docs/tables/hybrid_s3rec.md
+echo "runs in $out; table in docs/tables/hybrid_s3rec.md"
