@@ -189,9 +189,11 @@ def run(split, vectors: np.ndarray, params: dict, seed: int, eval_cfg: EvalConfi
     """Fit and evaluate (valid and test, semcollab's evaluator); returns the result record."""
     model, fit = fit_unisrec(split, vectors, params, seed, log)
     ranker = UniSRecRanker(model, split.n_items)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # Lightning hands the net back on the CPU
+    model.net.to(device)
     pop = split.item_popularity()
     t0 = time.perf_counter()
-    valid, test = (evaluate_ranking(ranker, split.eval_set(part), split.n_items, pop, eval_cfg, "cpu")
+    valid, test = (evaluate_ranking(ranker, split.eval_set(part), split.n_items, pop, eval_cfg, device)
                    for part in ("valid", "test"))
     fit["eval_seconds"] = time.perf_counter() - t0
     return {"valid": valid, "test": test, "fit": fit, "params": params, "seed": seed, "versions": versions(),
