@@ -26,8 +26,8 @@ import json, sys
 from pathlib import Path
 import numpy as np
 w = Path(sys.argv[1])
-a = np.load(w / "one/out/item_embeddings.npy", allow_pickle=False)
-b = np.load(w / "two/out/item_embeddings.npy", allow_pickle=False)
+a = np.load(next((w / "one/out").rglob("item_embeddings.npy")), allow_pickle=False)
+b = np.load(next((w / "two/out").rglob("item_embeddings.npy")), allow_pickle=False)
 res = {"shape": list(a.shape), "max_abs_difference": float(np.abs(a - b).max()),
        "rows_equal": int((a == b).all(1).sum()), "bit_equal": bool(np.array_equal(a, b))}
 print(json.dumps(res))
