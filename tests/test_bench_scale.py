@@ -67,6 +67,7 @@ def _bench(tmp_path, *extra) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
 
 
+@pytest.mark.slow  # six processes, ~20 s; the stage logic is tested in-process below
 def test_bench_scale_measures_three_stages_and_resumes(tmp_path):
     first = _bench(tmp_path, "--stages", "prepare,epoch")
     assert first.returncode == 0, first.stderr

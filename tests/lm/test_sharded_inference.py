@@ -176,6 +176,7 @@ def test_sharded_ctr_scores_equal_one_process(tmp_path, tiny_yes_no_lm):
     assert np.array_equal(sharded, ref) and np.unique(ref).size > 1
 
 
+@pytest.mark.slow  # ~18 s; the shard machinery is the embed and CTR tests' (runs/shards.py)
 def test_reaemb_table_nproc_2_equals_one_process(tmp_path, tiny_causal_lm):
     from semcollab.methods.reaemb import reaemb_table
     from tests.methods.reaemb.test_pipeline import N_ITEMS, write_toy_s3rec

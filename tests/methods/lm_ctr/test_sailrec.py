@@ -138,6 +138,7 @@ def test_full_suppression_cuts_the_collaborative_tokens_off(split, tiny_lm4):
     assert not np.allclose(predict(neutral, part), before)
 
 
+@pytest.mark.slow  # 53 s; `ctr attention` also runs in tests/test_readme_commands.py
 def test_attention_diagnostic_on_saved_runs(tmp_path, tiny_lm4):
     from typer.testing import CliRunner
 
