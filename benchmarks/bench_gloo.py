@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from semcollab import distributed as ddp
 from semcollab.config import DataConfig
 from semcollab.data import load_split
 from semcollab.models import build_model
-from semcollab.train import distributed as ddp
 from semcollab.train.trainer import seed_everything
 
 

@@ -15,8 +15,8 @@ import time
 
 import torch
 
+from semcollab import distributed as ddp
 from semcollab.lm import LoRAConfig, add_lora, answer_token_ids, load_causal_lm, yes_no_logits, yes_no_loss
-from semcollab.train import distributed as ddp
 from semcollab.train.lm_steps import LMTrainConfig, train_lm
 
 WORDS = ("Toy Story, Golden Eye, Space War, Love Actually, The Matrix, Heat, Casino, Fargo, Alien, Jaws, Rocky, "

@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from semcollab import distributed as ddp
 from semcollab.config import DataConfig, EvalConfig, TrainConfig, resolve_device
 from semcollab.data import load_split
 from semcollab.data.dataset import EvalSet
 from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models.sasrec import SASRec, SASRecConfig
-from semcollab.train import distributed as ddp
 from semcollab.train.loop import train_epochs
 from semcollab.train.trainer import RankingTask, seed_everything
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import registry
 from .config import ConfigError
+from .distributed import env_world_size
 from .errors import DistributedError, RunFileError
 from .tasks import TASKS, config_tree, infer_task
 from .tasks.base import Run, RunResult, read_run_config_file, read_run_record
@@ -17,7 +18,6 @@ from .tasks.ctr import evaluate_ctr_run, load_ctr_view, run_ctr
 from .tasks.item_table import load_item_table_view, run_item_table
 from .tasks.ranking import load_ranking_view, read_run_config, run_ranking
 from .tasks.ranking_eval import evaluate_run
-from .train.distributed import env_world_size
 
 DEFAULT_MODEL = {"ranking": "sasrec", "ctr": "mf", "item-table": "reaemb"}
 

@@ -4,8 +4,8 @@ import pytest
 from typer.testing import CliRunner
 
 from semcollab.cli import app
+from semcollab.distributed import launch
 from semcollab.errors import DistributedError
-from semcollab.train.distributed import launch
 
 COMMANDS = [
     ["train", "--model", "sasrec"],

@@ -201,7 +201,7 @@ from semcollab.config import DataConfig, EvalConfig
 from semcollab.data import load_split
 from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models import build_model
-from semcollab.train import distributed as ddp
+from semcollab import distributed as ddp
 from semcollab.train.trainer import seed_everything
 
 ddp.setup()

@@ -83,7 +83,7 @@ from semcollab.data import load_split
 from semcollab.runs.shards import ShardLayout
 from semcollab.text import EmbedConfig
 from semcollab.text.embed_items import embed_items
-from semcollab.train import distributed as ddp
+from semcollab import distributed as ddp
 
 data, lm, cache, out, kill = sys.argv[1:6]
 ensure = ShardLayout.ensure
@@ -141,7 +141,7 @@ import numpy as np
 import torch
 from semcollab.runs.shards import inference_shards
 from semcollab.tasks.ctr import build_ctr_model, prepare_ctr
-from semcollab.train import distributed as ddp
+from semcollab import distributed as ddp
 from tests.tasks.test_ctr import toy_ctr
 
 lm, shards, out = sys.argv[1:4]
@@ -198,6 +198,6 @@ def test_reaemb_table_nproc_2_equals_one_process(tmp_path, tiny_causal_lm):
 
 @pytest.mark.parametrize("argv", [["embed", "--nproc", "2", "--out", "x"], ["embed", "--nproc=2"]])
 def test_nproc_is_dropped_from_the_relaunched_command(argv):
-    from semcollab.train.distributed import without_nproc
+    from semcollab.distributed import without_nproc
 
     assert "--nproc" not in " ".join(without_nproc(argv))

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
-from semcollab.train.distributed import shard_rows, shard_scale, torchrun_command, without_nproc
+from semcollab.distributed import shard_rows, shard_scale, torchrun_command, without_nproc
 
 EPS = torch.finfo(torch.float32).eps
 STEPS, TERMS = 4 * 3, 16 * 15  # 4 epochs of 3 batches (48 users, batch 16); rows x targets per row
@@ -99,7 +99,7 @@ def test_two_ranks_follow_one_process(tmp_path, model):
 
 
 def test_shards_cover_the_batch(monkeypatch):
-    import semcollab.train.distributed as d
+    import semcollab.distributed as d
 
     for n in (0, 1, 5, 16):
         monkeypatch.setattr(d, "world_size", lambda: 2)
@@ -159,7 +159,7 @@ from semcollab.config import DataConfig, EvalConfig
 from semcollab.data import load_split
 from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models import build_model
-from semcollab.train import distributed as ddp
+from semcollab import distributed as ddp
 from semcollab.train.trainer import seed_everything
 
 ddp.setup()
@@ -197,5 +197,5 @@ def test_other_tasks_refuse_torchrun(monkeypatch):
     with pytest.raises(DistributedError, match="only ranking models"):
         run(model="mf", dataset="ml-100k", task="ctr", save=False)
     with pytest.raises(DistributedError, match="inside a torchrun launch"):
-        from semcollab.train.distributed import launch
+        from semcollab.distributed import launch
         launch(2, ["train"])

@@ -44,7 +44,7 @@ import json, os, signal, sys
 import torch
 from safetensors.torch import save_file
 from semcollab.lm import USER_TOKEN, LoRAConfig, add_lora, embed_with_soft_tokens, yes_no_logits, yes_no_loss
-from semcollab.train import distributed as ddp
+from semcollab import distributed as ddp
 from semcollab.train.lm_steps import LMTrainConfig, train_lm
 from tests.lm_helpers import prepare_lm
 

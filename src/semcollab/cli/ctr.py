@@ -10,12 +10,12 @@ import typer
 import yaml
 from rich.table import Table
 
+from ..distributed import is_main, launch, without_nproc
 from ..errors import RunFileError, TrainingIncomplete
 from ..report.table import ctr_label
 from ..tasks.base import read_run_record
 from ..tasks.ctr import attention_diagnostic, evaluate_ctr_run, run_ctr
 from ..textsafe import safe_text
-from ..train.distributed import is_main, launch, without_nproc
 from .common import (
     EXTRA,
     SEED,

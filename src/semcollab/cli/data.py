@@ -10,10 +10,10 @@ import typer
 
 from ..config import load_config
 from ..data import load_split
+from ..distributed import is_main, launch, setup, without_nproc
 from ..text import EmbedConfig
 from ..text.embed_items import embed_items
 from ..textsafe import safe_text
-from ..train.distributed import is_main, launch, setup, without_nproc
 from .common import EMPTY_TEXT_HELP, EXTRA, EmptyText, console, dataset_option, handled, log, named
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset preparation.")

@@ -10,12 +10,12 @@ from pathlib import Path
 import typer
 
 from ..config import ConfigError
+from ..distributed import is_main, launch, without_nproc
 from ..methods.saerec.explain import explain_recommendations, user_history
 from ..pipeline import run
 from ..report.table import markdown_table, rich_table
 from ..tasks.ranking_eval import config_data_paths, eval_overrides_only, evaluate_saved_run
 from ..textsafe import safe_text
-from ..train.distributed import is_main, launch, without_nproc
 from .common import (
     check_k,
     check_stage,

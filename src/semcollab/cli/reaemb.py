@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from ..config import dataset_name
+from ..distributed import is_main, launch, without_nproc
 from ..methods.reaemb import (
     ReaEmbIncomplete,
     kv_reuse_benchmark,
@@ -17,7 +18,6 @@ from ..methods.reaemb import (
     train_reaemb,
 )
 from ..textsafe import safe_text
-from ..train.distributed import is_main, launch, without_nproc
 from .common import EXTRA, console, dataset_option, handled, log, named, run_arg
 
 reaemb_app = typer.Typer(no_args_is_help=True, help="ReaEmb: LM item embeddings that 'think' one latent token "

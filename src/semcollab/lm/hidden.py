@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..distributed import world_size
 from ..runs.shards import ShardSite, active_site, compute_sharded, texts_digest
-from ..train.distributed import world_size
 from .batching import longest_first_batches
 from .body import body_hidden, last_token_index
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch.distributed as dist
 
+from .. import distributed as ddp
 from ..errors import DistributedError
-from ..train import distributed as ddp
 from .files import write_file_atomic
 
 MERGED = "merged.npy"

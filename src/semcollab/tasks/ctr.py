@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .. import distributed as ddp
 from .. import registry
 from ..config import ConfigError, DataConfig, dataset_name, from_dict, resolve_config, to_dict
 from ..config.ctr import CTRRunConfig, CTRTrainConfig
@@ -38,7 +39,6 @@ from ..runs.checkpoints import (
 from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
 from ..runs.shards import content_key, inference_shards
-from ..train import distributed as ddp
 from ..train.ctr import fit_ctr
 from ..train.trainer import resolve_device, seed_everything
 from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record, read_weights

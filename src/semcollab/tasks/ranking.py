@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .. import distributed as ddp
 from ..config import (
     ConfigError,
     RunConfig,
@@ -34,7 +35,6 @@ from ..runs.checkpoints import (
 )
 from ..runs.files import check_writable
 from ..runs.record import save_run_record, write_run_dir
-from ..train import distributed as ddp
 from ..train.trainer import fit, resolve_device, seed_everything
 from .base import Run, RunResult, read_json_file, read_run_config_file, read_run_record, read_weights
 
@@ -73,7 +73,7 @@ def run_ranking(model: str | None = None, dataset: str | None = None, config=Non
     from there and ends with the weights an unbroken run would have; the file is removed once the run is saved.
 
     Under torchrun every process calls this with the same arguments and trains its shard of each batch
-    (:mod:`semcollab.train.distributed`); the ranks share each evaluation; rank 0 alone logs, writes the run folder and the resume
+    (:mod:`semcollab.distributed`); the ranks share each evaluation; rank 0 alone logs, writes the run folder and the resume
     checkpoint, and every rank returns its result."""
     cfg = _as_config(config, model, dataset, overrides)
     main = not ddp.setup() or ddp.is_main()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed as ddp
 from ..config import ConfigError
 from ..hub.models import MODELS
 from ..hub.wheels import default_cache_dir
 from ..runs.shards import content_key, inference_shards
-from ..train import distributed as ddp
 from . import EmbedConfig, item_embeddings
 from .encoders import resolve_encoder
 

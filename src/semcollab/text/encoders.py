@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed as ddp
 from ..config import ConfigError, resolve_device
 from ..errors import EncoderOutputError, ModelFolderError  # noqa: F401  (defined in errors.py)
 from ..hub.models import ModelError
@@ -32,7 +33,6 @@ from ..hub.wheels import default_cache_dir
 from ..lm.dtype import dtype_name, resolve_dtype
 from ..lm.hidden import POOLINGS, encode_texts
 from ..lm.load import check_tokenizer_files
-from ..train import distributed as ddp
 
 
 @dataclass

@@ -9,13 +9,13 @@ parameters and loss history as an uninterrupted run. Checkpoints are written onl
 step (no half-accumulated gradients) and atomically (temp file, then ``os.replace``), and read back with
 ``torch.load(weights_only=True)`` (tensors and plain containers only: a planted file never runs code).
 
-Under torchrun (:mod:`.distributed`) every rank builds the same batch order; rank r runs its contiguous slice of
-each (micro)batch, its mean loss weighted by its share of the rows (:func:`.distributed.shard_scale`), and the
+Under torchrun (:mod:`semcollab.distributed`) every rank builds the same batch order; rank r runs its contiguous slice of
+each (micro)batch, its mean loss weighted by its share of the rows (:func:`semcollab.distributed.shard_scale`), and the
 trainable gradients are averaged over the ranks once per optimizer step (one all-reduce, before clipping): every
 rank takes the step one process takes on the whole batch, for a loss that is a mean over rows (the LM CTR losses).
 A loss that couples the rows of a batch (in-batch negatives, advantages normalised over the batch) is computed per
 shard instead. The logged loss is reduced over the ranks; rank 0 alone logs and writes the checkpoint, and on
-resume reads it and hands it to the others. Torch's RNG is seeded per step and rank (:func:`.distributed.step_seed`),
+resume reads it and hands it to the others. Torch's RNG is seeded per step and rank (:func:`semcollab.distributed.step_seed`),
 so a resumed distributed run redraws what an unbroken one drew.
 """
 
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import distributed as ddp
 from ..config import allowed, device_option, one_of, resolve_device, validate
 from ..lm.batching import length_bucketed_batches
 from ..lm.dtype import autocast_wanted
@@ -40,7 +41,6 @@ from ..runs.checkpoints import CheckpointMismatchError, key_diff, load_checkpoin
 from ..runs.checkpoints import rng_state as _rng_state
 from ..runs.checkpoints import save_atomic as _save_atomic
 from ..runs.checkpoints import set_rng_state as _set_rng_state
-from . import distributed as ddp
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed as ddp
 from ..runs.checkpoints import (
     CheckpointMismatchError,
     code_fingerprint,
@@ -33,7 +34,6 @@ from ..runs.checkpoints import (
     save_atomic,
     set_rng_state,
 )
-from . import distributed as ddp
 
 
 class EarlyStopping:

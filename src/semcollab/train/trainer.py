@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed as ddp
 from ..config import ConfigError, EvalConfig, RunConfig, TrainConfig, resolve_device, validate
 from ..data.batches import BatchBuilder
 from ..data.dataset import Split
 from ..evaluation.ranking import evaluate_ranking
 from ..runs.checkpoints import trajectory_settings
-from . import distributed as ddp
 from .loop import EpochTask, FitResult, make_checkpoint_key, train_epochs
 
 
@@ -36,7 +36,7 @@ class RankingTask(EpochTask):
     autocast when ``cfg.bf16``; validation ``cfg.metric`` on the validation users every ``cfg.eval_every`` epochs
     and after the last.
 
-    Under torchrun (:mod:`.distributed`) each rank trains on its slice of every global batch, its loss scaled to
+    Under torchrun (:mod:`semcollab.distributed`) each rank trains on its slice of every global batch, its loss scaled to
     its share of the batch's targets and its gradients averaged by DDP; validation is split over the ranks and
     gathered (every rank gets the score one process computes)."""
 
@@ -66,7 +66,7 @@ class RankingTask(EpochTask):
         return int((batch["targets"] > 0).sum()) if "targets" in batch else len(next(iter(batch.values())))
 
     def _shard(self, batch: dict) -> tuple[dict | None, float]:
-        """This rank's rows of a global batch and the factor of their mean loss (:func:`.distributed.shard_scale`
+        """This rank's rows of a global batch and the factor of their mean loss (:func:`semcollab.distributed.shard_scale`
         times the global batch's length-bucket weight)."""
         rows = ddp.shard_rows(len(next(iter(batch.values()))))
         part = {k: v[rows] for k, v in batch.items()}

@@ -60,7 +60,7 @@ import torch
 import torch.distributed as dist
 from semcollab.methods.reaemb.objectives import lrcl_loss
 from semcollab.methods.reaemb.stages import gather_views
-from semcollab.train import distributed as ddp
+from semcollab import distributed as ddp
 
 ddp.setup()
 torch.manual_seed(0)

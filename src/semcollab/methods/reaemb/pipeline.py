@@ -39,6 +39,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from ... import distributed as ddp
 from ...config import ConfigError, resolve_device, to_dict
 from ...errors import CheckpointMismatchError, ReaEmbIncomplete
 from ...lm.dtype import dtype_name, keep_lora_outputs_fp32, resolve_dtype
@@ -46,7 +47,6 @@ from ...lm.load import load_causal_lm
 from ...lm.lora import load_adapter, save_adapter
 from ...runs.checkpoints import key_diff
 from ...runs.files import check_writable, write_dir_atomic, write_file_atomic
-from ...train import distributed as ddp
 from .config import ReaEmbPipelineConfig, load_pipeline_config, run_dir_of
 from .encoder import ReaEmbEncoder, freeze_lm
 from .objectives import Candidates, co_occurrence_candidates

@@ -19,11 +19,11 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 
+from ... import distributed as ddp
 from ...config import ConfigError, resolve_device
 from ...lm.dtype import keep_lora_outputs_fp32
 from ...lm.lora import add_lora
 from ...text.attribute_text import attribute_views
-from ...train import distributed as ddp
 from ...train.lm_steps import LMTrainResult, train_lm
 from .config import Stage1Config, Stage2Config
 from .encoder import ReaEmbEncoder, freeze_lm

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import distributed as ddp
 from ...config import ConfigError, resolve_device, to_dict
 from ...hub.wheels import default_cache_dir
 from ...lm.dtype import dtype_name, resolve_dtype
 from ...models.text_table import item_ids_sha256
 from ...runs.files import write_dir_atomic
 from ...runs.shards import inference_shards
-from ...train import distributed as ddp
 from . import run_folder
 from .config import ReaEmbPipelineConfig, load_pipeline_config
 from .encoder import MODES, generate_table

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import DistributedError, SemcollabError
+from .errors import DistributedError, SemcollabError
 
 
 def env_world_size() -> int:
