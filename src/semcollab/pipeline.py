@@ -53,9 +53,9 @@ def run(model: str | None = None, dataset: str | None = None, config=None, overr
     seed, data and config give the same numbers (on CPU); a killed run continues when called again with the same
     arguments. Returns a :class:`RunResult` (``.metrics``, ``.run_dir``, ``.model``, ``.config``, ...)."""
     task = choose_task(task, model, config, overrides)
-    if task != "ranking" and env_world_size() > 1:
-        raise DistributedError(f"only ranking models train in several processes so far; {model or 'this model'} is "
-                               f"a {task} model: run it without torchrun")
+    if task == "item-table" and env_world_size() > 1:  # `reaemb train --nproc` is the distributed ReaEmb route
+        raise DistributedError(f"semcollab.run does not train {model or 'this model'} (an item-table model) in several "
+                               "processes; use `semcollab reaemb train --nproc N`, or run it without torchrun")
     if task == "ranking":
         return run_ranking(model, dataset, config, overrides, log=log, save=save)
     if task == "ctr":

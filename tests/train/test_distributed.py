@@ -194,8 +194,10 @@ def test_other_tasks_refuse_torchrun(monkeypatch):
 
     assert issubclass(DistributedError, SemcollabError)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(DistributedError, match="only ranking models"):
+    with pytest.raises(DistributedError, match="trains in one process only"):  # the CTR models without an LM
         run(model="mf", dataset="ml-100k", task="ctr", save=False)
+    with pytest.raises(DistributedError, match="reaemb train --nproc"):
+        run(model="reaemb", dataset="ml-100k", task="item-table", save=False)
     with pytest.raises(DistributedError, match="inside a torchrun launch"):
         from semcollab.distributed import launch
         launch(2, ["train"])
