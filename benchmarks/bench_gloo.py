@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,17 +28,8 @@ from semcollab import distributed as ddp
 from semcollab.config import DataConfig
 from semcollab.data import load_split
 from semcollab.models import build_model
+from semcollab.runs.record import cpu_model
 from semcollab.train.trainer import seed_everything
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

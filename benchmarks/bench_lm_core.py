@@ -40,8 +40,9 @@ from semcollab.lm import (
     yes_no_logits_full_head,
     yes_no_loss,
 )
-from semcollab.lm.dtype import CPUINFO, cpu_bf16, keep_lora_outputs_fp32
+from semcollab.lm.dtype import cpu_bf16, keep_lora_outputs_fp32
 from semcollab.methods.lm_ctr.prompts import TALLREC_MOVIE
+from semcollab.runs.record import cpu_model
 from semcollab.train.lm_steps import LMTrainConfig, train_lm
 
 TITLES = ["Toy Story (1995)", "GoldenEye (1995)", "Heat (1995)", "Casino (1995)", "Jumanji (1995)", "Babe (1995)",
@@ -333,7 +334,7 @@ def main() -> None:
     if a.memory_probe:
         print(json.dumps(memory_probe(a.models, a.memory_probe, a.batch, a.tokens, a.score_batch, a.device)))
         return
-    report = {"device": a.device, "cpu": _cpu_name(), "cpu_bf16": cpu_bf16(), "torch_threads": torch.get_num_threads(),
+    report = {"device": a.device, "cpu": cpu_model(), "cpu_bf16": cpu_bf16(), "torch_threads": torch.get_num_threads(),
               "python": platform.python_version(), "torch": torch.__version__, "results": []}
     for name in a.models.split(","):
         try:
@@ -356,11 +357,6 @@ def main() -> None:
         os.replace(tmp, a.out)
 
 
-def _cpu_name() -> str:
-    for line in (CPUINFO.read_text().splitlines() if CPUINFO.exists() else []):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

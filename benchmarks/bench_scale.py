@@ -31,6 +31,7 @@ import numpy
 import pandas
 
 from semcollab.hub.wheels import default_cache_dir
+from semcollab.runs.record import cpu_model
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -54,14 +55,6 @@ def shape_of(name: str) -> tuple[int, int, int]:
     return n, items, users
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info(threads: int) -> dict:

@@ -42,7 +42,7 @@ from semcollab.data import load_split
 from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models.alphafuse import SemanticItemSettings, semantic_item_vectors
 from semcollab.runs.files import write_file_atomic
-from semcollab.runs.record import git_hash, write_run_dir
+from semcollab.runs.record import cpu_model, git_hash, write_run_dir
 
 MODEL_NAME = "rectools-unisrec"
 # UniSRecModel's own defaults (rectools 0.19.0), stated so a run records what it trained with
@@ -173,14 +173,7 @@ def versions() -> dict:
 
 
 def cpu_info() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return f"{name}; torch threads {torch.get_num_threads()}; {os.cpu_count()} cores; load avg {load}"
 
