@@ -18,21 +18,9 @@ from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.evaluation.streaming import DENSE_SCORE_BUDGET, item_chunk_width, merge_topk, streamed_topk
 from semcollab.models import build_model
 from semcollab.models.sasrec import SASRec
+from tests.evaluation.test_metrics import Fixed as ScoreTable  # a fixed score table: only ``score``
 from tests.tolerance import rounding_tol
 from tests.train.test_distributed import ENV, ROOT, write_data
-
-
-class RandomScores(torch.nn.Module):
-    """A fixed (n_users, n_items + 1) score table: only ``score``, as a model outside the Recommender base."""
-
-    max_len = None
-
-    def __init__(self, scores):
-        super().__init__()
-        self.s = torch.as_tensor(scores, dtype=torch.float32)
-
-    def score(self, users, seqs):
-        return self.s[users]
 
 
 def random_case(n_users=40, n_items=60, seed=0, repeats=True):
@@ -48,7 +36,7 @@ def random_case(n_users=40, n_items=60, seed=0, repeats=True):
         tgts.append(t)
     pop = rng.integers(0, 50, n_items + 1)
     pop[0] = 0
-    return RandomScores(scores), EvalSet(np.arange(n_users), hists, tgts), n_items, pop
+    return ScoreTable(scores), EvalSet(np.arange(n_users), hists, tgts), n_items, pop
 
 
 @pytest.mark.parametrize("mask_history", [True, False])
@@ -71,7 +59,7 @@ def test_streaming_hand_computed():
     ev = EvalSet(np.array([0, 1, 2]), [np.array([1]), np.array([2]), np.array([4, 3])],
                  [np.array([2]), np.array([1]), np.array([1])])
     pop = np.array([0, 10, 5, 3, 1])
-    res = evaluate_ranking(RandomScores(scores), ev, 4, pop,
+    res = evaluate_ranking(ScoreTable(scores), ev, 4, pop,
                            EvalConfig(ks=[1, 2], chunk_size=2, long_user_min=2, item_chunk_size=2))
     assert res["overall"]["hr@1"] == pytest.approx(2 / 3) and res["overall"]["hr@2"] == 1.0
     assert res["overall"]["mrr@2"] == pytest.approx((1 + 1 + 0.5) / 3)
@@ -84,7 +72,7 @@ def test_ties_keep_the_lower_item_whatever_the_chunks():
     """Every item scored alike: the top-k is the lowest unmasked item indices, for any item chunk size."""
     ev = EvalSet(np.array([0]), [np.array([1])], [np.array([3])])
     for width in (1, 2, 3, 5, 100):
-        res = evaluate_ranking(RandomScores([[1.0] * 6]), ev, 5, np.array([0, 5, 4, 3, 2, 1]),
+        res = evaluate_ranking(ScoreTable([[1.0] * 6]), ev, 5, np.array([0, 5, 4, 3, 2, 1]),
                                EvalConfig(ks=[1, 2], item_chunk_size=width), breakdowns=False)
         # ranked: 2, 3, 4, 5 (0 = padding and 1 = history are masked) -> target 3 at position 1
         assert res["overall"] == {"hr@1": 0.0, "recall@1": 0.0, "ndcg@1": 0.0, "mrr@1": 0.0, "hr@2": 1.0,

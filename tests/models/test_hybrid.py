@@ -1,6 +1,5 @@
 """semcollab's hybrid model (issue 33): contract, each flag does what it says, frozen text, it learns, serve/report."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,14 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import semcollab
-from semcollab.config import ConfigError, DataConfig, EvalConfig, TrainConfig
-from semcollab.data import load_split
+from semcollab.config import ConfigError, EvalConfig, TrainConfig
 from semcollab.models import build_model
 from semcollab.models.base import next_item_loss
 from semcollab.models.hybrid import candidate_logits
 from semcollab.models.llm_esr import pca_coordinates
 from semcollab.train.trainer import fit
-from tests.models.test_alphafuse import ring_table, train_ndcg
+from tests.models.test_alphafuse import learns_on_ml100k, ring_table, train_ndcg
 
 SEQS = torch.tensor([[0, 0, 1, 2], [5, 6, 7, 8]])
 
@@ -254,13 +252,4 @@ def test_run_folder_serve_and_report(toy_dir, toy_split, tmp_path):
 
 @pytest.mark.slow
 def test_learns_on_ml100k_with_minilm(ml100k_dir, monkeypatch):
-    """A real slice: ML-100K with MiniLM title vectors (the user's embedding cache), a few epochs."""
-    monkeypatch.setenv("SEMCOLLAB_CACHE", str(Path.home() / ".cache" / "semcollab"))
-    split = load_split(DataConfig(name="ml-100k", path=str(ml100k_dir), cache=False))
-    torch.manual_seed(0)
-    try:
-        m = build_model("hybrid", {"template": "{title} ({year}). Genres: {genres}", "max_len": 50}, split)
-    except (FileNotFoundError, ImportError) as exc:
-        pytest.skip(f"MiniLM unavailable: {exc}")
-    before, after = train_ndcg(m, split, epochs=3, lr=0.001)
-    assert after > 2 * before, (before, after)
+    learns_on_ml100k("hybrid", {}, ml100k_dir, monkeypatch, epochs=3)

@@ -1,17 +1,14 @@
 """LLM-ESR (issue 33 peer): dual-view (ID + frozen text) SASRec with retrieval-augmented self-distillation."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import semcollab
-from semcollab.config import ConfigError, DataConfig
-from semcollab.data import load_split
+from semcollab.config import ConfigError
 from semcollab.models import build_model
 from semcollab.models.llm_esr import OwnedWindows, similar_users
-from tests.models.test_alphafuse import SEQS, ring_table, train_ndcg
+from tests.models.test_alphafuse import SEQS, learns_on_ml100k, ring_table, round_trips, train_ndcg
 
 
 def small(table, **kw) -> dict:
@@ -117,25 +114,9 @@ def test_learns_on_the_toy_walk(toy_split, table, distill_weight):
 
 def test_run_folder_round_trip(toy_dir, toy_split, tmp_path):
     table = ring_table(tmp_path / "text.npy", toy_split.n_items)
-    res = semcollab.run(model="llm-esr", dataset="atomic:toy", log=None, overrides=[
-        f"data.path={toy_dir}", f"output_dir={tmp_path / 'runs'}", "train.epochs=2", "train.progress=false",
-        *[f"model_params.{k}={v}" for k, v in small(table).items()]])
-    run = semcollab.load_run(res.run_dir)
-    assert type(run.model).__name__ == "LLMESR"
-    torch.testing.assert_close(run.model.eval().score(None, SEQS), res.model.eval().score(None, SEQS))
-    assert len(run.recommend("3", 3)) == 3
+    round_trips("llm-esr", "LLMESR", small(table), toy_dir, tmp_path)
 
 
 @pytest.mark.slow
 def test_learns_on_ml100k_with_minilm(ml100k_dir, monkeypatch):
-    """A real slice: ML-100K with MiniLM title vectors (the user's embedding cache), a few epochs."""
-    monkeypatch.setenv("SEMCOLLAB_CACHE", str(Path.home() / ".cache" / "semcollab"))
-    split = load_split(DataConfig(name="ml-100k", path=str(ml100k_dir), cache=False))
-    torch.manual_seed(0)
-    try:
-        m = build_model("llm-esr", {"template": "{title} ({year}). Genres: {genres}", "max_len": 50,
-                                    "distill_users": 3}, split)
-    except (FileNotFoundError, ImportError) as exc:
-        pytest.skip(f"MiniLM unavailable: {exc}")
-    before, after = train_ndcg(m, split, epochs=2, lr=0.001)
-    assert after > 2 * before, (before, after)
+    learns_on_ml100k("llm-esr", {"distill_users": 3}, ml100k_dir, monkeypatch, epochs=2)
