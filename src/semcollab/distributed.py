@@ -79,11 +79,6 @@ def from_main(value):
     return box[0]
 
 
-def on_main(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` computed on rank 0 only, its result given to every rank."""
-    return from_main(fn(*args, **kwargs) if is_main() else None)
-
-
 def sum_over_ranks(x: float) -> float:
     """The sum of ``x`` over the ranks (``x`` in one process), in float64."""
     if not active():
@@ -99,10 +94,10 @@ def barrier() -> None:
         dist.barrier()
 
 
-def on_main_checked(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` on rank 0 only (checks and writes of a run folder); its result on every rank. A
-    :class:`~semcollab.errors.SemcollabError` it raises is raised on rank 0 and, as a :class:`DistributedError`
-    quoting it, on the others, so no rank waits in a collective that the others left."""
+def on_main(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on rank 0 only (reading a checkpoint, checks and writes of a run folder); its result
+    on every rank. A :class:`~semcollab.errors.SemcollabError` it raises is raised on rank 0 and, as a
+    :class:`DistributedError` quoting it, on the others, so no rank waits in a collective that the others left."""
     if not active():
         return fn(*args, **kwargs)
     value, error = None, None

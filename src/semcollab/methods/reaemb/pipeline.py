@@ -215,7 +215,7 @@ def _write_final(stage_dir: Path, write: Callable[[Path], None], state: dict) ->
 
 def _run_stage1(cfg: ReaEmbPipelineConfig, data: RunData, run_dir: Path, log) -> dict:
     d = stage_dir(run_dir, "stage1")
-    done = ddp.on_main_checked(_open_stage, d, _identity(cfg, data, "stage1"), run_dir)
+    done = ddp.on_main(_open_stage, d, _identity(cfg, data, "stage1"), run_dir)
     if done is not None:
         log and log(f"stage 1 already finished ({done['steps']} steps) in {d}")
         return done
@@ -262,7 +262,7 @@ def _run_stage2(cfg: ReaEmbPipelineConfig, data: RunData, run_dir: Path, log) ->
     if s1 is None:
         raise ConfigError(f"stage 1 has not finished in {run_dir}; run stage1 first (stages=stage1,stage2)")
     d = stage_dir(run_dir, "stage2")
-    done = ddp.on_main_checked(_open_stage, d, _identity(cfg, data, "stage2", s1["state_sha256"]), run_dir)
+    done = ddp.on_main(_open_stage, d, _identity(cfg, data, "stage2", s1["state_sha256"]), run_dir)
     if done is not None:
         log and log(f"stage 2 already finished ({done['steps']} steps) in {d}")
         return done
@@ -313,10 +313,10 @@ def train_reaemb(config=None, stages: Sequence[str] | str = STAGES, log: Callabl
     run_dir = run_dir_of(cfg)
     if ddp.setup() and not ddp.is_main():  # under torchrun rank 0 alone logs, checks and writes the run folder
         log = None
-    ddp.on_main_checked(check_writable, run_dir, what="output_dir")
+    ddp.on_main(check_writable, run_dir, what="output_dir")
     with ddp.main_first():  # rank 0 fills the data cache; the others read it
         data = load_data(cfg, log)
-    ddp.on_main_checked(_check_settings, cfg, data, stages, run_dir)
+    ddp.on_main(_check_settings, cfg, data, stages, run_dir)
     result = ReaEmbTrainResult(run_dir)
     for stage in STAGES:
         if stage in stages:
