@@ -293,22 +293,31 @@ def parity(name: str, steps: int, batch: int, rows: int, device: str, dtype: str
     return res
 
 
-def profile_step(name: str, batch: int, tokens: int, device: str, dtype: str = "bfloat16", top: int = 20) -> str:
+def profile_step(name: str, batch: int, tokens: int, device: str, dtype: str = "bfloat16", top: int = 20,
+                 lora_dropout: float = 0.05) -> dict:
     """The top ops (self CPU time) of one LoRA training step over ``dtype`` weights, after a warm-up step."""
     from torch.profiler import ProfilerActivity, profile
 
     model, tok = _load(name, dtype)
     model.to(device)
     yes_id, no_id = answer_token_ids(tok)
-    peft = add_lora(model, LoRAConfig(rank=8, alpha=16, dropout=0.05))
+    peft = add_lora(model, LoRAConfig(rank=8, alpha=16, dropout=lora_dropout))
     keep_lora_outputs_fp32(peft)
     run = _trainer(peft, tok, yes_id, no_id, batch, device)
     rows, lengths = _train_rows(tok, batch, 2, tokens)
     run(rows[:batch], lengths[:batch])
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    t0 = time.perf_counter()
     with profile(activities=acts) as prof:
         run(rows[batch:], lengths[batch:])
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+    wall = time.perf_counter() - t0
+    ops = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {"dtype": dtype, "lora_dropout": lora_dropout, "step_wall_seconds": round(wall, 3),
+            "self_cpu_seconds": round(total / 1e6, 3),
+            "top_ops_share": {e.key: round(e.self_cpu_time_total / total, 4)
+                              for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:top]},
+            "table": ops.table(sort_by="self_cpu_time_total", row_limit=top)}
 
 
 def main() -> None:
@@ -325,7 +334,8 @@ def main() -> None:
     ap.add_argument("--parity", action="store_true", help="same fp32-trained adapter scored in fp32 and bf16")
     ap.add_argument("--parity-rows", type=int, default=1024)
     ap.add_argument("--parity-steps", type=int, default=32)
-    ap.add_argument("--profile", action="store_true", help="print the top ops of one bf16 training step")
+    ap.add_argument("--profile", action="store_true",
+                    help="the top ops of one bf16 training step, LoRA dropout 0.05 and 0")
     ap.add_argument("--skip-throughput", action="store_true", help="only --memory / --parity / --profile")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
@@ -344,8 +354,10 @@ def main() -> None:
                 res["peak_memory"] = peak_memory(name, dtypes, a)
             if a.parity:
                 res["parity"] = parity(name, a.parity_steps, a.batch, a.parity_rows, a.device)
-            if a.profile:
-                print(profile_step(name, a.batch, a.tokens, a.device), flush=True)
+            if a.profile:  # with the LoRA dropout the models use (0.05) and without it (its mask draws' cost)
+                res["profile"] = [profile_step(name, a.batch, a.tokens, a.device, lora_dropout=p) for p in (0.05, 0.0)]
+                for prof in res["profile"]:
+                    print(prof["table"], flush=True)
         except (FileNotFoundError, OSError, RuntimeError) as exc:
             res = {"model": name, "error": f"{type(exc).__name__}: {exc}"}
         report["results"].append(res)

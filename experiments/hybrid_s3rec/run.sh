@@ -9,8 +9,9 @@
 # 3. ABLATE: on ABLATE_DATASETS x SEEDS, one component removed per setting (below) and the text encoder swapped
 #    (mpnet; an LM item table when LM_TABLE_<dataset> names one, e.g. a `semcollab reaemb table` output);
 # 4. tables: mean ± std per setting and Welch p of each setting against sasrec (experiments/seed_table.py).
-# Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT. A rerun into the same OUT skips
-# finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue.
+# Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
+# queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60). A rerun into the same OUT
+# skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue.
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
 ABLATE_DATASETS=${ABLATE_DATASETS:-"Beauty Toys_and_Games"}
@@ -18,6 +19,20 @@ SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
 STAGES=${STAGES:-"main ablate"}
 out=${OUT:-runs/hybrid-s3rec}
+EXTRA=${EXTRA:-}
+# MAIN setting name -> model and overrides (on top of configs/s3rec_converge.yaml). sasrec-128 and sasrec-cos are
+# the controls of AlphaFuse's width (128) and of its cosine / temperature scoring.
+declare -A MAIN=(
+  [sasrec]="--model sasrec"
+  [sasrec-128]="--model sasrec --model_params.hidden=128"
+  [sasrec-cos]="--model sasrec --model_params.similarity=cosine"
+  [alphafuse]="--model alphafuse"
+  [alphafuse-64]="--model alphafuse --model_params.hidden=64 --model_params.null_dim=32"
+  [llm-esr]="--model llm-esr"
+  [hybrid]="--model hybrid"
+  [hybrid-cos]="--model hybrid --model_params.similarity=cosine"
+)
+MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr hybrid hybrid-cos"}
 mkdir -p "$out" docs/tables
 source "$(dirname "$0")/../run_finished.sh"
 export OMP_NUM_THREADS=1 COLUMNS=120
@@ -50,14 +65,17 @@ for seed in $SEEDS; do  # seed-major: a queue cut short still covers every datas
   for stage in $STAGES; do
     if [ "$stage" = main ]; then for ds in $DATASETS; do
       common="--dataset s3rec:$ds --config configs/s3rec_converge.yaml"
-      queue "$out/$ds/sasrec" "$seed" --model sasrec $common
-      queue "$out/$ds/hybrid" "$seed" --model hybrid $common
+      for name in $MODELS; do
+        [ -n "${MAIN[$name]+x}" ] || { echo "unknown MODELS entry $name (one of ${!MAIN[*]})" >&2; exit 2; }
+        # shellcheck disable=SC2086
+        queue "$out/$ds/$name" "$seed" ${MAIN[$name]} $common $EXTRA
+      done
     done; fi
     if [ "$stage" = ablate ]; then for ds in $ABLATE_DATASETS; do
       common="--model hybrid --dataset s3rec:$ds --config configs/s3rec_converge.yaml"
       for name in "${!ABLATION[@]}"; do
         # shellcheck disable=SC2086
-        queue "$out/$ds/hybrid-$name" "$seed" $common ${ABLATION[$name]}
+        queue "$out/$ds/hybrid-$name" "$seed" $common ${ABLATION[$name]} $EXTRA
       done
       table_var="LM_TABLE_$ds"
       if [ -n "${!table_var:-}" ]; then queue "$out/$ds/hybrid-lm-table" "$seed" $common "--model_params.item_table=${!table_var}"; fi
@@ -70,7 +88,7 @@ xargs -P "$JOBS" -I{} -d '\n' bash -c '{} > "$(mktemp '"$out"'/log.XXXXXX)" 2>&1
 
 all_datasets=$(echo $DATASETS $ABLATE_DATASETS | tr ' ' '\n' | awk '!seen[$0]++')
 for ds in $all_datasets; do
-  groups=$(ls -d "$out/$ds"/sasrec "$out/$ds"/hybrid* 2>/dev/null || true)
+  groups=$(find "$out/$ds" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | sort || true)
   [ -n "$groups" ] || continue
   echo "### $ds"
   # shellcheck disable=SC2086

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, at_least, fraction, one_of, positive
+from ..config import ConfigError, at_least, fraction, one_of
 from ..registry import register
 from ..text import EmbedConfig, TextSettings, item_embeddings
-from .base import SequenceModelConfig, next_item_loss
+from .base import SequenceModelConfig, SimilaritySettings, item_side, next_item_loss, query_side
 from .sasrec import SASRec, SASRecConfig
 from .text_table import load_item_table
 
@@ -56,7 +55,7 @@ def semantic_item_vectors(split, cfg: SemanticItemSettings) -> np.ndarray:
 
 
 @dataclass
-class AlphaFuseConfig(SequenceModelConfig, SemanticItemSettings):
+class AlphaFuseConfig(SequenceModelConfig, SemanticItemSettings, SimilaritySettings):
     # the authors' SASRec settings (README, long-tail setting): d_s + d_n = 128, d_n = 64, one block, one head
     hidden: int = at_least(128, 2)  # d_s + d_n: the kept language directions (<= the text vectors' width)
     layers: int = at_least(1, 1)
@@ -67,8 +66,7 @@ class AlphaFuseConfig(SequenceModelConfig, SemanticItemSettings):
     standardize: bool = True  # whiten the kept coordinates (divide by sqrt(eigenvalue)); the authors' default
     cover: bool = False  # True: the ID embedding replaces the semantic null-space coordinates instead of adding
     id_init: str = one_of("zeros", "zeros", "normal")  # authors: zeros (Beauty/Yelp long-tail), normal (Toys)
-    similarity: str = one_of("cosine", "cosine", "dot")  # cosine / temperature (the authors' InfoNCE) or dot
-    temperature: float = positive(0.07)
+    similarity: str = one_of("cosine", "dot", "cosine")  # cosine / temperature (the authors' InfoNCE) or dot
 
     def _check(self):
         yield from super()._check()
@@ -100,6 +98,8 @@ def null_space_basis(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndar
 @register("alphafuse", task="ranking", config=AlphaFuseConfig)
 class AlphaFuse(SASRec):
     """SASRec over ``[frozen semantic coordinates | semantic null-space coordinates + trainable ID]`` items."""
+
+    _similarity_ok = True
 
     def __init__(self, n_users: int, n_items: int, cfg: AlphaFuseConfig, item_vectors: np.ndarray):
         super().__init__(n_users, n_items, encoder_config(cfg))
@@ -153,9 +153,7 @@ class AlphaFuse(SASRec):
         return self.forward(seqs, table * self.cfg.hidden ** -0.5)
 
     def _similarity_inputs(self, hidden: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.similarity == "cosine":
-            return F.normalize(hidden, dim=-1) / self.cfg.temperature, F.normalize(table, dim=-1)
-        return hidden, table
+        return query_side(self.cfg, hidden), item_side(self.cfg, table)
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         table = self.item_table()

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import at_least, fraction
+from ..config import at_least, fraction, one_of, positive
 from ..data.batches import BatchBuilder
 
 
@@ -134,6 +134,29 @@ class SequenceModelConfig:
     def _check(self):
         if self.hidden % self.heads:
             yield "heads", f"must divide model_params.hidden={self.hidden}, got {self.heads}"
+
+
+@dataclass
+class SimilaritySettings:
+    """How a sequence state meets an item vector: a ``dot`` product, or ``cosine`` similarity over a
+    ``temperature`` (both sides unit vectors; a softmax over cosines in [-1, 1] needs the temperature to be peaked
+    at all). Used by the models that set ``_similarity_ok`` (SASRec, AlphaFuse, the hybrid)."""
+
+    similarity: str = one_of("dot", "dot", "cosine")
+    temperature: float = positive(0.07)
+
+
+def query_side(cfg, states: torch.Tensor) -> torch.Tensor:
+    """The user side of the similarity ``cfg`` names: ``states`` (dot) or unit states / temperature (cosine)."""
+    if getattr(cfg, "similarity", "dot") == "cosine":
+        return F.normalize(states, dim=-1) / cfg.temperature
+    return states
+
+
+def item_side(cfg, table: torch.Tensor) -> torch.Tensor:
+    """The item side of the similarity ``cfg`` names: ``table`` (dot) or its unit rows (cosine; zero rows stay
+    zero)."""
+    return F.normalize(table, dim=-1) if getattr(cfg, "similarity", "dot") == "cosine" else table
 
 
 def dot_scorer(user_vectors: torch.Tensor, table: torch.Tensor) -> Callable[[int, int], torch.Tensor]:

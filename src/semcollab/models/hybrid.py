@@ -20,7 +20,8 @@ Score: ``(1 - w_u) * h . e_i + w_u * q(h) . s_i`` with ``w_u = sigmoid(a * log_l
 learned constant, ``none``: 0.5); written as one dot product ``[(1 - w) h, w q] . [e_i, s_i]``, so the bounded
 :meth:`item_scorer` and every loss of :func:`.base.next_item_loss` apply. Both gates start at exactly 0.5 (zero
 weights), so ``gate=none`` is the fixed-mix ablation of the same model at initialisation. Every component is a
-``model_params`` flag: each ablation is a config override."""
+``model_params`` flag: each ablation is a config override. ``similarity=cosine``: both heads score unit vectors
+over a temperature (``cos(h, e_i) / T`` and ``cos(q, s_i) / T``, then mixed by ``w_u``), as AlphaFuse does."""
 
 from __future__ import annotations
 
@@ -36,7 +37,16 @@ from ..config import ConfigError, at_least, one_of, positive
 from ..evaluation.ranking import head_items
 from ..registry import register
 from .alphafuse import SemanticItemSettings, encoder_config, semantic_item_vectors
-from .base import SequenceModelConfig, batch_item_rows, dot_scorer, draw_negatives, next_item_loss
+from .base import (
+    SequenceModelConfig,
+    SimilaritySettings,
+    batch_item_rows,
+    dot_scorer,
+    draw_negatives,
+    item_side,
+    next_item_loss,
+    query_side,
+)
 from .llm_esr import pca_coordinates
 from .sasrec import SASRec
 
@@ -45,7 +55,7 @@ INIT_STD = 0.02  # SASRec's N(0, 0.02) init: the scale every part of the item ta
 
 
 @dataclass
-class HybridConfig(SequenceModelConfig, SemanticItemSettings):
+class HybridConfig(SequenceModelConfig, SemanticItemSettings, SimilaritySettings):
     gate: str = one_of("item+user", "none", "item", "item+user")  # none: fixed 0.5 mixes
     id_init: str = one_of("text_pca", "random", "text_pca")
     semantic_head: bool = True  # second head: the state scored against the semantic item vectors
@@ -100,6 +110,8 @@ def log_scaled(counts: torch.Tensor, top: float) -> torch.Tensor:
 @register("hybrid", task="ranking", config=HybridConfig)
 class Hybrid(SASRec):
     """SASRec over popularity-gated ID + semantic item vectors, with a history-length-gated semantic head."""
+
+    _similarity_ok = True
 
     def __init__(self, n_users: int, n_items: int, cfg: HybridConfig, item_vectors: np.ndarray,
                  popularity: np.ndarray):
@@ -166,10 +178,14 @@ class Hybrid(SASRec):
         empty = ids.new_zeros(self.n_items + 1, self.cfg.hidden)
         return empty.index_copy(0, rows, e_rows), empty.index_copy(0, rows, s_rows)
 
-    def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The scoring table: ``e``, or ``[e | s]`` with the semantic head."""
-        e, s = self.views()
+    def scoring_table(self, e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """What the user vectors multiply: ``e``, or ``[e | s]`` with the semantic head (unit rows under cosine)."""
+        e, s = item_side(self.cfg, e), item_side(self.cfg, s)
         return torch.cat([e, s], 1) if self.cfg.semantic_head else e
+
+    def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The scoring table (:meth:`scoring_table` of all items)."""
+        return self.scoring_table(*self.views())
 
     def user_weights(self, seqs: torch.Tensor) -> torch.Tensor:
         """``w`` ``(B, L, 1)``: the semantic head's share of the score at each position, from the history length
@@ -183,22 +199,22 @@ class Hybrid(SASRec):
         return self.user_gate(feature)
 
     def user_vectors(self, seqs: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(u, q)``: per position, the vector the scoring table multiplies (``h`` or ``[(1 - w) h, w q]``) and
-        the semantic head's query ``q`` (None without it)."""
+        """``(u, q)``: per position, the vector the scoring table multiplies (``h`` or ``[(1 - w) h, w q]``; unit
+        vectors over the temperature under cosine) and the semantic head's query ``q`` (None without it)."""
         seqs = seqs[:, -self.max_len:]
         h = self.forward(seqs, e)
         if not self.cfg.semantic_head:
-            return h, None
-        q = self.query(h)
+            return query_side(self.cfg, h), None
+        q = query_side(self.cfg, self.query(h))
         w = self.user_weights(seqs)
-        return torch.cat([(1 - w) * h, w * q], -1), q
+        return torch.cat([(1 - w) * query_side(self.cfg, h), w * q], -1), q
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.item_scorer(users, seqs)(0, self.n_items + 1)
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
-        table = self.item_table()
-        return dot_scorer(self.user_vectors(seqs, table[:, : self.cfg.hidden])[0][:, -1], table)
+        e, s = self.views()
+        return dot_scorer(self.user_vectors(seqs, e)[0][:, -1], self.scoring_table(e, s))
 
     # ----------------------------------------------------------------- training
     def loss(self, batch: dict) -> torch.Tensor:
@@ -209,8 +225,9 @@ class Hybrid(SASRec):
         targets = batch["targets"]
         neg = draw_negatives(self.loss_type, targets, self.n_items, self.neg_samples)
         e, s = self.views(None if neg is None else batch_item_rows(self.n_items, batch["seqs"], targets, neg))
-        table = torch.cat([e, s], 1) if self.cfg.semantic_head else e
+        table = self.scoring_table(e, s)
         u, q = self.user_vectors(batch["seqs"], e)
+        s = item_side(self.cfg, s)
         terms = {"next_item": next_item_loss(u, targets, table, self.loss_type, self.neg_samples, negatives=neg)}
         if q is None:
             return terms

@@ -1,7 +1,8 @@
 """SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
 
 ``forward(seqs) -> (B, L, D)`` hidden states; the state at position t predicts item t+1 by a dot
-product with the (shared) item embedding table. ``model_params.item_table`` makes that table a frozen LM
+product with the (shared) item embedding table (``model_params.similarity=cosine``: unit vectors over a
+temperature instead). ``model_params.item_table`` makes that table a frozen LM
 item table through an adapter (replacing or added to the ID embeddings; :mod:`.text_table`)."""
 
 from __future__ import annotations
@@ -11,14 +12,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from ..registry import register
-from .base import Recommender, SequenceModelConfig, dot_scorer, next_item_loss, table_loss_rows
+from .base import (
+    Recommender,
+    SequenceModelConfig,
+    SimilaritySettings,
+    dot_scorer,
+    item_side,
+    next_item_loss,
+    query_side,
+    table_loss_rows,
+)
 from .layers import TransformerBlock, attention_mask
 from .text_table import ItemTableSettings, build_text_table, check_table_support
 
 
 @dataclass
-class SASRecConfig(SequenceModelConfig, ItemTableSettings):
+class SASRecConfig(SequenceModelConfig, ItemTableSettings, SimilaritySettings):
     _item_table_ok = True  # not a field: subclasses (fusion, SAERec, SASRec-CTR) must set it themselves
 
 
@@ -29,6 +40,7 @@ class SASRec(Recommender):
     causal = True
     padding_invariant = True  # padding keys masked, positions right-aligned (SAERec, BERT4Rec, fusion inherit)
     _item_table_ok = True  # not inherited (read from the class itself): see check_table_support
+    _similarity_ok = True  # not inherited either: a subclass with its own score/loss would ignore it
 
     def __init__(self, n_users: int, n_items: int, cfg: SASRecConfig | None = None, n_extra_tokens: int = 0,
                  item_ids=None):
@@ -36,6 +48,9 @@ class SASRec(Recommender):
         cfg = cfg or SASRecConfig()
         check_table_support(cfg, vars(type(self)).get("_item_table_ok", False)
                             and vars(type(cfg)).get("_item_table_ok", False), type(self).__name__)
+        if getattr(cfg, "similarity", "dot") != "dot" and not vars(type(self)).get("_similarity_ok", False):
+            raise ConfigError(f"model_params.similarity={cfg.similarity!r}: {type(self).__name__} scores by dot "
+                              f"product only (cosine is implemented for sasrec, alphafuse and hybrid)")
         self.cfg, self.max_len = cfg, cfg.max_len
         self.item_emb = nn.Embedding(n_items + 1 + n_extra_tokens, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
@@ -98,21 +113,27 @@ class SASRec(Recommender):
         """The ``(B, D)`` state that :meth:`score` multiplies by the item ``table``: the last position's."""
         return self.forward(seqs, self.input_table(table))[:, -1]
 
-    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+    def scoring_factors(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(user vectors (B, D), item matrix (n_items + 1, D))`` whose product is :meth:`score`: the state and
+        the item table, or (cosine) their unit versions with the temperature on the user side."""
         table = self.item_table()
-        return self.user_state(seqs, table) @ table.T
+        return query_side(self.cfg, self.user_state(seqs, table)), item_side(self.cfg, table)
+
+    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        users_v, items = self.scoring_factors(seqs)
+        return users_v @ items.T
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         """The encoder runs once; each item range multiplies its state by that range's table rows. A subclass
         with a ``score`` of its own (fusion, SAERec) gets the default (its ``score``, sliced)."""
         if type(self).score is not SASRec.score:
             return super().item_scorer(users, seqs)
-        table = self.item_table()
-        return dot_scorer(self.user_state(seqs, table), table)
+        return dot_scorer(*self.scoring_factors(seqs))
 
     def loss(self, batch: dict) -> torch.Tensor:
         neg, rows = table_loss_rows(self.text_table is not None, self.loss_type, batch, self.n_items,
                                     self.neg_samples)
         table = self.item_table(rows)
-        return next_item_loss(self.forward(batch["seqs"], self.input_table(table)), batch["targets"], table,
+        states = self.forward(batch["seqs"], self.input_table(table))
+        return next_item_loss(query_side(self.cfg, states), batch["targets"], item_side(self.cfg, table),
                               self.loss_type, self.neg_samples, negatives=neg)

@@ -42,6 +42,7 @@ def _titles(split) -> list[str | None]:
 def _encoder(model):
     """(item_matrix (n+1, D), encode(users, seqs) -> (B, D), extra_mask or None), or None: no factoring known."""
     from ..methods.saerec.model import SAERec
+    from ..models.base import item_side, query_side
     from ..models.bert4rec import BERT4Rec
     from ..models.fusion import SemCollabFusion
     from ..models.gru4rec import GRU4Rec
@@ -72,9 +73,9 @@ def _encoder(model):
         def encode(u, s):
             if kind is BERT4Rec:
                 s = torch.cat([s, torch.full_like(s[:, :1], model.mask_token)], dim=1)[:, -model.max_len:]
-            return model.forward(s, inp)[:, -1]
+            return query_side(model.cfg, model.forward(s, inp)[:, -1])
 
-        return table, encode, None
+        return item_side(model.cfg, table), encode, None
     return None
 
 
