@@ -31,8 +31,9 @@ declare -A MAIN=(
   [llm-esr]="--model llm-esr"
   [hybrid]="--model hybrid"
   [hybrid-cos]="--model hybrid --model_params.similarity=cosine"
+  [hybrid-ns]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine"
 )
-MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr hybrid hybrid-cos"}
+MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr hybrid hybrid-cos hybrid-ns"}
 mkdir -p "$out" docs/tables
 source "$(dirname "$0")/../run_finished.sh"
 export OMP_NUM_THREADS=1 COLUMNS=120
@@ -55,7 +56,7 @@ for stage in $STAGES; do case $stage in
     semcollab embed --dataset "s3rec:$ds" --encoder mpnet --out "$out/embed/$ds-mpnet" > /dev/null; done ;;
 esac; done
 
-jobs_file="$out/jobs.txt"
+jobs_file="$out/jobs.$$.txt"  # per invocation: a second queue into the same OUT must not truncate a running one's
 : > "$jobs_file"
 queue() {  # queue DIR SEED ARGS...: one training run unless DIR already holds a finished run of SEED
   local dir=$1 seed=$2; shift 2

@@ -210,3 +210,41 @@ def test_gpu_script_refuses_without_cuda(monkeypatch, capsys, tmp_path):
     assert script.main(["--out", str(tmp_path / "out")]) == 2
     assert "no GPU: not run" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_uniform_dropout_keeps_nn_dropouts_distribution():
+    from semcollab.lm.dtype import uniform_dropout
+
+    x = torch.ones(400_000)
+    y = uniform_dropout(x, 0.05)
+    kept = y != 0
+    # binomial(400k, 0.95): std of the kept share 3.4e-4, so 0.002 is ~6 sigma
+    assert abs(float(kept.float().mean()) - 0.95) < 0.002
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.95))  # survivors scaled as nn.Dropout scales them
+    torch.manual_seed(1)
+    a = uniform_dropout(x[:10], 0.5)
+    torch.manual_seed(1)
+    assert torch.equal(a, x[:10] * (torch.rand(10) >= 0.5) / 0.5)
+
+
+def test_16bit_lora_layers_draw_uniform_dropout_in_training_only(lm32):
+    from peft.tuners.lora import Linear
+
+    base, *_ = lm32
+    base.to(torch.bfloat16)
+    peft = add_lora(base, LoRAConfig(rank=2, alpha=4, dropout=0.5))
+    keep_lora_outputs_fp32(peft)
+    layer = next(m for m in peft.modules() if isinstance(m, Linear))
+    with torch.no_grad():
+        layer.lora_B["default"].weight.fill_(0.1)
+        x = torch.randn(2, layer.in_features, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+        a, b, s = layer.lora_A["default"], layer.lora_B["default"], layer.scaling["default"]
+        layer.train()
+        torch.manual_seed(3)
+        got = layer(x)
+        torch.manual_seed(3)
+        mask = torch.rand(x.shape) >= 0.5
+        want = layer.base_layer(x).float() + b(a(x.float() * mask / 0.5)) * s
+        assert torch.equal(got, want)
+        layer.eval()  # no dropout at all
+        assert torch.equal(layer(x), layer.base_layer(x).float() + b(a(x.float())) * s)

@@ -241,7 +241,7 @@ def test_run_folder_serve_and_report(toy_dir, toy_split, tmp_path):
 
     with TestClient(create_app([str(res.run_dir)])) as client:
         info = client.get("/v1/models").json()["models"][0]
-        assert info["model"] == "hybrid"
+        assert info["model"] == "hybrid" and info["factored"] is True  # its serving_factors passed the self-check
         got = client.post("/v1/recommend", json={"user_id": "3", "k": 5})
         assert got.status_code == 200, got.text
         items = got.json()["items"]
@@ -253,3 +253,35 @@ def test_run_folder_serve_and_report(toy_dir, toy_split, tmp_path):
 @pytest.mark.slow
 def test_learns_on_ml100k_with_minilm(ml100k_dir, monkeypatch):
     learns_on_ml100k("hybrid", {}, ml100k_dir, monkeypatch, epochs=3)
+
+
+def test_null_space_view_is_frozen_whitened_text_plus_a_gated_id_in_the_null_directions(toy_split, table):
+    from semcollab.models.alphafuse import spectral_coordinates
+
+    torch.manual_seed(0)
+    m = build_model("hybrid", small(table, item_view="null_space", null_dim=6, similarity="cosine"), toy_split)
+    coords = torch.as_tensor(spectral_coordinates(np.load(table), 16, True, "t")[0], dtype=torch.float32)
+    torch.testing.assert_close(m.semantic, coords)  # AlphaFuse's whitened coordinates, the same function
+    assert m.adapter is None and m.item_emb.weight.shape == (toy_split.n_items + 1, 6)
+    assert not m.item_emb.weight.any()  # id_init=auto: zeros in the null space
+    steps(m, toy_split)
+    e, s = m.views()
+    torch.testing.assert_close(s, coords, rtol=0, atol=0)  # frozen through training
+    torch.testing.assert_close(e[:, :10], s[:, :10], rtol=0, atol=0)  # the ID never touches the semantic directions
+    g = m.item_gates()
+    torch.testing.assert_close(e[1:, 10:], s[1:, 10:] + (1 - g[1:]) * m.item_emb.weight[1:])
+    assert m.item_emb.weight[1:].abs().sum() > 0 and g.std() > 0  # the ID part and its popularity gate trained
+
+
+def test_null_space_config_errors_name_the_key(toy_split, table):
+    with pytest.raises(ConfigError, match="null_dim"):
+        build_model("hybrid", small(table, item_view="null_space", null_dim=16), toy_split)
+    with pytest.raises(ConfigError, match="id_init"):
+        build_model("hybrid", small(table, item_view="null_space", null_dim=6, id_init="text_pca"), toy_split)
+
+
+def test_null_space_view_learns_on_the_toy_walk(toy_split, table):
+    torch.manual_seed(0)
+    m = build_model("hybrid", small(table, item_view="null_space", null_dim=6, similarity="cosine"), toy_split)
+    before, after = train_ndcg(m, toy_split, epochs=15)
+    assert after - before > 0.5 * (1 - before), (before, after)

@@ -73,13 +73,20 @@ def test_unknown_similarity_names_the_key(toy_split):
         build_model("sasrec", {"similarity": "euclid"}, toy_split)
 
 
-def test_cosine_sasrec_is_served_factored_with_the_models_ranking(toy_dir, tmp_path):
+@pytest.mark.parametrize("model", ["sasrec", "alphafuse", "hybrid", "hybrid-null-space"])
+def test_cosine_models_are_served_factored_with_the_models_ranking(toy_dir, toy_split, tmp_path, model):
     pytest.importorskip("fastapi")
     from semcollab.serve.ranker import load_serving_run
 
-    res = semcollab.run(model="sasrec", dataset="atomic:toy", log=None, overrides=[
+    extra = [] if model == "sasrec" else [f"model_params.item_table={ring_table(tmp_path / 't.npy', toy_split.n_items)}"]
+    if model != "sasrec" and model != "hybrid":
+        extra.append("model_params.null_dim=6")
+    if model == "hybrid-null-space":
+        model = "hybrid"
+        extra.append("model_params.item_view=null_space")
+    res = semcollab.run(model=model, dataset="atomic:toy", log=None, overrides=[
         f"data.path={toy_dir}", f"output_dir={tmp_path / 'runs'}", "train.epochs=2", "train.progress=false",
-        "model_params.hidden=16", "model_params.similarity=cosine"])
+        "model_params.hidden=16", "model_params.similarity=cosine", *extra])
     run = load_serving_run(res.run_dir)
     assert run.factored  # the start-up self-check matched model.score with the unit table
     want = [item for item, _ in semcollab.load_run(res.run_dir).recommend("3", 5)]

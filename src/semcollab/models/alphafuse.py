@@ -95,6 +95,22 @@ def null_space_basis(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndar
     return mean, u * sign, s
 
 
+def spectral_coordinates(item_vectors: np.ndarray, dim: int, standardize: bool,
+                         model: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(coords (n_items + 1, dim), basis (d, dim))``: each item's centred text vector in the top-``dim`` directions
+    of the items' covariance, each coordinate divided by the square root of its eigenvalue when ``standardize``
+    (whitened); rows of items without a text vector (and padding) stay zero."""
+    known = np.flatnonzero((item_vectors[1:] != 0).any(1)) + 1  # items without a text vector: ID only
+    if len(known) == 0:
+        raise ConfigError(f"{model}: every item text vector is zero; nothing to decompose")
+    mean, basis, eig = null_space_basis(item_vectors[known], dim)
+    scale = 1.0 / np.sqrt(np.maximum(eig, eig[0] * 1e-10 if eig[0] > 0 else 1.0)) if standardize \
+        else np.ones_like(eig)
+    coords = np.zeros((len(item_vectors), dim))
+    coords[known] = (item_vectors[known].astype(np.float64) - mean) @ basis * scale
+    return coords, basis
+
+
 @register("alphafuse", task="ranking", config=AlphaFuseConfig)
 class AlphaFuse(SASRec):
     """SASRec over ``[frozen semantic coordinates | semantic null-space coordinates + trainable ID]`` items."""
@@ -110,14 +126,7 @@ class AlphaFuse(SASRec):
         if cfg.hidden > width:
             raise ConfigError(f"model_params.hidden={cfg.hidden} exceeds the text vectors' width {width}: AlphaFuse "
                               f"keeps at most that many language directions (set hidden <= {width})")
-        known = np.flatnonzero((item_vectors[1:] != 0).any(1)) + 1  # items without a text vector: ID only
-        if len(known) == 0:
-            raise ConfigError("AlphaFuse: every item text vector is zero; nothing to decompose")
-        mean, basis, eig = null_space_basis(item_vectors[known], cfg.hidden)
-        scale = 1.0 / np.sqrt(np.maximum(eig, eig[0] * 1e-10 if eig[0] > 0 else 1.0)) if cfg.standardize \
-            else np.ones_like(eig)
-        coords = np.zeros((n_items + 1, cfg.hidden))
-        coords[known] = (item_vectors[known].astype(np.float64) - mean) @ basis * scale
+        coords, basis = spectral_coordinates(item_vectors, cfg.hidden, cfg.standardize, "AlphaFuse")
         self.d_sem = cfg.hidden - cfg.null_dim
         # frozen, saved with the weights: the semantic item coordinates and the language-space basis behind them
         self.register_buffer("semantic", torch.as_tensor(coords, dtype=torch.float32))
@@ -154,6 +163,10 @@ class AlphaFuse(SASRec):
 
     def _similarity_inputs(self, hidden: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return query_side(self.cfg, hidden), item_side(self.cfg, table)
+
+    def serving_factors(self):
+        table = self.item_table().detach().clone()
+        return item_side(self.cfg, table), lambda u, s: query_side(self.cfg, self._encode(s, table)[:, -1])
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         table = self.item_table()

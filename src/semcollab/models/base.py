@@ -74,6 +74,12 @@ class Recommender(nn.Module):
         """``score(users, seqs)[:, start:stop]`` (B, stop - start), through :meth:`item_scorer`."""
         return self.item_scorer(users, seqs)(start, stop)
 
+    def serving_factors(self) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None:
+        """``(item_matrix (n_items + 1, D), encode(users, seqs) -> (B, D))`` with ``encode(...) @ item_matrix.T ==
+        score(...)``, or None (the default): the server then precomputes the item side once and answers a request
+        with one encoder pass and one matmul (it checks the identity at start-up and falls back to ``score``)."""
+        return None
+
     def training_batches(self, seqs: list, n_items: int, length_buckets: bool = False) -> BatchBuilder:
         """The builder of this model's training batches (its ``batch_kind``) over ``seqs``, the training histories
         (item indices in ``1..n_items``); the trainer asks once per fit and draws each epoch from it. Override it

@@ -20,7 +20,9 @@ Score: ``(1 - w_u) * h . e_i + w_u * q(h) . s_i`` with ``w_u = sigmoid(a * log_l
 learned constant, ``none``: 0.5); written as one dot product ``[(1 - w) h, w q] . [e_i, s_i]``, so the bounded
 :meth:`item_scorer` and every loss of :func:`.base.next_item_loss` apply. Both gates start at exactly 0.5 (zero
 weights), so ``gate=none`` is the fixed-mix ablation of the same model at initialisation. Every component is a
-``model_params`` flag: each ablation is a config override. ``similarity=cosine``: both heads score unit vectors
+``model_params`` flag: each ablation is a config override. ``item_view=null_space`` swaps the item side for
+AlphaFuse's (frozen whitened text coordinates ``s_i``, the ID embedding added in their last ``null_dim`` directions):
+``e_i = s_i + [0 | (1 - g_i) * id_i]``, and the semantic head scores against ``s_i`` itself. ``similarity=cosine``: both heads score unit vectors
 over a temperature (``cos(h, e_i) / T`` and ``cos(q, s_i) / T``, then mixed by ``w_u``), as AlphaFuse does."""
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from torch import nn
 from ..config import ConfigError, at_least, one_of, positive
 from ..evaluation.ranking import head_items
 from ..registry import register
-from .alphafuse import SemanticItemSettings, encoder_config, semantic_item_vectors
+from .alphafuse import SemanticItemSettings, encoder_config, semantic_item_vectors, spectral_coordinates
 from .base import (
     SequenceModelConfig,
     SimilaritySettings,
@@ -57,7 +59,12 @@ INIT_STD = 0.02  # SASRec's N(0, 0.02) init: the scale every part of the item ta
 @dataclass
 class HybridConfig(SequenceModelConfig, SemanticItemSettings, SimilaritySettings):
     gate: str = one_of("item+user", "none", "item", "item+user")  # none: fixed 0.5 mixes
-    id_init: str = one_of("text_pca", "random", "text_pca")
+    # gated: (1 - g) id + g adapter(text); null_space: frozen whitened text coordinates + (1 - g) id in their last
+    # null_dim directions (AlphaFuse's item representation, with the popularity gate on the ID part)
+    item_view: str = one_of("gated", "gated", "null_space")
+    null_dim: int = at_least(32, 1)  # null_space only: the trailing directions that carry the ID embedding
+    # auto: text_pca for the gated view, zeros for the null space (where a text start would repeat the coordinates)
+    id_init: str = one_of("auto", "auto", "text_pca", "random", "zeros")
     semantic_head: bool = True  # second head: the state scored against the semantic item vectors
     semantic_loss: float = at_least(0.5, 0, integer=False)  # the semantic head's own next-item loss (weight)
     tail_distill: float = at_least(0.5, 0, integer=False)  # KL(semantic head || fused) on tail targets (weight)
@@ -66,6 +73,12 @@ class HybridConfig(SequenceModelConfig, SemanticItemSettings, SimilaritySettings
 
     def _check(self):
         yield from super()._check()
+        if self.item_view == "null_space":
+            if self.null_dim >= self.hidden:
+                yield "null_dim", f"must be < model_params.hidden={self.hidden}, got {self.null_dim}"
+            if self.id_init == "text_pca":
+                yield "id_init", "text_pca repeats the text coordinates inside their null space: use zeros or " \
+                                 "random with model_params.item_view=null_space"
         if not self.semantic_head:
             if self.gate == "item+user":
                 yield "gate", "item+user mixes the semantic head's score by history length: it needs " \
@@ -121,23 +134,38 @@ class Hybrid(SASRec):
             raise ValueError(f"item_vectors ({item_vectors.shape[0]} rows) and popularity ({len(popularity)}) must "
                              f"have n_items + 1 = {n_items + 1} rows")
         check_item_vectors(item_vectors)
-        text = F.normalize(torch.as_tensor(item_vectors, dtype=torch.float32), dim=-1)
-        text[0] = 0
+        h = cfg.hidden
+        self.null_space = cfg.item_view == "null_space"
+        if self.null_space:  # whitened spectral coordinates: the semantic item vectors themselves, no adapter
+            coords, _ = spectral_coordinates(item_vectors, h, True, "hybrid")
+            text = torch.as_tensor(coords, dtype=torch.float32)
+        else:
+            text = F.normalize(torch.as_tensor(item_vectors, dtype=torch.float32), dim=-1)
+            text[0] = 0
         self.register_buffer("semantic", text)  # frozen: never a parameter
         pop = torch.as_tensor(np.asarray(popularity), dtype=torch.float32)
         self.register_buffer("item_feature", log_scaled(pop, float(pop.max())))  # log popularity in [0, 1]
         tail = torch.as_tensor(~head_items(np.asarray(popularity), HEAD_FRAC))
         tail[0] = False
         self.register_buffer("tail", tail)
-        h = cfg.hidden
-        self.adapter = Adapter(text.shape[1], h, cfg.adapter)
-        self.adapter.apply(self._init)
-        self.item_gate = ScalarFeatureGate(h) if cfg.gate != "none" else None
+        if self.null_space:
+            self.d_sem = h - cfg.null_dim
+            self.adapter = None
+            self.item_emb = nn.Embedding(n_items + 1, cfg.null_dim, padding_idx=0)  # the ID part, null space only
+            nn.init.zeros_(self.item_emb.weight) if cfg.id_init in ("auto", "zeros") else self._init(self.item_emb)
+        else:
+            self.adapter = Adapter(text.shape[1], h, cfg.adapter)
+            self.adapter.apply(self._init)
+        id_width = cfg.null_dim if self.null_space else h
+        self.item_gate = ScalarFeatureGate(id_width) if cfg.gate != "none" else None
         if cfg.semantic_head:
             self.query = nn.Linear(h, h)
             self.query.apply(self._init)
         self.user_gate = ScalarFeatureGate(1) if cfg.semantic_head and cfg.gate != "none" else None
-        if cfg.id_init == "text_pca":
+        if cfg.id_init == "zeros" and not self.null_space:
+            with torch.no_grad():
+                self.item_emb.weight.zero_()
+        if not self.null_space and cfg.id_init in ("auto", "text_pca"):
             known = (text[1:] != 0).any(1)
             pca = np.zeros((n_items, h))
             if int(known.sum()) > 1:
@@ -161,7 +189,7 @@ class Hybrid(SASRec):
         representation."""
         feature = self.item_feature if rows is None else self.item_feature[rows]
         if self.item_gate is None:
-            return feature.new_full((len(feature), self.cfg.hidden), 0.5)
+            return feature.new_full((len(feature), self.item_emb.embedding_dim), 0.5)
         return self.item_gate(feature)
 
     def views(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,9 +200,13 @@ class Hybrid(SASRec):
         ids = self.item_emb.weight[: self.n_items + 1]
         if rows is None:
             rows = torch.arange(1, self.n_items + 1, device=ids.device)
-        s_rows = self.adapter(self.semantic[rows])
         g = self.item_gates(rows)
-        e_rows = (1 - g) * ids[rows] + g * s_rows
+        if self.null_space:  # s + [0 | (1 - g) id]: the ID moves only the null-space coordinates
+            s_rows = self.semantic[rows]
+            e_rows = s_rows + F.pad((1 - g) * ids[rows], (self.d_sem, 0))
+        else:
+            s_rows = self.adapter(self.semantic[rows])
+            e_rows = (1 - g) * ids[rows] + g * s_rows
         empty = ids.new_zeros(self.n_items + 1, self.cfg.hidden)
         return empty.index_copy(0, rows, e_rows), empty.index_copy(0, rows, s_rows)
 
@@ -202,7 +234,9 @@ class Hybrid(SASRec):
         """``(u, q)``: per position, the vector the scoring table multiplies (``h`` or ``[(1 - w) h, w q]``; unit
         vectors over the temperature under cosine) and the semantic head's query ``q`` (None without it)."""
         seqs = seqs[:, -self.max_len:]
-        h = self.forward(seqs, e)
+        # the null-space coordinates are whitened (unit variance each): they go in unscaled, as AlphaFuse feeds them
+        # (SASRec's embed multiplies by sqrt(hidden))
+        h = self.forward(seqs, e * self.cfg.hidden ** -0.5 if self.null_space else e)
         if not self.cfg.semantic_head:
             return query_side(self.cfg, h), None
         q = query_side(self.cfg, self.query(h))
@@ -211,6 +245,10 @@ class Hybrid(SASRec):
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.item_scorer(users, seqs)(0, self.n_items + 1)
+
+    def serving_factors(self):
+        e, s = (v.detach().clone() for v in self.views())
+        return self.scoring_table(e, s), lambda u, seqs: self.user_vectors(seqs, e)[0][:, -1]
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         e, s = self.views()

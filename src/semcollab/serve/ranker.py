@@ -51,6 +51,9 @@ def _encoder(model):
     from ..models.sasrec import SASRec
     from ..models.semantic import SemanticMean
 
+    own = model.serving_factors() if hasattr(model, "serving_factors") else None
+    if own is not None:
+        return (*own, None)
     kind = type(model)
     if kind is Popularity:
         return model.popularity[:, None].clone(), lambda u, s: torch.ones(len(u), 1), None
