@@ -21,19 +21,21 @@ STAGES=${STAGES:-"main ablate"}
 out=${OUT:-runs/hybrid-s3rec}
 EXTRA=${EXTRA:-}
 # MAIN setting name -> model and overrides (on top of configs/s3rec_converge.yaml). sasrec-128 and sasrec-cos are
-# the controls of AlphaFuse's width (128) and of its cosine / temperature scoring.
+# the controls of AlphaFuse's width (128) and of its cosine / temperature scoring. The config file sets hidden 64,
+# so a 128-wide setting says so.
 declare -A MAIN=(
   [sasrec]="--model sasrec"
   [sasrec-128]="--model sasrec --model_params.hidden=128"
   [sasrec-cos]="--model sasrec --model_params.similarity=cosine"
-  [alphafuse]="--model alphafuse"
+  [alphafuse]="--model alphafuse --model_params.hidden=128 --model_params.null_dim=64"  # the authors' widths
   [alphafuse-64]="--model alphafuse --model_params.hidden=64 --model_params.null_dim=32"
   [llm-esr]="--model llm-esr"
   [hybrid]="--model hybrid"
   [hybrid-cos]="--model hybrid --model_params.similarity=cosine"
   [hybrid-ns]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine"
+  [hybrid-ns-128]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine --model_params.hidden=128 --model_params.null_dim=64"
 )
-MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr hybrid hybrid-cos hybrid-ns"}
+MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr hybrid hybrid-cos hybrid-ns hybrid-ns-128"}
 mkdir -p "$out" docs/tables
 source "$(dirname "$0")/../run_finished.sh"
 export OMP_NUM_THREADS=1 COLUMNS=120

@@ -20,10 +20,12 @@ Score: ``(1 - w_u) * h . e_i + w_u * q(h) . s_i`` with ``w_u = sigmoid(a * log_l
 learned constant, ``none``: 0.5); written as one dot product ``[(1 - w) h, w q] . [e_i, s_i]``, so the bounded
 :meth:`item_scorer` and every loss of :func:`.base.next_item_loss` apply. Both gates start at exactly 0.5 (zero
 weights), so ``gate=none`` is the fixed-mix ablation of the same model at initialisation. Every component is a
-``model_params`` flag: each ablation is a config override. ``item_view=null_space`` swaps the item side for
-AlphaFuse's (frozen whitened text coordinates ``s_i``, the ID embedding added in their last ``null_dim`` directions):
-``e_i = s_i + [0 | (1 - g_i) * id_i]``, and the semantic head scores against ``s_i`` itself. ``similarity=cosine``: both heads score unit vectors
-over a temperature (``cos(h, e_i) / T`` and ``cos(q, s_i) / T``, then mixed by ``w_u``), as AlphaFuse does."""
+``model_params`` flag: each ablation is a config override.
+
+``item_view=null_space`` swaps the item side for AlphaFuse's (frozen whitened text coordinates ``s_i``, the ID
+embedding added in their last ``null_dim`` directions): ``e_i = s_i + [0 | (1 - g_i) * id_i]``, and the semantic
+head scores against ``s_i`` itself. ``similarity=cosine``: both heads score unit vectors over a temperature
+(``cos(h, e_i) / T`` and ``cos(q, s_i) / T``, then mixed by ``w_u``), as AlphaFuse does."""
 
 from __future__ import annotations
 
@@ -152,7 +154,10 @@ class Hybrid(SASRec):
             self.d_sem = h - cfg.null_dim
             self.adapter = None
             self.item_emb = nn.Embedding(n_items + 1, cfg.null_dim, padding_idx=0)  # the ID part, null space only
-            nn.init.zeros_(self.item_emb.weight) if cfg.id_init in ("auto", "zeros") else self._init(self.item_emb)
+            if cfg.id_init in ("auto", "zeros"):
+                nn.init.zeros_(self.item_emb.weight)
+            else:
+                self._init(self.item_emb)
         else:
             self.adapter = Adapter(text.shape[1], h, cfg.adapter)
             self.adapter.apply(self._init)
