@@ -25,6 +25,11 @@ from semcollab.report.table import run_label, seeded_runs
 Summary = tuple[float, float, int]
 
 
+def mean_sd_seconds(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+
+
 def mean_sd(values) -> str:
     """``mean ± std`` (sample std, ddof=1) to 4 decimals; a single value alone."""
     v = np.asarray(values)
@@ -46,21 +51,28 @@ def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())["test"]
 
 
-def seed_rows(groups: list[str]) -> Iterator[str]:
-    """The mean ± std table, line by line: one row per setting (run label) in each group, in the groups' order."""
-    yield "| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 | epochs (best) |"
-    yield "|---|---|---|---|---|---|---|"
+def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False) -> Iterator[str]:
+    """The mean ± std table, line by line: one row per setting (run label) in each group, in the groups' order.
+    ``folder_names``: a group's row is named by its folder (label in brackets when a group holds several settings);
+    ``more``: short-history users' NDCG@10 and seconds per epoch too."""
+    extra = " short-history NDCG@10 | s / epoch |" if more else ""
+    yield "| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 |" + extra + " epochs (best) |"
+    yield "|---|---|---|---|---|---|" + ("---|---|" if more else "") + "---|"
     for group in groups:
         by_setting: dict[str, list[Path]] = {}
         for r in seeded_runs(group):
             by_setting.setdefault(run_label(yaml.safe_load((r / "config.yaml").read_text())), []).append(r)
         for name, rs in by_setting.items():
+            if folder_names:
+                name = Path(group).name + (f" [{name}]" if len(by_setting) > 1 else "")
             m = [_metrics(r) for r in rs]
             fits = [json.loads((r / "run.json").read_text())["fit"] for r in rs]
             ep = ", ".join(f"{f['epochs_run']} ({f['best_epoch']})" for f in fits)
+            cols = (f" {mean_sd([x['short_users']['ndcg@10'] for x in m])} | "
+                    f"{mean_sd_seconds([f['seconds_per_epoch'] for f in fits])} |") if more else ""
             yield (f"| {name} | {len(rs)} | {mean_sd([x['overall']['hr@10'] for x in m])} | "
                    f"{mean_sd([x['overall']['ndcg@10'] for x in m])} | {mean_sd([x['head']['ndcg@10'] for x in m])} | "
-                   f"{mean_sd([x['tail']['ndcg@10'] for x in m])} | {ep} |")
+                   f"{mean_sd([x['tail']['ndcg@10'] for x in m])} |{cols} {ep} |")
 
 
 def _values(group: str, part: str, metric: str) -> np.ndarray:
@@ -89,8 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("groups", nargs="+", metavar="GROUP")
     ap.add_argument("--welch", action="store_true", help="Welch's t-test between groups given in pairs")
     ap.add_argument("--metric", default="ndcg@10", help="the --welch test's metric")
+    ap.add_argument("--folder-names", action="store_true", help="name each row by its group folder")
+    ap.add_argument("--more", action="store_true", help="add short-history users' NDCG@10 and seconds per epoch")
     a = ap.parse_args(argv)
-    for line in welch_rows(a.groups, a.metric) if a.welch else seed_rows(a.groups):
+    rows = welch_rows(a.groups, a.metric) if a.welch else seed_rows(a.groups, a.folder_names, a.more)
+    for line in rows:
         print(line)  # line by line: a group that fails leaves the rows before it, as the table is written
 
 

@@ -32,8 +32,11 @@ def write_run(group: Path, seed: int, ndcg: float, params: str = "{}") -> None:
     run = group / f"20260101-00000{seed}-sasrec"
     run.mkdir(parents=True)
     part = {"ndcg@10": ndcg, "hr@10": 2 * ndcg}
-    (run / "metrics.json").write_text(json.dumps({"test": {"overall": part, "head": part, "tail": part}}))
-    (run / "run.json").write_text(json.dumps({"fit": {"epochs_run": 10 + seed, "best_epoch": seed}}))
+    short = {"ndcg@10": ndcg / 2}
+    (run / "metrics.json").write_text(json.dumps({"test": {"overall": part, "head": part, "tail": part,
+                                                           "short_users": short}}))
+    (run / "run.json").write_text(json.dumps({"fit": {"epochs_run": 10 + seed, "best_epoch": seed,
+                                                      "seconds_per_epoch": 4.0 + seed}}))
     (run / "config.yaml").write_text(f"model: sasrec\nmodel_params: {params}\ntrain:\n  seed: {seed}\n")
 
 
@@ -70,6 +73,18 @@ def test_table_gives_mean_sd_per_setting_from_run_folders(tmp_path):
     assert lines[2] == ("| sasrec | 3 | 0.4000 ± 0.2000 | 0.2000 ± 0.1000 | 0.2000 ± 0.1000 | 0.2000 ± 0.1000 | "
                         "11 (1), 12 (2), 13 (3) |")
     assert lines[3] == "| sasrec [use_personal=False] | 1 | 0.1000 | 0.0500 | 0.0500 | 0.0500 | 11 (1) |"
+
+
+def test_folder_names_and_the_wider_table(tmp_path):
+    for seed, v in ((1, 0.10), (2, 0.20)):
+        write_run(tmp_path / "sasrec-cos", seed, v, "{similarity: cosine}")
+    r = tool("--folder-names", "--more", tmp_path / "sasrec-cos")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("| short-history NDCG@10 | s / epoch | epochs (best) |")
+    # short users: ndcg / 2 -> 0.05, 0.10; seconds 5 and 6 -> 5.5 ± 0.7 (sample std 0.707)
+    assert lines[2] == ("| sasrec-cos | 2 | 0.3000 ± 0.1414 | 0.1500 ± 0.0707 | 0.1500 ± 0.0707 | 0.1500 ± 0.0707 | "
+                        "0.0750 ± 0.0354 | 5.5 ± 0.7 | 11 (1), 12 (2) |")
 
 
 def test_welch_table_from_run_folders(tmp_path):
