@@ -130,19 +130,9 @@ def autocast_wanted(device: torch.device, model: torch.nn.Module | None, bf16: b
     return model is not None and module_dtype(model) == torch.bfloat16
 
 
-def uniform_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """``nn.Dropout(p)`` in training, drawn as ``uniform >= p`` instead of by ``bernoulli_``: the same distribution
-    (each element kept with probability 1 - p, survivors scaled by 1 / (1 - p)), a different random stream, and on
-    CPU ~3x cheaper per element. PEFT draws one mask per adapted layer over its full-width input; over bf16 weights
-    on this AMD CPU those draws were 20% of a gemma3-270m LoRA step (docs/results.md section 21)."""
-    return x * (torch.rand_like(x) >= p) / (1.0 - p)
-
-
 def _lora_forward_fp32(self, x, *args, **kwargs):
     """PEFT ``lora.Linear.forward`` that returns float32: base output (bf16 matmul) plus the float32 adapter delta,
-    not rounded back to bf16 (there a small adapter's delta, under half a bf16 ulp of the output, vanished). Its
-    dropout masks are drawn by :func:`uniform_dropout` (only on this 16-bit path: float32 runs keep
-    ``nn.Dropout``'s stream, so the float32 figures re-run bit for bit)."""
+    not rounded back to bf16 (there a small adapter's delta, under half a bf16 ulp of the output, vanished)."""
     result = self.base_layer(x.to(self.base_layer.weight.dtype), *args, **kwargs)
     if self.disable_adapters or self.merged:
         return result
@@ -150,12 +140,7 @@ def _lora_forward_fp32(self, x, *args, **kwargs):
     for name in self.active_adapters:
         if name in self.lora_A:
             a = self.lora_A[name]
-            drop, xa = self.lora_dropout[name], x.to(a.weight.dtype)
-            if isinstance(drop, torch.nn.Dropout) and drop.training and drop.p > 0:
-                xa = uniform_dropout(xa, drop.p)
-            else:
-                xa = drop(xa)  # nn.Identity (dropout 0) or evaluation mode
-            out = out + self.lora_B[name](a(xa)) * self.scaling[name]
+            out = out + self.lora_B[name](a(self.lora_dropout[name](x.to(a.weight.dtype)))) * self.scaling[name]
     return out
 
 
