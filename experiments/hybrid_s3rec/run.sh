@@ -10,7 +10,8 @@
 #    (mpnet; an LM item table when LM_TABLE_<dataset> names one, e.g. a `semcollab reaemb table` output);
 # 4. tables: mean ± std per setting and Welch p of each setting against sasrec (experiments/seed_table.py).
 # Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
-# queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60). A rerun into the same OUT
+# queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60), ABLATE_VIEW (gated |
+# null_space: which hybrid the ablations take apart). A rerun into the same OUT
 # skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue.
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
@@ -35,6 +36,7 @@ declare -A MAIN=(
   [hybrid-ns]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine"
   [hybrid-ns-128]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine --model_params.hidden=128 --model_params.null_dim=64"
 )
+ABLATE_VIEW=${ABLATE_VIEW:-gated}  # gated: ablate the default hybrid; null_space: ablate hybrid-ns-128
 MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr hybrid hybrid-cos hybrid-ns hybrid-ns-128"}
 mkdir -p "$out" docs/tables
 source "$(dirname "$0")/../run_finished.sh"
@@ -76,12 +78,17 @@ for seed in $SEEDS; do  # seed-major: a queue cut short still covers every datas
     done; fi
     if [ "$stage" = ablate ]; then for ds in $ABLATE_DATASETS; do
       common="--model hybrid --dataset s3rec:$ds --config configs/s3rec_converge.yaml"
+      prefix=hybrid
+      if [ "$ABLATE_VIEW" = null_space ]; then common="$common ${MAIN[hybrid-ns-128]#--model hybrid }"; prefix=hybrid-ns-128; fi
       for name in "${!ABLATION[@]}"; do
+        # the null-space view has no adapter to make linear
+        [ "$ABLATE_VIEW" = null_space ] && [ "$name" = linear-adapter ] && continue
         # shellcheck disable=SC2086
-        queue "$out/$ds/hybrid-$name" "$seed" $common ${ABLATION[$name]} $EXTRA
+        queue "$out/$ds/$prefix-$name" "$seed" $common ${ABLATION[$name]} $EXTRA
       done
       table_var="LM_TABLE_$ds"
-      if [ -n "${!table_var:-}" ]; then queue "$out/$ds/hybrid-lm-table" "$seed" $common "--model_params.item_table=${!table_var}"; fi
+      # shellcheck disable=SC2086
+      if [ -n "${!table_var:-}" ]; then queue "$out/$ds/$prefix-lm-table" "$seed" $common "--model_params.item_table=${!table_var}" $EXTRA; fi
     done; fi
   done
 done
