@@ -26,7 +26,7 @@ from torch import nn
 from ..config import ConfigError, at_least, fraction, one_of
 from ..registry import register
 from ..text import EmbedConfig, TextSettings, item_embeddings
-from .base import SequenceModelConfig, SimilaritySettings, item_side, next_item_loss, query_side
+from .base import SequenceModelConfig, ServingFactors, SimilaritySettings, item_side, next_item_loss, query_side
 from .sasrec import SASRec, SASRecConfig
 from .text_table import load_item_table
 
@@ -164,9 +164,9 @@ class AlphaFuse(SASRec):
     def _similarity_inputs(self, hidden: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return query_side(self.cfg, hidden), item_side(self.cfg, table)
 
-    def serving_factors(self):
+    def serving_factors(self) -> ServingFactors:
         table = self.item_table().detach().clone()
-        return item_side(self.cfg, table), lambda u, s: query_side(self.cfg, self._encode(s, table)[:, -1])
+        return ServingFactors(item_side(self.cfg, table), lambda u, s: query_side(self.cfg, self._encode(s, table)[:, -1]))
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         table = self.item_table()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,15 @@ from torch import nn
 
 from ..config import at_least, fraction, one_of, positive
 from ..data.batches import BatchBuilder
+
+
+class ServingFactors(NamedTuple):
+    """A ranking model's scores as a product: ``encode(users, seqs) (B, D) @ items.T (D, n_items + 1)``, with the
+    item columns in ``exclude`` (bool, n_items + 1) never recommended (-inf), e.g. items without text."""
+
+    items: torch.Tensor
+    encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    exclude: torch.Tensor | None = None
 
 
 class Recommender(nn.Module):
@@ -74,10 +84,12 @@ class Recommender(nn.Module):
         """``score(users, seqs)[:, start:stop]`` (B, stop - start), through :meth:`item_scorer`."""
         return self.item_scorer(users, seqs)(start, stop)
 
-    def serving_factors(self) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None:
-        """``(item_matrix (n_items + 1, D), encode(users, seqs) -> (B, D))`` with ``encode(...) @ item_matrix.T ==
-        score(...)``, or None (the default): the server then precomputes the item side once and answers a request
-        with one encoder pass and one matmul (it checks the identity at start-up and falls back to ``score``)."""
+    def serving_factors(self) -> ServingFactors | None:
+        """:class:`ServingFactors` with ``encode(users, seqs) @ items.T == score(users, seqs)``, or None (the
+        default: no factoring known). The server computes the item side once and answers a request with one encoder
+        pass and one matmul; it checks the identity at start-up and falls back to ``score`` if it fails. A model
+        whose ``score`` is a user vector times an item table implements it; a subclass that scores its own way must
+        check ``type(self).score`` as the models here do, so it never inherits a factoring that is not its own."""
         return None
 
     def training_batches(self, seqs: list, n_items: int, length_buckets: bool = False) -> BatchBuilder:

@@ -24,7 +24,7 @@ from torch import nn
 from ..config import at_least, one_of, positive
 from ..registry import register
 from ..text import TextSettings
-from .base import info_nce, next_item_loss
+from .base import ServingFactors, info_nce, next_item_loss
 from .sasrec import SASRec, SASRecConfig
 
 
@@ -81,6 +81,12 @@ class SemCollabFusion(SASRec):
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         table = self.item_table()
         return self.forward(seqs, table)[:, -1] @ table.T
+
+    def serving_factors(self) -> ServingFactors | None:
+        if type(self).score is not SemCollabFusion.score:
+            return None
+        table = self.item_table().detach().clone()
+        return ServingFactors(table, lambda u, s: self.forward(s, table)[:, -1])
 
     def _align_loss(self, a: torch.Tensor, b: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         items = items.unique()

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..config import at_least, fraction
 from ..registry import register
-from .base import Recommender, dot_scorer, next_item_loss, table_loss_rows
+from .base import Recommender, ServingFactors, dot_scorer, next_item_loss, table_loss_rows
 from .text_table import ItemTableSettings, build_text_table, check_table_support
 
 
@@ -80,6 +80,13 @@ class GRU4Rec(Recommender):
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         table = self.item_table()
         return self.forward(seqs, None if self.text_table is None else table)[:, -1] @ table.T
+
+    def serving_factors(self) -> ServingFactors | None:
+        if type(self).score is not GRU4Rec.score:
+            return None
+        table = self.item_table().detach().clone()
+        inputs = None if self.text_table is None else table
+        return ServingFactors(table, lambda u, s: self.forward(s, inputs)[:, -1])
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         """The GRU runs once; each item range multiplies its last state by that range's table rows."""

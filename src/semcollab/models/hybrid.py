@@ -43,6 +43,7 @@ from ..registry import register
 from .alphafuse import SemanticItemSettings, encoder_config, semantic_item_vectors, spectral_coordinates
 from .base import (
     SequenceModelConfig,
+    ServingFactors,
     SimilaritySettings,
     batch_item_rows,
     dot_scorer,
@@ -251,9 +252,9 @@ class Hybrid(SASRec):
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.item_scorer(users, seqs)(0, self.n_items + 1)
 
-    def serving_factors(self):
+    def serving_factors(self) -> ServingFactors:
         e, s = (v.detach().clone() for v in self.views())
-        return self.scoring_table(e, s), lambda u, seqs: self.user_vectors(seqs, e)[0][:, -1]
+        return ServingFactors(self.scoring_table(e, s), lambda u, seqs: self.user_vectors(seqs, e)[0][:, -1])
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         e, s = self.views()

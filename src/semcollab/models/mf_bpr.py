@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import at_least
 from ..registry import register
-from .base import Recommender, dot_scorer
+from .base import Recommender, ServingFactors, dot_scorer
 
 
 @dataclass
@@ -35,6 +35,11 @@ class MFBPR(Recommender):
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.user_emb(users) @ self.item_emb.weight.T
+
+    def serving_factors(self) -> ServingFactors | None:
+        if type(self).score is not MFBPR.score:
+            return None
+        return ServingFactors(self.item_emb.weight.detach().clone(), lambda u, s: self.user_emb(u))
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         """Each item range multiplies the user vectors by its rows of the item table."""

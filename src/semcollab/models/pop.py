@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..registry import register
-from .base import Recommender
+from .base import Recommender, ServingFactors
 
 
 @dataclass
@@ -31,6 +31,12 @@ class Popularity(Recommender):
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.popularity.unsqueeze(0).expand(len(users), -1).clone()
+
+    def serving_factors(self) -> ServingFactors | None:
+        """Popularity as a one-dimensional product: every user's vector is 1."""
+        if type(self).score is not Popularity.score:
+            return None
+        return ServingFactors(self.popularity[:, None].clone(), lambda u, s: torch.ones(len(u), 1))
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         """Each item range is that range of the popularity counts, one row per user."""

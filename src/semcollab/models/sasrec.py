@@ -17,6 +17,7 @@ from ..registry import register
 from .base import (
     Recommender,
     SequenceModelConfig,
+    ServingFactors,
     SimilaritySettings,
     dot_scorer,
     item_side,
@@ -122,6 +123,14 @@ class SASRec(Recommender):
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         users_v, items = self.scoring_factors(seqs)
         return users_v @ items.T
+
+    def serving_factors(self) -> ServingFactors | None:
+        """The item side of :meth:`scoring_factors` computed once; a subclass with a ``score`` of its own has
+        none from here (fusion and SAERec give theirs)."""
+        if type(self).score is not SASRec.score:
+            return None
+        table = self.item_table().detach().clone()
+        return ServingFactors(item_side(self.cfg, table), lambda u, s: query_side(self.cfg, self.user_state(s, table)))
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         """The encoder runs once; each item range multiplies its state by that range's table rows. A subclass

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..config import at_least, fraction
 from ..registry import register
 from ..text import TextSettings
-from .base import Recommender
+from .base import Recommender, ServingFactors
 
 
 @dataclass
@@ -57,6 +57,13 @@ class SemanticMean(Recommender):
         w = w[None] * ((seqs > 0) & ~self.unknown_items[seqs]).float()
         u = (self.item_vectors[seqs] * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
         return F.normalize(u, dim=-1)
+
+    def serving_factors(self) -> ServingFactors | None:
+        """Items without text are never recommended (the ``exclude`` columns), as in :meth:`score`."""
+        if type(self).score is not SemanticMean.score:
+            return None
+        exclude = self.unknown_items.clone() if self.unknown_items.any() else None
+        return ServingFactors(self.item_vectors.clone(), lambda u, s: self.user_vectors(s), exclude)
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         scores = self.user_vectors(seqs) @ self.item_vectors.T

@@ -40,46 +40,9 @@ def _titles(split) -> list[str | None]:
 
 
 def _encoder(model):
-    """(item_matrix (n+1, D), encode(users, seqs) -> (B, D), extra_mask or None), or None: no factoring known."""
-    from ..methods.saerec.model import SAERec
-    from ..models.base import item_side, query_side
-    from ..models.bert4rec import BERT4Rec
-    from ..models.fusion import SemCollabFusion
-    from ..models.gru4rec import GRU4Rec
-    from ..models.mf_bpr import MFBPR
-    from ..models.pop import Popularity
-    from ..models.sasrec import SASRec
-    from ..models.semantic import SemanticMean
-
-    own = model.serving_factors() if hasattr(model, "serving_factors") else None
-    if own is not None:
-        return (*own, None)
-    kind = type(model)
-    if kind is Popularity:
-        return model.popularity[:, None].clone(), lambda u, s: torch.ones(len(u), 1), None
-    if kind is MFBPR:
-        return model.item_emb.weight.detach().clone(), lambda u, s: model.user_emb(u), None
-    if kind is SemanticMean:
-        mask = model.unknown_items.clone() if model.unknown_items.any() else None
-        return model.item_vectors.clone(), lambda u, s: model.user_vectors(s), mask
-    if kind is SAERec:
-        return model.item_table().detach().clone(), lambda u, s: model._branches(s, last_only=True)[0][:, -1], None
-    if kind in (SASRec, BERT4Rec, SemCollabFusion, GRU4Rec):
-        table = model.item_table().detach().clone()
-        if kind is SemCollabFusion:
-            inp = table
-        elif kind is GRU4Rec:
-            inp = None if model.text_table is None else table
-        else:
-            inp = model.input_table(table)
-
-        def encode(u, s):
-            if kind is BERT4Rec:
-                s = torch.cat([s, torch.full_like(s[:, :1], model.mask_token)], dim=1)[:, -model.max_len:]
-            return query_side(model.cfg, model.forward(s, inp)[:, -1])
-
-        return item_side(model.cfg, table), encode, None
-    return None
+    """The model's :class:`~semcollab.models.base.ServingFactors` (item matrix, encoder, excluded columns), or None
+    where it knows no factoring (the server then calls ``score``)."""
+    return model.serving_factors() if hasattr(model, "serving_factors") else None
 
 
 @dataclass

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import allowed, at_least, fraction, one_of
-from ...models.base import next_item_loss
+from ...models.base import ServingFactors, next_item_loss
 from ...models.sasrec import SASRec, SASRecConfig
 from ...registry import register
 from ...runs.files import write_dir_atomic
@@ -385,6 +385,12 @@ class SAERec(SASRec):
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         fused, *_ = self._branches(seqs, last_only=True)
         return fused[:, -1] @ self.item_table().T
+
+    def serving_factors(self) -> ServingFactors | None:
+        if type(self).score is not SAERec.score:
+            return None
+        return ServingFactors(self.item_table().detach().clone(),
+                              lambda u, s: self._branches(s, last_only=True)[0][:, -1])
 
     def loss(self, batch: dict) -> torch.Tensor:
         fused, *_ = self._branches(batch["seqs"])
