@@ -1,14 +1,10 @@
 """benchmarks/bench_prompt_waste.py: the two counts behind issue 32's prefix-KV and padding verdicts, by hand."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_prompt_waste", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_prompt_waste.py")
-_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mod)
+from tests.script_loader import load_script
+
+_mod = load_script("benchmarks/bench_prompt_waste.py")
 common_prefix, padding_ratio = _mod.common_prefix, _mod.padding_ratio
 
 

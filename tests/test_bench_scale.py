@@ -5,7 +5,6 @@ extrapolated and say so, and the GPU script refuses to run without CUDA."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,23 +18,17 @@ import torch
 
 from semcollab.config import DataConfig, EvalConfig
 from semcollab.data import load_split
+from tests.script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = "20000:500:200"
 
 
-def _module(name: str, path: Path):
-    sys.path.insert(0, str(path.parent))  # bench_scale imports its neighbours
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-make_synthetic = _module("make_synthetic", REPO / "benchmarks" / "make_synthetic.py")
-scale_stages = _module("scale_stages", REPO / "benchmarks" / "scale_stages.py")
-bench_scale = _module("bench_scale", REPO / "benchmarks" / "bench_scale.py")
-plot_scale = _module("plot_scale", REPO / "benchmarks" / "plot_scale.py")
+# bench_scale imports its neighbours
+make_synthetic = load_script("benchmarks/make_synthetic.py", neighbours=True)
+scale_stages = load_script("benchmarks/scale_stages.py", neighbours=True)
+bench_scale = load_script("benchmarks/bench_scale.py", neighbours=True)
+plot_scale = load_script("benchmarks/plot_scale.py", neighbours=True)
 
 
 def _env() -> dict:

@@ -2,9 +2,7 @@
 torch, always run) and one real RecTools UniSRec epoch on the toy split (skipped where rectools is not importable:
 it lives in its own venv, experiments/peers/install_rectools.sh)."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +10,14 @@ import pytest
 import torch
 
 from semcollab.config import EvalConfig
+from tests.script_loader import REPO, load_script
 
 PATH = Path(__file__).resolve().parents[2] / "experiments" / "peers" / "rectools_unisrec.py"
 
 
 @pytest.fixture(scope="module")
 def peer():
-    spec = importlib.util.spec_from_file_location("rectools_unisrec", PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(str(PATH.relative_to(REPO)))
 
 
 def test_train_interactions_keep_each_sequence_order(peer):

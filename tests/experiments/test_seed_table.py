@@ -2,7 +2,6 @@
 Welch's p against a hand computation, and the --welch table; experiments/study_config.py, which the study
 scripts read their grids with."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -13,16 +12,15 @@ import numpy as np
 import pytest
 from scipy import special
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.script_loader import REPO, load_script
+
+ROOT = REPO
 TOOL = ROOT / "experiments" / "seed_table.py"
 STUDY_CONFIG = ROOT / "experiments" / "study_config.py"
 
 
 def load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(str(path.relative_to(REPO)))
 
 
 seed_table = load(TOOL)

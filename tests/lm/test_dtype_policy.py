@@ -199,13 +199,9 @@ def test_embedding_and_reaemb_keys_carry_a_non_fp32_dtype():
 
 
 def test_gpu_script_refuses_without_cuda(monkeypatch, capsys, tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from tests.script_loader import load_script
 
-    path = Path(__file__).resolve().parents[2] / "experiments" / "gpu" / "gpu_issue32.py"
-    spec = importlib.util.spec_from_file_location("gpu_issue32", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("experiments/gpu/gpu_issue32.py")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert script.main(["--out", str(tmp_path / "out")]) == 2
     assert "no GPU: not run" in capsys.readouterr().err

@@ -175,13 +175,11 @@ def test_run_wrapper_refuses_other_models_and_passes_settings(toy_split, monkeyp
 
 
 def test_script_prints_one_row_per_run_and_reports_failures(toy_split, tmp_path, monkeypatch, capsys):
-    import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "experiments" / "saerec_realtext" / "branch_stats.py"
-    spec = importlib.util.spec_from_file_location("saerec_branch_stats_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from tests.script_loader import load_script
+
+    script = load_script("experiments/saerec_realtext/branch_stats.py", "saerec_branch_stats_script")
     stats = saerec_branch_stats(make(toy_split, use_personal=False), toy_split, max_users=None)
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.mkdir()
