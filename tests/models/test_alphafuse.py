@@ -1,5 +1,6 @@
 """AlphaFuse (issue 33 peer): ID embeddings in the null space of the language embeddings, on a SASRec encoder."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,18 @@ def test_run_folder_round_trip(toy_dir, toy_split, tmp_path):
 @pytest.mark.slow
 def test_learns_on_ml100k_with_minilm(ml100k_dir, monkeypatch):
     learns_on_ml100k("alphafuse", {}, ml100k_dir, monkeypatch, epochs=3)
+
+
+@pytest.mark.parametrize("model", ["alphafuse", "hybrid"])
+def test_text_spanning_fewer_directions_than_the_semantic_part_warns(toy_split, tmp_path, model):
+    rng = np.random.default_rng(0)
+    low = np.zeros((toy_split.n_items + 1, 24), dtype=np.float32)
+    low[1:] = rng.normal(size=(toy_split.n_items, 3)) @ rng.normal(size=(3, 24))  # rank 3
+    np.save(tmp_path / "low.npy", low)
+    params = small(tmp_path / "low.npy") | ({"item_view": "null_space"} if model == "hybrid" else {})
+    with pytest.warns(UserWarning, match=r"span 3 directions, fewer than the 10 frozen semantic dimensions"):
+        build_model(model, params, toy_split)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a full-rank text table: no warning
+        build_model(model, small(ring_table(tmp_path / "ring.npy", toy_split.n_items)) |
+                    ({"item_view": "null_space"} if model == "hybrid" else {}), toy_split)

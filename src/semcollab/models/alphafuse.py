@@ -16,6 +16,7 @@ table (``model_params.item_table``: an ``.npy`` of ``(n_items + 1, d)``, as in :
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -95,15 +96,23 @@ def null_space_basis(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndar
     return mean, u * sign, s
 
 
-def spectral_coordinates(item_vectors: np.ndarray, dim: int, standardize: bool,
-                         model: str) -> tuple[np.ndarray, np.ndarray]:
+def spectral_coordinates(item_vectors: np.ndarray, dim: int, standardize: bool, model: str,
+                         semantic_dims: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(coords (n_items + 1, dim), basis (d, dim))``: each item's centred text vector in the top-``dim`` directions
     of the items' covariance, each coordinate divided by the square root of its eigenvalue when ``standardize``
-    (whitened); rows of items without a text vector (and padding) stay zero."""
+    (whitened); rows of items without a text vector (and padding) stay zero. Warns when the item texts span fewer
+    than ``semantic_dims`` directions (a small catalogue: fewer items than dimensions), since the frozen semantic part
+    then holds empty coordinates the ID part cannot use."""
     known = np.flatnonzero((item_vectors[1:] != 0).any(1)) + 1  # items without a text vector: ID only
     if len(known) == 0:
         raise ConfigError(f"{model}: every item text vector is zero; nothing to decompose")
     mean, basis, eig = null_space_basis(item_vectors[known], dim)
+    rank = int((eig > max(eig[0], 0.0) * 1e-8).sum()) if eig[0] > 0 else 0
+    if rank < semantic_dims:
+        warnings.warn(f"{model}: the {len(known)} item texts span {rank} directions, fewer than the {semantic_dims} "
+                      f"frozen semantic dimensions (model_params.hidden - model_params.null_dim): "
+                      f"{semantic_dims - rank} of them are empty; lower model_params.hidden or raise null_dim",
+                      stacklevel=3)
     scale = 1.0 / np.sqrt(np.maximum(eig, eig[0] * 1e-10 if eig[0] > 0 else 1.0)) if standardize \
         else np.ones_like(eig)
     coords = np.zeros((len(item_vectors), dim))
@@ -126,7 +135,8 @@ class AlphaFuse(SASRec):
         if cfg.hidden > width:
             raise ConfigError(f"model_params.hidden={cfg.hidden} exceeds the text vectors' width {width}: AlphaFuse "
                               f"keeps at most that many language directions (set hidden <= {width})")
-        coords, basis = spectral_coordinates(item_vectors, cfg.hidden, cfg.standardize, "AlphaFuse")
+        coords, basis = spectral_coordinates(item_vectors, cfg.hidden, cfg.standardize, "AlphaFuse",
+                                             cfg.hidden - cfg.null_dim)
         self.d_sem = cfg.hidden - cfg.null_dim
         # frozen, saved with the weights: the semantic item coordinates and the language-space basis behind them
         self.register_buffer("semantic", torch.as_tensor(coords, dtype=torch.float32))

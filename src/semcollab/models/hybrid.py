@@ -140,7 +140,7 @@ class Hybrid(SASRec):
         h = cfg.hidden
         self.null_space = cfg.item_view == "null_space"
         if self.null_space:  # whitened spectral coordinates: the semantic item vectors themselves, no adapter
-            coords, _ = spectral_coordinates(item_vectors, h, True, "hybrid")
+            coords, _ = spectral_coordinates(item_vectors, h, True, "hybrid", h - cfg.null_dim)
             text = torch.as_tensor(coords, dtype=torch.float32)
         else:
             text = F.normalize(torch.as_tensor(item_vectors, dtype=torch.float32), dim=-1)
