@@ -91,7 +91,7 @@ def place_lm(cache: Path, name: str, folder: Path) -> None:
 FAKE_HUB = '''"""`python -m semcollab` with gemma3-270m's registry entry pointed at a fake part wheel in the cache."""
 import dataclasses, hashlib, os, runpy, sys, zipfile
 
-from semcollab.hub import models as hub
+from semcollab.hub import files as hub_files, models as hub
 
 name, payload = "gemma3-270m", b"GGUF" + bytes(range(256)) * 4
 entry = hub.MODELS[name]
@@ -112,7 +112,7 @@ def tiny_loader(path, dtype):
     return AutoModelForCausalLM.from_pretrained(src, dtype=dtype), AutoTokenizer.from_pretrained(src)
 
 
-hub._default_gguf_loader = tiny_loader
+hub_files._default_gguf_loader = tiny_loader  # convert_gguf's default loader
 sys.argv = ["semcollab", *sys.argv[1:]]
 runpy.run_module("semcollab", run_name="__main__", alter_sys=True)
 '''

