@@ -253,7 +253,7 @@ def test_branch_dropout_acts_in_training_only_and_zero_changes_nothing():
 def test_shuffled_intents_keep_every_statistic_but_the_item_link(toy_split, tiny_bert):
     """The null control: the same trained SAE, each item given another item's activation row. Latent
     document frequencies (so the IDF) and the multiset of rows are unchanged; the item-row link is not."""
-    from semcollab.methods.saerec.model import shuffle_items
+    from semcollab.methods.saerec.intents import shuffle_items
 
     base = build_model("saerec", params(tiny_bert), toy_split)
     shuf = build_model("saerec", params(tiny_bert, intent_source="shuffled"), toy_split)

@@ -179,3 +179,11 @@ def build_library(act_idx: np.ndarray, act_val: np.ndarray, texts: list[str], n_
         keywords.append(kw)
         labels.append(" / ".join(kw) if kw else (f"latent {j}" if len(items) else f"latent {j} (dead)"))
     return IntentLibrary(labels, keywords, density, tops)
+
+
+def shuffle_items(idx: np.ndarray, val: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The activation rows of the real items (row 0 is padding) permuted among them: every latent keeps its
+    document frequency and IDF, every item a real activation pattern, but not its own."""
+    perm = np.random.default_rng(seed).permutation(len(idx) - 1) + 1
+    order = np.concatenate([[0], perm])
+    return idx[order], val[order]

@@ -52,10 +52,7 @@ sparsity and IDF, no link between an item and its intents — the null control).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +64,6 @@ from ...config import allowed, at_least, fraction, one_of
 from ...models.base import ServingFactors, next_item_loss
 from ...models.sasrec import SASRec, SASRecConfig
 from ...registry import register
-from ...runs.files import write_dir_atomic
 from ...text import TextSettings
 
 
@@ -188,8 +184,9 @@ class SAERec(SASRec):
             load_keep,
             low_idf_intents,
             public_intents,
+            shuffle_items,
         )
-        from .sae import SAEConfig
+        from .sae import SAEConfig, fit_or_load_sae
 
         vecs, _ = item_embeddings(split, EmbedConfig.from_model_config(cfg))
         sae_cfg = from_dict(SAEConfig, cfg.sae, prefix="model_params.sae.")
@@ -430,40 +427,3 @@ class SAERec(SASRec):
                                        "item_activation": float(item_act.sum()) if len(item_act) else 0.0})
         out["intents"].sort(key=lambda d: -d["contribution"])
         return out
-
-
-def shuffle_items(idx: np.ndarray, val: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The activation rows of the real items (row 0 is padding) permuted among them: every latent keeps its
-    document frequency and IDF, every item a real activation pattern, but not its own."""
-    perm = np.random.default_rng(seed).permutation(len(idx) - 1) + 1
-    order = np.concatenate([[0], perm])
-    return idx[order], val[order]
-
-
-def fit_or_load_sae(vectors: np.ndarray, split, cfg, cache_root: Path, random: bool = False, log=None):
-    """Train the SAE on training items' vectors, or reuse one trained on identical inputs and settings."""
-    from .sae import SparseAutoencoder, train_sae
-
-    if random:  # "random latents" ablation: same architecture and sparsity, untrained directions
-        sae = SparseAutoencoder(vectors.shape[1], cfg)
-        with torch.no_grad():
-            sae.b_dec.copy_(torch.as_tensor(vectors[1:].mean(0)))
-        return sae, {"random": True}
-    train_items = np.unique(split.train["item"].to_numpy())
-    x = vectors[train_items]
-    h = hashlib.sha256(x.tobytes())
-    h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
-    d = cache_root / "sae" / h.hexdigest()[:16]
-    if (d / "sae.safetensors").exists() and (d / "quality.json").exists():
-        try:
-            return SparseAutoencoder.load(d), json.loads((d / "quality.json").read_text())
-        except Exception as exc:  # noqa: BLE001 - any damage means: train again
-            warnings.warn(f"SAE cache {d} is damaged ({type(exc).__name__}: {exc}); retraining it", stacklevel=2)
-    sae, stats = train_sae(x, cfg, log=log)
-
-    def write(tmp: Path) -> None:
-        sae.save(tmp)
-        (tmp / "quality.json").write_text(json.dumps(stats, indent=2))
-
-    write_dir_atomic(d, write, what="SAE cache")
-    return sae, stats

@@ -18,8 +18,7 @@ from ...text import EmbedConfig, item_embeddings
 from .explain import build_library, item_activations, public_intents
 from .intents import IntentLibrary
 from .lm_labels import LMLabeler, judge_library, label_library
-from .model import fit_or_load_sae
-from .sae import SAEConfig
+from .sae import SAEConfig, fit_or_load_sae
 
 
 @dataclass

@@ -10,7 +10,9 @@ Decoder columns are kept at unit norm so a latent's activation is its magnitude 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import at_least, one_of, positive
+from ...runs.files import write_dir_atomic
 
 
 @dataclass
@@ -176,4 +179,32 @@ def _train_sae(vectors: np.ndarray, cfg: SAEConfig, log=None) -> tuple[SparseAut
         log(f"sae: {step} steps, loss {history[0]:.5f} -> {history[-1]:.5f}")
     stats = sae_quality(sae, x)
     stats["loss_first_epoch"], stats["loss_last_epoch"] = history[0], history[-1]
+    return sae, stats
+
+
+def fit_or_load_sae(vectors: np.ndarray, split, cfg, cache_root: Path, random: bool = False, log=None):
+    """Train the SAE on training items' vectors, or reuse one trained on identical inputs and settings (its cache
+    key: the vectors and the SAE config)."""
+    if random:  # "random latents" ablation: same architecture and sparsity, untrained directions
+        sae = SparseAutoencoder(vectors.shape[1], cfg)
+        with torch.no_grad():
+            sae.b_dec.copy_(torch.as_tensor(vectors[1:].mean(0)))
+        return sae, {"random": True}
+    train_items = np.unique(split.train["item"].to_numpy())
+    x = vectors[train_items]
+    h = hashlib.sha256(x.tobytes())
+    h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
+    d = cache_root / "sae" / h.hexdigest()[:16]
+    if (d / "sae.safetensors").exists() and (d / "quality.json").exists():
+        try:
+            return SparseAutoencoder.load(d), json.loads((d / "quality.json").read_text())
+        except Exception as exc:  # noqa: BLE001 - any damage means: train again
+            warnings.warn(f"SAE cache {d} is damaged ({type(exc).__name__}: {exc}); retraining it", stacklevel=2)
+    sae, stats = train_sae(x, cfg, log=log)
+
+    def write(tmp: Path) -> None:
+        sae.save(tmp)
+        (tmp / "quality.json").write_text(json.dumps(stats, indent=2))
+
+    write_dir_atomic(d, write, what="SAE cache")
     return sae, stats
