@@ -165,7 +165,7 @@ class SAILRec(CoLLM):
         self.profiles = user_profiles(split, cfg.profile_words, cfg.profile_recent)
         self.register_buffer("item_semantic", torch.zeros(split.n_items + 1, d_lm))
         self.register_buffer("user_semantic", torch.zeros(split.n_users, d_lm))
-        from .steering import steering_schedule
+        from .schedule import steering_schedule
 
         control = self.install_attention_control()
         self.schedule = steering_schedule(control.n_layers, cfg.steering, cfg.steer_magnitude, cfg.steer_shallow,
