@@ -10,7 +10,6 @@ so its last bits, may change with the thread count). Merging only copies rows.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +22,14 @@ from semcollab.config import DataConfig
 from semcollab.data import load_split
 from semcollab.text import EmbedConfig
 from semcollab.text.embed_items import embed_items
+from tests.child_process import child_env
 from tests.conftest import WORDS, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def env(cache: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
-            "PYTHONUNBUFFERED": "1", "SEMCOLLAB_CACHE": str(cache)}
+    return child_env(SEMCOLLAB_CACHE=str(cache))
 
 
 def toy_with_texts(directory: Path, n_items=40) -> Path:

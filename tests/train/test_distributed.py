@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from semcollab.distributed import shard_rows, shard_scale, torchrun_command, without_nproc
+from tests.child_process import child_env
 
 EPS = torch.finfo(torch.float32).eps
 STEPS, TERMS = 4 * 3, 16 * 15  # 4 epochs of 3 batches (48 users, batch 16); rows x targets per row
@@ -60,7 +61,7 @@ def command(data: Path, out: Path, nproc: int, model="sasrec", extra=()) -> list
     return [sys.executable, "-m", "semcollab", *args]
 
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = child_env()
 
 
 def train(data: Path, out: Path, nproc: int, model="sasrec", extra=()) -> dict:

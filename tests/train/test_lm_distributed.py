@@ -13,7 +13,6 @@ the trained weights (relative to each tensor's largest entry)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.child_process import child_env
 from tests.tolerance import transformer_reductions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def env() -> dict:
     """Read at call time: the test's own SEMCOLLAB_CACHE (tests/conftest.py) reaches the ranks."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
-            "PYTHONUNBUFFERED": "1"}
+    return child_env()
 
 
 EPS = torch.finfo(torch.float32).eps
