@@ -60,6 +60,7 @@ class SemCollabFusion(SASRec):
     def from_split(cls, split, cfg: FusionConfig) -> SemCollabFusion:
         from ..text import EmbedConfig, item_embeddings
 
+        cls.check_similarity(cfg)  # before the text embedding
         vecs, _ = item_embeddings(split, EmbedConfig.from_model_config(cfg))
         return cls(split.n_users, split.n_items, cfg, vecs)
 

@@ -43,15 +43,21 @@ class SASRec(Recommender):
     _item_table_ok = True  # not inherited (read from the class itself): see check_table_support
     _similarity_ok = True  # not inherited either: a subclass with its own score/loss would ignore it
 
+    @classmethod
+    def check_similarity(cls, cfg) -> None:
+        """Refuse ``similarity`` other than dot for a class that scores its own way; a subclass whose ``from_split``
+        does costly work first (an SAE fit, text embedding) calls it before that work."""
+        if getattr(cfg, "similarity", "dot") != "dot" and not vars(cls).get("_similarity_ok", False):
+            raise ConfigError(f"model_params.similarity={cfg.similarity!r}: {cls.__name__} scores by dot "
+                              f"product only (cosine is implemented for sasrec, alphafuse and hybrid)")
+
     def __init__(self, n_users: int, n_items: int, cfg: SASRecConfig | None = None, n_extra_tokens: int = 0,
                  item_ids=None):
         super().__init__(n_users, n_items)
         cfg = cfg or SASRecConfig()
         check_table_support(cfg, vars(type(self)).get("_item_table_ok", False)
                             and vars(type(cfg)).get("_item_table_ok", False), type(self).__name__)
-        if getattr(cfg, "similarity", "dot") != "dot" and not vars(type(self)).get("_similarity_ok", False):
-            raise ConfigError(f"model_params.similarity={cfg.similarity!r}: {type(self).__name__} scores by dot "
-                              f"product only (cosine is implemented for sasrec, alphafuse and hybrid)")
+        self.check_similarity(cfg)
         self.cfg, self.max_len = cfg, cfg.max_len
         self.item_emb = nn.Embedding(n_items + 1 + n_extra_tokens, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)

@@ -174,6 +174,7 @@ class SAERec(SASRec):
     # ------------------------------------------------------------------ construction from data
     @classmethod
     def from_split(cls, split, cfg: SAERecConfig, log=None) -> SAERec:
+        cls.check_similarity(cfg)  # before the SAE fit
         from ...config import from_dict
         from ...hub.wheels import default_cache_dir
         from ...text import EmbedConfig, item_embeddings
