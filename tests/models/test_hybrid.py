@@ -285,3 +285,27 @@ def test_null_space_view_learns_on_the_toy_walk(toy_split, table):
     m = build_model("hybrid", small(table, item_view="null_space", null_dim=6, similarity="cosine"), toy_split)
     before, after = train_ndcg(m, toy_split, epochs=15)
     assert after - before > 0.5 * (1 - before), (before, after)
+
+
+def test_pop_correction_subtracts_beta_log_count_at_ranking_only(toy_split, table):
+    flags = {"item_view": "null_space", "null_dim": 6, "similarity": "cosine"}
+    torch.manual_seed(0)
+    plain = build_model("hybrid", small(table, **flags), toy_split)
+    torch.manual_seed(0)
+    corrected = build_model("hybrid", small(table, **flags, pop_correction=0.4), toy_split)
+    corrected.load_state_dict(plain.state_dict())  # log_count is not saved: rebuilt from the split's counts
+    count = torch.as_tensor(toy_split.item_popularity(), dtype=torch.float32)
+    plain.eval(), corrected.eval()
+    want = plain.score(None, SEQS) - 0.4 * torch.log1p(count)
+    torch.testing.assert_close(corrected.score(None, SEQS), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(corrected.score_items(None, SEQS, 3, 12), want[:, 3:12], rtol=1e-5, atol=1e-5)
+    batch = first_batch(plain, toy_split)
+    plain.train(), corrected.train()
+    for m in (plain, corrected):
+        m.set_loss("sampled_ce", 8)
+    torch.manual_seed(1)
+    a = plain.loss(batch)
+    torch.manual_seed(1)
+    assert torch.equal(corrected.loss(batch), a)  # training never sees the correction
+    with pytest.raises(ConfigError, match="model_params.pop_correction"):
+        build_model("hybrid", small(table, pop_correction=-0.1), toy_split)

@@ -73,6 +73,9 @@ class HybridConfig(SequenceModelConfig, SemanticItemSettings, SimilaritySettings
     tail_distill: float = at_least(0.5, 0, integer=False)  # KL(semantic head || fused) on tail targets (weight)
     distill_temperature: float = positive(1.0)
     adapter: str = one_of("mlp", "linear", "mlp")  # mlp: linear + a GELU residual branch
+    # ranking only (training is unchanged): score - pop_correction * log(1 + training count), a logit adjustment
+    # that lets the frozen semantic side surface tail items the ID part's popularity bias buries (0 = off)
+    pop_correction: float = at_least(0.0, 0, integer=False)
 
     def _check(self):
         yield from super()._check()
@@ -148,6 +151,7 @@ class Hybrid(SASRec):
         self.register_buffer("semantic", text)  # frozen: never a parameter
         pop = torch.as_tensor(np.asarray(popularity), dtype=torch.float32)
         self.register_buffer("item_feature", log_scaled(pop, float(pop.max())))  # log popularity in [0, 1]
+        self.register_buffer("log_count", torch.log1p(pop), persistent=False)  # pop_correction's item column
         tail = torch.as_tensor(~head_items(np.asarray(popularity), HEAD_FRAC))
         tail[0] = False
         self.register_buffer("tail", tail)
@@ -252,13 +256,26 @@ class Hybrid(SASRec):
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.item_scorer(users, seqs)(0, self.n_items + 1)
 
+    def ranking_table(self, e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The scoring table, plus (``pop_correction`` > 0) a column of log(1 + training count) that
+        :meth:`ranking_users` weights by ``-pop_correction``: the correction stays one matmul, served like the rest."""
+        table = self.scoring_table(e, s)
+        return torch.cat([table, self.log_count[:, None]], 1) if self.cfg.pop_correction > 0 else table
+
+    def ranking_users(self, seqs: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """The user vectors :meth:`ranking_table` multiplies (at the last position)."""
+        u = self.user_vectors(seqs, e)[0][:, -1]
+        if self.cfg.pop_correction > 0:
+            u = torch.cat([u, u.new_full((len(u), 1), -self.cfg.pop_correction)], 1)
+        return u
+
     def serving_factors(self) -> ServingFactors:
         e, s = (v.detach().clone() for v in self.views())
-        return ServingFactors(self.scoring_table(e, s), lambda u, seqs: self.user_vectors(seqs, e)[0][:, -1])
+        return ServingFactors(self.ranking_table(e, s), lambda u, seqs: self.ranking_users(seqs, e))
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         e, s = self.views()
-        return dot_scorer(self.user_vectors(seqs, e)[0][:, -1], self.scoring_table(e, s))
+        return dot_scorer(self.ranking_users(seqs, e), self.ranking_table(e, s))
 
     # ----------------------------------------------------------------- training
     def loss(self, batch: dict) -> torch.Tensor:
