@@ -44,3 +44,23 @@ def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):
             {"beta": 0.3, "valid_all": 0.101}]
     assert pop_adjust.choose(rows, 0.01) == {"by_valid_ndcg": 0.3, "largest_within_0.01": 0.3}
     assert pop_adjust.choose(rows[:3], 0.01) == {"by_valid_ndcg": 0.0, "largest_within_0.01": 0.1}
+
+
+def test_table_picks_each_runs_beta_and_tests_against_the_reference():
+    def run(setting, seed, base, gain):
+        rows = [{"beta": b, "valid_all": v, "test_all": base + gain * b, "test_hr@10": 0.1, "test_tail": 0.03 + b,
+                 "test_head": 0.1, "test_short": 0.05} for b, v in ((0.0, 0.100), (0.2, 0.0995), (0.5, 0.09))]
+        return {"run": f"out/Beauty/{setting}/r{seed}", "seed": seed, "rows": rows}
+
+    results = [run("sasrec", 1, 0.050, 0.0), run("sasrec", 2, 0.052, 0.0), run("hyb", 1, 0.060, 0.01),
+               run("hyb", 2, 0.062, 0.01)]
+    for r in results:
+        r.update(dataset="Beauty", setting=r["run"].split("/")[2])
+    lines = list(pop_adjust.table_rows(results, "sasrec", 0.01))
+    hyb = [line for line in lines if "| hyb |" in line]
+    assert len(lines) == 2 + 6 and len(hyb) == 3
+    assert "| as trained | 2 | 0, 0 | 0.0610 ± 0.0014 |" in hyb[0]
+    assert "| largest within 1% | 2 | 0.2, 0.2 | 0.0630 ± 0.0014 |" in hyb[2] and "| 0.2300 ± 0.0000 |" in hyb[2]
+    p = float(hyb[0].rstrip(" |").rsplit("|", 1)[1])
+    assert 0 < p < 0.05  # 0.061 vs 0.051, sd 0.0014 each, two seeds
+    assert lines[2].endswith("|  |")  # the reference as trained is not tested against itself
