@@ -12,7 +12,8 @@
 # Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
 # queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60), ABLATE_VIEW (gated |
 # null_space: which hybrid the ablations take apart). A rerun into the same OUT
-# skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue.
+# skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue
+# (add "pop" for the popularity-correction sweeps of finished runs, below; POP_SETTINGS, POP_BETAS).
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
 ABLATE_DATASETS=${ABLATE_DATASETS:-"Beauty Toys_and_Games"}
@@ -112,3 +113,22 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
   echo
 done > docs/tables/hybrid_s3rec.md
 echo "runs in $out; table in docs/tables/hybrid_s3rec.md"
+
+# pop: the ranking-time popularity correction (hybrid's model_params.pop_correction) swept on each finished run of
+# POP_SETTINGS, beta chosen on validation (experiments/hybrid_s3rec/pop_adjust.py; ~1 min per beta and run here);
+# each sweep is kept beside its run (pop_adjust.json, written once), the table covers every sweep in OUT
+if [[ " $STAGES " == *" pop "* ]]; then
+  POP_SETTINGS=${POP_SETTINGS:-"sasrec alphafuse hybrid-ns-128"}
+  POP_BETAS=${POP_BETAS:-"0 0.05 0.1 0.2 0.3 0.5"}
+  find "$out" -mindepth 4 -maxdepth 4 -name metrics.json | sort | while read -r m; do
+    dir=$(dirname "$m"); setting=$(basename "$(dirname "$dir")")
+    case " $POP_SETTINGS " in *" $setting "*) ;; *) continue ;; esac
+    # shellcheck disable=SC2086
+    [ -s "$dir/pop_adjust.json" ] || python experiments/hybrid_s3rec/pop_adjust.py "$dir" --betas $POP_BETAS \
+      --out "$dir/pop_adjust.json" > /dev/null
+  done
+  sweeps=$(find "$out" -mindepth 4 -maxdepth 4 -name pop_adjust.json | sort)
+  # shellcheck disable=SC2086
+  [ -z "$sweeps" ] || python experiments/hybrid_s3rec/pop_adjust.py --table $sweeps > docs/tables/hybrid_s3rec_pop.md
+  echo "popularity-correction table in docs/tables/hybrid_s3rec_pop.md"
+fi
