@@ -102,10 +102,36 @@ def test_config_errors_name_the_key(toy_split, table):
         build_model("llm-esr", small(table, distill_weight=-1), toy_split)
 
 
-@pytest.mark.parametrize("distill_weight", [0.0, 0.1])
-def test_learns_on_the_toy_walk(toy_split, table, distill_weight):
+def test_epoch_targets_are_the_similar_users_mean_state_without_dropout_refreshed_each_epoch(toy_split, table):
+    torch.manual_seed(0)
+    m = build_model("llm-esr", small(table, distill_weight=0.5, distill_targets="epoch"), toy_split)
+    m.set_loss("ce")
+    builder = m.training_batches(toy_split.train_sequences(), toy_split.n_items)
+    batch = next(builder.epoch(16, np.random.default_rng(0), "cpu"))
+    m.train()
+    owners = batch["owners"][:, 0]
+    states = m.encode(batch["seqs"])[:, -1]
+    got = m.distill_loss(states, owners)
+    assert m.training  # the targets were encoded in eval mode and the mode restored
+    with torch.no_grad():
+        m.eval()
+        by_hand = m.encode(m.histories[m.sim_users[owners].reshape(-1)])[:, -1].view(len(owners), 3, -1).mean(1)
+        m.train()
+    torch.testing.assert_close(got, torch.nn.functional.mse_loss(states, by_hand), rtol=1e-5, atol=1e-6)
+    cached = m.epoch_targets()
+    with torch.no_grad():
+        m.item_emb.weight.add_(1.0)  # new weights: the cache holds until the next epoch starts
+    assert m.epoch_targets() is cached
+    next(builder.epoch(16, np.random.default_rng(1), "cpu"))
+    assert not torch.equal(m.epoch_targets(), cached)
+    with pytest.raises(ConfigError, match="model_params.distill_targets"):
+        build_model("llm-esr", small(table, distill_targets="step"), toy_split)
+
+
+@pytest.mark.parametrize("distill_weight, targets", [(0.0, "batch"), (0.1, "batch"), (0.1, "epoch")])
+def test_learns_on_the_toy_walk(toy_split, table, distill_weight, targets):
     torch.manual_seed(1)
-    m = build_model("llm-esr", small(table, distill_weight=distill_weight), toy_split)
+    m = build_model("llm-esr", small(table, distill_weight=distill_weight, distill_targets=targets), toy_split)
     before, after = train_ndcg(m, toy_split, epochs=15, seed=1)
     # measured: 0.10 -> 0.93 (off) / 0.94 (on); other seeds start higher (0.59 with seed 0: the ID view starts as
     # the PCA of the ring-shaped text) and end at 0.79-0.97

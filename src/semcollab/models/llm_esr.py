@@ -20,6 +20,7 @@ vectors (the authors embed a prompt listing the history's titles with the same L
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,10 @@ class LLMESRConfig(SequenceModelConfig, SemanticItemSettings):
     id_init: str = one_of("pca", "pca", "random")  # pca: the ID table starts as the PCA of the text vectors
     distill_weight: float = at_least(0.1, 0, integer=False)  # alpha; 0 turns the self-distillation off
     distill_users: int = at_least(10, 1)  # similar users retrieved per user (sim_user_num)
+    # batch: the similar users' states are encoded again for every batch, with dropout (the authors'; ~K extra
+    # forward passes a batch); epoch: every user's state is encoded once at the start of each epoch, without
+    # dropout, and each user's target is the mean of its similar users' cached states (targets up to an epoch old)
+    distill_targets: str = one_of("batch", "batch", "epoch")
 
     def _check(self):
         yield from super()._check()
@@ -109,13 +114,20 @@ class OwnedWindows(BatchBuilder):
     """next_item batches that also carry each window's user (``owners``, ``(B, W)``: the user id repeated across
     the row, so the builder's padding trim and a rank's row shard keep it aligned with ``seqs``)."""
 
-    def __init__(self, seqs: list, n_items: int, max_len: int, length_buckets: bool = False):
+    def __init__(self, seqs: list, n_items: int, max_len: int, length_buckets: bool = False,
+                 on_epoch: Callable[[], None] | None = None):
         super().__init__("next_item", seqs, n_items, max_len, length_buckets=length_buckets)
+        self.on_epoch = on_epoch  # called as each epoch's batches start (LLM-ESR's epoch-old distillation targets)
         # sequence_windows cuts a history of n >= 2 items into ceil((n - 1) / max_len) windows, user by user
         counts = [-(-(len(s) - 1) // max_len) if len(s) >= 2 else 0 for s in seqs]
         self.owners = np.repeat(np.arange(len(seqs)), counts)
         if len(self.owners) != len(self.windows):
             raise RuntimeError(f"{len(self.owners)} window owners for {len(self.windows)} windows")
+
+    def epoch(self, batch_size: int, rng: np.random.Generator, device) -> Iterator[dict]:
+        if self.on_epoch is not None:
+            self.on_epoch()
+        yield from super().epoch(batch_size, rng, device)
 
     def _batch(self, idx: np.ndarray, rng: np.random.Generator) -> dict:
         batch = super()._batch(idx, rng)
@@ -148,6 +160,7 @@ class LLMESR(SASRec):
         # training-only retrieval state, set by training_batches (not saved: rebuilt from the split each fit)
         self.register_buffer("sim_users", torch.zeros(0, 0, dtype=torch.long), persistent=False)
         self.register_buffer("histories", torch.zeros(0, 0, dtype=torch.long), persistent=False)
+        self._epoch_targets: torch.Tensor | None = None  # distill_targets=epoch: (n_users, 2 * hidden), this epoch's
 
     @classmethod
     def from_split(cls, split, cfg: LLMESRConfig) -> LLMESR:
@@ -197,7 +210,26 @@ class LLMESR(SASRec):
         device = self.semantic.device
         self.sim_users = similar_users(users, self.cfg.distill_users).to(device)
         self.histories = torch.as_tensor(hist, device=device)
-        return OwnedWindows(seqs, n_items, self.max_len, length_buckets=length_buckets)
+        return OwnedWindows(seqs, n_items, self.max_len, length_buckets=length_buckets,
+                            on_epoch=self.new_epoch if self.cfg.distill_targets == "epoch" else None)
+
+    def new_epoch(self) -> None:
+        """Drop the cached distillation targets: the first batch of the epoch encodes them with its weights."""
+        self._epoch_targets = None
+
+    @torch.no_grad()
+    def epoch_targets(self) -> torch.Tensor:
+        """``(n_users, 2 * hidden)``: each user's mean of its similar users' last states, encoded without dropout
+        (eval mode, restored after) once per epoch."""
+        if self._epoch_targets is None:
+            was = self.training
+            self.eval()
+            try:
+                states = self.last_states(self.histories)
+            finally:
+                self.train(was)
+            self._epoch_targets = states[self.sim_users].mean(1)
+        return self._epoch_targets
 
     def distill_loss(self, user_states: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         """MSE between the users' states and the mean state of their retrieved similar users (no gradient
@@ -205,6 +237,8 @@ class LLMESR(SASRec):
         if len(self.sim_users) == 0:
             raise RuntimeError("llm-esr: the self-distillation needs the similar users that training_batches "
                                "retrieves; build the batches with model.training_batches(...) first")
+        if self.cfg.distill_targets == "epoch":
+            return F.mse_loss(user_states, self.epoch_targets()[owners])
         sim = self.sim_users[owners]  # (B, K)
         with torch.no_grad():
             target = self.last_states(self.histories[sim.reshape(-1)]).view(*sim.shape, -1).mean(1)
