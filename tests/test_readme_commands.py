@@ -121,7 +121,7 @@ COMMANDS: list[Row] = [
     Row(r"semcollab branch-stats runs/<saerec-run> --out branch_stats\.json", "saerec", "the saerec run",
         runs={"runs/<saerec-run>": "saerec"}),
     Row(r"semcollab train --model (alphafuse|hybrid|llm-esr) --dataset s3rec:Beauty "
-        r"--config configs/s3rec_converge\.yaml( --model_params\.[\w.]+=\w+)*", "saerec",
+        r"--config configs/s3rec_converge\.yaml( --model_params\.[\w.]+=[\w.]+)*", "saerec",
         ""),
     # --- CTR on the tiny CoLLM zip; gemma3-270m is the tiny yes/no Llama; cheap as written otherwise
     Row(r"semcollab ctr train --model mf", "ctr", "allow_pickle", add=(ALLOW_PICKLE,), makes="ctr-mf"),

@@ -106,7 +106,10 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
   python experiments/seed_table.py --folder-names --more $groups
   echo
   pairs=""
-  for g in $groups; do [ "$g" = "$out/$ds/sasrec" ] || pairs="$pairs $out/$ds/sasrec $g"; done
+  for g in $groups; do  # settings with two or more finished seeds (a t-test needs them)
+    [ "$g" != "$out/$ds/sasrec" ] && [ "$(find "$g" -mindepth 2 -maxdepth 2 -name metrics.json | wc -l)" -ge 2 ] \
+      && pairs="$pairs $out/$ds/sasrec $g"
+  done
   # shellcheck disable=SC2086
   [ -z "$pairs" ] || python experiments/seed_table.py --welch $pairs 2>&1 \
     || echo "(no Welch table yet: it needs two or more seeds in sasrec and in each other setting)"
