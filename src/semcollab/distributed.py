@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -44,14 +45,42 @@ def setup() -> bool:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
-        atexit.register(close)  # a process leaving with gloo's threads still up may abort (SIGABRT) at exit
+        atexit.register(_close_at_exit)  # a process leaving with gloo's threads still up may abort (SIGABRT) at exit
     return active()
 
 
-def close() -> None:
-    """Leave the process group (at exit, or earlier by hand)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+# How long a rank that ends normally waits at exit for the others (rank 0 writes the run folder after the last
+# collective): beyond it the rank leaves anyway, as it did before the wait existed.
+EXIT_WAIT = timedelta(minutes=10)
+_leaving_on_error = [False]  # per process, like the process group itself
+
+
+def leaving_on_error() -> None:
+    """This process is ending on an error (the CLI calls it before exiting with one): it leaves the process group at
+    exit without waiting for the other ranks, which may be blocked in a collective this rank will never join."""
+    _leaving_on_error[0] = True
+
+
+def close(wait: bool = False) -> None:
+    """Leave the process group (at exit, or earlier by hand). ``wait``: first wait (at most :data:`EXIT_WAIT`) until
+    every rank leaves, so none tears its gloo connections down while another still works: a rank destroying its
+    group while rank 0 was still writing its files aborted (SIGABRT, "terminate called without an active exception";
+    twice in full test-suite runs, once of them on CI)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait and active() and dist.get_backend() == "gloo":
+        try:  # send / recv on its own tag: never matched with a collective another rank is still in
+            dist.monitored_barrier(timeout=EXIT_WAIT, wait_all_ranks=True)
+        except RuntimeError:  # a rank that failed or left: leave regardless
+            pass
+    dist.destroy_process_group()
+
+
+def _close_at_exit() -> None:
+    """A normal end waits for the other ranks; an uncaught exception (``sys.last_value``, set when Python prints
+    it) or an error the CLI reported (:func:`leaving_on_error`) leaves at once."""
+    failed = _leaving_on_error[0] or getattr(sys, "last_value", None) is not None
+    close(wait=not failed)
 
 
 def active() -> bool:

@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from .. import distributed as ddp
 from .. import registry
 from ..config import ConfigError, dataset_name
 from ..errors import SemcollabError
@@ -33,6 +34,7 @@ def model_choices(task: str) -> list[str]:
 def fail(exc: Exception | str) -> None:
     # a message quotes data (ids, titles, paths, lists of keys): markup escaped, control characters made visible
     console.print("[bold red]error:[/bold red] " + safe_text(exc))
+    ddp.leaving_on_error()  # under torchrun: leave without waiting for ranks that may be blocked in a collective
     raise typer.Exit(code=2)
 
 
