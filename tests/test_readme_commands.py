@@ -97,7 +97,7 @@ COMMANDS: list[Row] = [
         "2 processes under torchrun (gloo); the run folder goes to runs/ like the one-process run's"),
     Row(r"semcollab train --model NAME", "ml100k", "NAME: each model of README's ID-baseline table that no other "
         "README command trains (pop, sasrec and gru4rec are trained above and by compare)"),
-    Row(r"semcollab evaluate runs/<run> --eval\.protocol=sampled", "ml100k", "<run>: the sasrec run",
+    Row(r"semcollab evaluate runs/<run> --eval\.(protocol=sampled|pop_correction=0\.2)", "ml100k", "<run>: the sasrec run",
         runs={"runs/<run>": "sasrec"}),
     Row(r"semcollab compare --models pop,sasrec,gru4rec --dataset ml-100k", "ml100k", makes="compare"),
     Row(r"semcollab table runs/<run> runs/<other-run> --out table\.md", "ml100k",

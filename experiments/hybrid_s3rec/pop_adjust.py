@@ -1,6 +1,6 @@
 """How far a popularity correction at scoring time moves a trained ranking run's tail metrics (issue 33's +25% tail
 target), and what it costs overall: ``score - beta * log(1 + training count)`` (logit adjustment; beta 0 = the run
-as trained), evaluated on the validation and test splits with semcollab's evaluator (full ranking, history masked).
+as trained; ``eval.pop_correction``, semcollab.models.pop_correction), evaluated on the validation and test splits with semcollab's evaluator (full ranking, history masked).
 Beta is chosen on the validation split only: by overall NDCG@10, and (the tail-leaning choice) as the largest beta
 whose validation NDCG@10 stays within ``--tolerance`` of beta 0's.
 
@@ -15,33 +15,18 @@ p of NDCG@10 against the reference setting as trained.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/seed_table.py: mean_sd, welch
 from seed_table import mean_sd, summary, welch  # noqa: E402
 
 from semcollab.evaluation.ranking import evaluate_ranking
-from semcollab.models.base import Recommender
 from semcollab.tasks.ranking import load_ranking_run
-
-
-class PopAdjusted(Recommender):
-    """``model``'s scores minus ``beta * log(1 + popularity)`` per item (the model itself is not changed)."""
-
-    def __init__(self, model, popularity: np.ndarray, beta: float):
-        super().__init__(model.n_users, model.n_items)
-        self.model, self.beta = model, float(beta)
-        self.max_len = getattr(model, "max_len", None)
-        self.padding_invariant = getattr(model, "padding_invariant", False)
-        self.register_buffer("log_pop", torch.log1p(torch.as_tensor(popularity, dtype=torch.float32)))
-
-    def score(self, users, seqs):
-        return self.model.score(users, seqs) - self.beta * self.log_pop
 
 
 def ndcg(metrics: dict, group: str) -> float:
@@ -53,9 +38,9 @@ def sweep(run_dir: Path, betas: list[float], log=print) -> dict:
     pop = split.item_popularity()
     rows = []
     for beta in betas:
-        wrapped = PopAdjusted(net, pop, beta).eval()
+        ev = dataclasses.replace(cfg.eval, pop_correction=beta)  # semcollab.models.pop_correction, as eval uses it
         with torch.inference_mode():
-            res = {stage: evaluate_ranking(wrapped, split.eval_set(stage), split.n_items, pop, cfg.eval)
+            res = {stage: evaluate_ranking(net, split.eval_set(stage), split.n_items, pop, ev)
                    for stage in ("valid", "test")}
         row = {"beta": beta, **{f"{stage}_{g}": ndcg(res[stage], key) for stage in res
                                 for g, key in (("all", "overall"), ("tail", "tail"), ("head", "head"),

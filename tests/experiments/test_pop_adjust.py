@@ -1,30 +1,13 @@
-"""experiments/hybrid_s3rec/pop_adjust.py: beta 0 reproduces the run's own metrics, the adjusted score is the
-model's minus beta * log(1 + count) (by hand), a large beta pushes the top-10 towards the tail, and the two choice
-rules read only validation figures."""
+"""experiments/hybrid_s3rec/pop_adjust.py: beta 0 reproduces the run's own metrics, a large beta pushes the top-10
+towards the tail, and the two choice rules read only validation figures (the corrected score itself:
+tests/models/test_pop_correction.py)."""
 
 import json
-
-import numpy as np
-import torch
 
 from tests.conftest import write_atomic
 from tests.script_loader import load_script
 
 pop_adjust = load_script("experiments/hybrid_s3rec/pop_adjust.py")
-
-
-class Fixed(torch.nn.Module):
-    n_users, n_items, max_len = 2, 3, None
-
-    def score(self, users, seqs):
-        return torch.tensor([[0.0, 1.0, 2.0, 3.0]]).expand(len(users), -1)
-
-
-def test_adjusted_score_by_hand():
-    m = pop_adjust.PopAdjusted(Fixed(), np.array([0, 0, 3, 7]), 0.5)
-    got = m.score(torch.tensor([0]), torch.zeros(1, 2, dtype=torch.long))
-    want = torch.tensor([[0.0, 1.0, 2.0 - 0.5 * np.log(4), 3.0 - 0.5 * np.log(8)]], dtype=torch.float32)
-    torch.testing.assert_close(got, want)
 
 
 def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):

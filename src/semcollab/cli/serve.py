@@ -22,6 +22,9 @@ def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (
                                                         "(requests by user id skip the encoder)"),
                   allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read a CTR run's CoLLM-format "
                                                     "pickles other than the known split (unpickling runs code)"),
+                  pop_correction: float | None = typer.Option(
+                      None, min=0.0, help="rank by score - BETA * log(1 + training count) (every ranking run; "
+                      "default: each run's own eval.pop_correction)"),
                   log_level: str = typer.Option("info")):
     """Serve saved runs over HTTP (FastAPI): /v1/recommend, /v1/recommend/batch, /v1/similar-items, /v1/explain,
     /v1/score, /metrics, the OpenAPI schema at /openapi.json and a page at /. Set SEMCOLLAB_API_KEY to require
@@ -38,6 +41,6 @@ def serve_command(run_dirs: list[Path] = typer.Argument(..., help="run folders (
         serve([str(r) for r in run_dirs], host=host, port=port, workers=workers, max_batch=max_batch,
               max_body_bytes=max_body_kb * 1024, allow_data_change=allow_data_change, log_level=log_level,
               torch_threads=torch_threads, precompute_users=precompute_users,
-              allow_pickle=allow_pickle)
+              allow_pickle=allow_pickle, pop_correction=pop_correction)
 
     go()

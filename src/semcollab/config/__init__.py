@@ -100,6 +100,9 @@ class EvalConfig:
     # full ranking: items scored at once per user chunk, their top-k merged (None: one chunk while chunk_size x
     # (n_items + 1) float32 scores fit in 256 MB, else chunks of that size; semcollab.evaluation.streaming)
     item_chunk_size: int | None = at_least(None, 1)
+    # rank by score - pop_correction * log(1 + training count) (semcollab.models.pop_correction), for any ranking
+    # model, in every evaluation of the run (validation during training, test) and when it is served; 0 = off
+    pop_correction: float = at_least(0.0, 0, integer=False)
 
 
 @dataclass
@@ -117,6 +120,9 @@ class RunConfig:
     save_model: bool = True
 
     def _check(self):
+        if self.eval.pop_correction > 0 and float(self.model_params.get("pop_correction", 0) or 0) > 0:
+            yield "eval.pop_correction", ("and model_params.pop_correction are both set: the correction would be "
+                                          "subtracted twice; keep eval.pop_correction (it works for every model)")
         m = METRIC.match(self.train.metric.lower())
         if m and int(m.group(2)) not in self.eval.ks:
             yield "train.metric", (f"is {self.train.metric!r}, but eval.ks={self.eval.ks} does not compute "

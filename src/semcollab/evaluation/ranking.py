@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from ..config import EvalConfig, validate
 from ..data.dataset import EvalSet
+from ..models.pop_correction import corrected
 from .metrics import full_ranking_metrics, rank_based_metrics
 from .streaming import item_chunk_width, streamed_chunk_metrics
 
@@ -71,6 +72,7 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     scores would pass :data:`~.streaming.DENSE_SCORE_BUDGET` (:func:`~.streaming.item_chunk_width`): the metrics
     are those of one chunk except where scores tie exactly (the tie order: :mod:`.streaming`)."""
     validate(cfg, "eval.")  # configs built in Python skip from_dict's checks
+    model = corrected(model, popularity, cfg.pop_correction)
     if len(eval_set) == 0:
         raise ValueError("evaluation set is empty: no user has both a history and a held-out item")
     model.eval()

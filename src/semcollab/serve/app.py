@@ -41,21 +41,25 @@ ERRORS = {413: {"description": "batch or body over the configured limit"}}
 
 def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: int = 1024,
                max_body_bytes: int = 1 << 20, allow_data_change: bool = False, body_timeout_s: float = 10.0,
-               precompute_users: bool = True, allow_pickle: bool = False) -> FastAPI:
+               precompute_users: bool = True, allow_pickle: bool = False,
+               pop_correction: float | None = None) -> FastAPI:
     """An app serving ``runs`` (run folders, or runs already loaded by :func:`load_serving_run`).
 
     ``api_key_env``: the environment variable holding the API key (unset or empty: no key needed);
     ``max_batch``: most users per batch request (413 above); ``max_body_bytes``: most bytes per body (413);
     ``body_timeout_s``: a body not fully received by then is answered 408; ``precompute_users``: encode every
     known user once at start-up (a request by user id is then a matmul row; off: encode per request);
-    ``allow_pickle``: read a CTR run's CoLLM-format pickles that are not the known split (they can run code)."""
+    ``allow_pickle``: read a CTR run's CoLLM-format pickles that are not the known split (they can run code);
+    ``pop_correction``: rank every ranking run by ``score - beta * log(1 + training count)`` (None: each run's own
+    ``eval.pop_correction``)."""
     from ..config import ConfigError
 
     if not runs:
         raise ConfigError("serve needs at least one run folder")
     loaded: dict[str, RankRun | CTRRun] = {}
     for r in runs:
-        run = r if isinstance(r, (RankRun, CTRRun)) else load_serving_run(r, allow_data_change, precompute_users, allow_pickle)
+        run = r if isinstance(r, (RankRun, CTRRun)) else load_serving_run(r, allow_data_change, precompute_users,
+                                                                           allow_pickle, pop_correction)
         if run.name in loaded:
             raise ConfigError(f"two runs are named {run.name!r} ({loaded[run.name].path} and {run.path}); serve "
                               "names each run by its folder name, so rename one folder")
@@ -256,7 +260,8 @@ def create_app(runs: list, api_key_env: str = "SEMCOLLAB_API_KEY", max_batch: in
 
 def serve(runs: list, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, max_batch: int = 1024,
           max_body_bytes: int = 1 << 20, allow_data_change: bool = False, log_level: str = "info",
-          torch_threads: int | None = 1, precompute_users: bool = True, allow_pickle: bool = False) -> None:
+          torch_threads: int | None = 1, precompute_users: bool = True, allow_pickle: bool = False,
+          pop_correction: float | None = None) -> None:
     """Load ``runs`` and serve them with uvicorn on ``host:port`` (loopback unless told otherwise).
 
     ``torch_threads``: intra-op threads of the scoring (1: a single request's matmul is too small to split, and
@@ -272,5 +277,5 @@ def serve(runs: list, host: str = "127.0.0.1", port: int = 8000, workers: int = 
         raise ConfigError("--workers: only 1 is supported (each worker would load every run again); run several "
                           "servers behind a proxy instead")
     app = create_app(runs, max_batch=max_batch, max_body_bytes=max_body_bytes, allow_data_change=allow_data_change,
-                     precompute_users=precompute_users, allow_pickle=allow_pickle)
+                     precompute_users=precompute_users, allow_pickle=allow_pickle, pop_correction=pop_correction)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import RequestError  # noqa: F401  (defined in errors.py)
+from ..models.pop_correction import corrected
 
 
 def _titles(split) -> list[str | None]:
@@ -60,9 +61,16 @@ class RankRun:
     kind: str = "rank"
     # encode every known user's history once at start-up: a request by user id is then one row of a matmul
     precompute_users: bool = True
+    # rank by score - pop_correction * log(1 + training count) (semcollab.models.pop_correction); None: the run's
+    # own eval.pop_correction, so a run is served as it was evaluated
+    pop_correction: float | None = None
 
     def __post_init__(self):
         self.model.eval()
+        if self.pop_correction is None:
+            self.pop_correction = float(getattr(self.cfg.eval, "pop_correction", 0.0))
+        # what ranks: the model, or the model with the correction (explanations and tables still read the model)
+        self.ranker = corrected(self.model, self.split.item_popularity(), self.pop_correction).eval()
         self.titles = _titles(self.split)
         self.item_ids = [None, *map(str, self.split.item_vocab.ids)]  # by index; 0 = padding
         self.histories = self.split._sequences([self.split.train, self.split.valid, self.split.test])
@@ -75,7 +83,7 @@ class RankRun:
             if self.titles[i]:
                 self._title_index[self.titles[i].casefold()] = i
         with torch.inference_mode():
-            fac = _encoder(self.model)
+            fac = _encoder(self.ranker)
             self.item_matrix, self._encode, self._extra_mask = fac if fac else (None, None, None)
             self.factored = fac is not None and self._self_check()
             if not self.factored:
@@ -106,7 +114,7 @@ class RankRun:
             return True
         u = torch.as_tensor(users)
         s = self._pad([self.histories[x] for x in users])
-        want = self.model.score(u, s)
+        want = self.ranker.score(u, s)
         got = self._scores(u, s)
         want, got = want[:, 1:].float(), got[:, 1:].float()
         both = torch.isfinite(want) & torch.isfinite(got)
@@ -170,7 +178,7 @@ class RankRun:
     # ---------------------------------------------------------------- scoring
     def _scores(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         if self.item_matrix is None:
-            return self.model.score(users, seqs)
+            return self.ranker.score(users, seqs)
         return self._masked(self._encode(users, seqs) @ self.item_matrix.T)
 
     def _masked(self, scores: torch.Tensor) -> torch.Tensor:
@@ -363,8 +371,9 @@ class CTRRun:
 
 
 def load_serving_run(path: str | Path, allow_data_change: bool = False, precompute_users: bool = True,
-                     allow_pickle: bool = False):
-    """Load one run folder for serving (ranking or CTR, told apart by ``run.json``'s ``task``)."""
+                     allow_pickle: bool = False, pop_correction: float | None = None):
+    """Load one run folder for serving (ranking or CTR, told apart by ``run.json``'s ``task``). ``pop_correction``
+    (ranking runs): see :class:`RankRun`."""
     import warnings
 
     from ..config import ConfigError
@@ -394,4 +403,4 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False, precompu
         cfg, net, split = load_ranking_run(path, allow_data_change=allow_data_change)
     net.to("cpu")
     return RankRun(path.name, path, cfg, net, split, meta.get("data_fingerprint") or split.fingerprint(), metrics,
-                   precompute_users=precompute_users)
+                   precompute_users=precompute_users, pop_correction=pop_correction)
