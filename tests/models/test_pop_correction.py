@@ -79,6 +79,13 @@ def test_eval_pop_correction_in_a_run_and_in_serving(tmp_path):
     assert own["overall"] == by_wrapper["overall"]  # the run evaluated the corrected scores
     assert own["overall"] != plain["overall"]  # and beta 2 moved them on this toy set
 
+    from semcollab.tasks.ranking import load_ranking_view
+
+    view, user = load_ranking_view(run), split.user_vocab.ids[0]
+    want = PopularityCorrected(net, pop, 2.0).score(torch.as_tensor([0]), torch.as_tensor(
+        np.array(view.seen(user)[-8:], dtype=np.int64))[None])[0]
+    torch.testing.assert_close(torch.as_tensor(view.score(user)), want[1:])  # `semcollab recommend` ranks the same
+
     pytest.importorskip("fastapi")
     from semcollab.serve.ranker import load_serving_run
 

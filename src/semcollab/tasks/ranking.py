@@ -26,6 +26,7 @@ from ..data.sources.files import symlink_loop
 from ..errors import DataChangedError, IncompatibleRunError, RunFileError
 from ..evaluation.ranking import evaluate_ranking
 from ..models import build_model, canonical_name, typed_params
+from ..models.pop_correction import corrected
 from ..runs.checkpoints import (
     note_other_resume_files,
     remove_resume_file,
@@ -223,13 +224,15 @@ def load_ranking_run(run_dir: str | Path, log=None, allow_data_change: bool = Fa
 
 class RankingRun(Run):
     """A saved ranking run: ``score`` is the model's score of every item after the user's whole known history
-    (train, valid and test events, the most recent ``max_len``), as ``semcollab recommend`` ranks them."""
+    (train, valid and test events, the most recent ``max_len``), as ``semcollab recommend`` ranks them (with the
+    run's ``eval.pop_correction``, as it was evaluated and is served)."""
 
     task = "ranking"
 
     def __init__(self, path: Path, config: RunConfig, model: torch.nn.Module, split: Split):
         super().__init__(path, config, read_json_file(Path(path) / "metrics.json"))
         self._model, self.split = model.eval(), split
+        self._ranker = corrected(self._model, split.item_popularity(), config.eval.pop_correction).eval()
         self._histories = None
 
     @property
@@ -250,7 +253,7 @@ class RankingRun(Run):
         hist = self.seen(user)
         max_len = self._model.max_len or max(1, len(hist))
         seq = torch.as_tensor(np.array(hist[-max_len:], dtype=np.int64))[None]
-        scores = self._model.score(torch.as_tensor([self.split.user_vocab.encode(str(user))]), seq)[0].float()
+        scores = self._ranker.score(torch.as_tensor([self.split.user_vocab.encode(str(user))]), seq)[0].float()
         return scores.cpu().numpy()[self.item_indices(items)]
 
 
