@@ -162,6 +162,22 @@ def shard_rows(n: int) -> slice:
     return slice(start, start + base + (r < extra))
 
 
+def gather_rows(part: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` rows of which each rank holds its :func:`shard_rows` slice (``part``), in order, on every rank;
+    ``part`` itself in one process. Not differentiable (targets, caches)."""
+    if not active():
+        return part
+    size = world_size()
+    sizes = [n // size + (r < n % size) for r in range(size)]
+    if len(part) != sizes[rank()]:
+        raise DistributedError(f"rank {rank()} holds {len(part)} rows; its shard of {n} rows has {sizes[rank()]}")
+    padded = part.new_zeros(max(sizes), *part.shape[1:])  # all_gather needs one shape on every rank
+    padded[:len(part)] = part
+    parts = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:k] for p, k in zip(parts, sizes)])
+
+
 def shard_scale(n_shard: int, n_global: int) -> float:
     """Factor of a shard's mean loss over its ``n_shard`` targets so that the mean over ranks (what DDP does to
     gradients) is the mean over the global batch's ``n_global`` targets."""

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed as ddp
 from ..config import at_least, fraction, one_of
 from ..data.batches import BatchBuilder
 from ..registry import register
@@ -214,8 +215,11 @@ class LLMESR(SASRec):
                             on_epoch=self.new_epoch if self.cfg.distill_targets == "epoch" else None)
 
     def new_epoch(self) -> None:
-        """Drop the cached distillation targets: the first batch of the epoch encodes them with its weights."""
+        """Encode this epoch's distillation targets with the weights the epoch starts from. Called by every rank as
+        the epoch's batches start (outside the loss, where a rank with an empty shard of a batch would not join the
+        gather): under torchrun each rank encodes its share of the users and the shares are gathered."""
         self._epoch_targets = None
+        self._epoch_targets = self.epoch_targets()
 
     @torch.no_grad()
     def epoch_targets(self) -> torch.Tensor:
@@ -225,7 +229,8 @@ class LLMESR(SASRec):
             was = self.training
             self.eval()
             try:
-                states = self.last_states(self.histories)
+                n = len(self.histories)
+                states = ddp.gather_rows(self.last_states(self.histories[ddp.shard_rows(n)]), n)
             finally:
                 self.train(was)
             self._epoch_targets = states[self.sim_users].mean(1)
@@ -250,7 +255,7 @@ class LLMESR(SASRec):
         states; ~10x cheaper on Amazon data than one batch padded to ``max_len``)."""
         lengths = (hist > 0).sum(1)
         order = torch.argsort(lengths, stable=True)
-        out = None
+        out = hist.new_zeros(0, 2 * self.cfg.hidden, dtype=self.item_emb.weight.dtype) if len(hist) == 0 else None
         for s in range(0, len(hist), chunk):
             rows = order[s:s + chunk]
             width = max(int(lengths[rows].max()), 1)
