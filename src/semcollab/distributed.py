@@ -156,10 +156,15 @@ def main_first():
 def shard_rows(n: int) -> slice:
     """This rank's contiguous slice of ``n`` rows: the rows split as evenly as ``numpy.array_split`` splits them
     (the first ``n % N`` ranks take one row more; a rank may get none when ``n < N``)."""
-    size, r = world_size(), rank()
-    base, extra = divmod(n, size)
-    start = r * base + min(r, extra)
-    return slice(start, start + base + (r < extra))
+    sizes, r = shard_sizes(n), rank()
+    start = sum(sizes[:r])
+    return slice(start, start + sizes[r])
+
+
+def shard_sizes(n: int) -> list[int]:
+    """How many of ``n`` rows each rank's :func:`shard_rows` slice holds, by rank."""
+    base, extra = divmod(n, world_size())
+    return [base + (r < extra) for r in range(world_size())]
 
 
 def gather_rows(part: torch.Tensor, n: int) -> torch.Tensor:
@@ -167,13 +172,12 @@ def gather_rows(part: torch.Tensor, n: int) -> torch.Tensor:
     ``part`` itself in one process. Not differentiable (targets, caches)."""
     if not active():
         return part
-    size = world_size()
-    sizes = [n // size + (r < n % size) for r in range(size)]
+    sizes = shard_sizes(n)
     if len(part) != sizes[rank()]:
         raise DistributedError(f"rank {rank()} holds {len(part)} rows; its shard of {n} rows has {sizes[rank()]}")
     padded = part.new_zeros(max(sizes), *part.shape[1:])  # all_gather needs one shape on every rank
     padded[:len(part)] = part
-    parts = [torch.empty_like(padded) for _ in range(size)]
+    parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
     return torch.cat([p[:k] for p, k in zip(parts, sizes)])
 

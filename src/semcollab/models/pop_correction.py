@@ -57,8 +57,8 @@ class PopularityCorrected(Recommender):
 
     def item_scorer(self, users: torch.Tensor, seqs: torch.Tensor):
         inner = getattr(self.model, "item_scorer", None)
-        if inner is None or not self.beta:
-            return super().item_scorer(users, seqs) if inner is None else inner(users, seqs)
+        if inner is None:  # the base class slices self.score, which is corrected already
+            return super().item_scorer(users, seqs)
         scorer = inner(users, seqs)
 
         def ranged(start: int, stop: int) -> torch.Tensor:

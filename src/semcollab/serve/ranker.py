@@ -68,7 +68,7 @@ class RankRun:
     def __post_init__(self):
         self.model.eval()
         if self.pop_correction is None:
-            self.pop_correction = float(getattr(self.cfg.eval, "pop_correction", 0.0))
+            self.pop_correction = self.cfg.eval.pop_correction
         # what ranks: the model, or the model with the correction (explanations and tables still read the model)
         self.ranker = corrected(self.model, self.split.item_popularity(), self.pop_correction).eval()
         self.titles = _titles(self.split)
