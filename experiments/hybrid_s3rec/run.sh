@@ -11,7 +11,8 @@
 # 4. tables: mean ± std per setting and Welch p of each setting against sasrec (experiments/seed_table.py).
 # Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
 # queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60), ABLATE_VIEW (gated |
-# null_space: which hybrid the ablations take apart). A rerun into the same OUT
+# null_space: which hybrid the ablations take apart), TABLE (default docs/tables/hybrid_s3rec.md; the popularity
+# table goes beside it, *_pop.md). A rerun into the same OUT
 # skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue
 # (add "pop" for the popularity-correction sweeps of finished runs, below; POP_SETTINGS, POP_BETAS).
 set -euo pipefail
@@ -22,6 +23,8 @@ JOBS=${JOBS:-2}
 STAGES=${STAGES:-"main ablate"}
 out=${OUT:-runs/hybrid-s3rec}
 EXTRA=${EXTRA:-}
+TABLE=${TABLE:-docs/tables/hybrid_s3rec.md}  # a side experiment (another OUT) names its own table files
+POP_TABLE=${POP_TABLE:-${TABLE%.md}_pop.md}
 # MAIN setting name -> model and overrides (on top of configs/s3rec_converge.yaml). sasrec-128 and sasrec-cos are
 # the controls of AlphaFuse's width (128) and of its cosine / temperature scoring. The config file sets hidden 64,
 # so a 128-wide setting says so.
@@ -40,7 +43,7 @@ declare -A MAIN=(
 )
 ABLATE_VIEW=${ABLATE_VIEW:-gated}  # gated: ablate the default hybrid; null_space: ablate hybrid-ns-128
 MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr llm-esr-epoch hybrid hybrid-cos hybrid-ns hybrid-ns-128"}
-mkdir -p "$out" docs/tables
+mkdir -p "$out" "$(dirname "$TABLE")" "$(dirname "$POP_TABLE")"
 source "$(dirname "$0")/../run_finished.sh"
 export OMP_NUM_THREADS=1 COLUMNS=120
 
@@ -115,8 +118,8 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
   [ -z "$pairs" ] || python experiments/seed_table.py --welch $pairs 2>&1 \
     || echo "(no Welch table yet: it needs two or more seeds in sasrec and in each other setting)"
   echo
-done > docs/tables/hybrid_s3rec.md
-echo "runs in $out; table in docs/tables/hybrid_s3rec.md"
+done > "$TABLE"
+echo "runs in $out; table in $TABLE"
 
 # pop: the ranking-time popularity correction (hybrid's model_params.pop_correction) swept on each finished run of
 # POP_SETTINGS, beta chosen on validation (experiments/hybrid_s3rec/pop_adjust.py; ~1 min per beta and run here);
@@ -133,6 +136,6 @@ if [[ " $STAGES " == *" pop "* ]]; then
   done
   sweeps=$(find "$out" -mindepth 4 -maxdepth 4 -name pop_adjust.json | sort)
   # shellcheck disable=SC2086
-  [ -z "$sweeps" ] || python experiments/hybrid_s3rec/pop_adjust.py --table $sweeps > docs/tables/hybrid_s3rec_pop.md
-  echo "popularity-correction table in docs/tables/hybrid_s3rec_pop.md"
+  [ -z "$sweeps" ] || python experiments/hybrid_s3rec/pop_adjust.py --table $sweeps > "$POP_TABLE"
+  echo "popularity-correction table in $POP_TABLE"
 fi

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import semcollab
-from semcollab.config import ConfigError, EvalConfig, TrainConfig
+from semcollab.config import ConfigError, EvalConfig, TrainConfig, load_config
 from semcollab.models import build_model
 from semcollab.models.base import next_item_loss
 from semcollab.models.hybrid import candidate_logits
@@ -287,25 +287,19 @@ def test_null_space_view_learns_on_the_toy_walk(toy_split, table):
     assert after - before > 0.5 * (1 - before), (before, after)
 
 
-def test_pop_correction_subtracts_beta_log_count_at_ranking_only(toy_split, table):
-    flags = {"item_view": "null_space", "null_dim": 6, "similarity": "cosine"}
-    torch.manual_seed(0)
-    plain = build_model("hybrid", small(table, **flags), toy_split)
-    torch.manual_seed(0)
-    corrected = build_model("hybrid", small(table, **flags, pop_correction=0.4), toy_split)
-    corrected.load_state_dict(plain.state_dict())  # log_count is not saved: rebuilt from the split's counts
-    count = torch.as_tensor(toy_split.item_popularity(), dtype=torch.float32)
-    plain.eval(), corrected.eval()
-    want = plain.score(None, SEQS) - 0.4 * torch.log1p(count)
-    torch.testing.assert_close(corrected.score(None, SEQS), want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(corrected.score_items(None, SEQS, 3, 12), want[:, 3:12], rtol=1e-5, atol=1e-5)
-    batch = first_batch(plain, toy_split)
-    plain.train(), corrected.train()
-    for m in (plain, corrected):
-        m.set_loss("sampled_ce", 8)
-    torch.manual_seed(1)
-    a = plain.loss(batch)
-    torch.manual_seed(1)
-    assert torch.equal(corrected.loss(batch), a)  # training never sees the correction
-    with pytest.raises(ConfigError, match="model_params.pop_correction"):
-        build_model("hybrid", small(table, pop_correction=-0.1), toy_split)
+def test_the_hybrids_own_pop_correction_key_is_read_as_eval_pop_correction(toy_split):
+    """Runs saved before eval.pop_correction carry model_params.pop_correction: the same correction, one mechanism
+    (the wrapper is tested in tests/models/test_pop_correction.py)."""
+    cfg = load_config(None, ["model=hybrid", "model_params.pop_correction=0.4", "model_params.hidden=16"])
+    assert cfg.eval.pop_correction == 0.4 and cfg.model_params == {"hidden": "16"}
+    same = load_config(None, ["model=hybrid", "model_params.pop_correction=0.4", "eval.pop_correction=0.4"])
+    assert same.eval.pop_correction == 0.4 and "pop_correction" not in same.model_params
+    assert load_config(None, ["model=hybrid", "model_params.pop_correction=0"]).eval.pop_correction == 0
+    with pytest.raises(ConfigError, match="'model_params.pop_correction' must be a finite number >= 0"):
+        load_config(None, ["model=hybrid", "model_params.pop_correction=-0.1"])
+    with pytest.raises(ConfigError, match="'model_params.pop_correction' expects a number"):
+        load_config(None, ["model=hybrid", "model_params.pop_correction=lots"])
+    with pytest.raises(ConfigError, match="disagree; keep eval.pop_correction"):
+        load_config(None, ["model=hybrid", "model_params.pop_correction=0.4", "eval.pop_correction=0.2"])
+    with pytest.raises(ConfigError, match="unknown config key"):  # only the hybrid ever had the key
+        build_model("sasrec", {"pop_correction": 0.4}, toy_split)

@@ -34,7 +34,7 @@ def test_corrected_score_by_hand():
         PopularityCorrected(Fixed(), np.array([0, 3, 7]), 0.1)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "mf-bpr", "semantic", "alphafuse"])
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "mf-bpr", "semantic", "alphafuse", "hybrid"])
 def test_ranges_and_serving_factors_follow_the_corrected_score(name, toy_split, tmp_path):
     torch.manual_seed(0)
     model = make(name, toy_split, tmp_path).eval()
@@ -100,10 +100,11 @@ def test_eval_pop_correction_in_a_run_and_in_serving(tmp_path):
                                    rtol=1e-4, atol=1e-4)
 
 
-def test_both_corrections_are_refused(tmp_path):
+def test_two_different_corrections_are_refused(tmp_path):
+    """The hybrid's older key (model_params.pop_correction) is read as eval.pop_correction; two values disagree."""
     from semcollab.tasks.ranking import run_ranking
 
-    with pytest.raises(ConfigError, match="eval.pop_correction.*subtracted twice"):
+    with pytest.raises(ConfigError, match="'model_params.pop_correction'.*'eval.pop_correction'.*disagree"):
         run_ranking("hybrid", "atomic:toy", overrides=[f"data.path={write_atomic(tmp_path / 'toy')}",
-                                                       "eval.pop_correction=0.2", "model_params.pop_correction=0.2",
+                                                       "eval.pop_correction=0.2", "model_params.pop_correction=0.3",
                                                        f"output_dir={tmp_path / 'r'}"], log=None)

@@ -45,15 +45,11 @@ def make(name, split, tmp_path):
             params.update(item_view="null_space", null_dim=6, similarity="cosine")
     if name == "sasrec-cos":
         name, params["similarity"] = "sasrec", "cosine"
-    if name == "hybrid-pop":
-        name = "hybrid"
-        params.update(item_table=str(ring_table(tmp_path / "text.npy", split.n_items)), max_len=10,
-                      item_view="null_space", null_dim=6, similarity="cosine", pop_correction=0.4)
     return build_model(name, params, split)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "sasrec-cos", "bert4rec", "gru4rec", "mf-bpr", "pop", "semantic",
-                                  "fusion", "alphafuse", "hybrid", "hybrid-pop"])
+                                  "fusion", "alphafuse", "hybrid"])
 def test_factored_scores_equal_score(name, toy_split, tmp_path):
     torch.manual_seed(0)
     model = make(name, toy_split, tmp_path).eval()

@@ -119,10 +119,31 @@ class RunConfig:
     output_dir: str = allowed("runs", lambda v: v.strip() != "", "a folder path")
     save_model: bool = True
 
+    def __post_init__(self):
+        self.fold_legacy_keys()
+
+    def fold_legacy_keys(self) -> None:
+        """The hybrid's own ``model_params.pop_correction`` (runs saved before ``eval.pop_correction`` existed) is
+        read as ``eval.pop_correction``: one correction, one place, whatever wrote the config. Called again by
+        whoever sets ``model`` after the config is built (the API's ``model=`` argument)."""
+        if self.model != "hybrid" or "pop_correction" not in self.model_params:
+            return
+        self.model_params = dict(self.model_params)
+        raw = self.model_params.pop("pop_correction")
+        try:
+            beta = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key 'model_params.pop_correction' expects a number, got {raw!r}") from None
+        if not beta >= 0 or beta == float("inf"):
+            raise ConfigError(f"config key 'model_params.pop_correction' must be a finite number >= 0, got {raw!r}")
+        if beta > 0 and self.eval.pop_correction > 0 and beta != self.eval.pop_correction:
+            raise ConfigError(f"config keys 'model_params.pop_correction' ({raw!r}) and 'eval.pop_correction' "
+                              f"({self.eval.pop_correction!r}) disagree; keep eval.pop_correction (the hybrid's own "
+                              "key is its older name)")
+        if beta > 0:
+            self.eval = dataclasses.replace(self.eval, pop_correction=beta)
+
     def _check(self):
-        if self.eval.pop_correction > 0 and float(self.model_params.get("pop_correction", 0) or 0) > 0:
-            yield "eval.pop_correction", ("and model_params.pop_correction are both set: the correction would be "
-                                          "subtracted twice; keep eval.pop_correction (it works for every model)")
         m = METRIC.match(self.train.metric.lower())
         if m and int(m.group(2)) not in self.eval.ks:
             yield "train.metric", (f"is {self.train.metric!r}, but eval.ks={self.eval.ks} does not compute "

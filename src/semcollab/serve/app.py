@@ -20,8 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import schemas as S
+from .ctr_run import CTRRun
 from .middleware import Metrics, ServeMiddleware, _error
-from .ranker import CTRRun, RankRun, RequestError, load_serving_run
+from .ranker import RankRun, RequestError, load_serving_run
 
 try:  # orjson (in the [serve] extra) encodes a 1,000-user batch answer several times faster than json
     import orjson

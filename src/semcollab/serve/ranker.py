@@ -318,61 +318,10 @@ class RankRun:
                             for d in ex["intents"][:n_intents]]}
 
 
-@dataclass
-class CTRRun:
-    """A loaded CTR run (``semcollab ctr train``): p(like) of one (user, item, history)."""
-
-    name: str
-    path: Path
-    cfg: object
-    model: torch.nn.Module
-    split: object
-    fingerprint: str | None
-    metrics: dict
-    kind: str = "ctr"
-
-    SUPPORTED = ("mf", "sasrec-ctr")
-
-    def __post_init__(self):
-        self.model.eval()
-        self.titles = [t or None for t in self.split.titles]
-        self.item_ids = [None, *map(str, self.split.item_vocab.ids)]
-        last: dict[int, np.ndarray] = {}
-        for part in ("train", "valid", "test"):  # the most recent row's history of each user
-            p = self.split.unsubsampled().parts[part]
-            for u, h in zip(p.users.tolist(), p.history):
-                last[u] = h
-        self.last_history = last
-
-    version = RankRun.version
-    n_items = RankRun.n_items
-    item_record = RankRun.item_record
-    user_index = RankRun.user_index
-    item_indices = RankRun.item_indices  # ids only: a CTR request never passes titles
-
-    @property
-    def model_name(self) -> str:
-        return self.cfg.model
-
-
-    def score(self, user: int, items: list[int], history: list[int] | None) -> list[float]:
-        L = self.split.history_len
-        if history is None:
-            hist = self.last_history.get(user, np.zeros(L, dtype=np.int64))
-        else:
-            h = np.asarray(history[-L:], dtype=np.int64)
-            hist = np.concatenate([np.zeros(L - len(h), dtype=np.int64), h])
-        n = len(items)
-        batch = {"users": torch.full((n,), user), "items": torch.as_tensor(items),
-                 "history": torch.as_tensor(np.tile(hist, (n, 1))), "labels": torch.zeros(n),
-                 "row": torch.zeros(n, dtype=torch.long)}
-        with torch.inference_mode():
-            return torch.sigmoid(self.model.logits(batch).float()).tolist()
-
-
 def load_serving_run(path: str | Path, allow_data_change: bool = False, precompute_users: bool = True,
                      allow_pickle: bool = False, pop_correction: float | None = None):
-    """Load one run folder for serving (ranking or CTR, told apart by ``run.json``'s ``task``). ``pop_correction``
+    """Load one run folder for serving (ranking, or CTR as :class:`~semcollab.serve.ctr_run.CTRRun`; told apart by
+    ``run.json``'s ``task``). ``pop_correction``
     (ranking runs): see :class:`RankRun`."""
     import warnings
 
@@ -393,6 +342,7 @@ def load_serving_run(path: str | Path, allow_data_change: bool = False, precompu
         warnings.simplefilter("ignore" if allow_data_change else "default")
         if meta.get("task") == "ctr":
             from ..tasks.ctr import ctr_fingerprint, load_ctr_run
+            from .ctr_run import CTRRun
 
             cfg, net, split = load_ctr_run(path, allow_data_change, allow_pickle)
             if cfg.model not in CTRRun.SUPPORTED:

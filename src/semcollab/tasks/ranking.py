@@ -49,6 +49,7 @@ def _as_config(config, model, dataset, overrides) -> RunConfig:
     if dataset is not None:
         cfg.data.name = dataset
     cfg.model = canonical_name(cfg.model)
+    cfg.fold_legacy_keys()
     cfg.model_params = typed_params(cfg.model, cfg.model_params)
     # absolute paths: a saved run must find its data again when evaluated from another directory
     for key in ("path", "meta_path", "cache_dir"):
