@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import semcollab
 from semcollab.config import ConfigError, EvalConfig, TrainConfig, load_config
 from semcollab.models import build_model
-from semcollab.models.base import next_item_loss
+from semcollab.models.base import draw_negatives, next_item_loss
 from semcollab.models.hybrid import candidate_logits
 from semcollab.models.llm_esr import pca_coordinates
 from semcollab.train.trainer import fit
@@ -166,6 +166,40 @@ def test_loss_terms_and_tail_distillation(toy_split, table, loss):
     on.loss_terms(batch)["tail_distill"].backward()
     assert on.query.weight.grad is None or not on.query.weight.grad.any()
     assert on.item_emb.weight.grad.any()
+
+
+@pytest.mark.parametrize("flags", [{}, {"item_view": "null_space", "null_dim": 6, "similarity": "cosine"},
+                                   {"gate": "none", "tail_distill": 2.0}])
+def test_shared_logit_terms_equal_the_general_terms(toy_split, table, flags):
+    """The sampled-softmax fast path (each head's logits once, fused = their w-mix) against the path that scores
+    every term on its own: the same terms and gradients up to float32 rounding."""
+    torch.manual_seed(0)
+    m = build_model("hybrid", small(table, **flags), toy_split)
+    steps(m, toy_split)  # trained gates, not their 0.5 start
+    m.set_loss("sampled_ce", 8)
+    m.eval()  # no dropout: both paths see the same states
+    batch = first_batch(m, toy_split, seed=3)
+    assert m.tail[batch["targets"][batch["targets"] > 0]].any()
+    neg = torch.tensor([3, 7, 11, 2, 5, 13, 17, int(batch["targets"][batch["targets"] > 0][0])])  # one is a target
+    grads = []
+    for path in (m.general_terms, m.shared_logit_terms):
+        m.zero_grad()
+        terms = path(batch, neg)
+        sum(terms.values()).backward()
+        grads.append((terms, {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+    (general, g_general), (shared, g_shared) = grads
+    assert set(general) == set(shared) == {"next_item", "semantic", "tail_distill"}
+    for k in general:
+        torch.testing.assert_close(shared[k], general[k], rtol=1e-5, atol=1e-6)
+    assert set(g_general) == set(g_shared)
+    for n in g_general:
+        torch.testing.assert_close(g_shared[n], g_general[n], rtol=1e-4, atol=1e-6, msg=n)
+    m.set_loss("sampled_ce", 8)
+    torch.manual_seed(5)
+    via_loss = m.loss(batch)
+    torch.manual_seed(5)
+    torch.testing.assert_close(via_loss, sum(m.shared_logit_terms(batch, draw_negatives("sampled_ce", batch["targets"],
+                                                                                      m.n_items, 8)).values()))
 
 
 def test_candidate_logits_are_the_losses_logits(toy_split, table):

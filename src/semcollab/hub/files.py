@@ -12,6 +12,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ModelError, ModelIntegrityError
@@ -160,6 +161,22 @@ def _write_manifest(folder: Path, info: dict) -> None:
     (folder / MANIFEST).write_text(json.dumps({**info, "files": files}, indent=1))
 
 
+@contextmanager
+def _atomic_folder(out_dir: Path):
+    """A temporary sibling folder to fill; renamed to ``out_dir`` when the block succeeds (a stale, incomplete
+    ``out_dir`` is replaced), removed when it fails: a reader never sees half a folder."""
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path, *, dtype: str = "float32", loader: Callable | None = None,
                  info: dict | None = None, log: Callable[[str], None] = _noop_log) -> Path:
     """Convert a GGUF causal LM into a dense ``save_pretrained`` folder ``out_dir`` (atomically).
@@ -184,9 +201,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, *, dtype: str = "float32", load
         raise ModelError(f"{gguf_path.name}: weights are still packed ({', '.join(packed)}) after loading; "
                          "cannot save a dense folder")
     model = model.to(getattr(torch, dtype))
-    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with _atomic_folder(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         if tok is not None:
             tok.save_pretrained(str(tmp))
@@ -197,12 +212,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path, *, dtype: str = "float32", load
 
         _write_manifest(tmp, {"schema": 1, **(info or {}), "converted_from": gguf_path.name, "dtype": dtype,
                               "transformers": transformers.__version__, "torch": torch.__version__})
-        if out_dir.exists():  # a stale, incomplete folder (no config.json): replace it
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     del model
     log(f"dense folder ready: {out_dir} ({_du(out_dir) / 1e9:.2f} GB, {time.perf_counter() - t0:.0f} s)")
     return out_dir
@@ -211,20 +220,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path, *, dtype: str = "float32", load
 def _extract_zip_folder(zip_path: Path, prefix: str, out_dir: Path, info: dict) -> Path:
     """Unzip the members under ``prefix`` into ``out_dir`` (atomically, skipping desktop.ini clutter); the
     result must be a model folder (``config.json``), else nothing is left behind."""
-    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with _atomic_folder(out_dir) as tmp:
         with zipfile.ZipFile(zip_path) as zf:
             _extract_members(zf, prefix, tmp)
         if not _is_ready(tmp):
             raise ModelError(f"{zip_path.name} has no {prefix}config.json")
         _write_manifest(tmp, {"schema": 1, **info})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -236,18 +236,22 @@ class Hybrid(SASRec):
             feature = torch.zeros_like(feature)
         return self.user_gate(feature)
 
-    def user_vectors(self, seqs: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(u, q)``: per position, the vector the scoring table multiplies (``h`` or ``[(1 - w) h, w q]``; unit
-        vectors over the temperature under cosine) and the semantic head's query ``q`` (None without it)."""
+    def head_states(self, seqs: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(h, q, w)`` per position: the ID head's query ``h``, the semantic head's ``q`` and its share ``w`` of
+        the score (unit vectors over the temperature under cosine; ``q`` and ``w`` None without the semantic head)."""
         seqs = seqs[:, -self.max_len:]
         # the null-space coordinates are whitened (unit variance each): they go in unscaled, as AlphaFuse feeds them
         # (SASRec's embed multiplies by sqrt(hidden))
         h = self.forward(seqs, e * self.cfg.hidden ** -0.5 if self.null_space else e)
         if not self.cfg.semantic_head:
-            return query_side(self.cfg, h), None
-        q = query_side(self.cfg, self.query(h))
-        w = self.user_weights(seqs)
-        return torch.cat([(1 - w) * query_side(self.cfg, h), w * q], -1), q
+            return query_side(self.cfg, h), None, None
+        return query_side(self.cfg, h), query_side(self.cfg, self.query(h)), self.user_weights(seqs)
+
+    def user_vectors(self, seqs: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(u, q)``: per position, the vector the scoring table multiplies (``h`` or ``[(1 - w) h, w q]``) and the
+        semantic head's query ``q`` (None without it)."""
+        h, q, w = self.head_states(seqs, e)
+        return (h, None) if q is None else (torch.cat([(1 - w) * h, w * q], -1), q)
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.item_scorer(users, seqs)(0, self.n_items + 1)
@@ -270,9 +274,18 @@ class Hybrid(SASRec):
         return sum(self.loss_terms(batch).values())
 
     def loss_terms(self, batch: dict) -> dict[str, torch.Tensor]:
-        """The weighted loss terms: ``next_item`` (fused scores), ``semantic`` (the head alone), ``tail_distill``."""
+        """The weighted loss terms: ``next_item`` (fused scores), ``semantic`` (the head alone), ``tail_distill``.
+        With sampled negatives and the semantic head, :meth:`shared_logit_terms` computes the same terms from the
+        two heads' logits once (the fused logits are their ``w``-mix), about half the loss's matmuls."""
         targets = batch["targets"]
         neg = draw_negatives(self.loss_type, targets, self.n_items, self.neg_samples)
+        if self.loss_type == "sampled_ce" and self.cfg.semantic_head:
+            return self.shared_logit_terms(batch, neg)
+        return self.general_terms(batch, neg)
+
+    def general_terms(self, batch: dict, neg: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`loss_terms` for any loss: each term scores its own candidates (``neg``: drawn by the caller)."""
+        targets = batch["targets"]
         e, s = self.views(None if neg is None else batch_item_rows(self.n_items, batch["seqs"], targets, neg))
         table = self.scoring_table(e, s)
         u, q = self.user_vectors(batch["seqs"], e)
@@ -284,25 +297,56 @@ class Hybrid(SASRec):
             terms["semantic"] = self.cfg.semantic_loss * next_item_loss(q, targets, s, self.loss_type,
                                                                          self.neg_samples, negatives=neg)
         if self.cfg.tail_distill > 0:
-            terms["tail_distill"] = self.cfg.tail_distill * self.tail_distill_loss(u, q, targets, table, s, neg)
+            keep = targets > 0
+            t = targets[keep]
+            is_tail = self.tail[t]
+            if not bool(is_tail.any()):
+                terms["tail_distill"] = u.sum() * 0.0
+            else:
+                teacher = candidate_logits(q[keep][is_tail].detach(), t[is_tail], s.detach(), neg, self.loss_type,
+                                           is_tail)
+                student = candidate_logits(u[keep][is_tail], t[is_tail], table, neg, self.loss_type, is_tail)
+                terms["tail_distill"] = self.cfg.tail_distill * self.distill_kl(teacher, student, len(t))
         return terms
 
-    def tail_distill_loss(self, u, q, targets, table, s, neg) -> torch.Tensor:
-        """KL(teacher || student) over each tail-target position's candidates (all items for ``ce``, the target and
-        the negatives otherwise); teacher = the semantic head, detached; averaged over all target positions."""
+    def shared_logit_terms(self, batch: dict, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`general_terms` for ``sampled_ce`` with the semantic head, equal up to float rounding: the ID head's
+        and the semantic head's logits over (target, negatives) are computed once each; the fused logits are
+        ``(1 - w) * id + w * semantic``, the distillation's teacher and student their tail rows."""
+        targets = batch["targets"]
+        e, s = self.views(batch_item_rows(self.n_items, batch["seqs"], targets, neg))
+        h, q, w = self.head_states(batch["seqs"], e)
+        e, s = item_side(self.cfg, e), item_side(self.cfg, s)
         keep = targets > 0
         t = targets[keep]
-        is_tail = self.tail[t]
-        if not bool(is_tail.any()):
-            return u.sum() * 0.0
+        h, q, w = h[keep], q[keep], w[keep]
+        masked = torch.cat([torch.zeros_like(t, dtype=torch.bool).unsqueeze(1), neg.unsqueeze(0) == t.unsqueeze(1)], 1)
+
+        def logits(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+            return torch.cat([(x * table[t]).sum(-1, keepdim=True), x @ table[neg].T], 1)
+
+        semantic = logits(q, s)
+        fused = ((1 - w) * logits(h, e) + w * semantic).masked_fill(masked, -torch.inf)
+        semantic = semantic.masked_fill(masked, -torch.inf)
+        first = torch.zeros_like(t)
+        terms = {"next_item": F.cross_entropy(fused.float(), first)}
+        if self.cfg.semantic_loss > 0:
+            terms["semantic"] = self.cfg.semantic_loss * F.cross_entropy(semantic.float(), first)
+        if self.cfg.tail_distill > 0:
+            is_tail = self.tail[t]
+            terms["tail_distill"] = self.cfg.tail_distill * (
+                self.distill_kl(semantic[is_tail].detach(), fused[is_tail], len(t)) if bool(is_tail.any())
+                else fused.sum() * 0.0)
+        return terms
+
+    def distill_kl(self, teacher: torch.Tensor, student: torch.Tensor, n_targets: int) -> torch.Tensor:
+        """KL(teacher || student) over each tail-target position's candidates (``-inf`` where masked), teacher = the
+        semantic head's detached logits, summed and averaged over all ``n_targets`` target positions."""
         temp = self.cfg.distill_temperature
-        teacher = candidate_logits(q[keep][is_tail].detach(), t[is_tail], s.detach(), neg, self.loss_type,
-                                   is_tail) / temp
-        student = candidate_logits(u[keep][is_tail], t[is_tail], table, neg, self.loss_type, is_tail) / temp
-        p = torch.softmax(teacher.float(), -1)
-        log_student = torch.log_softmax(student.float(), -1).masked_fill(~torch.isfinite(teacher), 0.0)
+        p = torch.softmax(teacher.float() / temp, -1)
+        log_student = torch.log_softmax(student.float() / temp, -1).masked_fill(~torch.isfinite(teacher), 0.0)
         kl = (torch.special.xlogy(p, p) - p * log_student).sum(-1)
-        return kl.sum() / len(t) * temp ** 2
+        return kl.sum() / n_targets * temp ** 2
 
 
 def candidate_logits(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor, neg: torch.Tensor | None, loss: str,
