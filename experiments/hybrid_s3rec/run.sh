@@ -3,11 +3,11 @@
 # configs/s3rec_converge.yaml (hidden 64, 2 layers, 2 heads, dropout 0.5, len 50, sampled softmax over 1,024
 # negatives, length buckets, validation every epoch, patience 20): the hybrid shares SASRec's encoder settings and
 # training loop; only its item side and heads differ. Full ranking, history masked, test = all users.
-# 1. the item text of each dataset is encoded once (MiniLM; mpnet too when ablating encoders) into the user cache,
+# 1. the item text of each dataset is encoded once (MiniLM; mpnet and smollm2-135m too when ablating encoders) into the user cache,
 #    before the queue, so two jobs never encode the same dataset at once;
 # 2. MAIN: hybrid (defaults = the full model) and sasrec on DATASETS x SEEDS;
 # 3. ABLATE: on ABLATE_DATASETS x SEEDS, one component removed per setting (below) and the text encoder swapped
-#    (mpnet; an LM item table when LM_TABLE_<dataset> names one, e.g. a `semcollab reaemb table` output);
+#    (mpnet; smollm2-135m hidden states; an LM item table when LM_TABLE_<dataset> names one, e.g. a `semcollab reaemb table` output);
 # 4. tables: mean ± std per setting and Welch p of each setting against sasrec (experiments/seed_table.py).
 # Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
 # queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60), ABLATE_VIEW (gated |
@@ -20,7 +20,7 @@ DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
 ABLATE_DATASETS=${ABLATE_DATASETS:-"Beauty Toys_and_Games"}
 SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
-STAGES=${STAGES:-"main ablate"}
+STAGES=${STAGES-"main ablate"}  # set but empty (STAGES=""): queue nothing, only rewrite the tables
 out=${OUT:-runs/hybrid-s3rec}
 EXTRA=${EXTRA:-}
 TABLE=${TABLE:-docs/tables/hybrid_s3rec.md}  # a side experiment (another OUT) names its own table files
@@ -57,12 +57,13 @@ declare -A ABLATION=(
   [no-tail-distill]="--model_params.tail_distill=0"
   [linear-adapter]="--model_params.adapter=linear"
   [mpnet]="--model_params.encoder=mpnet"
+  [smollm2]="--model_params.encoder=smollm2-135m"            # an LM's hidden states (last token) as the text table
 )
 
 for stage in $STAGES; do case $stage in
   main) for ds in $DATASETS; do semcollab embed --dataset "s3rec:$ds" --out "$out/embed/$ds-minilm" > /dev/null; done ;;
-  ablate) for ds in $ABLATE_DATASETS; do
-    semcollab embed --dataset "s3rec:$ds" --encoder mpnet --out "$out/embed/$ds-mpnet" > /dev/null; done ;;
+  ablate) for ds in $ABLATE_DATASETS; do for enc in mpnet smollm2-135m; do
+    semcollab embed --dataset "s3rec:$ds" --encoder "$enc" --out "$out/embed/$ds-$enc" > /dev/null; done; done ;;
 esac; done
 
 jobs_file="$out/jobs.$$.txt"  # per invocation: a second queue into the same OUT must not truncate a running one's
@@ -121,7 +122,7 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
 done > "$TABLE"
 echo "runs in $out; table in $TABLE"
 
-# pop: the ranking-time popularity correction (hybrid's model_params.pop_correction) swept on each finished run of
+# pop: the ranking-time popularity correction (eval.pop_correction, any model) swept on each finished run of
 # POP_SETTINGS, beta chosen on validation (experiments/hybrid_s3rec/pop_adjust.py; ~1 min per beta and run here);
 # each sweep is kept beside its run (pop_adjust.json, written once), the table covers every sweep in OUT
 if [[ " $STAGES " == *" pop "* ]]; then
