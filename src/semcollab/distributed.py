@@ -17,6 +17,7 @@ reads on resume to the others."""
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import subprocess
 import sys
@@ -74,6 +75,9 @@ def close(wait: bool = False) -> None:
         except RuntimeError:  # a rank that failed or left: leave regardless
             pass
     dist.destroy_process_group()
+    # free a group only garbage (a reference cycle) still holds now, while the interpreter is whole: freed during
+    # interpreter teardown, gloo's threads may release tensors after Python is gone (an abort at exit, PyTorch #179291)
+    gc.collect()
 
 
 def _close_at_exit() -> None:

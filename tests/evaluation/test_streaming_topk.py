@@ -18,6 +18,7 @@ from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.evaluation.streaming import DENSE_SCORE_BUDGET, item_chunk_width, merge_topk, streamed_topk
 from semcollab.models import build_model
 from semcollab.models.sasrec import SASRec
+from tests.child_process import child_failure
 from tests.evaluation.test_metrics import Fixed as ScoreTable  # a fixed score table: only ``score``
 from tests.tolerance import rounding_tol
 from tests.train.test_distributed import ENV, ROOT, write_data
@@ -173,7 +174,7 @@ def test_million_item_evaluation_stays_bounded(tmp_path):
     (tmp_path / "mem.py").write_text(MEMORY_SCRIPT)
     proc = subprocess.run([sys.executable, str(tmp_path / "mem.py")], env=ENV, capture_output=True, text=True,
                           timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     import resource
 
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
@@ -215,7 +216,7 @@ def test_streamed_evaluation_split_over_two_ranks(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
            str(tmp_path / "ev.py"), str(data), str(tmp_path / "out.json")]
     proc = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["split"] == out["one"]
     assert out["one"] == out["dense"]

@@ -22,7 +22,7 @@ from semcollab.config import DataConfig
 from semcollab.data import load_split
 from semcollab.text import EmbedConfig
 from semcollab.text.embed_items import embed_items
-from tests.child_process import child_env
+from tests.child_process import child_env, child_failure
 from tests.conftest import WORDS, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def one_process(data: Path, lm: Path, cache: Path) -> tuple[np.ndarray, dict]:
 def launch(cmd: list[str], cache: Path, expect_ok=True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, env=env(cache), cwd=ROOT, capture_output=True, text=True, timeout=240)
     if expect_ok:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, child_failure(proc)
         assert "terminate called" not in proc.stderr
     return proc
 

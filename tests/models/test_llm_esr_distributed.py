@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.child_process import child_env
+from tests.child_process import child_env, child_failure
 from tests.models.test_alphafuse import ring_table
 from tests.models.test_llm_esr import small
 
@@ -51,7 +51,7 @@ def test_two_ranks_gather_the_one_process_targets(toy_dir, toy_split, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                            str(script), str(toy_dir), str(tmp_path), json.dumps(params)], env=child_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     torch.manual_seed(0)
     one = build_model("llm-esr", params, toy_split)
     builder = one.training_batches(toy_split.train_sequences(), toy_split.n_items)

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from semcollab.distributed import shard_rows, shard_scale, torchrun_command, without_nproc
-from tests.child_process import child_env
+from tests.child_process import child_env, child_failure
 
 EPS = torch.finfo(torch.float32).eps
 STEPS, TERMS = 4 * 3, 16 * 15  # 4 epochs of 3 batches (48 users, batch 16); rows x targets per row
@@ -68,7 +68,7 @@ def train(data: Path, out: Path, nproc: int, model="sasrec", extra=()) -> dict:
     """``semcollab train`` (``--nproc 2``: relaunched under torchrun); the run's metrics and fit record."""
     proc = subprocess.run(command(data, out, nproc, model, extra), env=ENV, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     assert "terminate called" not in proc.stderr  # every rank left its process group before exiting
     runs = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(runs) == 1, runs  # the run folder is written once, by rank 0
@@ -184,7 +184,7 @@ def test_evaluation_split_over_ranks_is_the_one_process_result(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
            str(tmp_path / "ev.py"), str(data), str(tmp_path / "out.json")]
     proc = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["split"] == out["one"]
 

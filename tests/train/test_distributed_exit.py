@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.child_process import child_env
+from tests.child_process import child_env, child_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 RANK0_WORK = 3.0  # seconds rank 0 works after the last collective (writing a run folder, say)
@@ -47,7 +47,7 @@ def run(tmp: Path, mode: str) -> tuple[subprocess.CompletedProcess, dict]:
 
 def test_a_normal_end_waits_for_every_rank(tmp_path):
     proc, t = run(tmp_path, "normal")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     assert "terminate called" not in proc.stderr
     # rank 1 had nothing left to do after the collective, yet left only once rank 0 had done its work
     assert t["left-1"] - t["collective-0"] >= RANK0_WORK * 0.9, json.dumps(t)

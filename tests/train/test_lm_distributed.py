@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.child_process import child_env
+from tests.child_process import child_env, child_failure
 from tests.tolerance import transformer_reductions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,9 +100,9 @@ def launch(tmp: Path, lm_path, out: Path, nproc: int, runs: dict, killed=False) 
     proc = subprocess.run([*head, str(script), str(lm_path), str(out), json.dumps(runs)], env=env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     if killed:
-        assert proc.returncode != 0 and "FloatingPointError" not in proc.stderr, proc.stderr[-3000:]
+        assert proc.returncode != 0 and "FloatingPointError" not in proc.stderr, child_failure(proc)
     else:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, child_failure(proc)
         assert "terminate called" not in proc.stderr  # every rank left its process group before exiting
     from safetensors.torch import load_file
 
@@ -178,7 +178,7 @@ def test_ctr_train_nproc_2_writes_one_run(tmp_path, tiny_yes_no_lm):
             "--nproc", "2"]
     proc = subprocess.run([sys.executable, "-m", "semcollab", *args], env=env(), cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, child_failure(proc)
     runs = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(runs) == 1, runs  # rank 0 alone writes the run folder
     metrics = json.loads((runs[0] / "metrics.json").read_text())

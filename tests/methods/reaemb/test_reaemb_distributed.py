@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig
 
 from semcollab.methods.reaemb import stage_state, train_reaemb
+from tests.child_process import child_failure
 
 from ...tolerance import transformer_reductions
 from .test_pipeline import base_overrides, write_toy_s3rec
@@ -38,7 +39,7 @@ def test_reaemb_train_nproc_2_matches_one_process_stage1(tiny_causal_lm, tmp_pat
     r = subprocess.run([sys.executable, "-m", "semcollab", "reaemb", "train", "--dataset", "s3rec:Toy", "--lm",
                         str(tiny_causal_lm), *opts, "--nproc", "2"], env=env, capture_output=True, text=True,
                        timeout=240)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, child_failure(r)
     assert r.stdout.count("stage1: ") == 1 and r.stdout.count("stage2: ") == 1, r.stdout  # rank 0 alone prints
     two = {s: stage_state(out, s) for s in ("stage1", "stage2")}
     assert two["stage1"]["steps"] == STEPS and two["stage2"]["steps"] == 2
@@ -95,7 +96,7 @@ def test_gathered_stage1_gradient_is_the_one_process_gradient(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                         str(script), str(out)], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, child_failure(r)
     g = torch.load(out, weights_only=True)
     # fp32 loss of 7 rows x 4 dims; a reordered sum per element: a few eps of the largest gradient
     tol = 64 * torch.finfo(torch.float32).eps * float(g["one"].abs().max())
