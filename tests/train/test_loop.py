@@ -96,6 +96,22 @@ def test_a_toy_task_trains_and_ends_at_its_best_validated_state():
         assert -float(((model(task.xv).squeeze(-1) - task.yv) ** 2).mean()) == res.best_valid
 
 
+def test_a_run_ended_by_the_epoch_cap_says_it_may_still_improve():
+    lines = []
+    res = run(toy(), settings(epochs=4, patience=6), log=lines.append)
+    assert res.stopped_by == "epochs" and lines[-1].startswith("reached the last epoch (4) before early stopping")
+    assert f"at epoch {res.best_epoch}," in lines[-1] and "(patience 6)" in lines[-1]
+
+    class Flat(Regression):  # validation never improves after epoch 1: the patience ends the run, nothing to say
+        def validate(self, epoch):
+            return -1.0
+
+    lines, model = [], toy()
+    res = train_epochs(Flat(model), model, torch.optim.Adam(model.parameters()), np.random.default_rng(0),
+                       settings(epochs=4, patience=1), lines.append)
+    assert res.stopped_by == "early_stopping" and not any(line.startswith("reached") for line in lines)
+
+
 def test_epochs_without_validation_record_no_score_and_spend_no_patience():
     res = run(toy(), settings(epochs=5, patience=5), eval_every=2)
     assert ["valid_neg_mse" in h for h in res.history] == [False, True, False, True, True]

@@ -268,6 +268,10 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
     saver.save_final(result.epochs_run, first_epoch, model, opt, stopper, rng, result.history, result.train_seconds)
     if reason:
         result.stopped_by = reason
+    elif log and stopper.best_epoch and result.epochs_run == cfg.epochs:  # the epoch cap ended it, not the patience
+        log(f"reached the last epoch ({cfg.epochs}) before early stopping: the best validation {task.metric} was at "
+            f"epoch {stopper.best_epoch}, {stopper.bad} evaluation(s) before the end (patience {cfg.patience}); "
+            "the model may still improve with more epochs (raise train.epochs)")
     stopper.restore_best(model)
     result.best_valid, result.best_epoch = stopper.best, stopper.best_epoch
     result.seconds_per_epoch = result.train_seconds / max(result.epochs_run, 1)
