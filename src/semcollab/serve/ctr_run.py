@@ -1,28 +1,20 @@
 """Serving-side view of a saved CTR run (``semcollab ctr train``): p(like) of one (user, item, history) per request.
-It shares the id lookups and item records of :class:`~semcollab.serve.ranker.RankRun`; nothing else."""
+It shares the fields, id lookups and item records of every served run (:class:`~semcollab.serve.ranker.LoadedRun`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .ranker import RankRun
+from .ranker import LoadedRun
 
 
 @dataclass
-class CTRRun:
+class CTRRun(LoadedRun):
     """A loaded CTR run (``semcollab ctr train``): p(like) of one (user, item, history)."""
 
-    name: str
-    path: Path
-    cfg: object
-    model: torch.nn.Module
-    split: object
-    fingerprint: str | None
-    metrics: dict
     kind: str = "ctr"
 
     SUPPORTED = ("mf", "sasrec-ctr")
@@ -37,16 +29,6 @@ class CTRRun:
             for u, h in zip(p.users.tolist(), p.history):
                 last[u] = h
         self.last_history = last
-
-    version = RankRun.version
-    n_items = RankRun.n_items
-    item_record = RankRun.item_record
-    user_index = RankRun.user_index
-    item_indices = RankRun.item_indices  # ids only: a CTR request never passes titles
-
-    @property
-    def model_name(self) -> str:
-        return self.cfg.model
 
     def score(self, user: int, items: list[int], history: list[int] | None) -> list[float]:
         L = self.split.history_len

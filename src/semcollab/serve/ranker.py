@@ -47,8 +47,9 @@ def _encoder(model):
 
 
 @dataclass
-class RankRun:
-    """A loaded ranking run (``semcollab train``)."""
+class LoadedRun:
+    """What every served run has (a ranking run, :class:`RankRun`, or a CTR run,
+    :class:`~semcollab.serve.ctr_run.CTRRun`): its folder, config, model and split, and the id lookups of requests."""
 
     name: str
     path: Path
@@ -57,6 +58,56 @@ class RankRun:
     split: object
     fingerprint: str | None
     metrics: dict
+
+    @property
+    def version(self) -> str:
+        return f"{self.name}@{(self.fingerprint or 'unrecorded')[:12]}"
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.model
+
+    @property
+    def n_items(self) -> int:
+        return self.split.n_items
+
+    def user_index(self, raw: str, field: str = "body.user_id") -> int:
+        from ..data import UnknownIdError
+
+        try:
+            return self.split.user_vocab.encode(raw)
+        except UnknownIdError:
+            raise RequestError(field, f"unknown user id {raw!r} for model {self.name!r}", [raw]) from None
+
+    def item_indices(self, raws: list[str], field: str, titles: bool = False) -> list[int]:
+        """Item indices of raw ids (or, with ``titles``, exact titles, case-insensitive); unknown ones listed."""
+        index = self.split.item_vocab._index
+        out, unknown = [], []
+        for r in raws:
+            i = index.get(str(r))
+            if i is None and titles:
+                i = self._title_index.get(str(r).casefold())
+            if i is None:
+                unknown.append(r)
+            else:
+                out.append(i)
+        if unknown:
+            what = "item ids or titles" if titles else "item ids"
+            raise RequestError(field, f"unknown {what} for model {self.name!r}: {unknown[:20]}"
+                               + (f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""), unknown)
+        return out
+
+    def item_record(self, i: int, score: float | None = None) -> dict:
+        rec = {"id": self.item_ids[i], "title": self.titles[i]}
+        if score is not None:
+            rec["score"] = float(score)
+        return rec
+
+
+@dataclass
+class RankRun(LoadedRun):
+    """A loaded ranking run (``semcollab train``)."""
+
     titles: list = field(default_factory=list)
     kind: str = "rank"
     # encode every known user's history once at start-up: a request by user id is then one row of a matmul
@@ -89,18 +140,6 @@ class RankRun:
             if not self.factored:
                 self.item_matrix = self._encode = self._extra_mask = None
             self.user_vectors = self._precompute_users() if self.factored and self.precompute_users else None
-
-    @property
-    def version(self) -> str:
-        return f"{self.name}@{(self.fingerprint or 'unrecorded')[:12]}"
-
-    @property
-    def model_name(self) -> str:
-        return self.cfg.model
-
-    @property
-    def n_items(self) -> int:
-        return self.split.n_items
 
     @property
     def needs_user(self) -> bool:  # MF ranks known users only: an ad-hoc history has no user row
@@ -138,32 +177,6 @@ class RankRun:
         return out if out is not None else torch.empty(0, self.item_matrix.shape[1])
 
     # ---------------------------------------------------------------- inputs
-    def user_index(self, raw: str, field: str = "body.user_id") -> int:
-        from ..data import UnknownIdError
-
-        try:
-            return self.split.user_vocab.encode(raw)
-        except UnknownIdError:
-            raise RequestError(field, f"unknown user id {raw!r} for model {self.name!r}", [raw]) from None
-
-    def item_indices(self, raws: list[str], field: str, titles: bool = False) -> list[int]:
-        """Item indices of raw ids (or, with ``titles``, exact titles, case-insensitive); unknown ones listed."""
-        index = self.split.item_vocab._index
-        out, unknown = [], []
-        for r in raws:
-            i = index.get(str(r))
-            if i is None and titles:
-                i = self._title_index.get(str(r).casefold())
-            if i is None:
-                unknown.append(r)
-            else:
-                out.append(i)
-        if unknown:
-            what = "item ids or titles" if titles else "item ids"
-            raise RequestError(field, f"unknown {what} for model {self.name!r}: {unknown[:20]}"
-                               + (f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""), unknown)
-        return out
-
     def _pad(self, seqs: list[np.ndarray]) -> torch.Tensor:
         cut = [np.asarray(s[-self.max_len:] if self.max_len else s, dtype=np.int64) for s in seqs]
         width = max(1, max(len(s) for s in cut))
@@ -243,12 +256,6 @@ class RankRun:
         vals, idx, fin = top.values.tolist(), top.indices.tolist(), torch.isfinite(top.values).tolist()
         return [{"items": [(i, v) for i, v, f in zip(idx[r][: q["k"]], vals[r][: q["k"]], fin[r][: q["k"]]) if f],
                  "history": seqs[r]} for r, q in enumerate(queries)]
-
-    def item_record(self, i: int, score: float | None = None) -> dict:
-        rec = {"id": self.item_ids[i], "title": self.titles[i]}
-        if score is not None:
-            rec["score"] = float(score)
-        return rec
 
     # ---------------------------------------------------------------- similar items, explanations
     def embedding_table(self, which: str) -> tuple[str, torch.Tensor]:
