@@ -1,4 +1,6 @@
-"""Seconds of one training epoch of a ranking model (no validation), one thread, on a prepared dataset.
+"""Seconds of one training epoch of a ranking model (no validation), one thread, on a prepared dataset; with
+``--validate``, the seconds of one full-ranking validation (what the loop runs after every epoch) and of one test
+evaluation with breakdowns, after that epoch.
 
 The same batches (``--seed``) and the same initial weights each call, so two code versions or two settings are
 compared by running this twice, interleaved, on the same machine (``PYTHONPATH=<other clone>/src`` for another
@@ -21,6 +23,7 @@ import torch
 
 import semcollab
 from semcollab.data import load_split
+from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models import build_model
 from semcollab.tasks.ranking import _as_config
 from semcollab.train.trainer import RankingTask, seed_everything
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators (self CPU)")
+    ap.add_argument("--validate", action="store_true",
+                    help="also time one validation and one test evaluation with breakdowns (their metrics printed)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = _as_config(args.config, args.model, args.dataset, args.set)
@@ -59,6 +64,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"semcollab": semcollab.__file__, "model": cfg.model, "dataset": args.dataset, "overrides": args.set,
            "threads": args.threads, "batches": n, "epoch_seconds": round(time.perf_counter() - t0, 2),
            "mean_loss": round(total / max(n, 1), 6)}
+    if args.validate:  # the same trained weights in every version compared: the metrics must agree to the bit
+        t0 = time.perf_counter()
+        out["valid_" + cfg.train.metric] = task.validate(1)
+        out["validate_seconds"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        test = evaluate_ranking(net, split.eval_set("test"), split.n_items, split.item_popularity(), cfg.eval)
+        out["test_breakdowns_seconds"] = round(time.perf_counter() - t0, 2)
+        out["test"] = {g: test[g].get(cfg.train.metric) for g in ("overall", "head", "tail", "short_users")}
     print(json.dumps(out))
     return out
 

@@ -110,3 +110,58 @@ def test_evaluator_rejects_nan_scores():
     ev = EvalSet(np.array([0]), [np.array([1])], [np.array([2])])
     with pytest.raises(FloatingPointError):
         evaluate_ranking(Fixed([[0, float("nan"), 1]]), ev, 2, np.array([0, 1, 1]), EvalConfig(ks=[1]))
+
+
+def _dense_reference(scores, ev, n_items, pop, ks, mask_history):
+    """The evaluator's one-chunk arithmetic written with dense (users, items) boolean masks, as it was before the
+    bookkeeping went sparse: per-user metrics of the "all", "head" and "tail" groups and the repeat count."""
+    s = torch.as_tensor(scores, dtype=torch.float32).clone()
+    s[:, 0] = -torch.inf
+    tmask = torch.zeros(s.shape, dtype=torch.bool)
+    hmask = torch.zeros(s.shape, dtype=torch.bool)
+    for i, (h, t) in enumerate(zip(ev.histories, ev.targets)):
+        hmask[i, torch.as_tensor(h, dtype=torch.long)] = True
+        tmask[i, torch.as_tensor(t, dtype=torch.long)] = True
+    repeats = int((tmask & hmask).any(1).sum())
+    if mask_history:
+        s.masked_fill_(hmask, -torch.inf)
+    head = torch.from_numpy(head_items(pop, 0.2))
+    out = {}
+    for g, gm in {"all": None, "head": head, "tail": ~head}.items():
+        tm = tmask if gm is None else tmask & gm
+        has = tm.any(1)
+        out[g] = {k: float(v[has].mean()) for k, v in full_ranking_metrics(s, tm, ks).items()} if has.any() else {}
+    return out, repeats
+
+
+@pytest.mark.parametrize("mask_history", [True, False])
+def test_sparse_bookkeeping_equals_dense_masks(mask_history):
+    """Targets and histories kept as index pairs give the dense masks' metrics to the bit: duplicate targets and
+    history entries in a row, targets repeating a history item, several targets per row, head/tail groups,
+    chunks that cut rows."""
+    rng = np.random.default_rng(5)
+    n_users, n_items = 30, 40
+    scores = rng.permutation(n_users * (n_items + 1)).reshape(n_users, n_items + 1).astype(np.float32)
+    hists = [rng.integers(1, n_items + 1, rng.integers(1, 9)) for _ in range(n_users)]  # with duplicates
+    tgts = [rng.integers(1, n_items + 1, rng.integers(1, 4)) for _ in range(n_users)]
+    for i in range(0, n_users, 4):
+        tgts[i] = np.array([hists[i][0], hists[i][0], tgts[i][0]])  # a repeat of the history, twice
+    hists[1], tgts[1] = np.array([3, 7, 7]), np.array([7, 3])  # two different repeats: one user
+    ev = EvalSet(np.arange(n_users), hists, tgts)
+    pop = rng.integers(0, 30, n_items + 1)
+    pop[0] = 0
+    res = evaluate_ranking(Fixed(scores), ev, n_items, pop, EvalConfig(ks=[1, 5, 10], chunk_size=7,
+                                                                      mask_history=mask_history))
+    want, repeats = _dense_reference(scores, ev, n_items, pop, [1, 5, 10], mask_history)
+    assert res["n_users_target_in_history"] == repeats >= 8
+    assert res["overall"] == want["all"]
+    for g in ("head", "tail"):
+        assert {k: v for k, v in res[g].items() if k != "n_users"} == want[g]
+
+
+def test_evaluator_rejects_a_nan_in_any_cell():
+    """One NaN among finite scores, in a history cell that masking would hide: still refused."""
+    ev = EvalSet(np.array([0, 1]), [np.array([1]), np.array([2])], [np.array([2]), np.array([3])])
+    scores = [[0, 1, 2, 3], [0, 1, float("nan"), 3]]
+    with pytest.raises(FloatingPointError, match="NaN"):
+        evaluate_ranking(Fixed(scores), ev, 3, np.array([0, 1, 1, 1]), EvalConfig(ks=[1]))

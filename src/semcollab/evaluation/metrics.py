@@ -42,13 +42,16 @@ def metrics_from_hits(hits: torch.Tensor, n_targets: torch.Tensor, ks: list[int]
     return out
 
 
-def full_ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks: list[int]) -> dict[str, torch.Tensor]:
-    """Per-user metrics over all items. ``scores`` already has excluded items (padding, history) at -inf."""
+def full_ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks: list[int],
+                         n_targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-user metrics over all items. ``scores`` already has excluded items (padding, history) at -inf.
+    ``n_targets`` (each row's count of True in ``targets``), when the caller knows it, saves a pass over ``targets``."""
     maxk = min(max(ks), scores.shape[1])
     top = scores.topk(maxk, dim=1).indices
     hits = targets.gather(1, top)
-    # targets are sparse: counting the nonzeros' rows is ~5x faster than a (B, N+1) boolean sum
-    n_targets = torch.bincount(targets.nonzero()[:, 0], minlength=targets.shape[0])
+    if n_targets is None:
+        # targets are sparse: counting the nonzeros' rows is ~5x faster than a (B, N+1) boolean sum
+        n_targets = torch.bincount(targets.nonzero()[:, 0], minlength=targets.shape[0])
     return metrics_from_hits(hits, n_targets, ks)
 
 
