@@ -65,6 +65,7 @@ from ...models.base import ServingFactors, next_item_loss
 from ...models.sasrec import SASRec, SASRecConfig
 from ...registry import register
 from ...text import TextSettings
+from .intent_branch import IntentBranch
 
 
 @dataclass
@@ -101,33 +102,6 @@ class SAERecConfig(SASRecConfig, TextSettings):
         from .sae import SAEConfig
 
         from_dict(SAEConfig, self.sae, prefix="model_params.sae.")  # raises on a bad SAE setting, now
-
-
-class IntentBranch(nn.Module):
-    """Single-head attention from positions to intent tokens; output linear in the tokens. ``dropout`` (train
-    mode only) drops attention weights and outputs; at 0 no dropout op runs, so the RNG stream is unchanged."""
-
-    def __init__(self, hidden: int, dropout: float = 0.0):
-        super().__init__()
-        self.q, self.k = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
-        self.ov = nn.Linear(hidden, hidden, bias=False)
-        self.scale = hidden ** -0.5
-        self.dropout = dropout
-
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.dropout, self.training) if self.dropout > 0 else x
-
-    def forward(self, h: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor):
-        """h (B, L, H); tokens (B, L, P, H) or (P, H); valid (B, L, P) bool -> out (B, L, H), attn (B, L, P)."""
-        if tokens.dim() == 2:
-            logits = torch.einsum("blh,ph->blp", self.q(h), self.k(tokens)) * self.scale
-            values = self.ov(tokens)
-            attn = torch.softmax(logits.masked_fill(~valid, -torch.inf), -1).nan_to_num(0.0)
-            return self._drop(torch.einsum("blp,ph->blh", self._drop(attn), values)), attn, values
-        logits = torch.einsum("blh,blph->blp", self.q(h), self.k(tokens)) * self.scale
-        attn = torch.softmax(logits.masked_fill(~valid, -torch.inf), -1).nan_to_num(0.0)
-        values = self.ov(tokens)
-        return self._drop(torch.einsum("blp,blph->blh", self._drop(attn), values)), attn, values
 
 
 # positions x latents scored at once by the cosine retrieval (float32: 32 MiB per intermediate)
