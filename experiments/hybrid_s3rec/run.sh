@@ -12,7 +12,7 @@
 # Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
 # queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60), ABLATE_VIEW (gated |
 # null_space: which hybrid the ablations take apart), TABLE (default docs/tables/hybrid_s3rec.md; the popularity
-# table goes beside it, *_pop.md). A rerun into the same OUT
+# table goes beside it, *_pop.md), MODEL_ROW and PEERS (the Welch tests of semcollab's model against each peer). A rerun into the same OUT
 # skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue
 # (add "pop" for the popularity-correction sweeps of finished runs, below; POP_SETTINGS, POP_BETAS).
 set -euo pipefail
@@ -41,6 +41,8 @@ declare -A MAIN=(
   [hybrid-ns]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine"
   [hybrid-ns-128]="--model hybrid --model_params.item_view=null_space --model_params.similarity=cosine --model_params.hidden=128 --model_params.null_dim=64"
 )
+MODEL_ROW=${MODEL_ROW:-hybrid-ns-128}  # semcollab's model in the tables: Welch-tested against sasrec and each of PEERS
+PEERS=${PEERS:-"alphafuse llm-esr-epoch"}
 ABLATE_VIEW=${ABLATE_VIEW:-gated}  # gated: ablate the default hybrid; null_space: ablate hybrid-ns-128
 MODELS=${MODELS:-"sasrec sasrec-128 sasrec-cos alphafuse alphafuse-64 llm-esr llm-esr-epoch hybrid hybrid-cos hybrid-ns hybrid-ns-128"}
 mkdir -p "$out" "$(dirname "$TABLE")" "$(dirname "$POP_TABLE")"
@@ -114,6 +116,11 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
   for g in $groups; do  # settings with two or more finished seeds (a t-test needs them)
     [ "$g" != "$out/$ds/sasrec" ] && [ "$(find "$g" -mindepth 2 -maxdepth 2 -name metrics.json | wc -l)" -ge 2 ] \
       && pairs="$pairs $out/$ds/sasrec $g"
+  done
+  seeds() { find "$1" -mindepth 2 -maxdepth 2 -name metrics.json 2>/dev/null | wc -l; }
+  for peer in $PEERS; do  # semcollab's model against each peer ("ahead of every peer row")
+    [ "$(seeds "$out/$ds/$peer")" -ge 2 ] && [ "$(seeds "$out/$ds/$MODEL_ROW")" -ge 2 ] \
+      && pairs="$pairs $out/$ds/$peer $out/$ds/$MODEL_ROW"
   done
   # shellcheck disable=SC2086
   [ -z "$pairs" ] || python experiments/seed_table.py --welch $pairs 2>&1 \
