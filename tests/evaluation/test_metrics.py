@@ -165,3 +165,12 @@ def test_evaluator_rejects_a_nan_in_any_cell():
     scores = [[0, 1, 2, 3], [0, 1, float("nan"), 3]]
     with pytest.raises(FloatingPointError, match="NaN"):
         evaluate_ranking(Fixed(scores), ev, 3, np.array([0, 1, 1, 1]), EvalConfig(ks=[1]))
+
+
+@pytest.mark.parametrize("target", [5, -1])
+def test_an_item_index_outside_the_catalogue_is_refused(target):
+    """Index pairs must not fold an out-of-range item into the next user's row: it is an error, as it was with dense
+    masks."""
+    ev = EvalSet(np.array([0, 1]), [np.array([1]), np.array([2])], [np.array([target]), np.array([3])])
+    with pytest.raises(IndexError, match="outside the catalogue"):
+        evaluate_ranking(Fixed([[0, 1, 2, 3, 4]] * 2), ev, 4, np.array([0, 1, 1, 1, 1]), EvalConfig(ks=[1]))

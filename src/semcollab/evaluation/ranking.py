@@ -48,8 +48,11 @@ def _pairs(rows: list[np.ndarray], n_cols: int) -> tuple[np.ndarray, np.ndarray]
     lens = [len(r) for r in rows]
     if not sum(lens):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keys = np.unique(np.repeat(np.arange(len(rows), dtype=np.int64), lens) * n_cols
-                     + np.concatenate(rows).astype(np.int64))
+    cols = np.concatenate(rows).astype(np.int64)
+    if cols.min() < 0 or cols.max() >= n_cols:  # a key would otherwise fold into the next row's columns
+        raise IndexError(f"item index {int(cols.min() if cols.min() < 0 else cols.max())} is outside the "
+                         f"catalogue's columns 0..{n_cols - 1}")
+    keys = np.unique(np.repeat(np.arange(len(rows), dtype=np.int64), lens) * n_cols + cols)
     return keys // n_cols, keys % n_cols
 
 
