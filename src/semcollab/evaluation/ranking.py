@@ -33,13 +33,7 @@ def pad_left(seqs: list[np.ndarray], max_len: int | None) -> torch.Tensor:
 
 def _index_mask(rows: list[np.ndarray], n_cols: int, device) -> torch.Tensor:
     """Boolean (len(rows), n_cols) matrix with True at each row's indices."""
-    mask = torch.zeros(len(rows), n_cols, dtype=torch.bool, device=device)
-    lens = [len(r) for r in rows]
-    if sum(lens):
-        r = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(lens)).to(device)
-        c = torch.from_numpy(np.concatenate(rows)).to(device)
-        mask[r, c] = True
-    return mask
+    return _pair_mask(*_pairs(rows, n_cols), (len(rows), n_cols), device)
 
 
 def _pairs(rows: list[np.ndarray], n_cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +143,7 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
         # passes over (B, N) boolean matrices, which cost as much as the scoring matmul on an 18k-item catalogue
         t_rows, t_cols = _pairs(tgts, n_items + 1)
         h_rows, h_cols = _pairs(hists, n_items + 1)
-        target_mask = _pair_mask(t_rows, t_cols, scores.shape, device)
+        target_mask = _pair_mask(t_rows, t_cols, scores.shape, device)  # = _index_mask(tgts, ...), pairs kept
         in_hist = np.isin(t_rows * (n_items + 1) + t_cols, h_rows * (n_items + 1) + h_cols)
         repeats += len(np.unique(t_rows[in_hist]))
         # the sampled protocol never masks: its negatives already exclude the history, and a target that
