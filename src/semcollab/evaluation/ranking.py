@@ -92,9 +92,8 @@ def evaluate_ranking(model, eval_set: EvalSet, n_items: int, popularity: np.ndar
     model.eval()
     ks = sorted(cfg.ks)
     head = head_items(popularity, cfg.head_frac)
-    is_head = torch.from_numpy(head).to(device)
-    groups = {"all": None, "head": is_head, "tail": ~is_head} if breakdowns else {"all": None}
-    item_groups = {"all": None, "head": head, "tail": ~head} if breakdowns else {"all": None}  # the same, numpy
+    item_groups = {"all": None, "head": head, "tail": ~head} if breakdowns else {"all": None}  # numpy: index pairs
+    groups = {g: None if m is None else torch.from_numpy(m).to(device) for g, m in item_groups.items()}  # streaming
     per_user: dict[str, dict[str, list]] = {g: {} for g in groups}
     present: dict[str, list] = {g: [] for g in groups}
     capped: list[int] = []  # users with fewer eligible negatives than asked for: their negative counts
