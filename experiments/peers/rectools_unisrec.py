@@ -121,8 +121,16 @@ class UniSRecRanker:
         return scores_to_semcollab(hidden @ net.project_all().T, self.unique_items, self.n_items)
 
 
-def fit_unisrec(split, vectors: np.ndarray, params: dict, seed: int, log=print):
-    """Train RecTools' UniSRecModel on ``split``'s training sequences; returns ``(model, fit_record)``."""
+def fit_unisrec(split, vectors: np.ndarray, params: dict, seed: int, log=print, select: dict | None = None):
+    """Train RecTools' UniSRecModel on ``split``'s training sequences; returns ``(model, fit_record)``.
+
+    ``select`` (``{"every": n, "patience": p, "eval_cfg": EvalConfig, "device": str, "max_minutes": m}``):
+    semcollab's stopping rule
+    for RecTools' fixed-epoch ``fit``: validation NDCG@10 (semcollab's evaluator, the valid split) after every
+    ``n``-th epoch, the best state kept and restored at the end, training stopped after ``p`` evaluations without a
+    new best, so the peer's epoch count is picked on validation as every semcollab row's is. RecTools' own
+    ``patience`` watches a loss on the training sequences, which is why it is not used. ``max_minutes`` (None: no
+    cap) ends training at the first evaluation past that wall time (``stopped_by`` "time": not converged)."""
     import pytorch_lightning as pl
     from rectools.fast_transformers import UniSRecModel
 
@@ -139,13 +147,48 @@ def fit_unisrec(split, vectors: np.ndarray, params: dict, seed: int, log=print):
             log(f"epoch {len(self.seconds)}: {self.seconds[-1]:.1f} s"
                 + (f", train_loss={float(loss):.4f}" if loss is not None else ""))
 
+    class ValidationPick(pl.Callback):
+        """Keeps the state of the best validation NDCG@10 and stops after ``patience`` evaluations without one."""
+
+        def __init__(self, every: int, patience: int, eval_cfg: EvalConfig, device: str, max_minutes=None):
+            self.every, self.patience, self.eval_cfg, self.device = every, patience, eval_cfg, device
+            self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+            self.timed_out = False
+            self.curve: list[tuple[int, float]] = []
+            self.best: tuple[int, float, dict] | None = None
+
+        def on_train_epoch_end(self, trainer, module):
+            epoch = trainer.current_epoch + 1
+            if epoch % self.every:
+                return
+            model._net = module.net  # the ranker reads model.net; RecTools sets it only after fit
+            was_training = module.net.training
+            ranker = UniSRecRanker(model, split.n_items).eval()
+            valid = evaluate_ranking(ranker, split.eval_set("valid"), split.n_items, pop, self.eval_cfg,
+                                     self.device)["overall"]["ndcg@10"]
+            module.net.train(was_training)
+            self.curve.append((epoch, float(valid)))
+            log(f"epoch {epoch}: valid NDCG@10={valid:.4f}")
+            if self.best is None or valid > self.best[1]:
+                state = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
+                self.best = (epoch, float(valid), state)
+            elif len([e for e, _ in self.curve if e > self.best[0]]) >= self.patience:
+                trainer.should_stop = True
+            if self.deadline is not None and time.monotonic() > self.deadline and not trainer.should_stop:
+                trainer.should_stop = self.timed_out = True
+
     class TimedUniSRec(UniSRecModel):
         def _make_trainer(self, max_epochs, val_dl=None):
             trainer = super()._make_trainer(max_epochs, val_dl)
             trainer.callbacks.append(timer)
+            if picker is not None:
+                trainer.callbacks.append(picker)
             return trainer
 
     timer = EpochTimer()
+    pop = split.item_popularity()
+    picker = None if not select else ValidationPick(select["every"], select["patience"], select["eval_cfg"],
+                                                    select["device"], select.get("max_minutes"))
     pl.seed_everything(seed, verbose=False)
     users, items, stamps = train_interactions(split.train_sequences())
     model = TimedUniSRec(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), device="cpu", **params)
@@ -153,12 +196,22 @@ def fit_unisrec(split, vectors: np.ndarray, params: dict, seed: int, log=print):
     model.fit(torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(stamps))
     seconds = time.perf_counter() - t0
     n_seen = len(model.item_id_mapping)
-    fit = {"epochs_run": len(timer.seconds), "best_epoch": len(timer.seconds), "stopped_by": "epochs",
+    best_epoch, stopped_by = len(timer.seconds), "epochs"
+    if picker is not None and picker.best is not None:
+        best_epoch = picker.best[0]
+        model.net.load_state_dict(picker.best[2])
+        stopped_by = ("time" if picker.timed_out else
+                      "patience" if len(timer.seconds) < params["epochs"] else "epochs")
+    fit = {"epochs_run": len(timer.seconds), "best_epoch": best_epoch, "stopped_by": stopped_by,
            "train_seconds": seconds, "epoch_seconds": timer.seconds,
            "seconds_per_epoch": float(np.mean(timer.seconds)) if timer.seconds else None,
            "items_in_training": n_seen, "items_without_row": int(split.n_items - n_seen),
            "users_trained": int(sum(len(s) >= params.get("train_min_user_interactions", 2)
                                     for s in split.train_sequences()))}
+    if picker is not None:
+        fit["valid_curve"] = picker.curve
+        fit["select"] = {"every": select["every"], "patience": select["patience"], "metric": "ndcg@10",
+                         "max_minutes": select.get("max_minutes")}
     return model, fit
 
 
@@ -178,11 +231,16 @@ def cpu_info() -> str:
     return f"{name}; torch threads {torch.get_num_threads()}; {os.cpu_count()} cores; load avg {load}"
 
 
-def run(split, vectors: np.ndarray, params: dict, seed: int, eval_cfg: EvalConfig, log=print) -> dict:
-    """Fit and evaluate (valid and test, semcollab's evaluator); returns the result record."""
-    model, fit = fit_unisrec(split, vectors, params, seed, log)
-    ranker = UniSRecRanker(model, split.n_items)
+def run(split, vectors: np.ndarray, params: dict, seed: int, eval_cfg: EvalConfig, log=print,
+        valid_every: int = 0, patience: int = 20, max_minutes: float | None = None) -> dict:
+    """Fit and evaluate (valid and test, semcollab's evaluator); returns the result record. ``valid_every`` > 0:
+    the epoch is picked on validation (see :func:`fit_unisrec`'s ``select``)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"  # Lightning hands the net back on the CPU
+    select = ({"every": valid_every, "patience": patience, "eval_cfg": eval_cfg, "device": device,
+               "max_minutes": max_minutes}
+              if valid_every > 0 else None)
+    model, fit = fit_unisrec(split, vectors, params, seed, log, select=select)
+    ranker = UniSRecRanker(model, split.n_items)
     model.net.to(device)
     pop = split.item_popularity()
     t0 = time.perf_counter()
@@ -222,7 +280,8 @@ def summary(result: dict) -> str:
         if t.get(g) and "ndcg@10" in t[g]:
             parts.append(f"{g} NDCG@10={t[g]['ndcg@10']:.4f} HR@10={t[g]['hr@10']:.4f} (n={t[g]['n_users']})")
     f = result["fit"]
-    parts.append(f"{f['epochs_run']} epochs, {f['seconds_per_epoch']:.1f} s/epoch")
+    parts.append(f"{f['epochs_run']} epochs (best {f['best_epoch']}, stopped by {f['stopped_by']}), "
+                 f"{f['seconds_per_epoch']:.1f} s/epoch")
     return "; ".join(parts)
 
 
@@ -238,11 +297,20 @@ def main(argv=None) -> int:
     p.add_argument("--n-negatives", type=int, default=None, help="for sampled losses")
     p.add_argument("--encoder", default="minilm", help="semcollab text encoder (its cache is used)")
     p.add_argument("--item-table", default=None, help=".npy (n_items + 1, d) instead of the encoder")
+    p.add_argument("--valid-every", type=int, default=0,
+                   help="> 0: validation NDCG@10 every N epochs, the best epoch kept (default 0: RecTools' fixed epochs)")
+    p.add_argument("--patience", type=int, default=20, help="with --valid-every: evaluations without a new best")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="with --valid-every: stop training at the first evaluation past this wall time")
     p.add_argument("--head-frac", type=float, default=EvalConfig().head_frac)
     p.add_argument("--out", default="runs/peers/rectools-unisrec", help="folder of run folders")
     p.add_argument("--no-run-dir", action="store_true", help="only print (and --json)")
     p.add_argument("--json", default=None, help="also write the result JSON here")
     a = p.parse_args(argv)
+    if a.valid_every < 0 or a.patience < 1:
+        p.error(f"--valid-every must be >= 0 and --patience >= 1, got {a.valid_every} and {a.patience}")
+    if a.max_minutes is not None and (a.max_minutes <= 0 or not a.valid_every):
+        p.error(f"--max-minutes needs --valid-every > 0 and a positive value, got {a.max_minutes}")
 
     params = {"epochs": a.epochs}
     for key, val in (("session_max_len", a.max_len), ("batch_size", a.batch_size), ("lr", a.lr), ("loss", a.loss),
@@ -257,7 +325,8 @@ def main(argv=None) -> int:
     stated = {**RECTOOLS_DEFAULTS, **params}
     print(f"{a.dataset}: {split.n_users} users, {split.n_items} items, text {vectors.shape}; UniSRecModel {stated}",
           flush=True)
-    result = run(split, vectors, stated, a.seed, eval_cfg, log=lambda s: print(s, flush=True))
+    result = run(split, vectors, stated, a.seed, eval_cfg, log=lambda s: print(s, flush=True),
+                 valid_every=a.valid_every, patience=a.patience, max_minutes=a.max_minutes)
     result["text"] = {"encoder": a.encoder, "item_table": text.item_table, "dim": int(vectors.shape[1])}
     print(summary(result), flush=True)
     if not a.no_run_dir:

@@ -94,3 +94,38 @@ def test_one_epoch_on_the_toy_split_gives_finite_metrics(peer, toy_split):
     scores = ranker.score(torch.tensor([0, 1]), torch.tensor([[0, 3, 4], [1, 2, 3]]))
     assert scores.shape == (2, toy_split.n_items + 1) and torch.isinf(scores[:, 0]).all()
     assert torch.isfinite(scores[:, 1:]).sum() == 2 * result["fit"]["items_in_training"]
+
+
+def test_validation_pick_restores_the_best_epoch_and_stops_on_patience(peer, toy_split):
+    pytest.importorskip("rectools")
+    pytest.importorskip("pytorch_lightning")
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(toy_split.n_items + 1, 16)).astype(np.float32)
+    vectors[0] = 0
+    params = {**peer.RECTOOLS_DEFAULTS, "epochs": 8, "n_factors": 16, "projection_hidden": 8, "session_max_len": 12,
+              "batch_size": 8, "lr": 3e-2}  # a high rate: on the toy split validation peaks early, then falls
+    result = peer.run(toy_split, vectors, params, seed=0, eval_cfg=EvalConfig(ks=[10]), log=lambda s: None,
+                      valid_every=1, patience=2)
+    fit = result["fit"]
+    curve = dict(fit["valid_curve"])
+    assert list(curve) == list(range(1, fit["epochs_run"] + 1))  # every epoch
+    best = max(curve.values())
+    assert fit["best_epoch"] == min(e for e, v in curve.items() if v == best)  # the first best
+    # the model evaluated at the end is the best epoch's, restored, not the last epoch's
+    assert result["valid"]["overall"]["ndcg@10"] == pytest.approx(curve[fit["best_epoch"]], abs=1e-6)
+    later = [e for e in curve if e > fit["best_epoch"]]
+    assert fit["stopped_by"] == ("patience" if fit["epochs_run"] < 8 else "epochs")
+    # stopped as soon as 2 evaluations passed without a new best (or at the epoch cap)
+    assert len(later) <= 2 and (fit["stopped_by"] == "epochs" or len(later) == 2)
+    assert fit["select"] == {"every": 1, "patience": 2, "metric": "ndcg@10", "max_minutes": None}
+
+
+def test_validation_pick_stops_at_the_time_cap(peer, toy_split):
+    pytest.importorskip("rectools")
+    pytest.importorskip("pytorch_lightning")
+    vectors = np.random.default_rng(1).normal(size=(toy_split.n_items + 1, 16)).astype(np.float32)
+    params = {**peer.RECTOOLS_DEFAULTS, "epochs": 50, "n_factors": 16, "projection_hidden": 8, "session_max_len": 12,
+              "batch_size": 8, "lr": 1e-5}  # a slow rate: no patience stop within the cap
+    result = peer.run(toy_split, vectors, params, seed=0, eval_cfg=EvalConfig(ks=[10]), log=lambda s: None,
+                      valid_every=1, patience=50, max_minutes=1e-6)
+    assert result["fit"]["epochs_run"] == 1 and result["fit"]["stopped_by"] == "time"
