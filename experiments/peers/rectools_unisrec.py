@@ -124,13 +124,13 @@ class UniSRecRanker:
 def fit_unisrec(split, vectors: np.ndarray, params: dict, seed: int, log=print, select: dict | None = None):
     """Train RecTools' UniSRecModel on ``split``'s training sequences; returns ``(model, fit_record)``.
 
-    ``select`` (``{"every": n, "patience": p, "eval_cfg": EvalConfig, "device": str, "max_minutes": m}``):
-    semcollab's stopping rule
-    for RecTools' fixed-epoch ``fit``: validation NDCG@10 (semcollab's evaluator, the valid split) after every
-    ``n``-th epoch, the best state kept and restored at the end, training stopped after ``p`` evaluations without a
-    new best, so the peer's epoch count is picked on validation as every semcollab row's is. RecTools' own
-    ``patience`` watches a loss on the training sequences, which is why it is not used. ``max_minutes`` (None: no
-    cap) ends training at the first evaluation past that wall time (``stopped_by`` "time": not converged)."""
+    ``select`` (``{"every": n, "patience": p, "eval_cfg": EvalConfig, "device": str, "max_minutes": m}``) puts
+    semcollab's stopping rule around RecTools' fixed-epoch ``fit``: validation NDCG@10 (semcollab's evaluator, the
+    valid split) after every ``n``-th epoch, the best state kept and restored at the end, training stopped after
+    ``p`` evaluations without a new best, so the peer's epoch count is picked on validation as every semcollab
+    row's is. RecTools' own ``patience`` watches a loss on the training sequences, which is why it is not used.
+    ``max_minutes`` (None: no cap) ends training at the first evaluation past that wall time (``stopped_by``
+    "time": not converged)."""
     import pytorch_lightning as pl
     from rectools.fast_transformers import UniSRecModel
 
