@@ -186,7 +186,7 @@ def fit_unisrec(split, vectors: np.ndarray, params: dict, seed: int, log=print, 
             return trainer
 
     timer = EpochTimer()
-    pop = split.item_popularity()
+    pop = split.item_popularity() if select else None  # for the validation evaluations alone
     picker = None if not select else ValidationPick(select["every"], select["patience"], select["eval_cfg"],
                                                     select["device"], select.get("max_minutes"))
     pl.seed_everything(seed, verbose=False)

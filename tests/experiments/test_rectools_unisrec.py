@@ -12,6 +12,7 @@ import torch
 from semcollab.config import EvalConfig
 from tests.script_loader import REPO, load_script
 
+RECTOOLS_SMALL = {"n_factors": 16, "projection_hidden": 8, "session_max_len": 12, "batch_size": 8}  # toy widths
 PATH = Path(__file__).resolve().parents[2] / "experiments" / "peers" / "rectools_unisrec.py"
 
 
@@ -72,14 +73,17 @@ def test_alignment_agrees_with_rectools(peer):
     assert x[2, -3:].tolist() == lookup[[12, 4, 9]].tolist() and y[2, -3:].tolist() == lookup[[4, 9, 2]].tolist()
 
 
+def _toy_inputs(split, seed: int, defaults: dict, **overrides):
+    """Random item vectors (row 0 = padding = zeros) and RecTools' ``defaults`` at toy widths, plus ``overrides``."""
+    vectors = np.random.default_rng(seed).normal(size=(split.n_items + 1, 16)).astype(np.float32)
+    vectors[0] = 0
+    return vectors, {**defaults, **RECTOOLS_SMALL, **overrides}
+
+
 def test_one_epoch_on_the_toy_split_gives_finite_metrics(peer, toy_split):
     pytest.importorskip("rectools")
     pytest.importorskip("pytorch_lightning")
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(toy_split.n_items + 1, 16)).astype(np.float32)
-    vectors[0] = 0
-    params = {**peer.RECTOOLS_DEFAULTS, "epochs": 1, "n_factors": 16, "projection_hidden": 8, "session_max_len": 12,
-              "batch_size": 8}
+    vectors, params = _toy_inputs(toy_split, 0, peer.RECTOOLS_DEFAULTS, epochs=1)
     result = peer.run(toy_split, vectors, params, seed=0, eval_cfg=EvalConfig(ks=[10]), log=lambda s: None)
     test = result["test"]
     assert test["n_users"] == toy_split.n_users
@@ -99,11 +103,8 @@ def test_one_epoch_on_the_toy_split_gives_finite_metrics(peer, toy_split):
 def test_validation_pick_restores_the_best_epoch_and_stops_on_patience(peer, toy_split):
     pytest.importorskip("rectools")
     pytest.importorskip("pytorch_lightning")
-    rng = np.random.default_rng(1)
-    vectors = rng.normal(size=(toy_split.n_items + 1, 16)).astype(np.float32)
-    vectors[0] = 0
-    params = {**peer.RECTOOLS_DEFAULTS, "epochs": 8, "n_factors": 16, "projection_hidden": 8, "session_max_len": 12,
-              "batch_size": 8, "lr": 3e-2}  # a high rate: on the toy split validation peaks early, then falls
+    # a high rate: on the toy split validation peaks early, then falls
+    vectors, params = _toy_inputs(toy_split, 1, peer.RECTOOLS_DEFAULTS, epochs=8, lr=3e-2)
     result = peer.run(toy_split, vectors, params, seed=0, eval_cfg=EvalConfig(ks=[10]), log=lambda s: None,
                       valid_every=1, patience=2)
     fit = result["fit"]
@@ -123,9 +124,8 @@ def test_validation_pick_restores_the_best_epoch_and_stops_on_patience(peer, toy
 def test_validation_pick_stops_at_the_time_cap(peer, toy_split):
     pytest.importorskip("rectools")
     pytest.importorskip("pytorch_lightning")
-    vectors = np.random.default_rng(1).normal(size=(toy_split.n_items + 1, 16)).astype(np.float32)
-    params = {**peer.RECTOOLS_DEFAULTS, "epochs": 50, "n_factors": 16, "projection_hidden": 8, "session_max_len": 12,
-              "batch_size": 8, "lr": 1e-5}  # a slow rate: no patience stop within the cap
+    # a slow rate: no patience stop within the cap
+    vectors, params = _toy_inputs(toy_split, 1, peer.RECTOOLS_DEFAULTS, epochs=50, lr=1e-5)
     result = peer.run(toy_split, vectors, params, seed=0, eval_cfg=EvalConfig(ks=[10]), log=lambda s: None,
                       valid_every=1, patience=50, max_minutes=1e-6)
     assert result["fit"]["epochs_run"] == 1 and result["fit"]["stopped_by"] == "time"
