@@ -6,49 +6,11 @@ Three branches read the SASRec hidden state h_t at every position t:
 * personal-intent branch: attention from h_t to the user's top ``n_personal`` intents at position t;
 * public-intent branch: attention from h_t to ``n_public`` intents shared by all users.
 
-An intent token is a learned projection of its SAE decoder direction. Each choice below has this
-project's original variant (the default) and the authors' variant (/work/shared/methods/saerec.md),
-selectable in ``model_params`` so the two can be compared:
-
-``retrieval`` (personal intents at position t)
-    ``tfidf``: the latents most active over the ``recent`` items up to and including t, each activation
-    weighted by the latent's item-level IDF. ``cosine`` (authors): user vector u_t = the input embedding
-    at t before the transformer (item embedding x sqrt(hidden) + position, SASRec's ``embed`` without
-    dropout); score(j) = ReLU(cos(u_t, token_j)) x IDF_j, so the cosine lives in the model's hidden
-    space; IDF_j = log((1 + N) / (1 + df_j)) where df_j and N are exponential moving averages (decay
-    ``idf_decay``) of how many non-padding positions of a batch score intent j > 0 and of how many
-    positions there are. The EMA is a buffer saved with the model, updated by training forwards only
-    (frozen in eval mode); a forward reads the IDF *before* adding its own batch, so the intents at t
-    never depend on later items, not even through the IDF. It starts uniform (df 0, N 1: plain cosine).
-    Cosines are taken against every candidate intent, in chunks of latents bounded by
-    ``COSINE_CHUNK_ELEMS`` positions x latents, keeping a running top-``n_personal``: exact, and memory
-    stays O(positions x n_personal + chunk) for 16x dictionaries. (Restricting candidates to latents
-    active on the sequence would be cheaper but is not the authors' rule, and the EMA document
-    frequency needs every candidate's score anyway.) Both rules never read items after t.
-``public``
-    ``frequent``: the latents with most activation mass over training interactions (fixed at build).
-    ``low_idf`` (authors): the ``n_public`` intents with the lowest IDF. With ``tfidf`` retrieval that is
-    the item-level IDF (fixed at build); with ``cosine`` retrieval it is the EMA IDF, so the public set is
-    re-chosen after every training step (the EMA with decay .9 averages ~10 batches, so it settles as
-    training does) and frozen in eval mode; it is a saved buffer, so the best checkpoint keeps its own.
-``fusion``
-    ``gate``: h = h_seq + g_per h_per + g_pub h_pub with residual sigmoid gates g = sigmoid(W[h_seq; h_per;
-    h_pub]). (A softmax over all three branches collapsed onto the sequence branch on ML-100K -- gate
-    1.00/0.00/0.00 -- so intents received no gradient; residual gates cannot starve the sequence branch.)
-    ``attention`` (authors): softmax attention over the intent branches, query from h_seq, keys from the
-    branch states: h = h_seq + a_per h_per + a_pub h_pub, a = softmax_i(q(h_seq) . k(h_i) / sqrt(d)).
-``intents_file``
-    an ``intents.json`` of this model's SAE whose records carry ``"keep": true/false`` (written by
-    :func:`semcollab.methods.saerec.lm_labels.judge_library`); only kept latents can be personal or public intents.
-
-With either fusion each branch's output is linear in its intent tokens, so the score of item j splits
-exactly into a sequence term plus one term per intent, which is what :meth:`SAERec.explain` reports
-(``gate`` there holds the gates or the attention weights).
-
-Ablations: ``use_personal=false``, ``use_public=false``, ``intent_source=random`` (an untrained SAE:
-random latent directions, same sparsity; similar texts still share latents, as in a random-projection hash),
-``intent_source=shuffled`` (the trained SAE, but each item gets another item's activations: exact norms,
-sparsity and IDF, no link between an item and its intents — the null control)."""
+An intent token is a learned projection of its SAE decoder direction. Every choice (``retrieval``,
+``public``, ``fusion``, ``intents_file``, the ablations) has this project's variant (the default) and the
+authors' (/work/shared/methods/saerec.md); docs/saerec/design.md says what each computes and why. With either
+fusion each branch's output is linear in its intent tokens, so the score of item j splits exactly into a
+sequence term plus one term per intent, which is what :meth:`SAERec.explain` reports."""
 
 from __future__ import annotations
 
