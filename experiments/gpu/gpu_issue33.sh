@@ -8,10 +8,18 @@
 # not converged); every run then writes its run folder under $OUT/gpu_issue33/<DS>/.
 #   bash experiments/gpu/run.sh 33                 # exits 2 "no GPU: not run" without CUDA
 #   MINUTES=7 SEEDS="1 2 3" EXTRA="--batch-size 256" bash experiments/gpu/run.sh 33
+# PART=rows: semcollab's own runs instead (experiments/hybrid_s3rec/run.sh, JOBS at once on the one GPU, the MiniLM
+# vectors from the same tables: ITEM_TABLES), by default the component ablations of hybrid-ns-128 on Beauty and
+# Toys and the full model beside them (the GPU reference for the CPU seeds), ROWS_SEEDS (default 1), each run capped at MINUTES of
+# training (stopped_by "time" in run.json: not converged); run folders and the tables under $OUT/gpu_issue33/rows/.
+#   PART=rows bash experiments/gpu/run.sh 33
+#   PART=rows ROWS_DATASETS=Sports_and_Outdoors ROWS_STAGES=main ROWS_MODELS="hybrid-ns-128 alphafuse" ROWS_SEEDS=3 bash experiments/gpu/run.sh 33
 set -euo pipefail
 PY=${PY:-python3}
 G=${G:-.gpu33}
 OUT=${OUT:-runs/gpu}/gpu_issue33
+PART=${PART:-unisrec}
+case "$PART" in unisrec|rows) ;; *) echo "PART must be unisrec or rows, got '$PART'" >&2; exit 2 ;; esac
 MINUTES=${MINUTES:-7}
 SEEDS=${SEEDS:-"1 2 3"}
 EXTRA=${EXTRA:-}
@@ -21,6 +29,18 @@ EXTRA=${EXTRA:-}
 tables=$(find "$G/tables" -name '*-minilm.npy' 2>/dev/null | sort || true)
 [ -n "$tables" ] || { echo "no item tables in $G/tables: run python experiments/gpu/prepare_issue33.py on the CPU machine and carry $G" >&2; exit 2; }
 G=$(cd "$G" && pwd)  # absolute: SEMCOLLAB_SHARED must not fall back to another shared/ folder
+if [ "$PART" = rows ]; then
+  mkdir -p "$OUT/rows"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/rows/gpu.txt" 2>/dev/null || true
+  # semcollab's own dependencies are on the device image (KINDS.md); RecTools' wheels are not needed here
+  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} SEMCOLLAB_SHARED=$G/shared SEMCOLLAB_CACHE=/tmp/semcollab-cache-33
+  timeout $(( MINUTES * 60 + 240 )) env ITEM_TABLES="$G/tables" SEMCOLLAB="$PY -m semcollab" PY="$PY" \
+    OUT="$OUT/rows" TABLE="$OUT/rows/table.md" JOBS="${JOBS:-14}" SEEDS="${ROWS_SEEDS:-1}" \
+    DATASETS="${ROWS_DATASETS:-Beauty Toys_and_Games}" ABLATE_DATASETS="${ROWS_DATASETS:-Beauty Toys_and_Games}" \
+    STAGES="${ROWS_STAGES:-main ablate}" MODELS="${ROWS_MODELS:-hybrid-ns-128}" ABLATE_VIEW=null_space \
+    EXTRA="--train.max_minutes=$MINUTES $EXTRA" bash experiments/hybrid_s3rec/run.sh
+  exit
+fi
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site33 "$G"/whl/*.whl
 export PYTHONPATH=$PWD/src:/tmp/site33${PYTHONPATH:+:$PYTHONPATH} SEMCOLLAB_SHARED=$G/shared SEMCOLLAB_CACHE=/tmp/semcollab-cache-33
 mkdir -p "$OUT/logs"

@@ -4,6 +4,7 @@
 #   bash experiments/gpu/run.sh 32   # the CoLLM ML-1M CTR models in bf16 on all rows, under a 10-minute cap
 #   bash experiments/gpu/run.sh 33   # RecTools UniSRec on the S3-Rec sets, 3 seeds (first, here:
 #                                    # python experiments/gpu/prepare_issue33.py; carry .gpu33)
+#   PART=rows bash experiments/gpu/run.sh 33   # semcollab's own runs from the same tables: the hybrid's ablations
 # 31 and 32 write one JSON under $OUT (default runs/gpu), 33 run folders and logs under $OUT/gpu_issue33; each exits
 # 2 with "no GPU: not run" on a machine without CUDA.
 set -euo pipefail

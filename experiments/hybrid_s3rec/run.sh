@@ -15,6 +15,11 @@
 # table goes beside it, *_pop.md), MODEL_ROW and PEERS (the Welch tests of semcollab's model against each peer). A rerun into the same OUT
 # skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue
 # (add "pop" for the popularity-correction sweeps of finished runs, below; POP_SETTINGS, POP_BETAS).
+# ITEM_TABLES (a folder of <dataset>-minilm.npy, e.g. .gpu33/tables from experiments/gpu/prepare_issue33.py): every
+# setting that reads text takes its MiniLM vectors from there (model_params.item_table) instead of the encoder cache,
+# nothing is encoded, and the encoder ablations (which need their own encoder) are left out, saying so: a machine
+# without the encoder packages (the GPU run, experiments/gpu/gpu_issue33.sh) runs the rest. SEMCOLLAB and PY name
+# the command line and the interpreter (defaults: semcollab, python).
 set -euo pipefail
 DATASETS=${DATASETS:-"Beauty Toys_and_Games Sports_and_Outdoors Yelp"}
 ABLATE_DATASETS=${ABLATE_DATASETS:-"Beauty Toys_and_Games"}
@@ -23,6 +28,9 @@ JOBS=${JOBS:-2}
 STAGES=${STAGES-"main ablate"}  # set but empty (STAGES=""): queue nothing, only rewrite the tables
 out=${OUT:-runs/hybrid-s3rec}
 EXTRA=${EXTRA:-}
+ITEM_TABLES=${ITEM_TABLES:-}
+SEMCOLLAB=${SEMCOLLAB:-semcollab}
+PY=${PY:-python}
 TABLE=${TABLE:-docs/tables/hybrid_s3rec.md}  # a side experiment (another OUT) names its own table files
 POP_TABLE=${POP_TABLE:-${TABLE%.md}_pop.md}
 # MAIN setting name -> model and overrides (on top of configs/s3rec_converge.yaml). sasrec-128 and sasrec-cos are
@@ -62,17 +70,26 @@ declare -A ABLATION=(
   [smollm2]="--model_params.encoder=smollm2-135m"            # an LM's hidden states (last token) as the text table
 )
 
-for stage in $STAGES; do case $stage in
-  main) for ds in $DATASETS; do semcollab embed --dataset "s3rec:$ds" --out "$out/embed/$ds-minilm" > /dev/null; done ;;
+table_args() {  # table_args DS SETTING-ARGS...: the item_table override when ITEM_TABLES is set and the setting reads text
+  local ds=$1; shift
+  [ -n "$ITEM_TABLES" ] || return 0
+  [ "${2:-}" = sasrec ] && return 0  # "--model sasrec ...": ID-only
+  [ -f "$ITEM_TABLES/$ds-minilm.npy" ] || { echo "ITEM_TABLES: no $ITEM_TABLES/$ds-minilm.npy" >&2; return 1; }
+  echo "--model_params.item_table=$ITEM_TABLES/$ds-minilm.npy"
+}
+embed_stages=$STAGES
+[ -z "$ITEM_TABLES" ] || embed_stages=""  # the vectors come from the tables: nothing to encode
+for stage in $embed_stages; do case $stage in
+  main) for ds in $DATASETS; do $SEMCOLLAB embed --dataset "s3rec:$ds" --out "$out/embed/$ds-minilm" > /dev/null; done ;;
   ablate) for ds in $ABLATE_DATASETS; do for enc in mpnet smollm2-135m; do
-    semcollab embed --dataset "s3rec:$ds" --encoder "$enc" --out "$out/embed/$ds-$enc" > /dev/null; done; done ;;
+    $SEMCOLLAB embed --dataset "s3rec:$ds" --encoder "$enc" --out "$out/embed/$ds-$enc" > /dev/null; done; done ;;
 esac; done
 
 jobs_file="$out/jobs.$$.txt"  # per invocation: a second queue into the same OUT must not truncate a running one's
 : > "$jobs_file"
 queue() {  # queue DIR SEED ARGS...: one training run unless DIR already holds a finished run of SEED
   local dir=$1 seed=$2; shift 2
-  run_finished "$dir" "$seed" || echo "semcollab train $* --train.seed=$seed --output_dir=$dir" >> "$jobs_file"
+  run_finished "$dir" "$seed" || echo "$SEMCOLLAB train $* --train.seed=$seed --output_dir=$dir" >> "$jobs_file"
 }
 for seed in $SEEDS; do  # seed-major: a queue cut short still covers every dataset and setting once
   for stage in $STAGES; do
@@ -81,7 +98,9 @@ for seed in $SEEDS; do  # seed-major: a queue cut short still covers every datas
       for name in $MODELS; do
         [ -n "${MAIN[$name]+x}" ] || { echo "unknown MODELS entry $name (one of ${!MAIN[*]})" >&2; exit 2; }
         # shellcheck disable=SC2086
-        queue "$out/$ds/$name" "$seed" ${MAIN[$name]} $common $EXTRA
+        tab=$(table_args "$ds" ${MAIN[$name]})
+        # shellcheck disable=SC2086
+        queue "$out/$ds/$name" "$seed" ${MAIN[$name]} $common $tab $EXTRA
       done
     done; fi
     if [ "$stage" = ablate ]; then for ds in $ABLATE_DATASETS; do
@@ -91,8 +110,13 @@ for seed in $SEEDS; do  # seed-major: a queue cut short still covers every datas
       for name in "${!ABLATION[@]}"; do
         # the null-space view has no adapter to make linear
         [ "$ABLATE_VIEW" = null_space ] && [ "$name" = linear-adapter ] && continue
+        if [ -n "$ITEM_TABLES" ] && [[ "${ABLATION[$name]}" == *encoder=* ]]; then
+          echo "ITEM_TABLES: $ds/$prefix-$name left out (it needs its own encoder, not the MiniLM table)" >&2; continue
+        fi
         # shellcheck disable=SC2086
-        queue "$out/$ds/$prefix-$name" "$seed" $common ${ABLATION[$name]} $EXTRA
+        tab=$(table_args "$ds" $common)
+        # shellcheck disable=SC2086
+        queue "$out/$ds/$prefix-$name" "$seed" $common ${ABLATION[$name]} $tab $EXTRA
       done
       table_var="LM_TABLE_$ds"
       # shellcheck disable=SC2086
@@ -110,7 +134,7 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
   [ -n "$groups" ] || continue
   echo "### $ds"
   # shellcheck disable=SC2086
-  python experiments/seed_table.py --folder-names --more $groups
+  $PY experiments/seed_table.py --folder-names --more $groups
   echo
   pairs=""
   for g in $groups; do  # settings with two or more finished seeds (a t-test needs them)
@@ -123,7 +147,7 @@ for ds in Beauty Toys_and_Games Sports_and_Outdoors Yelp; do
       && pairs="$pairs $out/$ds/$peer $out/$ds/$MODEL_ROW"
   done
   # shellcheck disable=SC2086
-  [ -z "$pairs" ] || python experiments/seed_table.py --welch $pairs 2>&1 \
+  [ -z "$pairs" ] || $PY experiments/seed_table.py --welch $pairs 2>&1 \
     || echo "(no Welch table yet: it needs two or more seeds in sasrec and in each other setting)"
   echo
 done > "$TABLE"
@@ -139,11 +163,11 @@ if [[ " $STAGES " == *" pop "* ]]; then
     dir=$(dirname "$m"); setting=$(basename "$(dirname "$dir")")
     case " $POP_SETTINGS " in *" $setting "*) ;; *) continue ;; esac
     # shellcheck disable=SC2086
-    [ -s "$dir/pop_adjust.json" ] || python experiments/hybrid_s3rec/pop_adjust.py "$dir" --betas $POP_BETAS \
+    [ -s "$dir/pop_adjust.json" ] || $PY experiments/hybrid_s3rec/pop_adjust.py "$dir" --betas $POP_BETAS \
       --out "$dir/pop_adjust.json" > /dev/null
   done
   sweeps=$(find "$out" -mindepth 4 -maxdepth 4 -name pop_adjust.json | sort)
   # shellcheck disable=SC2086
-  [ -z "$sweeps" ] || python experiments/hybrid_s3rec/pop_adjust.py --table $sweeps > "$POP_TABLE"
+  [ -z "$sweeps" ] || $PY experiments/hybrid_s3rec/pop_adjust.py --table $sweeps > "$POP_TABLE"
   echo "popularity-correction table in $POP_TABLE"
 fi
