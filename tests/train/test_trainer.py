@@ -130,6 +130,14 @@ def test_checkpoint_from_other_code_is_refused(toy_split, tmp_path, monkeypatch)
     monkeypatch.setattr(loop, "code_fingerprint", lambda: "another version")
     with pytest.raises(CheckpointMismatchError, match=r"different \['code'\] \(semcollab's source"):
         fit(_fresh("sasrec", toy_split), toy_split, cfg, ev, log=None, checkpoint=ckpt)
+    # the failed calls gave up the lock (the file stays): another process can take the checkpoint over
+    import subprocess
+    import sys
+
+    take = "import sys; from semcollab.runs.checkpoints import lock_resume_file; lock_resume_file(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", take, str(ckpt)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert ckpt.exists()
 
 
 def test_a_failed_checkpoint_write_warns_and_training_goes_on(toy_split, tmp_path, monkeypatch):

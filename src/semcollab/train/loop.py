@@ -30,6 +30,7 @@ from ..runs.checkpoints import (
     load_checkpoint,
     lock_resume_file,
     mismatch_hint,
+    release_resume_lock,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -221,7 +222,18 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
     validated state. ``cfg``: any config with ``epochs``, ``patience``, ``max_minutes``, ``checkpoint_minutes`` and
     ``progress``. With ``checkpoint`` (a file path) progress is saved there every ``cfg.checkpoint_minutes`` (after
     an epoch; None: never, though an existing file is still resumed from) and a call finding that file resumes from
-    it, provided it was made under the same ``key`` (:func:`make_checkpoint_key`); else CheckpointMismatchError."""
+    it, provided it was made under the same ``key`` (:func:`make_checkpoint_key`); else CheckpointMismatchError.
+    A call that fails (a refused checkpoint, a diverged loss, an interrupt) gives up the checkpoint's lock and keeps
+    the file, so another process, or this one later, can resume it; a finished call keeps the lock until the run is
+    saved (:func:`~semcollab.runs.checkpoints.remove_resume_file`)."""
+    try:
+        return _train_epochs(task, model, opt, rng, cfg, log, checkpoint, key)
+    except BaseException:
+        release_resume_lock(checkpoint)
+        raise
+
+
+def _train_epochs(task: EpochTask, model, opt, rng, cfg, log, checkpoint, key) -> FitResult:
     result, stopper = FitResult(), EarlyStopping(cfg.patience, cfg.max_minutes)
     saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
     first_epoch, reason = 1, None
