@@ -29,20 +29,22 @@ EXTRA=${EXTRA:-}
 tables=$(find "$G/tables" -name '*-minilm.npy' 2>/dev/null | sort || true)
 [ -n "$tables" ] || { echo "no item tables in $G/tables: run python experiments/gpu/prepare_issue33.py on the CPU machine and carry $G" >&2; exit 2; }
 G=$(cd "$G" && pwd)  # absolute: SEMCOLLAB_SHARED must not fall back to another shared/ folder
+export SEMCOLLAB_SHARED=$G/shared SEMCOLLAB_CACHE=/tmp/semcollab-cache-33
+if [ "$PART" = rows ]; then dest=$OUT/rows; else dest=$OUT; fi
+mkdir -p "$dest"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$dest/gpu.txt" 2>/dev/null || true
 if [ "$PART" = rows ]; then
-  mkdir -p "$OUT/rows"
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/rows/gpu.txt" 2>/dev/null || true
   # semcollab's own dependencies are on the device image (KINDS.md); RecTools' wheels are not needed here
-  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} SEMCOLLAB_SHARED=$G/shared SEMCOLLAB_CACHE=/tmp/semcollab-cache-33
+  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
   timeout $(( MINUTES * 60 + 240 )) env ITEM_TABLES="$G/tables" SEMCOLLAB="$PY -m semcollab" PY="$PY" \
-    OUT="$OUT/rows" TABLE="$OUT/rows/table.md" JOBS="${JOBS:-14}" SEEDS="${ROWS_SEEDS:-1}" \
+    OUT="$dest" TABLE="$dest/table.md" JOBS="${JOBS:-14}" SEEDS="${ROWS_SEEDS:-1}" \
     DATASETS="${ROWS_DATASETS:-Beauty Toys_and_Games}" ABLATE_DATASETS="${ROWS_DATASETS:-Beauty Toys_and_Games}" \
     STAGES="${ROWS_STAGES:-main ablate}" MODELS="${ROWS_MODELS:-hybrid-ns-128}" ABLATE_VIEW=null_space \
     EXTRA="--train.max_minutes=$MINUTES $EXTRA" bash experiments/hybrid_s3rec/run.sh
   exit
 fi
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site33 "$G"/whl/*.whl
-export PYTHONPATH=$PWD/src:/tmp/site33${PYTHONPATH:+:$PYTHONPATH} SEMCOLLAB_SHARED=$G/shared SEMCOLLAB_CACHE=/tmp/semcollab-cache-33
+export PYTHONPATH=$PWD/src:/tmp/site33${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT/logs"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
 pids=()

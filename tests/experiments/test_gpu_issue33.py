@@ -29,7 +29,7 @@ def test_refuses_without_prepared_tables(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _tiny_prepared(tmp_path):
+def _tiny_prepared(tmp_path, monkeypatch):
     """A .gpu33 folder as prepare_issue33.py lays it out, on 60 synthetic users over 30 items: the interaction file
     and a float16 table (160 wide: above the null-space model's 128) carrying the split's item-id hash."""
     import json
@@ -37,32 +37,32 @@ def _tiny_prepared(tmp_path):
 
     import numpy as np
 
+    from semcollab.config import DataConfig
+    from semcollab.data import load_split
+    from semcollab.models.text_table import item_ids_sha256
+
     g = tmp_path / "g"
     (g / "shared" / "data" / "s3rec").mkdir(parents=True)
     (g / "tables").mkdir()
     rng = random.Random(0)
     lines = [" ".join(map(str, [u] + [rng.randint(1, 30) for _ in range(rng.randint(6, 10))])) for u in range(1, 61)]
     (g / "shared" / "data" / "s3rec" / "Beauty.txt").write_text("\n".join(lines) + "\n")
-    code = ("import json, sys, numpy as np\n"
-            "from semcollab.config import DataConfig\nfrom semcollab.data import load_split\n"
-            "from semcollab.models.text_table import item_ids_sha256\n"
-            "s = load_split(DataConfig(name='s3rec:Beauty'), log=None)\n"
-            "t = np.random.default_rng(0).normal(size=(s.n_items + 1, 160)).astype('float16'); t[0] = 0\n"
-            "np.save(sys.argv[1] + '/Beauty-minilm.npy', t)\n"
-            "json.dump({'item_ids_sha256': item_ids_sha256(s.item_vocab.ids)}, open(sys.argv[1] + '/Beauty-minilm.json', 'w'))\n")
-    env = {**os.environ, "SEMCOLLAB_SHARED": str(g / "shared"), "SEMCOLLAB_CACHE": str(tmp_path / "cache")}
-    subprocess.run(["python", "-c", code, str(g / "tables")], cwd=REPO, check=True, env=env, timeout=120)
-    assert json.loads((g / "tables" / "Beauty-minilm.json").read_text())["item_ids_sha256"]
-    assert np.load(g / "tables" / "Beauty-minilm.npy").dtype == np.float16
+    monkeypatch.setenv("SEMCOLLAB_SHARED", str(g / "shared"))
+    monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path / "cache"))
+    split = load_split(DataConfig(name="s3rec:Beauty"), log=None)
+    table = np.random.default_rng(0).normal(size=(split.n_items + 1, 160)).astype(np.float16)
+    table[0] = 0
+    np.save(g / "tables" / "Beauty-minilm.npy", table)
+    (g / "tables" / "Beauty-minilm.json").write_text(json.dumps({"item_ids_sha256": item_ids_sha256(split.item_vocab.ids)}))
     return g
 
 
-def test_rows_part_trains_semcollab_runs_from_the_prepared_tables(tmp_path):
+def test_rows_part_trains_semcollab_runs_from_the_prepared_tables(tmp_path, monkeypatch):
     """PART=rows: the text-reading setting reads the carried MiniLM table (model_params.item_table), SASRec does not,
     nothing is encoded (the device has no MiniLM package), and the table of the runs is written."""
     import yaml
 
-    g = _tiny_prepared(tmp_path)
+    g = _tiny_prepared(tmp_path, monkeypatch)
     done = subprocess.run(
         ["bash", "experiments/gpu/run.sh", "33"], cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "OUT": str(tmp_path / "out"), "G": str(g), "GPU33_ALLOW_CPU": "1", "PY": "python",
@@ -79,8 +79,8 @@ def test_rows_part_trains_semcollab_runs_from_the_prepared_tables(tmp_path):
     assert not (rows / "embed").exists()
 
 
-def test_rows_part_refuses_a_dataset_without_a_table(tmp_path):
-    g = _tiny_prepared(tmp_path)
+def test_rows_part_refuses_a_dataset_without_a_table(tmp_path, monkeypatch):
+    g = _tiny_prepared(tmp_path, monkeypatch)
     done = subprocess.run(
         ["bash", "experiments/gpu/run.sh", "33"], cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "OUT": str(tmp_path / "out"), "G": str(g), "GPU33_ALLOW_CPU": "1", "PY": "python",
