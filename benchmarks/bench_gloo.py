@@ -9,9 +9,12 @@ Each rank builds the model of ``semcollab train`` (same defaults) on the dataset
 interleaved, ``--steps`` optimiser steps of its half of a ``--batch`` global batch:
   * ``sync``: DistributedDataParallel as ``semcollab train --nproc`` uses it (gradients all-reduced by gloo);
   * ``no_sync``: the same step under ``DDP.no_sync()`` (no all-reduce: what the step would cost for free);
+  * ``static``: the same step on an identical copy of the model wrapped with ``find_unused_parameters=False``
+    (what ``semcollab train --nproc`` gives up to train models that leave parameters out of a loss);
   * ``allreduce``: one ``all_reduce`` of a flat float32 tensor the size of all gradients (the exchange alone).
-The difference sync - no_sync is what gloo adds to a step (with DDP's bucketing and overlap); rank 0 writes the
-medians to ``--out`` with the CPU model, thread count and gradient bytes."""
+The difference sync - no_sync is what gloo adds to a step (with DDP's bucketing and overlap), sync - static what the
+unused-parameter search costs; rank 0 writes the medians to ``--out`` with the CPU model, thread count and gradient
+bytes."""
 
 from __future__ import annotations
 
@@ -44,12 +47,18 @@ def main() -> None:
         raise SystemExit("run me under torchrun with --nproc-per-node=2 or more (see the docstring)")
     with ddp.main_first():
         split = load_split(DataConfig(name=args.dataset))
+    def built():
+        seed_everything(0)
+        m = build_model(args.model, {}, split)
+        m.set_loss("auto", 1)
+        return m.train()
+
+    model, twin = built(), built()  # twin: the same weights, its own DDP (hooks) and optimiser
     rng = seed_everything(0)
-    model = build_model(args.model, {}, split)
-    model.set_loss("auto", 1)
-    model.train()
     wrapped = ddp.wrap(model, torch.device("cpu"))
+    static = torch.nn.parallel.DistributedDataParallel(ddp.LossModule(twin), find_unused_parameters=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt_twin = torch.optim.Adam(twin.parameters(), lr=1e-3)
     builder = model.training_batches(split.train_sequences(), split.n_items, length_buckets=False)
     batches = []
     for b in builder.epoch(args.batch, rng, torch.device("cpu")):
@@ -60,16 +69,16 @@ def main() -> None:
     n_grad = sum(p.numel() for p in model.parameters() if p.requires_grad)
     flat = torch.zeros(n_grad)
 
-    def step(batch, sync: bool) -> float:
+    def step(batch, sync: bool, net=wrapped, optimiser=opt) -> float:
         dist.barrier()
         t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+        optimiser.zero_grad(set_to_none=True)
         if sync:
-            wrapped(batch).backward()
+            net(batch).backward()
         else:
-            with wrapped.no_sync():
-                wrapped(batch).backward()
-        opt.step()
+            with net.no_sync():
+                net(batch).backward()
+        optimiser.step()
         return time.perf_counter() - t
 
     def allreduce() -> float:
@@ -79,22 +88,26 @@ def main() -> None:
         return time.perf_counter() - t
 
     step(batches[0], True)  # warm-up: DDP builds its buckets on the first synchronised step
-    times = {"sync": [], "no_sync": [], "allreduce": []}
+    step(batches[0], True, static, opt_twin)
+    times = {"sync": [], "no_sync": [], "static": [], "allreduce": []}
     for b in batches:
         times["sync"].append(step(b, True))
         times["no_sync"].append(step(b, False))
+        times["static"].append(step(b, True, static, opt_twin))
         times["allreduce"].append(allreduce())
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     # the slowest rank sets the pace: take each median's maximum over ranks
-    t = torch.tensor([med["sync"], med["no_sync"], med["allreduce"]], dtype=torch.float64)
+    t = torch.tensor([med["sync"], med["no_sync"], med["allreduce"], med["static"]], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     if ddp.is_main():
         res = {"dataset": args.dataset, "model": args.model, "world_size": ddp.world_size(),
                "global_batch": args.batch, "steps": len(batches), "gradient_values": n_grad,
                "gradient_mb": round(n_grad * 4 / 2**20, 2),
                "median_ms": {"ddp_step": round(float(t[0]), 2), "step_without_allreduce": round(float(t[1]), 2),
-                             "allreduce_alone": round(float(t[2]), 2)},
+                             "allreduce_alone": round(float(t[2]), 2),
+                             "ddp_step_find_unused_false": round(float(t[3]), 2)},
                "gloo_share_of_step": round(float((t[0] - t[1]) / t[0]), 3),
+               "find_unused_share_of_step": round(float((t[0] - t[3]) / t[0]), 3),
                "cpu": cpu_model(), "threads_per_rank": torch.get_num_threads(), "torch": torch.__version__}
         Path(args.out).write_text(json.dumps(res, indent=2))
         print(json.dumps(res, indent=2))
