@@ -47,6 +47,7 @@ def main() -> None:
         raise SystemExit("run me under torchrun with --nproc-per-node=2 or more (see the docstring)")
     with ddp.main_first():
         split = load_split(DataConfig(name=args.dataset))
+
     def built():
         seed_everything(0)
         m = build_model(args.model, {}, split)
@@ -56,7 +57,7 @@ def main() -> None:
     model, twin = built(), built()  # twin: the same weights, its own DDP (hooks) and optimiser
     rng = seed_everything(0)
     wrapped = ddp.wrap(model, torch.device("cpu"))
-    static = torch.nn.parallel.DistributedDataParallel(ddp.LossModule(twin), find_unused_parameters=False)
+    static = ddp.wrap(twin, torch.device("cpu"), find_unused_parameters=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     opt_twin = torch.optim.Adam(twin.parameters(), lr=1e-3)
     builder = model.training_batches(split.train_sequences(), split.n_items, length_buckets=False)

@@ -46,7 +46,6 @@ fi
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site33 "$G"/whl/*.whl
 export PYTHONPATH=$PWD/src:/tmp/site33${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT/logs"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
 pids=()
 for table in $tables; do
   ds=$(basename "$table" -minilm.npy)

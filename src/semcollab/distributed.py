@@ -207,13 +207,16 @@ class LossModule(nn.Module):
         return self.model.loss(batch)
 
 
-def wrap(model: nn.Module, device: torch.device):
-    """``model.loss`` as a callable of one batch: DDP-wrapped across ranks, the plain method in one process."""
+def wrap(model: nn.Module, device: torch.device, find_unused_parameters: bool = True):
+    """``model.loss`` as a callable of one batch: DDP-wrapped across ranks, the plain method in one process.
+
+    ``find_unused_parameters`` stays on for training: a model may leave some parameters out of some losses (user
+    tables, side branches); the search costs ~1% of a Beauty SASRec step (docs/results.md 22i, bench_gloo.py)."""
     if not active():
         return model.loss
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    # find_unused_parameters: a model may leave some parameters out of some losses (user tables, side branches)
-    return nn.parallel.DistributedDataParallel(LossModule(model), device_ids=ids, find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(LossModule(model), device_ids=ids,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
