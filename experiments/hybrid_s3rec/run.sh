@@ -11,7 +11,7 @@
 # 4. tables: mean ± std per setting and Welch p of each setting against sasrec (experiments/seed_table.py).
 # Env: DATASETS, ABLATE_DATASETS, SEEDS, JOBS (parallel runs, one thread each), OUT, MODELS (the MAIN settings to
 # queue, default all), EXTRA (overrides added to every run, e.g. --train.max_minutes=60), ABLATE_VIEW (gated |
-# null_space: which hybrid the ablations take apart), TABLE (default docs/tables/hybrid_s3rec.md; the popularity
+# null_space: which hybrid the ablations take apart; ABLATIONS, which of them, default all), TABLE (default docs/tables/hybrid_s3rec.md; the popularity
 # table goes beside it, *_pop.md), MODEL_ROW and PEERS (the Welch tests of semcollab's model against each peer). A rerun into the same OUT
 # skips finished runs (metrics.json written), so the script is resumable; STAGES="main ablate" picks what to queue
 # (add "pop" for the popularity-correction sweeps of finished runs, below; POP_SETTINGS, POP_BETAS).
@@ -69,6 +69,15 @@ declare -A ABLATION=(
   [mpnet]="--model_params.encoder=mpnet"
   [smollm2]="--model_params.encoder=smollm2-135m"            # an LM's hidden states (last token) as the text table
 )
+# ABLATIONS: the ablation settings to queue (default all); an unknown name, or linear-adapter with the null-space view
+# (it has no adapter), is refused before anything is queued
+for name in ${ABLATIONS:-}; do
+  [ -n "${ABLATION[$name]+x}" ] || { echo "unknown ABLATIONS entry $name (one of ${!ABLATION[*]})" >&2; exit 2; }
+  if [ "$ABLATE_VIEW" = null_space ] && [ "$name" = linear-adapter ]; then
+    echo "ABLATIONS: linear-adapter needs ABLATE_VIEW=gated (the null-space view has no adapter)" >&2; exit 2
+  fi
+done
+ABLATIONS=${ABLATIONS:-$(printf '%s\n' "${!ABLATION[@]}" | sort | tr '\n' ' ')}
 
 table_args() {  # table_args DS SETTING-ARGS...: the item_table override when ITEM_TABLES is set and the setting reads text
   local ds=$1; shift
@@ -81,7 +90,9 @@ embed_stages=$STAGES
 [ -z "$ITEM_TABLES" ] || embed_stages=""  # the vectors come from the tables: nothing to encode
 for stage in $embed_stages; do case $stage in
   main) for ds in $DATASETS; do $SEMCOLLAB embed --dataset "s3rec:$ds" --out "$out/embed/$ds-minilm" > /dev/null; done ;;
-  ablate) for ds in $ABLATE_DATASETS; do for enc in mpnet smollm2-135m; do
+  ablate) encoders=""  # only those of the queued encoder ablations (ABLATIONS)
+    for name in $ABLATIONS; do [[ "${ABLATION[$name]}" == *encoder=* ]] && encoders="$encoders ${ABLATION[$name]#*encoder=}"; done
+    for ds in $ABLATE_DATASETS; do for enc in $encoders; do
     $SEMCOLLAB embed --dataset "s3rec:$ds" --encoder "$enc" --out "$out/embed/$ds-$enc" > /dev/null; done; done ;;
 esac; done
 
@@ -107,7 +118,7 @@ for seed in $SEEDS; do  # seed-major: a queue cut short still covers every datas
       common="--model hybrid --dataset s3rec:$ds --config configs/s3rec_converge.yaml"
       prefix=hybrid
       if [ "$ABLATE_VIEW" = null_space ]; then common="$common ${MAIN[hybrid-ns-128]#--model hybrid }"; prefix=hybrid-ns-128; fi
-      for name in "${!ABLATION[@]}"; do
+      for name in $ABLATIONS; do
         # the null-space view has no adapter to make linear
         [ "$ABLATE_VIEW" = null_space ] && [ "$name" = linear-adapter ] && continue
         if [ -n "$ITEM_TABLES" ] && [[ "${ABLATION[$name]}" == *encoder=* ]]; then
