@@ -4,10 +4,11 @@ where the gain over AlphaFuse stops).
 Per run: the item gate's ID share ``1 - g`` (mean over dimensions) averaged over head and tail items, the user gate's
 semantic-head share ``w`` at history lengths 1, 5 and ``max_len``; then the semantic head's share scaled at scoring
 time, ``w -> scale * w`` (0: the ID head alone; 1: the run as trained), evaluated on the validation and test splits
-with semcollab's evaluator (full ranking, history masked). Nothing is retrained: a share that moves nothing says the
+with semcollab's evaluator (full ranking, history masked; scale 1 is read from the run's metrics.json unless
+listed). Nothing is retrained: a share that moves nothing says the
 head's effect is in training (its own loss and the tail distillation), not in the score.
 
-    python experiments/hybrid_s3rec/head_mix.py RUN_DIR [RUN_DIR ...] --scales 0 0.5 1 1.5 --out F.json
+    python experiments/hybrid_s3rec/head_mix.py RUN_DIR [RUN_DIR ...] --scales 0 0.5 1.5 --out F.json
     python experiments/hybrid_s3rec/head_mix.py --table F.json [F.json ...]
 """
 
@@ -65,13 +66,20 @@ def gates(net: Hybrid) -> dict:
     return out
 
 
+def as_trained(run_dir: Path) -> dict:
+    """Scale 1's row, read from the run's own metrics.json (what the sweep would recompute at scale 1)."""
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return {"scale": 1.0, **{f"{st}_{g}": float(m[st][key]["ndcg@10"]) for st in ("valid", "test")
+                             for g, key in (("all", "overall"), ("tail", "tail"), ("short", "short_users"))}}
+
+
 def sweep(run_dir: Path, scales: list[float], log=print) -> dict:
     cfg, net, split = load_ranking_run(run_dir)
     if not isinstance(net, Hybrid):
         raise SystemExit(f"{run_dir}: model {cfg.model!r} is not the hybrid")
     pop = split.item_popularity()
     res = {"run": str(run_dir), "dataset": cfg.data.name, "setting": Path(run_dir).parent.name,
-           "seed": cfg.train.seed, "gates": gates(net), "rows": []}
+           "seed": cfg.train.seed, "gates": gates(net), "rows": [], "as_trained": as_trained(run_dir)}
     log(json.dumps(res["gates"]))
     for scale in scales if net.cfg.semantic_head else []:
         with scaled_head_share(net, scale), torch.inference_mode():
@@ -81,6 +89,14 @@ def sweep(run_dir: Path, scales: list[float], log=print) -> dict:
         res["rows"].append(row)
         log(json.dumps(row))
     return res
+
+
+def all_rows(res: dict) -> list[dict]:
+    """The sweep's rows plus the run as trained (scale 1) when the sweep did not evaluate it."""
+    rows = list(res["rows"])
+    if "as_trained" in res and not any(r["scale"] == 1.0 for r in rows) and rows:
+        rows.append(res["as_trained"])
+    return rows
 
 
 def table_rows(results: list[dict]):
@@ -94,8 +110,8 @@ def table_rows(results: list[dict]):
         shares = " / ".join(share(v) for k, v in g.items() if k.startswith("head_share_len")) or "no head"
         lead = (f"| {ds} | {setting} | {len(runs)} | {share(g['item_id_share_head'])} | "
                 f"{share(g['item_id_share_tail'])} | {shares} |")
-        for scale in sorted({row["scale"] for r in runs for row in r["rows"]}) or [None]:
-            rows = [row for r in runs for row in r["rows"] if row["scale"] == scale]
+        for scale in sorted({row["scale"] for r in runs for row in all_rows(r)}) or [None]:
+            rows = [row for r in runs for row in all_rows(r) if row["scale"] == scale]
             cells = [mean_sd([row[k] for row in rows]) for k in ("valid_all", "test_all", "test_tail", "test_short")] \
                 if rows else [""] * 4
             yield f"{lead} {'' if scale is None else f'{scale:g}'} | " + " | ".join(cells) + " |"
@@ -106,7 +122,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", type=Path)
     p.add_argument("--table", nargs="+", type=Path, default=None, help="print the table of these sweep files")
-    p.add_argument("--scales", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5])
+    p.add_argument("--scales", nargs="+", type=float, default=[0.0])
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
     if a.table:
@@ -116,10 +132,12 @@ def main(argv=None) -> int:
         p.error("give hybrid run folders to sweep, or --table with sweep files")
     if any(s < 0 for s in a.scales):
         p.error(f"--scales must be >= 0 (a share of the score), got {a.scales}")
-    out = [sweep(run, sorted(set(a.scales) | {1.0}), log=lambda s: print(s, file=sys.stderr)) for run in a.runs]
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(out, indent=1))
+    out = []
+    for run in a.runs:  # --out rewritten after each run: a long sweep stopped part-way keeps what finished
+        out.append(sweep(run, sorted(set(a.scales)), log=lambda s: print(s, file=sys.stderr)))
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(out, indent=1))
     return 0
 
 

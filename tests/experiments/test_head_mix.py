@@ -23,6 +23,7 @@ def test_scale_one_is_the_run_and_scale_zero_the_id_head(toy_dir, toy_split, tmp
     zero, one = res["rows"]
     assert one["test_all"] == own["test"]["overall"]["ndcg@10"]
     assert one["valid_tail"] == own["valid"]["tail"]["ndcg@10"]
+    assert res["as_trained"] == one  # scale 1 needs no evaluation: the run's metrics.json has it
 
     net = run.model.eval()
     with torch.inference_mode():
@@ -46,5 +47,11 @@ def test_scale_one_is_the_run_and_scale_zero_the_id_head(toy_dir, toy_split, tmp
     assert set(g) == {"item_id_share_head", "item_id_share_tail", "head_share_len1", "head_share_len5",
                       "head_share_len10"}  # max_len 10
 
-    lines = list(head_mix.table_rows([res, {**res, "seed": 2}]))
+    lines = list(head_mix.table_rows([res, {**res, "seed": 2, "rows": [zero]}]))  # seed 2: scale 1 from as_trained
     assert len(lines) == 2 + 2 and "| atomic:toy | runs | 2 |" in lines[2] and lines[3].startswith("| | | | | | | 1 |")
+    assert f"| {one['test_all']:.4f} ± 0.0000 |" in lines[3]
+
+    out = tmp_path / "sweep.json"
+    assert head_mix.main([str(run.run_dir), "--scales", "0", "--out", str(out)]) == 0
+    (saved,) = json.loads(out.read_text())
+    assert [r["scale"] for r in saved["rows"]] == [0.0] and saved["rows"][0] == zero  # the same scores again
