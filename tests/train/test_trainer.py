@@ -8,6 +8,16 @@ from semcollab.train.trainer import fit
 from tests.conftest import Killed, kill_after
 
 
+@pytest.fixture(autouse=True)
+def _release_resume_locks(tmp_path):
+    """A finished fit keeps its checkpoint's lock until the run is saved (semcollab.train.loop.fit); these tests
+    call fit directly and save nothing, so the lock (an open file) is given up here, not left to the interpreter."""
+    yield
+    from semcollab.runs.checkpoints import release_resume_lock
+
+    release_resume_lock(tmp_path / "resume.pt")
+
+
 def test_early_stopping_restores_best(toy_split):
     m = build_model("sasrec", {"hidden": 16, "layers": 1}, toy_split)
     r = fit(m, toy_split, TrainConfig(epochs=30, patience=2, progress=False, lr=0.02), EvalConfig(ks=[10]), log=None)
