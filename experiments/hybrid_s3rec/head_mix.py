@@ -9,6 +9,7 @@ listed). Nothing is retrained: a share that moves nothing says the
 head's effect is in training (its own loss and the tail distillation), not in the score.
 
     python experiments/hybrid_s3rec/head_mix.py RUN_DIR [RUN_DIR ...] --scales 0 0.5 1.5 --out F.json
+    python experiments/hybrid_s3rec/head_mix.py RUN_DIR [RUN_DIR ...] --scales --out F.json   # the gates only
     python experiments/hybrid_s3rec/head_mix.py --table F.json [F.json ...]
 """
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="*", type=Path)
     p.add_argument("--table", nargs="+", type=Path, default=None, help="print the table of these sweep files")
-    p.add_argument("--scales", nargs="+", type=float, default=[0.0])
+    p.add_argument("--scales", nargs="*", type=float, default=[0.0], help="none: the gates only (no evaluation)")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
     if a.table:

@@ -55,3 +55,8 @@ def test_scale_one_is_the_run_and_scale_zero_the_id_head(toy_dir, toy_split, tmp
     assert head_mix.main([str(run.run_dir), "--scales", "0", "--out", str(out)]) == 0
     (saved,) = json.loads(out.read_text())
     assert [r["scale"] for r in saved["rows"]] == [0.0] and saved["rows"][0] == zero  # the same scores again
+    assert head_mix.main([str(run.run_dir), "--scales", "--out", str(out)]) == 0  # the gates only
+    (saved,) = json.loads(out.read_text())
+    assert saved["rows"] == [] and saved["gates"] == g
+    gates_only = list(head_mix.table_rows([saved]))
+    assert len(gates_only) == 3 and gates_only[2].endswith("|  |  |  |  |  |")
