@@ -30,10 +30,10 @@ def mean_sd_seconds(values) -> str:
     return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
 
 
-def mean_sd(values) -> str:
-    """``mean ± std`` (sample std, ddof=1) to 4 decimals; a single value alone."""
+def mean_sd(values, digits: int = 4) -> str:
+    """``mean ± std`` (sample std, ddof=1) to ``digits`` decimals; a single value alone."""
     v = np.asarray(values)
-    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 
 
 def summary(values) -> Summary:

@@ -33,15 +33,6 @@ from semcollab.tasks.ranking import load_ranking_run
 LENGTHS = (1, 5)  # and max_len
 
 
-def share(values) -> str:
-    """A share in [0, 1]: ``mean ± sd`` over seeds to 3 decimals (one value alone)."""
-    v = [float(x) for x in values]
-    if len(v) == 1:
-        return f"{v[0]:.3f}"
-    m = sum(v) / len(v)
-    return f"{m:.3f} ± {(sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5:.3f}"
-
-
 @contextmanager
 def scaled_head_share(net: Hybrid, scale: float):
     """``net`` scoring with the semantic head's share ``w`` multiplied by ``scale`` (restored on exit)."""
@@ -108,9 +99,9 @@ def table_rows(results: list[dict]):
     for ds, setting in sorted({(r["dataset"], r["setting"]) for r in results}):
         runs = [r for r in results if (r["dataset"], r["setting"]) == (ds, setting)]
         g = {k: [r["gates"][k] for r in runs] for k in runs[0]["gates"]}
-        shares = " / ".join(share(v) for k, v in g.items() if k.startswith("head_share_len")) or "no head"
-        lead = (f"| {ds} | {setting} | {len(runs)} | {share(g['item_id_share_head'])} | "
-                f"{share(g['item_id_share_tail'])} | {shares} |")
+        shares = " / ".join(mean_sd(v, 3) for k, v in g.items() if k.startswith("head_share_len")) or "no head"
+        lead = (f"| {ds} | {setting} | {len(runs)} | {mean_sd(g['item_id_share_head'], 3)} | "
+                f"{mean_sd(g['item_id_share_tail'], 3)} | {shares} |")
         for scale in sorted({row["scale"] for r in runs for row in all_rows(r)}) or [None]:
             rows = [row for r in runs for row in all_rows(r) if row["scale"] == scale]
             cells = [mean_sd([row[k] for row in rows]) for k in ("valid_all", "test_all", "test_tail", "test_short")] \
