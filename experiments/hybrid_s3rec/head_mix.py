@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/seed_table.py: mean_sd
 from seed_table import mean_sd  # noqa: E402
+from sweep_io import evaluate_stages, ndcg_row, sweep_runs  # noqa: E402
 
-from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.models.hybrid import Hybrid
 from semcollab.tasks.ranking import load_ranking_run
 
@@ -60,9 +60,7 @@ def gates(net: Hybrid) -> dict:
 
 def as_trained(run_dir: Path) -> dict:
     """Scale 1's row, read from the run's own metrics.json (what the sweep would recompute at scale 1)."""
-    m = json.loads((Path(run_dir) / "metrics.json").read_text())
-    return {"scale": 1.0, **{f"{st}_{g}": float(m[st][key]["ndcg@10"]) for st in ("valid", "test")
-                             for g, key in (("all", "overall"), ("tail", "tail"), ("short", "short_users"))}}
+    return {"scale": 1.0, **ndcg_row(json.loads((Path(run_dir) / "metrics.json").read_text()))}
 
 
 def sweep(run_dir: Path, scales: list[float], log=print) -> dict:
@@ -74,10 +72,8 @@ def sweep(run_dir: Path, scales: list[float], log=print) -> dict:
            "seed": cfg.train.seed, "gates": gates(net), "rows": [], "as_trained": as_trained(run_dir)}
     log(json.dumps(res["gates"]))
     for scale in scales if net.cfg.semantic_head else []:
-        with scaled_head_share(net, scale), torch.inference_mode():
-            ev = {st: evaluate_ranking(net, split.eval_set(st), split.n_items, pop, cfg.eval) for st in ("valid", "test")}
-        row = {"scale": scale, **{f"{st}_{g}": float(ev[st][key]["ndcg@10"]) for st in ev
-                                  for g, key in (("all", "overall"), ("tail", "tail"), ("short", "short_users"))}}
+        with scaled_head_share(net, scale):
+            row = {"scale": scale, **ndcg_row(evaluate_stages(net, split, pop, cfg.eval))}
         res["rows"].append(row)
         log(json.dumps(row))
     return res
@@ -124,12 +120,8 @@ def main(argv=None) -> int:
         p.error("give hybrid run folders to sweep, or --table with sweep files")
     if any(s < 0 for s in a.scales):
         p.error(f"--scales must be >= 0 (a share of the score), got {a.scales}")
-    out = []
-    for run in a.runs:  # --out rewritten after each run: a long sweep stopped part-way keeps what finished
-        out.append(sweep(run, sorted(set(a.scales)), log=lambda s: print(s, file=sys.stderr)))
-        if a.out:
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            a.out.write_text(json.dumps(out, indent=1))
+    # --out rewritten after each run: a long sweep stopped part-way keeps what finished
+    sweep_runs(a.runs, lambda run: sweep(run, sorted(set(a.scales)), log=lambda s: print(s, file=sys.stderr)), a.out)
     return 0
 
 

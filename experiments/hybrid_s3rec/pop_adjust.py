@@ -20,17 +20,11 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/seed_table.py: mean_sd, welch
 from seed_table import mean_sd, summary, welch  # noqa: E402
+from sweep_io import GROUPS, evaluate_stages, ndcg_row, sweep_runs  # noqa: E402
 
-from semcollab.evaluation.ranking import evaluate_ranking
 from semcollab.tasks.ranking import load_ranking_run
-
-
-def ndcg(metrics: dict, group: str) -> float:
-    return float(metrics[group]["ndcg@10"])
 
 
 def sweep(run_dir: Path, betas: list[float], log=print) -> dict:
@@ -39,12 +33,8 @@ def sweep(run_dir: Path, betas: list[float], log=print) -> dict:
     rows = []
     for beta in betas:
         ev = dataclasses.replace(cfg.eval, pop_correction=beta)  # semcollab.models.pop_correction, as eval uses it
-        with torch.inference_mode():
-            res = {stage: evaluate_ranking(net, split.eval_set(stage), split.n_items, pop, ev)
-                   for stage in ("valid", "test")}
-        row = {"beta": beta, **{f"{stage}_{g}": ndcg(res[stage], key) for stage in res
-                                for g, key in (("all", "overall"), ("tail", "tail"), ("head", "head"),
-                                               ("short", "short_users"))}}
+        res = evaluate_stages(net, split, pop, ev)
+        row = {"beta": beta, **ndcg_row(res, (*GROUPS, ("head", "head")))}
         row["test_hr@10"] = float(res["test"]["overall"]["hr@10"])
         rows.append(row)
         log(json.dumps(row))
@@ -116,15 +106,14 @@ def main(argv=None) -> int:
         p.error("give run folders to sweep, or --table with sweep files")
     if 0.0 not in a.betas:
         a.betas = [0.0, *a.betas]
-    out = []
-    for run in a.runs:
+
+    def one(run: Path) -> dict:
         res = sweep(run, sorted(a.betas), log=lambda s: print(s, file=sys.stderr))
         res["chosen"] = choose(res["rows"], a.tolerance)
-        out.append(res)
         print(json.dumps({"run": str(run), "chosen": res["chosen"]}))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(out, indent=1))
+        return res
+
+    sweep_runs(a.runs, one, a.out)  # --out rewritten after each run: a stopped sweep keeps what finished
     return 0
 
 

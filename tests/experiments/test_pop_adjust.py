@@ -7,7 +7,7 @@ import json
 from tests.conftest import write_atomic
 from tests.script_loader import load_script
 
-pop_adjust = load_script("experiments/hybrid_s3rec/pop_adjust.py")
+pop_adjust = load_script("experiments/hybrid_s3rec/pop_adjust.py", neighbours=True)
 
 
 def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):
