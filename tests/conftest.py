@@ -35,6 +35,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture
+def release_resume_locks(tmp_path):
+    """For tests that call fit / fit_ctr directly: a finished fit keeps its checkpoint's lock (an open file) until the
+    run is saved, and these tests save none, so every lock held under ``tmp_path`` is given up here rather than left
+    to interpreter exit (a ResourceWarning each)."""
+    yield
+    from semcollab.runs.checkpoints import _LOCKS, release_resume_lock
+
+    root = str(tmp_path.resolve())
+    for held in [k for k in _LOCKS if k.startswith(root)]:
+        release_resume_lock(Path(held))
+
+
 def write_atomic(directory: Path, n_users=30, n_items=40, per_user=12, seed=0) -> Path:
     """A small RecBole-atomic dataset with a learnable pattern: users walk items in order."""
     rng = np.random.default_rng(seed)

@@ -25,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/seed_table.py: mean_sd
 from seed_table import mean_sd  # noqa: E402
+
+# sweep_io.py sits beside this script: found through the script's own folder, first on sys.path when it is run
 from sweep_io import evaluate_stages, ndcg_row, sweep_runs  # noqa: E402
 
 from semcollab.models.hybrid import Hybrid
@@ -120,8 +122,11 @@ def main(argv=None) -> int:
         p.error("give hybrid run folders to sweep, or --table with sweep files")
     if any(s < 0 for s in a.scales):
         p.error(f"--scales must be >= 0 (a share of the score), got {a.scales}")
-    # --out rewritten after each run: a long sweep stopped part-way keeps what finished
-    sweep_runs(a.runs, lambda run: sweep(run, sorted(set(a.scales)), log=lambda s: print(s, file=sys.stderr)), a.out)
+
+    def one(run: Path) -> dict:
+        return sweep(run, sorted(set(a.scales)), log=lambda s: print(s, file=sys.stderr))
+
+    sweep_runs(a.runs, one, a.out)  # --out rewritten after each run: a stopped sweep keeps what finished
     return 0
 
 

@@ -1,6 +1,7 @@
 """How far a popularity correction at scoring time moves a trained ranking run's tail metrics (issue 33's +25% tail
 target), and what it costs overall: ``score - beta * log(1 + training count)`` (logit adjustment; beta 0 = the run
-as trained; ``eval.pop_correction``, semcollab.models.pop_correction), evaluated on the validation and test splits with semcollab's evaluator (full ranking, history masked).
+as trained; ``eval.pop_correction``, semcollab.models.pop_correction), evaluated on the validation and test splits
+with semcollab's evaluator (full ranking, history masked).
 Beta is chosen on the validation split only: by overall NDCG@10, and (the tail-leaning choice) as the largest beta
 whose validation NDCG@10 stays within ``--tolerance`` of beta 0's.
 
@@ -22,6 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/seed_table.py: mean_sd, welch
 from seed_table import mean_sd, summary, welch  # noqa: E402
+
+# sweep_io.py sits beside this script: found through the script's own folder, which Python puts first on sys.path
+# when the script is run (tests load it with tests.script_loader.load_script(..., neighbours=True))
 from sweep_io import GROUPS, evaluate_stages, ndcg_row, sweep_runs  # noqa: E402
 
 from semcollab.tasks.ranking import load_ranking_run
@@ -34,7 +38,8 @@ def sweep(run_dir: Path, betas: list[float], log=print) -> dict:
     for beta in betas:
         ev = dataclasses.replace(cfg.eval, pop_correction=beta)  # semcollab.models.pop_correction, as eval uses it
         res = evaluate_stages(net, split, pop, ev)
-        row = {"beta": beta, **ndcg_row(res, (*GROUPS, ("head", "head")))}
+        groups = (*GROUPS[:2], ("head", "head"), GROUPS[2])  # all, tail, head, short: earlier sweeps' key order
+        row = {"beta": beta, **ndcg_row(res, groups)}
         row["test_hr@10"] = float(res["test"]["overall"]["hr@10"])
         rows.append(row)
         log(json.dumps(row))

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from semcollab.evaluation.ranking import evaluate_ranking
+from semcollab.runs.files import write_file_atomic
 
 STAGES = ("valid", "test")
 # row key suffix -> the evaluator's group
@@ -23,18 +24,19 @@ def evaluate_stages(net, split, pop, eval_cfg) -> dict:
         return {st: evaluate_ranking(net, split.eval_set(st), split.n_items, pop, eval_cfg) for st in STAGES}
 
 
-def ndcg_row(metrics: dict, groups=GROUPS) -> dict:
-    """``{"valid_all": ..., "test_tail": ...}``: NDCG@10 per stage and group, from the evaluator's output or a run's
-    metrics.json (the same layout)."""
+def ndcg_row(metrics: dict, groups: tuple[tuple[str, str], ...] = GROUPS) -> dict:
+    """``{"valid_all": ..., "test_tail": ...}``: NDCG@10 per stage and group (``groups``: (key suffix, the
+    evaluator's group) pairs, in the row's order), from the evaluator's output or a run's metrics.json (one layout)."""
     return {f"{st}_{g}": float(metrics[st][key]["ndcg@10"]) for st in STAGES for g, key in groups}
 
 
 def sweep_runs(runs: Iterable[Path], sweep_one: Callable[[Path], dict], out: Path | None) -> list[dict]:
-    """``sweep_one(run)`` for each run; ``out`` (a JSON list) rewritten after each run."""
+    """``sweep_one(run)`` for each run; ``out`` (a JSON list) rewritten whole after each run, atomically, so a kill
+    mid-write leaves the previous list rather than a broken file."""
     done = []
     for run in runs:
         done.append(sweep_one(run))
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(done, indent=1))
+            write_file_atomic(out, json.dumps(done, indent=1).encode())
     return done

@@ -20,6 +20,8 @@ def test_ndcg_row_names_each_stage_and_group():
 
 def test_output_keeps_the_runs_that_finished_before_a_failure(tmp_path):
     out = tmp_path / "deep" / "sweep.json"
+    out.parent.mkdir()
+    out.write_text('[{"run": "from an earlier sweep"}]')  # replaced, not added to
 
     def one(run):
         if run.name == "bad":
@@ -29,4 +31,5 @@ def test_output_keeps_the_runs_that_finished_before_a_failure(tmp_path):
     with pytest.raises(RuntimeError, match="broken run"):
         sweep_io.sweep_runs([tmp_path / "a", tmp_path / "b", tmp_path / "bad", tmp_path / "c"], one, out)
     assert json.loads(out.read_text()) == [{"run": "a"}, {"run": "b"}]
+    assert [p.name for p in out.parent.iterdir()] == ["sweep.json"]  # no temporary file left beside it
     assert sweep_io.sweep_runs([tmp_path / "c"], one, None) == [{"run": "c"}]

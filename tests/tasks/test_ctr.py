@@ -139,7 +139,8 @@ def release_resume_lock_after(tmp_path):
 
 
 @pytest.mark.parametrize("name, params", [("mf", {"dim": 16}), ("sasrec-ctr", {"hidden": 16, "layers": 1})])
-def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, name, params, release_resume_lock_after):
+@pytest.mark.usefixtures("release_resume_locks")  # fit_ctr's checkpoint locks, given up after the test
+def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, name, params):
     import torch
 
     split = prepare_ctr(toy_ctr(), history_len=5)

@@ -7,15 +7,8 @@ from semcollab.models import build_model
 from semcollab.train.trainer import fit
 from tests.conftest import Killed, kill_after
 
-
-@pytest.fixture(autouse=True)
-def _release_resume_locks(tmp_path):
-    """A finished fit keeps its checkpoint's lock until the run is saved (semcollab.train.loop.fit); these tests
-    call fit directly and save nothing, so the lock (an open file) is given up here, not left to the interpreter."""
-    yield
-    from semcollab.runs.checkpoints import release_resume_lock
-
-    release_resume_lock(tmp_path / "resume.pt")
+# fit is called directly and no run is saved: the checkpoint locks are given up after each test (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("release_resume_locks")
 
 
 def test_early_stopping_restores_best(toy_split):
