@@ -29,6 +29,22 @@ def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):
     assert pop_adjust.choose(rows[:3], 0.01) == {"by_valid_ndcg": 0.0, "largest_within_0.01": 0.1}
 
 
+def test_main_keeps_the_finished_runs_in_out_when_a_later_run_fails(tmp_path):
+    import pytest
+
+    from semcollab.tasks.ranking import run_ranking
+
+    data = write_atomic(tmp_path / "toy")
+    run = run_ranking("sasrec", "atomic:toy", overrides=[
+        f"data.path={data}", "train.epochs=1", "train.progress=false", f"output_dir={tmp_path / 'runs'}",
+        "model_params.hidden=16", "model_params.layers=1", "model_params.max_len=8"], log=None).run_dir
+    out = tmp_path / "sweep.json"
+    with pytest.raises(Exception):  # noqa: B017  (whichever error a folder without a run raises)
+        pop_adjust.main([str(run), str(tmp_path / "not-a-run"), "--betas", "0.1", "--out", str(out)])
+    (res,) = json.loads(out.read_text())
+    assert res["run"] == str(run) and [r["beta"] for r in res["rows"]] == [0.0, 0.1] and "chosen" in res
+
+
 def test_table_picks_each_runs_beta_and_tests_against_the_reference():
     def run(setting, seed, base, gain):
         rows = [{"beta": b, "valid_all": v, "test_all": base + gain * b, "test_hr@10": 0.1, "test_tail": 0.03 + b,
