@@ -30,6 +30,8 @@ from sweep_io import GROUPS, evaluate_stages, ndcg_row, sweep_runs  # noqa: E402
 
 from semcollab.tasks.ranking import load_ranking_run
 
+ROW_GROUPS = (*GROUPS[:2], ("head", "head"), GROUPS[2])  # all, tail, head, short: the key order of earlier sweeps
+
 
 def sweep(run_dir: Path, betas: list[float], log=print) -> dict:
     cfg, net, split = load_ranking_run(run_dir)
@@ -38,8 +40,7 @@ def sweep(run_dir: Path, betas: list[float], log=print) -> dict:
     for beta in betas:
         ev = dataclasses.replace(cfg.eval, pop_correction=beta)  # semcollab.models.pop_correction, as eval uses it
         res = evaluate_stages(net, split, pop, ev)
-        groups = (*GROUPS[:2], ("head", "head"), GROUPS[2])  # all, tail, head, short: earlier sweeps' key order
-        row = {"beta": beta, **ndcg_row(res, groups)}
+        row = {"beta": beta, **ndcg_row(res, ROW_GROUPS)}
         row["test_hr@10"] = float(res["test"]["overall"]["hr@10"])
         rows.append(row)
         log(json.dumps(row))

@@ -34,9 +34,10 @@ def sweep_runs(runs: Iterable[Path], sweep_one: Callable[[Path], dict], out: Pat
     """``sweep_one(run)`` for each run; ``out`` (a JSON list) rewritten whole after each run, atomically, so a kill
     mid-write leaves the previous list rather than a broken file."""
     done = []
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
     for run in runs:
         done.append(sweep_one(run))
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
             write_file_atomic(out, json.dumps(done, indent=1).encode())
     return done

@@ -4,19 +4,26 @@ tests/models/test_pop_correction.py)."""
 
 import json
 
+import pytest
+
 from tests.conftest import write_atomic
 from tests.script_loader import load_script
 
 pop_adjust = load_script("experiments/hybrid_s3rec/pop_adjust.py", neighbours=True)
 
 
-def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):
+def tiny_sasrec_run(tmp_path, epochs: int):
+    """A SASRec run folder trained on the toy data (what the sweep reads back)."""
     from semcollab.tasks.ranking import run_ranking
 
     data = write_atomic(tmp_path / "toy")
-    run = run_ranking("sasrec", "atomic:toy", overrides=[
-        f"data.path={data}", "train.epochs=3", "train.progress=false", f"output_dir={tmp_path / 'runs'}",
+    return run_ranking("sasrec", "atomic:toy", overrides=[
+        f"data.path={data}", f"train.epochs={epochs}", "train.progress=false", f"output_dir={tmp_path / 'runs'}",
         "model_params.hidden=16", "model_params.layers=1", "model_params.max_len=8"], log=None).run_dir
+
+
+def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):
+    run = tiny_sasrec_run(tmp_path, epochs=3)
     res = pop_adjust.sweep(run, [0.0, 50.0], log=lambda s: None)
     own = json.loads((run / "metrics.json").read_text())
     base, big = res["rows"]
@@ -30,14 +37,7 @@ def test_beta_zero_is_the_run_and_a_large_beta_favours_the_tail(tmp_path):
 
 
 def test_main_keeps_the_finished_runs_in_out_when_a_later_run_fails(tmp_path):
-    import pytest
-
-    from semcollab.tasks.ranking import run_ranking
-
-    data = write_atomic(tmp_path / "toy")
-    run = run_ranking("sasrec", "atomic:toy", overrides=[
-        f"data.path={data}", "train.epochs=1", "train.progress=false", f"output_dir={tmp_path / 'runs'}",
-        "model_params.hidden=16", "model_params.layers=1", "model_params.max_len=8"], log=None).run_dir
+    run = tiny_sasrec_run(tmp_path, epochs=1)
     out = tmp_path / "sweep.json"
     with pytest.raises(Exception):  # noqa: B017  (whichever error a folder without a run raises)
         pop_adjust.main([str(run), str(tmp_path / "not-a-run"), "--betas", "0.1", "--out", str(out)])

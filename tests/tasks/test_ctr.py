@@ -128,16 +128,6 @@ def test_unsubsampled_view_gives_every_row_with_the_same_indices():
     assert full.unsubsampled() is full
 
 
-@pytest.fixture
-def release_resume_lock_after(tmp_path):
-    """A finished fit keeps its checkpoint's lock until the run is saved; this test calls fit_ctr directly and saves
-    nothing, so the lock (an open file) is given up here, not left to the interpreter."""
-    yield
-    from semcollab.runs.checkpoints import release_resume_lock
-
-    release_resume_lock(tmp_path / "resume.pt")
-
-
 @pytest.mark.parametrize("name, params", [("mf", {"dim": 16}), ("sasrec-ctr", {"hidden": 16, "layers": 1})])
 @pytest.mark.usefixtures("release_resume_locks")  # fit_ctr's checkpoint locks, given up after the test
 def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, name, params):
