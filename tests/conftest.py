@@ -41,11 +41,9 @@ def release_resume_locks(tmp_path):
     run is saved, and these tests save none, so every lock held under ``tmp_path`` is given up here rather than left
     to interpreter exit (a ResourceWarning each)."""
     yield
-    from semcollab.runs.checkpoints import _LOCKS, release_resume_lock
+    from semcollab.runs.checkpoints import release_resume_locks_under
 
-    root = str(tmp_path.resolve())
-    for held in [k for k in _LOCKS if k.startswith(root)]:
-        release_resume_lock(Path(held))
+    release_resume_locks_under(tmp_path)
 
 
 def write_atomic(directory: Path, n_users=30, n_items=40, per_user=12, seed=0) -> Path:

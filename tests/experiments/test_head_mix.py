@@ -60,3 +60,22 @@ def test_scale_one_is_the_run_and_scale_zero_the_id_head(toy_dir, toy_split, tmp
     assert saved["rows"] == [] and saved["gates"] == g
     gates_only = list(head_mix.table_rows([saved]))
     assert len(gates_only) == 3 and gates_only[2].endswith("|  |  |  |  |  |")
+
+
+def test_main_refuses_bad_arguments_and_prints_a_table(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        head_mix.main([])
+    assert "give hybrid run folders" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        head_mix.main([str(tmp_path), "--scales", "0.5", "-1"])
+    assert "--scales must be >= 0" in capsys.readouterr().err
+    gates = {"item_id_share_head": 0.99, "item_id_share_tail": 0.98, "head_share_len1": 0.3}
+    res = {"dataset": "d", "setting": "s", "seed": 1, "gates": gates, "rows": [
+        {"scale": 0.0, "valid_all": 0.1, "test_all": 0.2, "test_tail": 0.05, "test_short": 0.15}]}
+    sweep_file = tmp_path / "sweep.json"
+    sweep_file.write_text(json.dumps([res]))
+    assert head_mix.main(["--table", str(sweep_file)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[2] == "| d | s | 1 | 0.990 | 0.980 | 0.300 | 0 | 0.1000 | 0.2000 | 0.0500 | 0.1500 |"  # one seed: no sd

@@ -4,6 +4,7 @@ run that finished when a later run fails."""
 import json
 
 import pytest
+import torch
 
 from tests.script_loader import load_script
 
@@ -33,3 +34,23 @@ def test_output_keeps_the_runs_that_finished_before_a_failure(tmp_path):
     assert json.loads(out.read_text()) == [{"run": "a"}, {"run": "b"}]
     assert [p.name for p in out.parent.iterdir()] == ["sweep.json"]  # no temporary file left beside it
     assert sweep_io.sweep_runs([tmp_path / "c"], one, None) == [{"run": "c"}]
+
+
+def test_evaluate_stages_scores_each_stage_without_autograd(monkeypatch):
+    seen = []
+
+    class Split:
+        n_items = 7
+
+        def eval_set(self, stage):
+            return f"{stage}-set"
+
+    def fake_evaluate(net, eval_set, n_items, pop, cfg):
+        seen.append((eval_set, n_items, torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+        return {"overall": {"ndcg@10": len(seen)}}
+
+    monkeypatch.setattr(sweep_io, "evaluate_ranking", fake_evaluate)
+    out = sweep_io.evaluate_stages("net", Split(), "pop", "cfg")
+    assert out == {"valid": {"overall": {"ndcg@10": 1}}, "test": {"overall": {"ndcg@10": 2}}}
+    assert seen == [("valid-set", 7, True, False), ("test-set", 7, True, False)]
+    assert torch.is_grad_enabled()  # left as it was

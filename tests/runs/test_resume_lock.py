@@ -89,6 +89,26 @@ def test_a_stale_lock_of_a_killed_process_is_free(tmp_path):
     assert not path.parent.exists()
 
 
+def test_releasing_the_locks_under_a_folder_frees_those_and_keeps_the_rest(tmp_path):
+    from semcollab.runs.checkpoints import lock_path, lock_resume_file, release_resume_locks_under
+
+    inside = [tmp_path / "a" / ".resume" / "m-d-0.pt", tmp_path / "a" / "b" / ".resume" / "m-d-1.pt"]
+    outside = tmp_path / "ab" / ".resume" / "m-d-2.pt"  # a sibling whose name starts like "a": not under it
+    for path in [*inside, outside]:
+        lock_resume_file(path)
+    assert release_resume_locks_under(tmp_path / "a") == 2
+    assert release_resume_locks_under(tmp_path / "a") == 0
+    code = ("import sys; from semcollab.runs.checkpoints import lock_resume_file, CheckpointInUseError\n"
+            "for p in sys.argv[1:]:\n"
+            "    try: lock_resume_file(p); print('free')\n"
+            "    except CheckpointInUseError: print('held')")
+    other = subprocess.run([sys.executable, "-c", code, *map(str, [*inside, outside])], env=_env(),
+                           capture_output=True, text=True, check=True)
+    assert other.stdout.split() == ["free", "free", "held"]
+    assert release_resume_locks_under(tmp_path) == 1
+    assert all(lock_path(p).exists() for p in [*inside, outside])  # released, not deleted
+
+
 FAST = ["train.progress=false", "model_params.hidden=16", "model_params.layers=1", "train.epochs=3",
         "train.seed=5", "train.checkpoint_minutes=1000"]  # no periodic checkpoint falls due in this short run
 

@@ -255,6 +255,16 @@ def release_resume_lock(path: Path | None, remove: bool = False) -> None:
     fh.close()  # closing the only descriptor releases the flock
 
 
+def release_resume_locks_under(root: Path) -> int:
+    """Give up every lock this process holds on a resume file under ``root`` (for callers that fit without saving a
+    run, e.g. tests); returns how many were released."""
+    prefix = str(Path(root).resolve()) + os.sep
+    held = [key for key in _LOCKS if key.startswith(prefix)]
+    for key in held:
+        release_resume_lock(Path(key))
+    return len(held)
+
+
 @contextmanager
 def resume_lock(path: Path | None, remove: bool = False):
     """Hold ``path``'s lock for the block (nothing when ``path`` is None); given up when the block ends, also by
