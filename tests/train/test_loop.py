@@ -18,7 +18,7 @@ from tests.conftest import Killed, kill_after
 
 
 def settings(**kw):
-    base = {"epochs": 6, "patience": 6, "max_minutes": None, "checkpoint_minutes": 0, "progress": False}
+    base = {"epochs": 6, "patience": 6, "min_epochs": 0, "max_minutes": None, "checkpoint_minutes": 0, "progress": False}
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -141,6 +141,35 @@ def test_a_non_finite_loss_stops_the_run():
     with pytest.raises(FloatingPointError, match="at epoch 1"):
         train_epochs(Exploding(model), model, torch.optim.Adam(model.parameters()), np.random.default_rng(0),
                      settings())
+
+
+class FirstEpochPeak(Regression):
+    """A first-epoch validation peak, a dip, then a recovery at epoch 7 (as a text-initialised model's curve)."""
+    CURVE = {1: -1.0, 2: -3.0, 3: -2.9, 4: -2.8, 5: -2.7, 6: -2.5, 7: -0.5, 8: -0.6, 9: -0.7, 10: -0.8}
+
+    def validate(self, epoch):
+        return self.CURVE[epoch]
+
+
+def peak_run(cfg, log=None, checkpoint=None):
+    model = toy()
+    key = make_checkpoint_key(model, {"train": {"min_epochs": cfg.min_epochs}}) if checkpoint is not None else None
+    return train_epochs(FirstEpochPeak(model), model, torch.optim.Adam(model.parameters(), lr=0.05),
+                        np.random.default_rng(0), cfg, log, checkpoint, key)
+
+
+def test_min_epochs_keeps_the_patience_from_stopping_on_a_first_epoch_peak(tmp_path):
+    plain = peak_run(settings(epochs=10, patience=2))
+    assert (plain.stopped_by, plain.epochs_run, plain.best_epoch) == ("early_stopping", 3, 1)
+    guarded = peak_run(settings(epochs=10, patience=2, min_epochs=7))
+    assert (guarded.stopped_by, guarded.epochs_run, guarded.best_epoch) == ("early_stopping", 9, 7)
+    late = peak_run(settings(epochs=10, patience=2, min_epochs=3))  # past min_epochs the patience rules as before
+    assert (late.epochs_run, late.best_epoch) == (3, 1)
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(Killed):  # killed at epoch 4, past the patience, before min_epochs: the resume goes on
+        peak_run(settings(epochs=10, patience=2, min_epochs=7), log=kill_after(4), checkpoint=ckpt)
+    resumed = peak_run(settings(epochs=10, patience=2, min_epochs=7), checkpoint=ckpt)
+    assert resumed.resumed_from_epoch == 4 and resumed.history == guarded.history
 
 
 def test_resume_mid_way_equals_an_unbroken_run(tmp_path):

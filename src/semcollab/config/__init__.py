@@ -75,6 +75,7 @@ class TrainConfig:
     length_buckets: bool = False  # batch sequence windows of similar length (much faster on short histories)
     eval_every: int = at_least(1, 1)
     patience: int = at_least(10, 1)  # evaluations without validation improvement before stopping
+    min_epochs: int = at_least(0, 0)  # the patience stops no run before this epoch (a lucky first-epoch peak)
     metric: str = allowed("ndcg@10", lambda v: METRIC.match(v.lower()) is not None,
                           "<hr|recall|ndcg|mrr>@<k> with k one of eval.ks")
     seed: int = at_least(42, 0)

@@ -27,6 +27,7 @@ class CTRTrainConfig:
     lr: float = positive(1e-3)
     weight_decay: float = at_least(0.0, 0, integer=False)
     patience: int = at_least(5, 1)  # evaluations without a better validation AUC before stopping
+    min_epochs: int = at_least(0, 0)  # the patience stops no run before this epoch
     seed: int = at_least(42, 0)
     device: str = device_option()
     max_minutes: float | None = positive(None)  # summed over resumed calls

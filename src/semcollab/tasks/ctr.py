@@ -83,7 +83,7 @@ def _state(model: CTRModel) -> dict:
 
 # LM models run their own schedule from model_params; these train.* keys have equivalents there
 LM_TRAIN_KEYS = {"epochs": "lm_epochs", "lr": "lm_lr / soft_lr", "batch_size": "batch_size", "seed": "seed",
-                 "max_minutes": "max_minutes", "weight_decay": None, "patience": None,
+                 "max_minutes": "max_minutes", "weight_decay": None, "patience": None, "min_epochs": None,
                  "checkpoint_minutes": "checkpoint_every (optimizer steps)"}
 
 
