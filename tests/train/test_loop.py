@@ -158,6 +158,7 @@ def peak_run(cfg, log=None, checkpoint=None):
                         np.random.default_rng(0), cfg, log, checkpoint, key)
 
 
+@pytest.mark.usefixtures("release_resume_locks")  # the resumed run ends holding its checkpoint's lock
 def test_min_epochs_keeps_the_patience_from_stopping_on_a_first_epoch_peak(tmp_path):
     plain = peak_run(settings(epochs=10, patience=2))
     assert (plain.stopped_by, plain.epochs_run, plain.best_epoch) == ("early_stopping", 3, 1)
