@@ -44,7 +44,7 @@ def test_model_params_are_typed_before_the_run_is_saved():
     ("train.metric=ndcg@7", "train.metric"), ("train.metric=auc", "train.metric"), ("train.device=gpu", "train.device"),
     ("train.loss=focal", "train.loss"), ("eval.protocol=half", "eval.protocol"), ("data.split=random", "data.split"),
     ("train.patience=0", "train.patience"), ("train.max_minutes=0", "train.max_minutes"),
-    ("train.min_epochs=-1", "train.min_epochs"),
+    ("train.min_epochs=-1", "train.min_epochs"), ("train.min_epochs=300", "train.min_epochs"),  # > epochs 200
 ])
 def test_every_size_like_setting_is_range_checked_when_built(override, key):
     extra = ["data.test_frac=0.6"] if override == "data.valid_frac=0.5" else []

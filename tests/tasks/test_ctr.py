@@ -151,3 +151,12 @@ def test_fit_ctr_killed_and_called_again_ends_like_an_unbroken_run(tmp_path, nam
     assert res.history == whole.history and res.best_epoch == whole.best_epoch
     for k, v in whole_model.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), k
+
+
+def test_min_epochs_above_epochs_is_refused_naming_the_key():
+    from semcollab.config import ConfigError
+    from semcollab.config.fields import validate
+
+    validate(CTRTrainConfig(epochs=6, min_epochs=6), "train.")
+    with pytest.raises(ConfigError, match=r"'train.min_epochs' must be at most train.epochs \(6\), got 7"):
+        validate(CTRTrainConfig(epochs=6, min_epochs=7), "train.")

@@ -18,7 +18,8 @@ from tests.conftest import Killed, kill_after
 
 
 def settings(**kw):
-    base = {"epochs": 6, "patience": 6, "min_epochs": 0, "max_minutes": None, "checkpoint_minutes": 0, "progress": False}
+    base = {"epochs": 6, "patience": 6, "min_epochs": 0, "max_minutes": None, "checkpoint_minutes": 0,
+            "progress": False}
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -171,6 +172,20 @@ def test_min_epochs_keeps_the_patience_from_stopping_on_a_first_epoch_peak(tmp_p
         peak_run(settings(epochs=10, patience=2, min_epochs=7), log=kill_after(4), checkpoint=ckpt)
     resumed = peak_run(settings(epochs=10, patience=2, min_epochs=7), checkpoint=ckpt)
     assert resumed.resumed_from_epoch == 4 and resumed.history == guarded.history
+
+
+def test_with_sparse_validation_min_epochs_stops_only_after_a_validated_epoch():
+    class SparsePeak(FirstEpochPeak):
+        def validate(self, epoch):
+            return {2: -1.0, 4: -2.0, 6: -1.5, 8: -0.5, 10: -0.6}.get(epoch)  # validated on even epochs only
+
+    model = toy()
+    res = train_epochs(SparsePeak(model), model, torch.optim.Adam(model.parameters(), lr=0.05),
+                       np.random.default_rng(0), settings(epochs=10, patience=1, min_epochs=5))
+    # the patience ran out at epoch 4 (best 2); epoch 5 passes min_epochs unvalidated; epoch 6 is the first
+    # validation past it, and its value (no better than epoch 2's) ends the run there
+    assert (res.stopped_by, res.epochs_run, res.best_epoch) == ("early_stopping", 6, 2)
+    assert [h["epoch"] for h in res.history if "valid_neg_mse" in h] == [2, 4, 6]
 
 
 def test_resume_mid_way_equals_an_unbroken_run(tmp_path):

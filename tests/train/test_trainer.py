@@ -89,9 +89,9 @@ def test_time_cap_counts_the_minutes_of_earlier_calls():
     from semcollab.train.loop import EarlyStopping
 
     s = EarlyStopping(patience=5, max_minutes=10)
-    assert s.stop_reason(1) is None
+    assert s.stop_reason() is None
     s.load_state_dict({**s.state_dict(), "minutes": 10.5})  # a resumed run that had already trained 10.5 minutes
-    assert s.stop_reason(1) == "max_minutes"
+    assert s.stop_reason() == "max_minutes"
 
 
 def test_resume_keeps_the_early_stopping_state(toy_split, tmp_path):

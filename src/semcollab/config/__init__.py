@@ -86,6 +86,11 @@ class TrainConfig:
     # a saved run (`semcollab train`) writes a resume checkpoint at most this often (0: every epoch; None: never)
     checkpoint_minutes: float | None = at_least(1.0, 0, integer=False)
 
+    def _check(self):
+        if self.min_epochs > self.epochs:
+            yield "min_epochs", (f"must be at most train.epochs ({self.epochs}), got {self.min_epochs}: the patience "
+                                 "could never end the run")
+
 
 @dataclass
 class EvalConfig:

@@ -35,6 +35,11 @@ class CTRTrainConfig:
     # a saved run writes a resume checkpoint at most this often (0: every epoch; None: never); embedding models only
     checkpoint_minutes: float | None = at_least(1.0, 0, integer=False)
 
+    def _check(self):
+        if self.min_epochs > self.epochs:
+            yield "min_epochs", (f"must be at most train.epochs ({self.epochs}), got {self.min_epochs}: the patience "
+                                 "could never end the run")
+
 
 @dataclass
 class CTRRunConfig:

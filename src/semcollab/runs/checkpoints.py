@@ -255,13 +255,13 @@ def release_resume_lock(path: Path | None, remove: bool = False) -> None:
     fh.close()  # closing the only descriptor releases the flock
 
 
-def release_resume_locks_under(root: Path) -> int:
+def release_resume_locks_under(root: str | Path) -> int:
     """Give up every lock this process holds on a resume file under ``root`` (for callers that fit without saving a
-    run, e.g. tests); returns how many were released."""
-    prefix = str(Path(root).resolve()) + os.sep
-    held = [key for key in _LOCKS if key.startswith(prefix)]
+    run, e.g. tests); returns how many were released. The lock files stay (as with :func:`release_resume_lock`)."""
+    root = Path(root).resolve()
+    held = [key for key in _LOCKS if Path(key).is_relative_to(root) and Path(key) != root]
     for key in held:
-        release_resume_lock(Path(key))
+        _LOCKS.pop(key).close()  # closing the only descriptor releases the flock
     return len(held)
 
 

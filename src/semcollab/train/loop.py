@@ -40,12 +40,14 @@ from ..runs.checkpoints import (
 class EarlyStopping:
     """Best-so-far bookkeeping of the epoch loop: the best validation value, its epoch and a copy of the weights
     then; evaluations without improvement; the wall-clock cap since construction (plus ``minutes_before``, the
-    time of earlier calls of a resumed run). The patience stops nothing before epoch ``min_epochs``: a model whose
-    first epoch is a lucky peak (a text-initialised one, before its ID part is trained) would otherwise stop there."""
+    time of earlier calls of a resumed run). The patience stops nothing before a validation at or after epoch
+    ``min_epochs``: a model whose first epoch is a lucky peak (a text-initialised one, before its ID part is trained)
+    would otherwise stop there, and a stop always follows a validated epoch (also with ``eval_every`` > 1)."""
 
     def __init__(self, patience: int, max_minutes: float | None, min_epochs: int = 0):
         self.patience, self.max_minutes, self.min_epochs = patience, max_minutes, min_epochs
         self.best, self.best_epoch, self.bad, self.state = -math.inf, 0, 0, None
+        self.last_eval = 0  # the epoch of the latest validation
         self.t_start = time.perf_counter()
         self.minutes_before = 0.0
 
@@ -54,22 +56,24 @@ class EarlyStopping:
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "state": self.state,
-                "minutes": self.minutes()}
+                "minutes": self.minutes(), "last_eval": self.last_eval}
 
     def load_state_dict(self, d: dict) -> None:
         self.best, self.best_epoch, self.bad, self.state = d["best"], d["best_epoch"], d["bad"], d["state"]
         self.minutes_before, self.t_start = d["minutes"], time.perf_counter()
+        self.last_eval = d.get("last_eval", 0)  # checkpoints older than min_epochs have none (and ran without it)
 
     def update(self, model, value: float, epoch: int) -> None:
+        self.last_eval = epoch
         if value > self.best:
             self.best, self.best_epoch, self.bad = value, epoch, 0
             self.state = copy.deepcopy(model.state_dict())
         else:
             self.bad += 1
 
-    def stop_reason(self, epoch: int) -> str | None:
-        """``"early_stopping"``, ``"max_minutes"`` or None (go on), after ``epoch``."""
-        if self.bad >= self.patience and epoch >= self.min_epochs:
+    def stop_reason(self) -> str | None:
+        """``"early_stopping"``, ``"max_minutes"`` or None (go on)."""
+        if self.bad >= self.patience and self.last_eval >= self.min_epochs:
             return "early_stopping"
         if self.max_minutes is not None and self.minutes() > self.max_minutes:
             return "max_minutes"
@@ -220,10 +224,11 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
                  checkpoint: str | Path | None = None, key: dict | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs of ``task``; stop early after ``cfg.patience`` validations without
     improvement or past ``cfg.max_minutes`` (counting earlier calls of a resumed run); leave the model at its best
-    validated state; the patience ends no run before epoch ``cfg.min_epochs`` (0 when the config has none).
-    ``cfg``: any config with ``epochs``, ``patience``, ``max_minutes``, ``checkpoint_minutes`` and ``progress``. With
+    validated state; the patience ends no run before a validation at or after epoch ``cfg.min_epochs``. ``cfg``: any
+    config with ``epochs``, ``patience``, ``min_epochs``, ``max_minutes``, ``checkpoint_minutes`` and ``progress``. With
     ``checkpoint`` (a file path) progress is saved there every ``cfg.checkpoint_minutes`` (after an epoch; None:
-    never, though an existing file is still resumed from) and a call finding that file resumes from it, provided it was made under the same ``key`` (:func:`make_checkpoint_key`); else CheckpointMismatchError.
+    never, though an existing file is still resumed from) and a call finding that file resumes from it, provided
+    it was made under the same ``key`` (:func:`make_checkpoint_key`); else CheckpointMismatchError.
     A call that fails (a refused checkpoint, a diverged loss, an interrupt) gives up the checkpoint's lock and keeps
     the file, so another process, or this one later, can resume it; a finished call keeps the lock until the run is
     saved (:func:`~semcollab.runs.checkpoints.remove_resume_file`)."""
@@ -235,7 +240,7 @@ def train_epochs(task: EpochTask, model, opt: torch.optim.Optimizer, rng: np.ran
 
 
 def _train_epochs(task: EpochTask, model, opt, rng, cfg, log, checkpoint, key) -> FitResult:
-    result, stopper = FitResult(), EarlyStopping(cfg.patience, cfg.max_minutes, getattr(cfg, "min_epochs", 0))
+    result, stopper = FitResult(), EarlyStopping(cfg.patience, cfg.max_minutes, cfg.min_epochs)
     saver = EpochCheckpoint(checkpoint, key, cfg.checkpoint_minutes, log)
     first_epoch, reason = 1, None
     resumed = saver.load(model, opt, stopper, rng, task.metric, cfg.epochs)
@@ -243,7 +248,7 @@ def _train_epochs(task: EpochTask, model, opt, rng, cfg, log, checkpoint, key) -
         result.history, result.train_seconds = resumed["history"], resumed["train_time"]
         result.epochs_run = result.resumed_from_epoch = resumed["epoch"]
         first_epoch = resumed["epoch"] + 1
-        reason = ddp.from_main(stopper.stop_reason(resumed["epoch"]))  # a resumed run already past its time cap
+        reason = ddp.from_main(stopper.stop_reason())  # a resumed run already past its time cap
     last_epoch = cfg.epochs if reason is None else first_epoch - 1
     for epoch in range(first_epoch, last_epoch + 1):
         model.train()
@@ -271,7 +276,7 @@ def _train_epochs(task: EpochTask, model, opt, rng, cfg, log, checkpoint, key) -
             stopper.update(model, value, epoch)
         result.history.append(record)
         result.epochs_run = epoch
-        reason = ddp.from_main(stopper.stop_reason(epoch))  # the time cap is read on rank 0 alone: one decision
+        reason = ddp.from_main(stopper.stop_reason())  # the time cap is read on rank 0 alone: one decision
         if epoch < cfg.epochs and not reason and saver.due():
             saver.save(epoch, model, opt, stopper, rng, result.history, result.train_seconds)
         if log:

@@ -130,6 +130,9 @@ def test_train_keys_an_lm_model_would_ignore_are_refused(tmp_path, tiny_yes_no_l
     with pytest.raises(ConfigError, match=r"'train.epochs' does not apply .* model_params.lm_epochs"):
         run_ctr("tallrec", "collm-ml-1m", overrides=["train.epochs=3", f"model_params.lm={tiny_yes_no_lm}",
                                                       f"data.path={tmp_path}"], log=None, save=False)
+    with pytest.raises(ConfigError, match=r"'train.min_epochs' does not apply .* no equivalent"):
+        run_ctr("tallrec", "collm-ml-1m", overrides=["train.min_epochs=3", f"model_params.lm={tiny_yes_no_lm}",
+                                                      f"data.path={tmp_path}"], log=None, save=False)
 
 
 def test_step1_key_changes_with_titles_and_seed(split, tiny_yes_no_lm):
