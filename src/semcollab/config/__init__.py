@@ -62,6 +62,13 @@ LOSSES = ("auto", "ce", "bce", "bpr", "sampled_ce")
 METRIC = re.compile(r"^(hr|recall|ndcg|mrr)@(\d+)$")
 
 
+def epoch_bounds_check(cfg):
+    """The cross-field rule of every training config (ranking and CTR): ``min_epochs`` within ``epochs``."""
+    if cfg.min_epochs > cfg.epochs:
+        yield "min_epochs", (f"must be at most train.epochs ({cfg.epochs}), got {cfg.min_epochs}: the patience "
+                             "could never end the run")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = at_least(200, 1)
@@ -87,9 +94,7 @@ class TrainConfig:
     checkpoint_minutes: float | None = at_least(1.0, 0, integer=False)
 
     def _check(self):
-        if self.min_epochs > self.epochs:
-            yield "min_epochs", (f"must be at most train.epochs ({self.epochs}), got {self.min_epochs}: the patience "
-                                 "could never end the run")
+        yield from epoch_bounds_check(self)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import allowed, at_least, device_option, positive
+from . import allowed, at_least, device_option, epoch_bounds_check, positive
 
 
 @dataclass
@@ -36,9 +36,7 @@ class CTRTrainConfig:
     checkpoint_minutes: float | None = at_least(1.0, 0, integer=False)
 
     def _check(self):
-        if self.min_epochs > self.epochs:
-            yield "min_epochs", (f"must be at most train.epochs ({self.epochs}), got {self.min_epochs}: the patience "
-                                 "could never end the run")
+        yield from epoch_bounds_check(self)
 
 
 @dataclass
