@@ -6,7 +6,9 @@ Usage: python experiments/seed_table.py GROUP [GROUP ...]
            each group folder holds runs of one setting; a group with one run is printed without std (ablations)
        python experiments/seed_table.py --welch GROUP_A GROUP_B [GROUP_A GROUP_B ...] [--metric ndcg@10]
            one row per pair and part (overall, head and tail items) on the test metric. With three seeds a side
-           the test has few degrees of freedom: read p as a guide, not a verdict."""
+           the test has few degrees of freedom: read p as a guide, not a verdict.
+       --split valid: both on the validation split (the epoch each run kept), to set a ranking on validation
+           beside the one on test."""
 
 from __future__ import annotations
 
@@ -47,16 +49,27 @@ def welch(a: Summary, b: Summary) -> tuple[float, float]:
     return r.statistic, r.pvalue
 
 
-def _metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text())["test"]
+SPLITS = ("test", "valid")
 
 
-def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False) -> Iterator[str]:
+def _metrics(run: Path, split: str = "test") -> dict:
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    if split not in metrics:
+        raise SystemExit(f"{path}: no '{split}' split (it has: {', '.join(metrics) or 'nothing'})")
+    return metrics[split]
+
+
+def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False,
+              split: str = "test") -> Iterator[str]:
     """The mean ± std table, line by line: one row per setting (run label) in each group, in the groups' order.
     ``folder_names``: a group's row is named by its folder (label in brackets when a group holds several settings);
-    ``more``: short-history users' NDCG@10 and seconds per epoch too."""
-    extra = " short-history NDCG@10 | s / epoch |" if more else ""
-    yield "| setting | runs | HR@10 | NDCG@10 | head NDCG@10 | tail NDCG@10 |" + extra + " epochs (best) |"
+    ``more``: short-history users' NDCG@10 and seconds per epoch too; ``split``: the metrics' split (the header
+    names it when it is not test)."""
+    pre = "" if split == "test" else f"{split} "
+    extra = f" {pre}short-history NDCG@10 | s / epoch |" if more else ""
+    yield (f"| setting | runs | {pre}HR@10 | {pre}NDCG@10 | {pre}head NDCG@10 | {pre}tail NDCG@10 |"
+           + extra + " epochs (best) |")
     yield "|---|---|---|---|---|---|" + ("---|---|" if more else "") + "---|"
     for group in groups:
         by_setting: dict[str, list[Path]] = {}
@@ -65,7 +78,7 @@ def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False)
         for name, rs in by_setting.items():
             if folder_names:
                 name = Path(group).name + (f" [{name}]" if len(by_setting) > 1 else "")
-            m = [_metrics(r) for r in rs]
+            m = [_metrics(r, split) for r in rs]
             fits = [json.loads((r / "run.json").read_text())["fit"] for r in rs]
             ep = ", ".join(f"{f['epochs_run']} ({f['best_epoch']})" for f in fits)
             cols = (f" {mean_sd([x['short_users']['ndcg@10'] for x in m])} | "
@@ -75,22 +88,23 @@ def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False)
                    f"{mean_sd([x['tail']['ndcg@10'] for x in m])} |{cols} {ep} |")
 
 
-def _values(group: str, part: str, metric: str) -> np.ndarray:
+def _values(group: str, part: str, metric: str, split: str = "test") -> np.ndarray:
     runs = seeded_runs(group)
     if len(runs) < 2:
         raise SystemExit(f"{group}: needs at least 2 finished runs for a t-test, found {len(runs)}")
-    return np.array([_metrics(r)[part][metric] for r in runs])
+    return np.array([_metrics(r, split)[part][metric] for r in runs])
 
 
-def welch_rows(groups: list[str], metric: str) -> Iterator[str]:
-    """The t-test table, line by line: groups in pairs A B [A B ...], one row per pair and part."""
+def welch_rows(groups: list[str], metric: str, split: str = "test") -> Iterator[str]:
+    """The t-test table, line by line: groups in pairs A B [A B ...], one row per pair and part (on ``split``)."""
     if len(groups) % 2:
         raise SystemExit("give the groups in pairs: A B [A B ...]")
-    yield f"| A | B | part | {metric} A | {metric} B | diff | t | p |"
+    name = metric if split == "test" else f"{split} {metric}"
+    yield f"| A | B | part | {name} A | {name} B | diff | t | p |"
     yield "|---|---|---|---|---|---|---|---|"
     for ga, gb in zip(groups[::2], groups[1::2]):
         for part in ("overall", "head", "tail"):
-            x, y = _values(ga, part, metric), _values(gb, part, metric)
+            x, y = _values(ga, part, metric, split), _values(gb, part, metric, split)
             t, p = welch(summary(x), summary(y))
             yield (f"| {ga} | {gb} | {part} | {x.mean():.4f} (n={len(x)}) | {y.mean():.4f} (n={len(y)}) | "
                    f"{x.mean() - y.mean():+.4f} | {t:.2f} | {p:.3f} |")
@@ -103,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metric", default="ndcg@10", help="the --welch test's metric")
     ap.add_argument("--folder-names", action="store_true", help="name each row by its group folder")
     ap.add_argument("--more", action="store_true", help="add short-history users' NDCG@10 and seconds per epoch")
+    ap.add_argument("--split", choices=SPLITS, default="test", help="the split both tables read (default test)")
     a = ap.parse_args(argv)
-    rows = welch_rows(a.groups, a.metric) if a.welch else seed_rows(a.groups, a.folder_names, a.more)
+    rows = (welch_rows(a.groups, a.metric, a.split) if a.welch
+            else seed_rows(a.groups, a.folder_names, a.more, a.split))
     for line in rows:
         print(line)  # line by line: a group that fails leaves the rows before it, as the table is written
 

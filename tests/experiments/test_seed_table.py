@@ -26,13 +26,17 @@ def load(path: Path):
 seed_table = load(TOOL)
 
 
-def write_run(group: Path, seed: int, ndcg: float, params: str = "{}") -> None:
+def write_run(group: Path, seed: int, ndcg: float, params: str = "{}", valid: float | None = None) -> None:
+    """One run folder; ``valid``: its validation NDCG@10 too (metrics.json then holds both splits)."""
     run = group / f"20260101-00000{seed}-sasrec"
     run.mkdir(parents=True)
-    part = {"ndcg@10": ndcg, "hr@10": 2 * ndcg}
-    short = {"ndcg@10": ndcg / 2}
-    (run / "metrics.json").write_text(json.dumps({"test": {"overall": part, "head": part, "tail": part,
-                                                           "short_users": short}}))
+
+    def split(v):
+        part = {"ndcg@10": v, "hr@10": 2 * v}
+        return {"overall": part, "head": part, "tail": part, "short_users": {"ndcg@10": v / 2}}
+
+    metrics = {"test": split(ndcg)} | ({"valid": split(valid)} if valid is not None else {})
+    (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "run.json").write_text(json.dumps({"fit": {"epochs_run": 10 + seed, "best_epoch": seed,
                                                       "seconds_per_epoch": 4.0 + seed}}))
     (run / "config.yaml").write_text(f"model: sasrec\nmodel_params: {params}\ntrain:\n  seed: {seed}\n")
@@ -98,6 +102,34 @@ def test_welch_table_from_run_folders(tmp_path):
     t, p = seed_table.welch(seed_table.summary(a), seed_table.summary(b))  # the hand-checked case, scaled by 0.1
     assert rows[0].endswith(f"| 0.2000 (n=3) | 0.7000 (n=4) | -0.5000 | {t:.2f} | {p:.3f} |")
     assert f"{t:.2f}" == "-3.54"
+
+
+def test_split_valid_reads_the_validation_metrics_and_says_so(tmp_path):
+    # test and validation rank the two groups in opposite orders: the tables must follow the split asked for
+    for seed, (t, v) in enumerate([(0.10, 0.40), (0.20, 0.60), (0.30, 0.80)], 1):
+        write_run(tmp_path / "a", seed, t, valid=v)
+    for seed, (t, v) in enumerate([(0.40, 0.10), (0.60, 0.20), (0.80, 0.30), (1.00, 0.40)], 1):
+        write_run(tmp_path / "b", seed, t, valid=v)
+    r = tool("--welch", "--split", "valid", tmp_path / "a", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "| A | B | part | valid ndcg@10 A | valid ndcg@10 B | diff | t | p |"
+    t, p = seed_table.welch(seed_table.summary([0.4, 0.6, 0.8]), seed_table.summary([0.1, 0.2, 0.3, 0.4]))
+    assert lines[2].endswith(f"| 0.6000 (n=3) | 0.2500 (n=4) | +0.3500 | {t:.2f} | {p:.3f} |")
+    assert tool("--welch", tmp_path / "a", tmp_path / "b").stdout.splitlines()[2].split(" | ")[5] == "-0.5000"
+    r = tool("--split", "valid", "--more", tmp_path / "a")
+    assert r.stdout.splitlines()[0].startswith("| setting | runs | valid HR@10 | valid NDCG@10 |")
+    assert "| valid short-history NDCG@10 |" in r.stdout.splitlines()[0]
+    assert r.stdout.splitlines()[2].startswith("| sasrec | 3 | 1.2000 ± 0.4000 | 0.6000 ± 0.2000 |")
+
+
+def test_split_missing_from_a_run_is_an_error_naming_the_file(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path / "a", seed, 0.1)  # test only
+    r = tool("--welch", "--split", "valid", tmp_path / "a", tmp_path / "a")
+    assert r.returncode != 0
+    assert "metrics.json: no 'valid' split (it has: test)" in r.stderr and str(tmp_path / "a") in r.stderr
+    assert tool("--split", "train", tmp_path / "a").returncode == 2  # not a split the runs record
 
 
 def test_welch_refuses_an_odd_group_count_and_a_one_run_group(tmp_path):
