@@ -88,11 +88,12 @@ def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False,
                    f"{mean_sd([x['tail']['ndcg@10'] for x in m])} |{cols} {ep} |")
 
 
-def _values(group: str, part: str, metric: str, split: str = "test") -> np.ndarray:
+def _group_metrics(group: str, split: str = "test") -> list[dict]:
+    """Each run's metrics of ``split`` in a t-test group, read once for all its parts."""
     runs = seeded_runs(group)
     if len(runs) < 2:
         raise SystemExit(f"{group}: needs at least 2 finished runs for a t-test, found {len(runs)}")
-    return np.array([_metrics(r, split)[part][metric] for r in runs])
+    return [_metrics(r, split) for r in runs]
 
 
 def welch_rows(groups: list[str], metric: str, split: str = "test") -> Iterator[str]:
@@ -103,8 +104,9 @@ def welch_rows(groups: list[str], metric: str, split: str = "test") -> Iterator[
     yield f"| A | B | part | {name} A | {name} B | diff | t | p |"
     yield "|---|---|---|---|---|---|---|---|"
     for ga, gb in zip(groups[::2], groups[1::2]):
+        ma, mb = _group_metrics(ga, split), _group_metrics(gb, split)
         for part in ("overall", "head", "tail"):
-            x, y = _values(ga, part, metric, split), _values(gb, part, metric, split)
+            x, y = np.array([m[part][metric] for m in ma]), np.array([m[part][metric] for m in mb])
             t, p = welch(summary(x), summary(y))
             yield (f"| {ga} | {gb} | {part} | {x.mean():.4f} (n={len(x)}) | {y.mean():.4f} (n={len(y)}) | "
                    f"{x.mean() - y.mean():+.4f} | {t:.2f} | {p:.3f} |")
