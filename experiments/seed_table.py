@@ -60,6 +60,12 @@ def _metrics(run: Path, split: str = "test") -> dict:
     return metrics[split]
 
 
+def _mixed(records: list[dict]) -> str:
+    """`` (mixed hardware)`` when a setting's runs name different devices in run.json: their seconds per epoch are
+    then not one machine's (the same run took 12 s/epoch on one 2-core x86_64 CPU, 23 on another)."""
+    return " (mixed hardware)" if len({rec.get("hardware") for rec in records}) > 1 else ""
+
+
 def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False,
               split: str = "test") -> Iterator[str]:
     """The mean ± std table, line by line: one row per setting (run label) in each group, in the groups' order.
@@ -79,10 +85,11 @@ def seed_rows(groups: list[str], folder_names: bool = False, more: bool = False,
             if folder_names:
                 name = Path(group).name + (f" [{name}]" if len(by_setting) > 1 else "")
             m = [_metrics(r, split) for r in rs]
-            fits = [json.loads((r / "run.json").read_text())["fit"] for r in rs]
+            records = [json.loads((r / "run.json").read_text()) for r in rs]
+            fits = [rec["fit"] for rec in records]
             ep = ", ".join(f"{f['epochs_run']} ({f['best_epoch']})" for f in fits)
             cols = (f" {mean_sd([x['short_users']['ndcg@10'] for x in m])} | "
-                    f"{mean_sd_seconds([f['seconds_per_epoch'] for f in fits])} |") if more else ""
+                    f"{mean_sd_seconds([f['seconds_per_epoch'] for f in fits])}{_mixed(records)} |") if more else ""
             yield (f"| {name} | {len(rs)} | {mean_sd([x['overall']['hr@10'] for x in m])} | "
                    f"{mean_sd([x['overall']['ndcg@10'] for x in m])} | {mean_sd([x['head']['ndcg@10'] for x in m])} | "
                    f"{mean_sd([x['tail']['ndcg@10'] for x in m])} |{cols} {ep} |")

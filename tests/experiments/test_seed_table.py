@@ -26,7 +26,8 @@ def load(path: Path):
 seed_table = load(TOOL)
 
 
-def write_run(group: Path, seed: int, ndcg: float, params: str = "{}", valid: float | None = None) -> None:
+def write_run(group: Path, seed: int, ndcg: float, params: str = "{}", valid: float | None = None,
+              hardware: str = "CPU (x86_64, 1 threads)") -> None:
     """One run folder; ``valid``: its validation NDCG@10 too (metrics.json then holds both splits)."""
     run = group / f"20260101-00000{seed}-sasrec"
     run.mkdir(parents=True)
@@ -37,8 +38,8 @@ def write_run(group: Path, seed: int, ndcg: float, params: str = "{}", valid: fl
 
     metrics = {"test": split(ndcg)} | ({"valid": split(valid)} if valid is not None else {})
     (run / "metrics.json").write_text(json.dumps(metrics))
-    (run / "run.json").write_text(json.dumps({"fit": {"epochs_run": 10 + seed, "best_epoch": seed,
-                                                      "seconds_per_epoch": 4.0 + seed}}))
+    (run / "run.json").write_text(json.dumps({"hardware": hardware, "fit": {"epochs_run": 10 + seed, "best_epoch": seed,
+                                                                            "seconds_per_epoch": 4.0 + seed}}))
     (run / "config.yaml").write_text(f"model: sasrec\nmodel_params: {params}\ntrain:\n  seed: {seed}\n")
 
 
@@ -87,6 +88,16 @@ def test_folder_names_and_the_wider_table(tmp_path):
     # short users: ndcg / 2 -> 0.05, 0.10; seconds 5 and 6 -> 5.5 ± 0.7 (sample std 0.707)
     assert lines[2] == ("| sasrec-cos | 2 | 0.3000 ± 0.1414 | 0.1500 ± 0.0707 | 0.1500 ± 0.0707 | 0.1500 ± 0.0707 | "
                         "0.0750 ± 0.0354 | 5.5 ± 0.7 | 11 (1), 12 (2) |")
+
+
+def test_seconds_per_epoch_from_different_hardware_are_marked(tmp_path):
+    write_run(tmp_path / "hybrid", 1, 0.10, hardware="CPU (AMD EPYC 9B14, x86_64, 1 threads)")
+    write_run(tmp_path / "hybrid", 2, 0.20, hardware="CPU (Intel(R) Xeon(R) Processor, x86_64, 1 threads)")
+    write_run(tmp_path / "sasrec", 1, 0.10)
+    write_run(tmp_path / "sasrec", 2, 0.20)
+    lines = tool("--folder-names", "--more", tmp_path / "hybrid", tmp_path / "sasrec").stdout.splitlines()
+    assert "| 5.5 ± 0.7 (mixed hardware) | 11 (1), 12 (2) |" in lines[2]
+    assert "| 5.5 ± 0.7 | 11 (1), 12 (2) |" in lines[3]
 
 
 def test_welch_table_from_run_folders(tmp_path):

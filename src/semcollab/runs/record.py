@@ -50,11 +50,17 @@ def cpu_model() -> str:
 
 
 def hardware() -> str:
+    """The device a run trained on, as run.json records it: the GPU's name, else the CPU's model name (not only
+    ``x86_64``: the same run takes half the seconds per epoch on one x86_64 CPU as on another, and tables that
+    quote s/epoch must say which CPU gave it), its architecture and torch's thread count."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    arch = platform.machine()
+    model = cpu_model()
+    name = model if model == arch else f"{model}, {arch}"
+    return f"CPU ({name}, {torch.get_num_threads()} threads)"
 
 
 def write_run_dir(base: str | Path, model: str, dataset: str, write) -> Path:
