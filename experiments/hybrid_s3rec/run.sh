@@ -61,7 +61,7 @@ export OMP_NUM_THREADS=1 COLUMNS=120
 declare -A ABLATION=(
   [no-gates]="--model_params.gate=none"                       # fixed 0.5 mixes (item and score)
   [no-user-gate]="--model_params.gate=item"                   # item gate by popularity; constant score mix
-  [random-ids]="--model_params.id_init=random"                # no text-PCA start of the ID table
+  [random-ids]="--model_params.id_init=random"                # random ID start: not text-PCA (gated view), not zeros (null space)
   [no-semantic-head]="--model_params.semantic_head=false --model_params.gate=item --model_params.semantic_loss=0 --model_params.tail_distill=0"
   [no-semantic-loss]="--model_params.semantic_loss=0"         # head trained only through the fused score
   [no-tail-distill]="--model_params.tail_distill=0"
