@@ -62,7 +62,7 @@ def _metrics(run: Path, split: str = "test") -> dict:
 
 def _mixed(records: list[dict]) -> str:
     """`` (mixed hardware)`` when a setting's runs name different devices in run.json: their seconds per epoch are
-    then not one machine's (the same run took 12 s/epoch on one 2-core x86_64 CPU, 23 on another)."""
+    then not one machine's (the same setting took 13-16 s/epoch on one 2-core x86_64 CPU, 15-18 on another)."""
     return " (mixed hardware)" if len({rec.get("hardware") for rec in records}) > 1 else ""
 
 

@@ -51,8 +51,8 @@ def cpu_model() -> str:
 
 def hardware() -> str:
     """The device a run trained on, as run.json records it: the GPU's name, else the CPU's model name (not only
-    ``x86_64``: the same run takes half the seconds per epoch on one x86_64 CPU as on another, and tables that
-    quote s/epoch must say which CPU gave it), its architecture and torch's thread count."""
+    ``x86_64``: one hybrid run's seconds per epoch differ by 10-30% between two 2-core x86_64 CPUs, and tables
+    that quote s/epoch must say which CPU gave it), its architecture and torch's thread count."""
     import torch
 
     if torch.cuda.is_available():
