@@ -40,7 +40,7 @@ from semcollab.lm import (
     yes_no_logits_full_head,
     yes_no_loss,
 )
-from semcollab.lm.dtype import cpu_bf16, keep_lora_outputs_fp32
+from semcollab.lm.dtype import BF16_FLAGS, cpu_bf16, cpu_flags, keep_lora_outputs_fp32
 from semcollab.methods.lm_ctr.prompts import TALLREC_MOVIE
 from semcollab.runs.record import cpu_model
 from semcollab.train.lm_steps import LMTrainConfig, train_lm
@@ -344,7 +344,10 @@ def main() -> None:
     if a.memory_probe:
         print(json.dumps(memory_probe(a.models, a.memory_probe, a.batch, a.tokens, a.score_batch, a.device)))
         return
-    report = {"device": a.device, "cpu": cpu_model(), "cpu_bf16": cpu_bf16(), "torch_threads": torch.get_num_threads(),
+    flags = cpu_flags() or set()
+    report = {"device": a.device, "cpu": cpu_model(), "cpu_bf16": cpu_bf16(),
+              "cpu_bf16_flags": sorted(f for f in BF16_FLAGS if f in flags),  # AMX or not: the model name may not say
+              "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()), "torch_threads": torch.get_num_threads(),
               "python": platform.python_version(), "torch": torch.__version__, "results": []}
     for name in a.models.split(","):
         try:

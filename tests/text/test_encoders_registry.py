@@ -99,3 +99,30 @@ def test_local_folders_and_cached_hub_ids_work_and_an_unknown_name_fails_at_once
         with pytest.raises(ModelFolderError, match="neither a registry name.*minilm"):
             resolve_encoder(typo)
         assert time.monotonic() - t0 < 5
+
+
+def test_a_gguf_encoder_asks_transformers_for_dense_weights(monkeypatch, tiny_llama):
+    """transformers 5.2x keeps GGUF blocks packed (float32 kernels, casts around each matmul) unless told to
+    dequantise: the encoder must ask for dense weights, as the registry's conversion does, and not pass the
+    quantisation config to the tokenizer."""
+    transformers = pytest.importorskip("transformers")
+    from semcollab.text.encoders import EncoderSpec
+
+    seen = {}
+    real_model, real_tok = transformers.AutoModel.from_pretrained, transformers.AutoTokenizer.from_pretrained
+
+    def model_from(path, **kw):
+        seen["model"] = kw
+        return real_model(str(tiny_llama), dtype=kw.get("dtype"))
+
+    def tok_from(path, **kw):
+        seen["tokenizer"] = kw
+        return real_tok(str(tiny_llama))
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", model_from)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tok_from)
+    TextEncoder(EncoderSpec("x", "hf", str(tiny_llama), "model.gguf", "last"), device="cpu", dtype="float32")
+    assert seen["tokenizer"] == {"gguf_file": "model.gguf"}
+    assert seen["model"]["gguf_file"] == "model.gguf"
+    if hasattr(transformers, "GgufConfig"):
+        assert seen["model"]["quantization_config"].dequantize is True

@@ -139,15 +139,10 @@ def _default_gguf_loader(gguf_path: Path, dtype):
     """Load a GGUF as a dense ``AutoModelForCausalLM`` plus its tokenizer (dequantising every weight)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kw = {}
-    try:  # recent transformers may keep GGUF blocks packed when a kernel exists: force dense weights
-        from transformers import GgufConfig
+    from ..lm.load import dense_gguf_kwargs
 
-        kw["quantization_config"] = GgufConfig(gguf_file=gguf_path.name, dequantize=True)
-    except ImportError:
-        pass
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=dtype, **kw)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=dtype, **dense_gguf_kwargs(gguf_path.name))
     return model, tok
 
 

@@ -80,6 +80,20 @@ def set_padding(tokenizer, model=None) -> None:
             gen.pad_token_id = tokenizer.pad_token_id
 
 
+def dense_gguf_kwargs(gguf_file: str) -> dict:
+    """``from_pretrained`` keywords that read a GGUF file as dense weights, as the registry's converted folders hold
+    them. Recent transformers (5.2x) may keep GGUF blocks packed where it has a kernel, computing in float32 with casts
+    around every matmul (and warns so when a bf16 policy asks for 16 bits); older ones (no ``GgufConfig``) always
+    dequantise. On transformers 5.25 smollm2-135m's vectors are the same either way (docs/results.md 22p)."""
+    kw: dict = {"gguf_file": gguf_file}
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return kw
+    kw["quantization_config"] = GgufConfig(gguf_file=gguf_file, dequantize=True)
+    return kw
+
+
 def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "cpu",
                    attn_implementation: str | None = None, log=None):
     """``(model, tokenizer)`` for a registry name (see ``semcollab.hub.models``), a local folder or a hub id
@@ -98,14 +112,15 @@ def load_causal_lm(name_or_path: str, dtype=None, device: str | torch.device = "
         ggufs = sorted(p.glob("*.gguf"))
         if not ggufs:
             raise FileNotFoundError(f"causal LM {name_or_path!r}: folder {p} has neither config.json nor a .gguf file")
-        kw["gguf_file"] = ggufs[0].name
+        kw.update(dense_gguf_kwargs(ggufs[0].name))
     elif not p.exists() and (p.is_absolute() or str(path).startswith(".") or str(path).count("/") > 1):
         raise FileNotFoundError(f"causal LM {name_or_path!r}: no folder at {path}")
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
     check_tokenizer_files(path)  # a truncated tokenizer.json: an error naming the file, not a JSON traceback
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kw.items() if k != "attn_implementation"})
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, **{k: v for k, v in kw.items() if k not in ("attn_implementation", "quantization_config")})
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype, device), **kw)
     except OSError as exc:  # transformers' "not a local folder and not on the hub" (or offline) error
         raise FileNotFoundError(f"causal LM {name_or_path!r} (resolved to {path!r}) could not be loaded: {exc}") from exc

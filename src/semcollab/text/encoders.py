@@ -32,7 +32,7 @@ from ..hub.models import ModelError
 from ..hub.wheels import default_cache_dir
 from ..lm.dtype import dtype_name, resolve_dtype
 from ..lm.hidden import POOLINGS, encode_texts
-from ..lm.load import check_tokenizer_files
+from ..lm.load import check_tokenizer_files, dense_gguf_kwargs
 
 
 @dataclass
@@ -183,7 +183,8 @@ class TextEncoder:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        self.model = AutoModel.from_pretrained(spec.path, dtype=self.dtype, **kw).to(self.device).eval()
+        model_kw = dense_gguf_kwargs(spec.gguf_file) if spec.gguf_file else {}  # dense, as the cache key assumes
+        self.model = AutoModel.from_pretrained(spec.path, dtype=self.dtype, **model_kw).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
 
     @torch.no_grad()
