@@ -20,10 +20,14 @@ for dtype in ("float32", "bfloat16"):
         enc.dense_gguf_kwargs = dense_kw if mode == "dense" else (lambda f: {"gguf_file": f})
         e = enc.TextEncoder(spec, device="cpu", dtype=dtype, batch_size=32)
         t = time.perf_counter(); v = e.encode(texts); out[(dtype, mode)] = (v, time.perf_counter() - t)
-for dtype in ("float32", "bfloat16"):
-    a, ta = out[(dtype, "dense")]; b, tb = out[(dtype, "packed")]
+
+
+def one_minus_cos(a: np.ndarray, b: np.ndarray) -> str:
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    print(f"{dtype}: dense {ta:.1f}s packed {tb:.1f}s; 1-cos max {1 - cos.min():.2e} mean {1 - cos.mean():.2e}")
-a = out[("float32", "dense")][0]; b = out[("bfloat16", "packed")][0]
-cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-print(f"fp32 dense vs bf16 packed: 1-cos max {1 - cos.min():.2e} mean {1 - cos.mean():.2e}")
+    return f"1-cos max {1 - cos.min():.2e} mean {1 - cos.mean():.2e}"
+
+
+for dtype in ("float32", "bfloat16"):
+    (a, ta), (b, tb) = out[(dtype, "dense")], out[(dtype, "packed")]
+    print(f"{dtype}: dense {ta:.1f}s packed {tb:.1f}s; {one_minus_cos(a, b)}")
+print(f"fp32 dense vs bf16 packed: {one_minus_cos(out[('float32', 'dense')][0], out[('bfloat16', 'packed')][0])}")
