@@ -8,7 +8,10 @@ Usage: python experiments/seed_table.py GROUP [GROUP ...]
            one row per pair and part (overall, head and tail items) on the test metric. With three seeds a side
            the test has few degrees of freedom: read p as a guide, not a verdict.
        --split valid: both on the validation split (the epoch each run kept), to set a ranking on validation
-           beside the one on test."""
+           beside the one on test.
+       python experiments/seed_table.py --curve 50,100,200 GROUP [GROUP ...]
+           validation NDCG@10 at those epochs (each run's training history, run.json), mean ± std per group: a
+           setting that learns slower and one that ends lower look alike at an epoch cap; this tells them apart."""
 
 from __future__ import annotations
 
@@ -119,6 +122,36 @@ def welch_rows(groups: list[str], metric: str, split: str = "test") -> Iterator[
                    f"{x.mean() - y.mean():+.4f} | {t:.2f} | {p:.3f} |")
 
 
+def curve_rows(groups: list[str], epochs: list[int]) -> Iterator[str]:
+    """Validation NDCG@10 at each of ``epochs`` (from the runs' fit history), one row per group; a cell averages
+    the runs that reached that epoch and says how many when some stopped earlier (early stopping)."""
+    if not epochs or min(epochs) < 1:
+        raise SystemExit(f"--curve takes epochs >= 1, got {epochs}")
+    yield "| setting | runs | " + " | ".join(f"valid NDCG@10 at epoch {e}" for e in epochs) + " |"
+    yield "|---|---|" + "---|" * len(epochs)
+    for group in groups:
+        runs = seeded_runs(group)
+        histories = []
+        for r in runs:
+            fit = json.loads((r / "run.json").read_text()).get("fit") or {}
+            if not fit.get("history"):
+                raise SystemExit(f"{r / 'run.json'}: no training history (fit.history) to read a curve from")
+            histories.append({h["epoch"]: h["valid_ndcg@10"] for h in fit["history"] if "valid_ndcg@10" in h})
+        cells = []
+        for e in epochs:
+            values = [h[e] for h in histories if e in h]
+            cell = mean_sd(values) if values else "-"
+            cells.append(cell + (f" (n={len(values)})" if 0 < len(values) < len(histories) else ""))
+        yield f"| {group} | {len(runs)} | " + " | ".join(cells) + " |"
+
+
+def _epochs(text: str) -> list[int]:
+    try:
+        return [int(e) for e in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epochs separated by commas, e.g. 50,100,200; got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("groups", nargs="+", metavar="GROUP")
@@ -127,8 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--folder-names", action="store_true", help="name each row by its group folder")
     ap.add_argument("--more", action="store_true", help="add short-history users' NDCG@10 and seconds per epoch")
     ap.add_argument("--split", choices=SPLITS, default="test", help="the split both tables read (default test)")
+    ap.add_argument("--curve", type=_epochs, metavar="E1,E2,...",
+                    help="validation NDCG@10 at these epochs (training history), one row per group")
     a = ap.parse_args(argv)
-    rows = (welch_rows(a.groups, a.metric, a.split) if a.welch
+    if a.curve and a.welch:
+        ap.error("--curve and --welch are two different tables: give one")
+    rows = (curve_rows(a.groups, a.curve) if a.curve else welch_rows(a.groups, a.metric, a.split) if a.welch
             else seed_rows(a.groups, a.folder_names, a.more, a.split))
     for line in rows:
         print(line)  # line by line: a group that fails leaves the rows before it, as the table is written

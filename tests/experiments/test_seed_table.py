@@ -151,6 +151,37 @@ def test_welch_refuses_an_odd_group_count_and_a_one_run_group(tmp_path):
     assert r.returncode != 0 and "needs at least 2 finished runs" in r.stderr
 
 
+def _with_history(group: Path, seed: int, curve: list[float]) -> None:
+    """Give the run of ``seed`` in ``group`` a training history: validation NDCG@10 ``curve[e - 1]`` at epoch e."""
+    record = next(group.glob(f"*0{seed}-sasrec")) / "run.json"
+    rec = json.loads(record.read_text())
+    rec["fit"]["history"] = [{"epoch": e, "loss": 1.0, "valid_ndcg@10": v} for e, v in enumerate(curve, 1)]
+    record.write_text(json.dumps(rec))
+
+
+def test_curve_gives_validation_ndcg_at_each_epoch_and_counts_runs_that_stopped(tmp_path):
+    for seed, curve in ((1, [0.1, 0.2, 0.3]), (2, [0.2, 0.4])):  # seed 2 stopped after epoch 2
+        write_run(tmp_path / "slow", seed, 0.1)
+        _with_history(tmp_path / "slow", seed, curve)
+    rows = list(seed_table.curve_rows([str(tmp_path / "slow")], [1, 2, 3, 9]))
+    assert rows[0] == ("| setting | runs | valid NDCG@10 at epoch 1 | valid NDCG@10 at epoch 2 | "
+                       "valid NDCG@10 at epoch 3 | valid NDCG@10 at epoch 9 |")
+    # by hand: epoch 1 -> 0.1, 0.2: mean 0.15, sample std 0.0707; epoch 2 -> 0.2, 0.4: 0.3 ± 0.1414; epoch 3: seed 1
+    assert rows[2] == f"| {tmp_path / 'slow'} | 2 | 0.1500 ± 0.0707 | 0.3000 ± 0.1414 | 0.3000 (n=1) | - |"
+    r = tool("--curve", "1,2", tmp_path / "slow")
+    assert r.returncode == 0 and "0.1500 ± 0.0707" in r.stdout
+
+
+def test_curve_refuses_bad_epochs_runs_without_history_and_welch_beside_it(tmp_path):
+    write_run(tmp_path / "a", 1, 0.1)
+    assert tool("--curve", "5,x", tmp_path / "a").returncode == 2
+    r = tool("--curve", "0", tmp_path / "a")
+    assert r.returncode != 0 and "epochs >= 1" in r.stderr
+    r = tool("--curve", "1", tmp_path / "a")
+    assert r.returncode != 0 and "run.json: no training history" in r.stderr
+    assert tool("--curve", "1", "--welch", tmp_path / "a", tmp_path / "a").returncode == 2
+
+
 def test_study_config_prints_mappings_lists_and_scalars(tmp_path):
     cfg = tmp_path / "study.yaml"
     cfg.write_text("variants:\n  plain: ''\n  tied: --sae.tied=true\nseeds: [1, 2]\nname: x\nnested: {k: 3}\n")
